@@ -1,0 +1,1 @@
+"""Greedy InfoMax: gradient-isolated, module-by-module training of deep networks."""
