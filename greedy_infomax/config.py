@@ -1,0 +1,261 @@
+"""Typed, frozen configuration: one dataclass per concern, composed into `RunConfig`, plus named presets.
+
+The defaults of every field are the paper's STL-10 setup, so `RunConfig()` is the `paper-stl10` preset.
+The CLI flags, `--help` and config files are generated from these dataclasses (see cli.py), so the field
+docstrings below are the user documentation of every option.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
+
+from greedy_infomax.errors import GimError
+
+
+def _require(condition: bool, option: str, message: str) -> None:
+    """Reject a bad value with a message that names the option."""
+    if not condition:
+        raise ValueError(f"{option}: {message}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images to train and probe on, and how they are augmented."""
+
+    dataset: Literal["fashion-mnist", "stl10", "image-folder"] = "stl10"
+    """Dataset name."""
+    root: str | None = None
+    """Folder holding the dataset; None searches the default places (see `gim data --help`)."""
+    crop: int = 64
+    """Side of the square crop fed to the encoder (random when training, centred when evaluating)."""
+    flip: bool = True
+    """Random horizontal flips when training."""
+    grayscale: bool = True
+    """Convert colour images to one luma channel."""
+    limit: int | None = None
+    """Use only the first N images of every split (quick experiments and tests)."""
+    batch_size: int = 32
+    """Images per training step."""
+
+    def __post_init__(self) -> None:
+        _require(self.crop > 0, "data.crop", f"must be positive, got {self.crop}")
+        _require(self.batch_size > 1, "data.batch_size", f"needs at least 2 images for negatives, got {self.batch_size}")
+        _require(self.limit is None or self.limit > 1, "data.limit", f"must be > 1, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The pre-activation ResNet encoder (no BatchNorm) and how it is cut into gradient-isolated modules."""
+
+    block: Literal["bottleneck", "basic"] = "bottleneck"
+    """Residual block type (bottleneck: expansion 4; basic: two 3x3 convolutions)."""
+    blocks_per_stage: tuple[int, ...] = (3, 4, 6)
+    """Residual blocks in each stage."""
+    planes: tuple[int, ...] = (64, 128, 256)
+    """Inner width of each stage (a bottleneck stage outputs 4x this)."""
+    stem_channels: int = 64
+    """Channels of the stem convolution in front of stage 1."""
+    stem_kernel: int = 5
+    """Kernel size of the stem convolution (stride 1, same padding)."""
+    patch_size: int = 16
+    """Side of the square patches every image is cut into; each patch is encoded independently."""
+    patch_stride: int = 8
+    """Step between neighbouring patches (half the patch size gives 50% overlap)."""
+    stages_per_module: tuple[int, ...] = (1, 1, 1)
+    """How many consecutive stages each module holds: (1, 1, 1) is GIM, (3,) is end-to-end."""
+
+    def __post_init__(self) -> None:
+        _require(len(self.planes) == len(self.blocks_per_stage), "model.planes",
+                 f"needs one width per stage ({len(self.blocks_per_stage)}), got {len(self.planes)}")
+        _require(all(n > 0 for n in self.blocks_per_stage), "model.blocks_per_stage", "must all be positive")
+        _require(all(p > 0 for p in self.planes), "model.planes", "must all be positive")
+        _require(sum(self.stages_per_module) == len(self.blocks_per_stage) and min(self.stages_per_module) > 0,
+                 "model.stages_per_module",
+                 f"must be positive and add up to the {len(self.blocks_per_stage)} stages, got {self.stages_per_module}")
+        _require(0 < self.patch_stride <= self.patch_size, "model.patch_stride",
+                 f"must be in 1..patch_size ({self.patch_size}), got {self.patch_stride}")
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.stages_per_module)
+
+    def grid(self, crop: int) -> int:
+        """Patches along each side of a `crop`-sized image."""
+        return (crop - self.patch_size) // self.patch_stride + 1
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The per-module loss."""
+
+    name: Literal["infonce_2d"] = "infonce_2d"
+    """Objective of every module."""
+    prediction_steps: int = 5
+    """K: how many rows below each context row are predicted."""
+    skip_steps: int = 1
+    """Rows skipped between a context row and its first target (they overlap with it)."""
+    num_negatives: int = 16
+    """Negatives per positive, drawn uniformly with replacement from all positions of the batch."""
+
+    def __post_init__(self) -> None:
+        _require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
+        _require(self.skip_steps >= 0, "objective.skip_steps", "must be >= 0")
+        _require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and the training loop."""
+
+    lr: float = 2e-4
+    """Adam learning rate of every module."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    epochs: int = 300
+    """Passes over the pre-training split."""
+    max_steps: int | None = None
+    """Stop after this many steps in total (None: run all epochs)."""
+    train_module: int | None = None
+    """Train only this module (1-based); earlier modules run frozen without autograd. None: all at once."""
+    seed: int = 2
+    """Seed of weights, data order, augmentation and negative sampling."""
+    device: str = "auto"
+    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs the forward pass under autocast (weights and optimiser stay fp32)."""
+    channels_last: bool = True
+    """Channels-last memory format for the convolutions (much faster 1x1 convolutions on CPU)."""
+    checkpoint_every: int = 1000
+    """Write checkpoints every N steps (and always at the end)."""
+    log_every: int = 10
+    """Log losses every N steps."""
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _require(self.epochs > 0, "train.epochs", f"must be positive, got {self.epochs}")
+        _require(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")
+        _require(self.train_module is None or self.train_module > 0, "train.train_module", "is 1-based")
+        _require(self.checkpoint_every > 0, "train.checkpoint_every", "must be positive")
+        _require(self.log_every > 0, "train.log_every", "must be positive")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Linear and kNN probes on the frozen features of every module."""
+
+    pool: int = 1
+    """Average-pool each module's patch grid to pool x pool cells before the probe (1: the paper's C features)."""
+    epochs: int = 100
+    """Epochs of the linear classifier over the cached features."""
+    lr: float = 1e-3
+    """Adam learning rate of the linear classifier."""
+    batch_size: int = 256
+    """Minibatch of the linear classifier."""
+    knn_k: int = 20
+    """Neighbours of the cosine kNN probe (0 turns it off)."""
+    random_init: bool = True
+    """Also probe a randomly initialised encoder of the same architecture."""
+    raw_pixels: bool = True
+    """Also fit the linear classifier on raw pixels."""
+
+    def __post_init__(self) -> None:
+        _require(self.pool > 0, "probe.pool", "must be positive")
+        _require(self.epochs > 0, "probe.epochs", "must be positive")
+        _require(self.lr > 0, "probe.lr", "must be positive")
+        _require(self.batch_size > 0, "probe.batch_size", "must be positive")
+        _require(self.knn_k >= 0, "probe.knn_k", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A complete, reproducible experiment."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def __post_init__(self) -> None:
+        grid = self.model.grid(self.data.crop)
+        _require(grid > 0, "model.patch_size", f"{self.model.patch_size} does not fit in a {self.data.crop} crop")
+        _require(self.objective.skip_steps + self.objective.prediction_steps < grid, "objective.prediction_steps",
+                 f"{self.objective.prediction_steps} steps after skipping {self.objective.skip_steps} "
+                 f"need more than the {grid} rows of the patch grid")
+        _require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
+                 "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
+        _require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
+
+
+PRESETS: dict[str, RunConfig] = {
+    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules.
+    "paper-stl10": RunConfig(),
+    # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
+    "fashion-mnist": RunConfig(
+        data=DataConfig(dataset="fashion-mnist", crop=28, flip=True, grayscale=True, batch_size=32),
+        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(32, 64, 128), stem_channels=32,
+                          stem_kernel=3, patch_size=8, patch_stride=4),
+        objective=ObjectiveConfig(prediction_steps=3, skip_steps=1, num_negatives=16),
+        train=TrainConfig(lr=2e-4, epochs=1, checkpoint_every=500),
+        probe=ProbeConfig(pool=2, epochs=20, lr=1e-3),
+    ),
+    # Seconds, for tests: a tiny encoder on a few hundred images.
+    "smoke": RunConfig(
+        data=DataConfig(dataset="fashion-mnist", crop=28, limit=256, batch_size=16),
+        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(4, 8, 8), stem_channels=4,
+                          stem_kernel=3, patch_size=8, patch_stride=4),
+        objective=ObjectiveConfig(prediction_steps=2, skip_steps=1, num_negatives=4),
+        train=TrainConfig(lr=1e-3, epochs=1, checkpoint_every=8, log_every=2),
+        probe=ProbeConfig(pool=1, epochs=2, knn_k=5),
+    ),
+}
+
+
+def preset(name: str) -> RunConfig:
+    """The named preset; an unknown name fails by listing the valid ones."""
+    if name not in PRESETS:
+        raise GimError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def end_to_end(config: RunConfig) -> RunConfig:
+    """The same experiment with the whole encoder as one module (plain end-to-end backpropagation)."""
+    stages = len(config.model.blocks_per_stage)
+    return replace(config, model=replace(config.model, stages_per_module=(stages,)))
+
+
+def to_dict(config: RunConfig) -> dict:
+    """Plain nested dict (tuples as lists), as written to a run folder's config.yaml."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+    return plain(asdict(config))
+
+
+def config_parser(defaults: RunConfig, **parser_options) -> ArgumentParser:
+    """Flags `--data.crop`, `--model.planes`, ... and `--config FILE`, generated from the dataclasses above."""
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    parser = ArgumentParser(**parser_options)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file of options (a run's config.yaml works)")
+    parser.add_class_arguments(RunConfig, None, default=defaults, sub_configs=False)
+    return parser
+
+
+def from_namespace(parser: ArgumentParser, namespace: Namespace) -> RunConfig:
+    """Build and validate the RunConfig; a bad value raises ValueError naming the option."""
+    parts = parser.instantiate(namespace)
+    return RunConfig(**{f.name: parts[f.name] for f in fields(RunConfig)})
+
+
+def load_config(path: Path) -> RunConfig:
+    """Read a config file written by `to_dict` (or by hand), validated like command-line options."""
+    parser = config_parser(RunConfig())
+    try:
+        return from_namespace(parser, parser.parse_path(str(path)))
+    except (ValueError, TypeError) as error:
+        raise GimError(f"{path}: {error}") from error

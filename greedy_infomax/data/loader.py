@@ -1,0 +1,49 @@
+"""Minibatches of an ImageArray: a seeded order per epoch, resumable at any batch, transformed on the device."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from greedy_infomax.data.spec import ImageArray
+from greedy_infomax.data.transforms import ImageTransform
+
+
+class BatchLoader:
+    """Yields (images, labels) batches; with `seed`, a shuffled, augmented training order, else evaluation order.
+
+    The order of epoch e and the augmentation of batch b depend only on (seed, e, b), so a run resumed at
+    (e, b) sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, array: ImageArray, batch_size: int, transform: ImageTransform, device: torch.device,
+                 seed: int | None = None) -> None:
+        self.array = array
+        self.batch_size = batch_size
+        self.transform = transform
+        self.device = device
+        self.seed = seed
+
+    def __len__(self) -> int:
+        """Batches per epoch (training drops the last incomplete batch: InfoNCE wants full batches)."""
+        n = len(self.array)
+        return n // self.batch_size if self.seed is not None else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        order = self._order(epoch)
+        for b in range(start_batch, len(self)):
+            index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+            images = torch.from_numpy(np.ascontiguousarray(self.array.images[index])).to(self.device)
+            labels = None
+            if self.array.labels is not None:
+                labels = torch.from_numpy(np.asarray(self.array.labels[index], dtype=np.int64)).to(self.device)
+            generator = None
+            if self.seed is not None:
+                generator = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, epoch, b)).generate_state(1)[0]))
+            yield self.transform(images, generator), labels
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self.seed is None:
+            return np.arange(len(self.array))
+        return np.random.default_rng((self.seed, epoch)).permutation(len(self.array))

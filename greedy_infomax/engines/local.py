@@ -1,0 +1,117 @@
+"""The single-process engine: a thin loop over each module's step(), with logging and checkpoints."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from greedy_infomax.config import RunConfig
+from greedy_infomax.data import load_split
+from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.isolation import run_frozen
+from greedy_infomax.models.vision import build_modules
+from greedy_infomax.reporting.run_folder import RunFolder
+
+
+@dataclass
+class Progress:
+    """Where training stands: `step` batches done; the next batch is `batch` of `epoch`."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+
+    def advance(self, batches_per_epoch: int) -> None:
+        self.step += 1
+        self.batch += 1
+        if self.batch == batches_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def trained_indices(config: RunConfig) -> range:
+    """0-based indices of the modules that learn: all of them, or only `train.train_module`."""
+    k = config.train.train_module
+    return range(config.model.num_modules) if k is None else range(k - 1, k)
+
+
+def prepare_modules(config: RunConfig, in_channels: int, device: torch.device,
+                    with_optimizers: bool = True) -> nn.ModuleList:
+    """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
+    torch.manual_seed(config.train.seed)
+    modules = build_modules(config, in_channels).to(device)
+    if config.train.channels_last:
+        modules = modules.to(memory_format=torch.channels_last)
+    for index, module in enumerate(modules):
+        module.autocast_dtype = torch.bfloat16 if config.train.precision == "bf16" else None
+        if with_optimizers and index in trained_indices(config):
+            module.configure_optimizer(config.train.lr, config.train.weight_decay)
+    return modules
+
+
+def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range) -> list[torch.Tensor]:
+    """One batch: frozen modules before the trained ones run without autograd, then each trained module steps."""
+    x = run_frozen(list(modules[:trained.start]), x)
+    losses = []
+    for module in modules[trained.start:trained.stop]:
+        module.train()
+        x, loss = module.step(x)
+        losses.append(loss)
+    return losses
+
+
+def pretrain(config: RunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
+    """Self-supervised training of the run's modules; resumes from the newest checkpoint when asked."""
+    device = resolve_device(config.train.device)
+    data = load_split(config.data, "pretrain")
+    transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
+    loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
+    modules = prepare_modules(config, 1 if config.data.grayscale else data.spec.channels, device)
+    progress = Progress()
+    if resume and run.latest_checkpoint() is not None:
+        saved = run.load_checkpoint(modules)
+        progress = Progress(saved["step"], saved["epoch"], saved["batch"])
+        torch.set_rng_state(saved["rng"])
+    _train_loop(config, run, modules, loader, progress)
+    return modules
+
+
+def _train_loop(config: RunConfig, run: RunFolder, modules: nn.ModuleList, loader: BatchLoader,
+                progress: Progress) -> None:
+    trained = trained_indices(config)
+    total = config.train.epochs * len(loader)
+    if config.train.max_steps is not None:
+        total = min(total, config.train.max_steps)
+    names = [f"module{index + 1}" for index in trained]
+    bar = tqdm(total=total, initial=progress.step, desc="pretrain", unit="step", dynamic_ncols=True)
+    started, first_step = time.perf_counter(), progress.step
+    while progress.step < total:
+        for images, _ in loader.epoch(progress.epoch, progress.batch):
+            losses = train_step(modules, images, trained)
+            progress.advance(len(loader))
+            bar.update()
+            if progress.step % config.train.log_every == 0 or progress.step == total:
+                values = {f"loss/{name}": float(loss) for name, loss in zip(names, losses)}
+                rate = (progress.step - first_step) * config.data.batch_size / (time.perf_counter() - started)
+                run.log(progress.step, {**values, "epoch": progress.epoch, "images_per_second": rate})
+                bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
+            if progress.step % config.train.checkpoint_every == 0 or progress.step == total:
+                _checkpoint(run, modules, progress)
+            if progress.step >= total:
+                break
+    bar.close()
+    run.close()
+
+
+def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
+    state = {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch, "rng": torch.get_rng_state()}
+    run.save_checkpoint(modules, state)

@@ -1,0 +1,66 @@
+"""The core of Greedy InfoMax: a gradient-isolated module and its training step.
+
+A module is an encoder block, a readout that turns the block's output into what the objective scores, the
+objective itself and the module's own optimiser. `step()` detaches its input, so no gradient ever reaches
+an earlier module, and runs its backward immediately, so its graph is freed before the next module runs:
+peak memory is that of the largest single module, not of the whole network.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+
+class IsolatedModule(nn.Module):
+    """Encoder block + readout + objective + its own optimiser."""
+
+    def __init__(self, block: nn.Module, readout: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.readout = readout
+        self.objective = objective
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.autocast_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output, the input of the next module."""
+        return self.block(x)
+
+    def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        """Give this module its own Adam over block, readout and objective parameters."""
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        return self.optimizer
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block output and objective on the detached input: the graph ends at this module's input."""
+        with self.precision(x.device):
+            h = self.block(x.detach())
+            loss = self.objective(self.readout(h), labels)
+        return h, loss
+
+    def step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step of this module alone; returns (detached output, detached loss)."""
+        if self.optimizer is None:
+            raise RuntimeError("configure_optimizer() before step()")
+        h, loss = self.loss(x, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()          # frees this module's graph now, before the next module runs
+        self.optimizer.step()
+        return h.detach(), loss.detach()
+
+    def precision(self, device: torch.device):
+        """bf16 autocast when configured, else a no-op context."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast_dtype)
+
+
+def run_frozen(modules: list[IsolatedModule], x: torch.Tensor) -> torch.Tensor:
+    """Run modules without autograd (no graph, no saved activations), e.g. those before the one being trained."""
+    with torch.no_grad():
+        for module in modules:
+            with module.precision(x.device):
+                x = module(x)
+    return x

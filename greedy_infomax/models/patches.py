@@ -1,0 +1,41 @@
+"""Cutting images into a grid of overlapping patches and pooling per-patch features back into a grid."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Patchify(nn.Module):
+    """(B, C, H, W) images -> (B * gh * gw, C, p, p) patches, row-major over the grid."""
+
+    def __init__(self, patch_size: int, stride: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.stride = stride
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        B, C = images.shape[:2]
+        p = self.patch_size
+        patches = images.unfold(2, p, self.stride).unfold(3, p, self.stride)   # (B, C, gh, gw, p, p)
+        return patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, C, p, p)
+
+
+class PatchGridPool(nn.Module):
+    """(B * g * g, C, h, w) per-patch feature maps -> (B, C, g / pool, g / pool) grid of mean vectors.
+
+    pool = 1 gives the paper's grid of patch vectors; the probes pool the grid further.
+    """
+
+    def __init__(self, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        vectors = h.mean(dim=(2, 3))                                           # (B * g * g, C)
+        return vectors.unflatten(0, (-1, self.grid, self.grid)).permute(0, 3, 1, 2)   # (B, C, g, g)
+
+
+def pool_grid(z: torch.Tensor, cells: int) -> torch.Tensor:
+    """(B, C, g, g) -> (B, C * cells * cells): the grid averaged into cells x cells regions, flattened."""
+    return F.adaptive_avg_pool2d(z, cells).flatten(1)

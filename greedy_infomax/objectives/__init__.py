@@ -1,0 +1,6 @@
+"""Per-module objectives, by name. Each is an nn.Module with forward(z, labels=None) -> scalar loss."""
+from greedy_infomax.objectives.infonce_2d import InfoNCE2d
+
+OBJECTIVES = {
+    "infonce_2d": InfoNCE2d,
+}

@@ -1,0 +1,74 @@
+"""InfoNCE over a grid of patch vectors, predicting rows below from rows above (paper, Sec. 3 and App. A.1)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from greedy_infomax.objectives.negatives import sample_negatives
+
+
+class InfoNCE2d(nn.Module):
+    """L = -mean_k mean_{b,t,x} log softmax([c_t^T W_k z_{t+s+k}, c_t^T W_k z'_1, ..., c_t^T W_k z'_N])[0]
+
+    For every context vector c at row t (column x) and step k = 1..K, the target is the vector s + k rows
+    below in the same column (s = skip_steps rows are skipped because overlapping patches share pixels);
+    negatives z' are N vectors drawn uniformly from all positions of all images in the batch, scored through
+    the same bias-free 1x1 map W_k. Without an autoregressor c = z (Greedy InfoMax); end-to-end CPC passes
+    an autoregressor whose output is c.
+
+    Args:
+        channels: C of the grid z (B, C, H, W).
+        context_channels: channels of c; defaults to C.
+    """
+
+    def __init__(self, channels: int, prediction_steps: int = 5, skip_steps: int = 1, num_negatives: int = 16,
+                 context_channels: int | None = None, autoregressor: nn.Module | None = None) -> None:
+        super().__init__()
+        self.prediction_steps = prediction_steps
+        self.skip_steps = skip_steps
+        self.num_negatives = num_negatives
+        self.autoregressor = autoregressor
+        # All K maps W_k as one bias-free 1x1 convolution with K * C_context outputs.
+        self.predictors = nn.Conv2d(channels, prediction_steps * (context_channels or channels), 1, bias=False)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: z (B, C, H, W) grid of patch vectors; labels are unused (self-supervised)."""
+        c = z if self.autoregressor is None else self.autoregressor(z)
+        pairs = self._pairs(z.shape[2], z.device)
+        queries = pairs[0].numel() * z.shape[0] * z.shape[3]
+        pool = z.shape[0] * z.shape[2] * z.shape[3]
+        negatives = sample_negatives(queries, self.num_negatives, pool, z.device)
+        return self.loss(z, c, negatives)
+
+    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """The loss for given negative indices (Q, N) into each step's pool of B*H*W positions."""
+        B, _, H, W = z.shape
+        K = self.prediction_steps
+        step, context_row, target_row = self._pairs(H, z.device)               # (P,) each: every valid (k, t)
+        wz = self.predictors(z).unflatten(1, (K, -1))                          # (B, K, Cc, H, W)
+        wz = wz.permute(1, 0, 3, 4, 2)                                         # (K, B, H, W, Cc)
+        queries = c.permute(2, 0, 3, 1)[context_row]                           # (P, B, W, Cc)
+        positives = wz[step, :, target_row]                                    # (P, B, W, Cc)
+        pool = wz.reshape(K, B * H * W, -1)                                    # (K, B*H*W, Cc)
+        step_of_query = step[:, None, None].expand(-1, B, W).reshape(-1)       # (Q,)
+        negative_vectors = pool[step_of_query[:, None], negatives]             # (Q, N, Cc)
+        queries = queries.reshape(-1, queries.shape[-1])                       # (Q, Cc)
+        positive_scores = (queries * positives.reshape(queries.shape)).sum(-1, keepdim=True)  # (Q, 1)
+        negative_scores = torch.bmm(negative_vectors, queries[:, :, None]).squeeze(-1)       # (Q, N)
+        logits = torch.cat([positive_scores, negative_scores], dim=1).float()
+        per_query = -F.log_softmax(logits, dim=1)[:, 0]                        # (Q,)
+        # Mean over each step's positions, then over steps: steps further ahead have fewer rows.
+        rows_per_step = torch.bincount(step, minlength=K).to(per_query.dtype)
+        weights = (1.0 / (K * rows_per_step * B * W))[step_of_query]
+        return (per_query * weights).sum()
+
+    def _pairs(self, rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step index, context row and target row of every valid (k, t) pair, k-major."""
+        steps = torch.arange(self.prediction_steps, device=device)
+        offsets = steps + 1 + self.skip_steps
+        context_rows = torch.arange(rows, device=device)
+        step, context_row = torch.meshgrid(steps, context_rows, indexing="ij")
+        valid = context_row + offsets[step] < rows
+        step, context_row = step[valid], context_row[valid]
+        return step, context_row, context_row + offsets[step]

@@ -1,0 +1,173 @@
+"""A run folder describes itself: resolved config, metrics, TensorBoard events, per-module checkpoints.
+
+    RUN/config.yaml                       every option, loadable with `--config`
+    RUN/meta.json                         format version and what kind of run it is
+    RUN/metrics.jsonl                     one JSON object per logged step
+    RUN/tensorboard/                      the same scalars for TensorBoard
+    RUN/checkpoints/step-NNNNNNNN/        module-K.pt (weights + that module's optimiser) and progress.pt
+    RUN/probe.json, probe.md, probe.png   written by `gim probe`
+
+A checkpoint folder is written under a temporary name, flushed to disk and renamed, so the newest
+`step-*` folder is always complete: a kill at any moment leaves the previous one intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from greedy_infomax.config import RunConfig, load_config, to_dict
+from greedy_infomax.errors import GimError
+
+FORMAT_VERSION = 1
+KEEP_CHECKPOINTS = 2
+
+
+class RunFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self._tensorboard = None
+
+    @classmethod
+    def create(cls, parent: Path, name: str | None, config: RunConfig) -> RunFolder:
+        """A new, empty run folder with the config written into it."""
+        name = name or time.strftime("%Y%m%d-%H%M%S")
+        path = Path(parent) / name
+        if (path / "config.yaml").exists():
+            raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        run.update_config(config)
+        meta = {"format_version": FORMAT_VERSION, "kind": "vision", "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_atomic(path / "meta.json", json.dumps(meta, indent=2).encode())
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> RunFolder:
+        """An existing run folder, checked to be one this version can read."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.exists():
+            raise GimError(f"{path} is not a run folder (no meta.json); `gim pretrain` creates one")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise GimError(f"{meta_path}: run format {meta.get('format_version')} is not {FORMAT_VERSION}, "
+                           "the one this version of greedy-infomax reads")
+        return cls(path)
+
+    @property
+    def config(self) -> RunConfig:
+        return load_config(self.path / "config.yaml")
+
+    def update_config(self, config: RunConfig) -> None:
+        """Record changed options (e.g. more epochs) when a run is continued."""
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
+
+    # -- metrics -------------------------------------------------------------------------------------------
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        """Append scalars to metrics.jsonl and TensorBoard."""
+        with open(self.path / "metrics.jsonl", "a") as file:
+            file.write(json.dumps({"step": step, **scalars}) + "\n")
+        if self._tensorboard is None:
+            from tensorboardX import SummaryWriter  # imported late: only training needs it
+            self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+        for key, value in scalars.items():
+            self._tensorboard.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def save_checkpoint(self, modules: nn.ModuleList, progress: dict[str, Any]) -> Path:
+        """Write every module (weights + its optimiser state) and the training progress, atomically."""
+        final = self.checkpoints / f"step-{progress['step']:08d}"
+        if final.exists():
+            return final
+        staging = self.checkpoints / f".staging-{progress['step']:08d}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            for index, module in enumerate(modules, start=1):
+                state = {
+                    "format_version": FORMAT_VERSION,
+                    "module_index": index,
+                    "state_dict": module.state_dict(),
+                    "optimizer": None if module.optimizer is None else module.optimizer.state_dict(),
+                }
+                _save_synced(state, staging / f"module-{index}.pt")
+            _save_synced(progress, staging / "progress.pt")
+            _fsync_dir(staging)
+            os.rename(staging, final)
+            _fsync_dir(self.checkpoints)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            kept = self.latest_checkpoint()
+            raise GimError(f"could not write checkpoint {final} ({error.strerror}); "
+                           f"the previous one is intact: {kept}") from error
+        for old in self._checkpoint_folders()[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def latest_checkpoint(self) -> Path | None:
+        folders = self._checkpoint_folders()
+        return folders[-1] if folders else None
+
+    def load_checkpoint(self, modules: nn.ModuleList, with_optimizers: bool = True) -> dict[str, Any]:
+        """Load the newest checkpoint into `modules` (and their optimisers); returns the saved progress."""
+        folder = self.latest_checkpoint()
+        if folder is None:
+            raise GimError(f"{self.path} has no checkpoint yet")
+        for index, module in enumerate(modules, start=1):
+            path = folder / f"module-{index}.pt"
+            if not path.exists():
+                raise GimError(f"{path} is missing: the run has fewer modules than its config describes")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                module.load_state_dict(state["state_dict"])
+            except RuntimeError as error:
+                first_line = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+                raise GimError(f"{path} does not fit the configured architecture: {first_line}") from error
+            if with_optimizers and module.optimizer is not None and state["optimizer"] is not None:
+                module.optimizer.load_state_dict(state["optimizer"])
+        return torch.load(folder / "progress.pt", map_location="cpu", weights_only=False)
+
+    def _checkpoint_folders(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("step-*")) if self.checkpoints.exists() else []
+
+
+def _save_synced(obj: Any, path: Path) -> None:
+    with open(path, "wb") as file:
+        torch.save(obj, file)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
