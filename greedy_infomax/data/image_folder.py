@@ -1,0 +1,84 @@
+"""Any class-per-subfolder image collection (`root/<class>/<image>`), read whole into memory.
+
+Meant for small custom datasets, so the spec (size, mean, std) is measured from the images themselves.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from greedy_infomax.data.spec import ImageArray, ImageSpec
+from greedy_infomax.errors import GimError
+
+LUMA = np.array([0.299, 0.587, 0.114])
+"""ITU-R 601 luma weights, the ones Pillow's "L" conversion uses."""
+
+
+def class_names(root: Path) -> list[str]:
+    """The sorted names of the non-hidden subfolders of `root`: label i is class i of this list."""
+    if not root.is_dir():
+        raise GimError(f"{root}: not a folder (expected {root}/<class>/<image>)")
+    names = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if not names:
+        raise GimError(f"{root}: no class subfolders (expected {root}/<class>/<image>)")
+    return names
+
+
+def read_image_folder(root: Path, grayscale: bool = False) -> ImageArray:
+    """Read every image under `root/<class>/` as RGB (or luma if `grayscale`); all must share one size."""
+    names = class_names(root)
+    paths, labels = _list_images(root, names)
+    images = _read_all(paths, "L" if grayscale else "RGB")  # (N, C, H, W)
+    return ImageArray(images, np.array(labels, dtype=np.int64), _measure(images, len(names)))
+
+
+def _list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
+    """Every non-hidden file directly in each class folder, sorted, with its class index."""
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(names):
+        files = sorted(path for path in (root / name).iterdir() if path.is_file() and not path.name.startswith("."))
+        if not files:
+            raise GimError(f"{root / name}: class folder has no images")
+        paths += files
+        labels += [label] * len(files)
+    return paths, labels
+
+
+def _read_all(paths: list[Path], mode: str) -> np.ndarray:
+    """Stack the images as (N, C, H, W), failing on the first one whose size differs from the first image's."""
+    images = [_read(path, mode) for path in paths]  # each (H, W, C)
+    height, width = images[0].shape[:2]
+    for path, image in zip(paths, images, strict=True):
+        if image.shape[:2] != (height, width):
+            raise GimError(
+                f"{path}: size {image.shape[1]}x{image.shape[0]} differs from {width}x{height} of {paths[0]}"
+            )
+    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+
+
+def _read(path: Path, mode: str) -> np.ndarray:
+    """One image converted to `mode`, as (H, W, C) uint8."""
+    try:
+        with Image.open(path) as image:
+            return np.atleast_3d(np.asarray(image.convert(mode)))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise GimError(f"{path}: cannot read as an image ({error})") from error
+
+
+def _measure(images: np.ndarray, num_classes: int) -> ImageSpec:
+    """The spec of these (N, C, H, W) images: per-channel and luma mean/std of pixels scaled to [0, 1]."""
+    pixels = images / 255.0
+    luma = pixels[:, 0] if pixels.shape[1] == 1 else np.einsum("c,nchw->nhw", LUMA, pixels)  # (N, H, W)
+    return ImageSpec(
+        channels=images.shape[1],
+        height=images.shape[2],
+        width=images.shape[3],
+        num_classes=num_classes,
+        mean=tuple(float(value) for value in pixels.mean(axis=(0, 2, 3))),
+        std=tuple(float(value) for value in pixels.std(axis=(0, 2, 3))),
+        grayscale_mean=float(luma.mean()),
+        grayscale_std=float(luma.std()),
+    )

@@ -1,0 +1,98 @@
+"""read_image_folder on a few PNG and JPEG files laid out one subfolder per class."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from greedy_infomax.data.image_folder import class_names, read_image_folder
+from greedy_infomax.errors import GimError
+
+
+def _save(path: Path, pixels: np.ndarray) -> None:
+    """Save (H, W, 3) uint8 pixels losslessly as PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def _solid(color: tuple[int, int, int], height: int = 4, width: int = 6) -> np.ndarray:
+    return np.broadcast_to(np.array(color, dtype=np.uint8), (height, width, 3)).copy()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """cat: one red and one green image; dog: one blue image; plus hidden files that must be ignored."""
+    _save(tmp_path / "cat" / "a.png", _solid((255, 0, 0)))
+    _save(tmp_path / "cat" / "b.png", _solid((0, 255, 0)))
+    _save(tmp_path / "dog" / "c.png", _solid((0, 0, 255)))
+    (tmp_path / "cat" / ".DS_Store").write_bytes(b"junk")
+    (tmp_path / ".cache").mkdir()
+    return tmp_path
+
+
+def test_classes_are_sorted_subfolders_without_hidden_ones(folder: Path) -> None:
+    assert class_names(folder) == ["cat", "dog"]
+
+
+def test_reads_rgb_images_labels_and_spec(folder: Path) -> None:
+    data = read_image_folder(folder)
+    assert data.images.shape == (3, 3, 4, 6)
+    np.testing.assert_array_equal(data.images[:, :, 0, 0], [[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+    np.testing.assert_array_equal(data.labels, [0, 0, 1])
+    spec = data.spec
+    assert (spec.channels, spec.height, spec.width, spec.num_classes) == (3, 4, 6, 2)
+    np.testing.assert_allclose(spec.mean, [1 / 3] * 3)
+    np.testing.assert_allclose(spec.std, [np.sqrt(2) / 3] * 3)
+    luma = np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(spec.grayscale_mean, luma.mean())
+    np.testing.assert_allclose(spec.grayscale_std, luma.std())
+
+
+def test_grayscale_reads_one_luma_channel(folder: Path) -> None:
+    data = read_image_folder(folder, grayscale=True)
+    assert data.images.shape == (3, 1, 4, 6)
+    np.testing.assert_array_equal(data.images[:, 0, 0, 0], [76, 150, 29])  # Pillow's rounded 601 luma
+    assert data.spec.channels == 1 and data.spec.mean == (data.spec.grayscale_mean,)
+
+
+def test_palette_and_grayscale_files_are_converted_to_rgb(folder: Path) -> None:
+    Image.fromarray(_solid((255, 0, 0))).convert("P").save(folder / "dog" / "d.png")
+    Image.new("L", (6, 4), 128).save(folder / "dog" / "e.png")
+    data = read_image_folder(folder)
+    np.testing.assert_array_equal(data.images[3:, :, 0, 0], [[255, 0, 0], [128, 128, 128]])
+
+
+def test_differing_size_names_the_file_and_both_sizes(folder: Path) -> None:
+    _save(folder / "dog" / "d.png", _solid((1, 2, 3), height=5, width=7))
+    with pytest.raises(GimError, match=r"d\.png: size 7x5 differs from 6x4"):
+        read_image_folder(folder)
+
+
+def test_unreadable_file_is_named(folder: Path) -> None:
+    (folder / "dog" / "notes.txt").write_text("not an image")
+    with pytest.raises(GimError, match=r"notes\.txt"):
+        read_image_folder(folder)
+
+
+def test_truncated_png_is_named(folder: Path) -> None:
+    path = folder / "dog" / "c.png"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(GimError, match=r"c\.png"):
+        read_image_folder(folder)
+
+
+def test_empty_class_folder_is_an_error(folder: Path) -> None:
+    (folder / "emu").mkdir()
+    with pytest.raises(GimError, match="emu"):
+        read_image_folder(folder)
+
+
+@pytest.mark.parametrize("make", [lambda root: None, lambda root: root.mkdir()], ids=["missing", "empty"])
+def test_missing_or_empty_root_is_an_error(tmp_path: Path, make: Callable[[Path], object]) -> None:
+    root = tmp_path / "images"
+    make(root)
+    with pytest.raises(GimError, match="images"):
+        read_image_folder(root)
