@@ -176,3 +176,7 @@ def _timestamp() -> str:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "demo": cmd_demo, "data": cmd_data}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,7 +52,7 @@ def probe_run(run: RunFolder, config: RunConfig | None = None) -> dict[str, Any]
 def _probe_loaders(config: RunConfig, device: torch.device) -> tuple[BatchLoader, BatchLoader]:
     train, test = load_split(config.data, "probe_train"), load_split(config.data, "probe_test")
     transform = ImageTransform.for_data(config.data.crop, False, config.data.grayscale, train.spec)
-    batch = max(config.data.batch_size, 256)
+    batch = 2 * config.data.batch_size  # small batches keep activations in cache; forward-only is cheap
     return BatchLoader(train, batch, transform, device), BatchLoader(test, batch, transform, device)
 
 
