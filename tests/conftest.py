@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny hand-made config and one training step of every preset, run once per session."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cache
+
+import pytest
+import torch
+from torch import nn
+
+from greedy_infomax.config import PRESETS, DataConfig, ModelConfig, ObjectiveConfig, RunConfig, TrainConfig
+from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+
+
+def make_tiny_config(**train_options) -> RunConfig:
+    """20x20 crops -> a 4x4 grid of 8x8 patches (stride 4); basic blocks of 4/8/8 channels in 3 modules."""
+    return RunConfig(
+        data=DataConfig(dataset="fashion-mnist", crop=20, batch_size=4),
+        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(4, 8, 8), stem_channels=4,
+                          stem_kernel=3, patch_size=8, patch_stride=4),
+        objective=ObjectiveConfig(prediction_steps=2, skip_steps=1, num_negatives=3),
+        train=replace(TrainConfig(lr=1e-2, device="cpu"), **train_options),
+    )
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., RunConfig]:
+    """A factory: tiny_config(train_module=2, seed=3, ...) overrides train options."""
+    return make_tiny_config
+
+
+def snapshot(modules: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every parameter and buffer."""
+    return {name: tensor.detach().clone() for name, tensor in modules.state_dict().items()}
+
+
+@dataclass
+class PresetStep:
+    """A preset's modules after one train_step on one random image, and the weights before it."""
+
+    config: RunConfig
+    before: dict[str, torch.Tensor]
+    modules: nn.ModuleList
+    losses: list[torch.Tensor]
+
+
+@cache
+def _one_step(name: str) -> PresetStep:
+    config = PRESETS[name]
+    modules = prepare_modules(config, 1 if config.data.grayscale else 3, torch.device("cpu"))
+    before = snapshot(modules)
+    generator = torch.Generator().manual_seed(0)
+    # One image is a complete InfoNCE batch for a module (its negatives come from its own g*g patches), and
+    # halves the cost of paper-stl10's step, the slowest thing in the test suite.
+    images = torch.randn(1, 1 if config.data.grayscale else 3, config.data.crop, config.data.crop,
+                         generator=generator)                                 # (B, C, crop, crop)
+    losses = train_step(modules, images, trained_indices(config))
+    return PresetStep(config, before, modules, losses)
+
+
+@pytest.fixture(scope="session")
+def preset_step() -> Callable[[str], PresetStep]:
+    """One step of every preset is shared by the config and model tests: paper-stl10 alone takes seconds."""
+    return _one_step

@@ -1,0 +1,117 @@
+"""Linear and kNN probes on synthetic features, the frozen-encoder fingerprint, and the probe protocol of a run."""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from greedy_infomax.config import PRESETS
+from greedy_infomax.engines.local import pretrain
+from greedy_infomax.evaluation import protocol
+from greedy_infomax.evaluation.features import fingerprint
+from greedy_infomax.evaluation.probes import knn_probe, linear_probe
+from greedy_infomax.evaluation.protocol import probe_run
+from greedy_infomax.reporting.run_folder import RunFolder
+
+
+def _clusters(per_class: int, classes: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian blobs (std 0.3) around 5 * e_k: linearly separable with a wide margin."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    features = 5 * torch.eye(dim)[labels] + 0.3 * torch.randn(len(labels), dim, generator=generator)
+    return features, labels
+
+
+def test_linear_probe_separates_separable_features():
+    train_x, train_y = _clusters(20, 3, 6, seed=0)
+    test_x, test_y = _clusters(10, 3, 6, seed=1)
+    assert linear_probe(train_x, train_y, test_x, test_y, 3, epochs=30, lr=0.05, batch_size=16) == 1.0
+
+
+def test_linear_probe_is_at_chance_on_random_labels():
+    generator = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(300, 20, generator=generator), torch.randn(2000, 20, generator=generator)
+    train_y, test_y = torch.randint(10, (300,), generator=generator), torch.randint(10, (2000,), generator=generator)
+    accuracy = linear_probe(train_x, train_y, test_x, test_y, 10, epochs=20, lr=0.01, batch_size=64)
+    assert 0.06 < accuracy < 0.14
+
+
+def test_linear_probe_is_deterministic_for_a_seed():
+    train_x, train_y = _clusters(20, 4, 5, seed=2)
+    noisy = train_x + 3 * torch.randn(train_x.shape, generator=torch.Generator().manual_seed(3))
+    results = [linear_probe(noisy, train_y, noisy, train_y, 4, epochs=2, lr=0.01, batch_size=8, seed=7)
+               for _ in range(2)]
+    assert results[0] == results[1]
+
+
+def test_knn_with_one_neighbour_on_its_own_training_set_is_perfect():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 16, generator=generator), torch.randint(10, (200,), generator=generator)
+    assert knn_probe(x, y, x, y, 10, k=1, chunk=64) == 1.0
+
+
+def test_knn_classifies_clusters():
+    train_x, train_y = _clusters(20, 3, 6, seed=0)
+    test_x, test_y = _clusters(10, 3, 6, seed=1)
+    assert knn_probe(train_x, train_y, test_x, test_y, 3, k=5) == 1.0
+
+
+def test_fingerprint_sees_every_parameter_change_but_not_the_memory_format():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Conv2d(3, 4, 1))
+    before = fingerprint(model)
+    assert fingerprint(copy.deepcopy(model)) == before
+    assert fingerprint(copy.deepcopy(model).to(memory_format=torch.channels_last)) == before
+    with torch.no_grad():
+        model[1].bias[2] += 1e-3
+    assert fingerprint(model) != before
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> RunFolder:
+    """A smoke run trained for 2 steps on 64 images; its probes use 64 train and 64 test images."""
+    config = PRESETS["smoke"]
+    config = replace(config, data=replace(config.data, limit=64),
+                     train=replace(config.train, max_steps=2, device="cpu"),
+                     probe=replace(config.probe, epochs=1))
+    run = RunFolder.create(tmp_path_factory.mktemp("probe"), "smoke", config)
+    pretrain(config, run)
+    return run
+
+
+def _checkpoint_digest(run: RunFolder) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(run.latest_checkpoint().iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_probe_run_reports_every_module_of_trained_and_random_encoders(smoke_run):
+    saved = _checkpoint_digest(smoke_run)
+    results = probe_run(smoke_run)
+    assert (results["step"], results["train_images"], results["test_images"]) == (2, 64, 64)
+    assert results["method"] == "GIM (3 modules)"
+    for encoder in ("trained", "random"):
+        assert [row["module"] for row in results[encoder]] == [1, 2, 3]
+        assert [row["features"] for row in results[encoder]] == [4, 8, 8]         # C of each module, pool 1
+        for row in results[encoder]:
+            assert 0.0 <= row["linear"] <= 1.0 and 0.0 <= row["knn"] <= 1.0
+    assert results["raw_pixels"]["features"] == 28 * 28
+    assert 0.0 <= results["raw_pixels"]["linear"] <= 1.0
+    assert _checkpoint_digest(smoke_run) == saved
+
+
+def test_probe_run_fails_if_feature_extraction_touches_the_encoder(monkeypatch, smoke_run):
+    extract = protocol.extract_features
+
+    def tampering(modules, *args, **kwargs):
+        with torch.no_grad():
+            next(modules.parameters()).add_(1.0)
+        return extract(modules, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "extract_features", tampering)
+    with pytest.raises(RuntimeError, match="changed the trained encoder"):
+        probe_run(smoke_run)

@@ -1,0 +1,187 @@
+"""Run folders: create/open, metrics, atomic checkpoints that survive crashes and full disks."""
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import pathlib
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import snapshot
+from greedy_infomax.engines.local import prepare_modules
+from greedy_infomax.errors import GimError
+from greedy_infomax.reporting import run_folder
+from greedy_infomax.reporting.run_folder import FORMAT_VERSION, RunFolder
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def run(tmp_path, tiny_config) -> RunFolder:
+    return RunFolder.create(tmp_path, "run", tiny_config())
+
+
+def _modules(config):
+    return prepare_modules(config, 1, CPU)
+
+
+def _train_a_little(modules, seed: int) -> None:
+    """One optimiser step per module, so weights and Adam state differ from a fresh build."""
+    torch.manual_seed(seed)
+    x = torch.randn(2, 1, 20, 20)
+    for module in modules:
+        x, _ = module.step(x)
+
+
+def test_create_then_open_round_trips(tmp_path, tiny_config):
+    config = tiny_config(seed=5)
+    created = RunFolder.create(tmp_path, "r", config)
+    opened = RunFolder.open(tmp_path / "r")
+    assert opened.path == created.path == tmp_path / "r"
+    assert opened.config == config
+    assert json.loads((tmp_path / "r" / "meta.json").read_text())["format_version"] == FORMAT_VERSION
+    assert opened.latest_checkpoint() is None
+    with pytest.raises(GimError, match="has no checkpoint"):
+        opened.load_checkpoint(_modules(config))
+
+
+def test_create_refuses_to_overwrite_a_run(run, tiny_config):
+    with pytest.raises(GimError, match="already holds a run"):
+        RunFolder.create(run.path.parent, run.path.name, tiny_config())
+
+
+def test_open_without_meta_json_fails(tmp_path):
+    with pytest.raises(GimError, match="meta.json"):
+        RunFolder.open(tmp_path)
+
+
+def test_open_with_another_format_version_fails(run):
+    meta = json.loads((run.path / "meta.json").read_text())
+    (run.path / "meta.json").write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(GimError, match=f"format {FORMAT_VERSION + 1}"):
+        RunFolder.open(run.path)
+
+
+def test_metrics_round_trip(run):
+    run.log(2, {"loss/module1": 1.5})
+    run.log(4, {"loss/module1": 1.25, "epoch": 0})
+    run.close()
+    assert run.metrics() == [{"step": 2, "loss/module1": 1.5}, {"step": 4, "loss/module1": 1.25, "epoch": 0}]
+    assert any((run.path / "tensorboard").iterdir())
+
+
+def test_save_keeps_the_newest_two_and_load_restores_weights_optimizer_and_progress(run, tiny_config):
+    config = tiny_config()
+    modules = _modules(config)
+    for step in (1, 2, 3):
+        _train_a_little(modules, seed=step)
+        run.save_checkpoint(modules, {"step": step, "epoch": 0, "batch": step})
+    saved = snapshot(modules)
+    saved_optimizer = modules[1].optimizer.state_dict()
+
+    folders = sorted(path.name for path in run.checkpoints.iterdir())
+    assert folders == ["step-00000002", "step-00000003"]
+    assert sorted(path.name for path in (run.checkpoints / "step-00000003").iterdir()) == \
+        ["module-1.pt", "module-2.pt", "module-3.pt", "progress.pt"]
+
+    fresh = _modules(config)
+    progress = run.load_checkpoint(fresh)
+    assert progress == {"step": 3, "epoch": 0, "batch": 3}
+    assert all(torch.equal(saved[name], tensor) for name, tensor in fresh.state_dict().items())
+    loaded_optimizer = fresh[1].optimizer.state_dict()
+    assert loaded_optimizer["state"].keys() == saved_optimizer["state"].keys()
+    for key, state in saved_optimizer["state"].items():
+        assert all(torch.equal(torch.as_tensor(value), torch.as_tensor(loaded_optimizer["state"][key][name]))
+                   for name, value in state.items())
+
+
+def test_leftover_staging_folder_is_ignored(run, tiny_config):
+    modules = _modules(tiny_config())
+    run.save_checkpoint(modules, {"step": 4, "epoch": 0, "batch": 4})
+    crashed = run.checkpoints / ".staging-00000008"            # a kill while writing step 8
+    crashed.mkdir()
+    (crashed / "module-1.pt").write_bytes(b"half a file")
+    assert run.latest_checkpoint() == run.checkpoints / "step-00000004"
+    assert run.load_checkpoint(_modules(tiny_config()))["step"] == 4
+
+
+def test_loading_into_another_architecture_names_the_file(run, tiny_config):
+    config = tiny_config()
+    run.save_checkpoint(_modules(config), {"step": 1, "epoch": 0, "batch": 1})
+    wider = replace(config, model=replace(config.model, planes=(4, 8, 16)))
+    with pytest.raises(GimError, match="module-3.pt") as error:
+        run.load_checkpoint(_modules(wider))
+    assert "does not fit" in str(error.value)
+
+
+def test_loading_an_end_to_end_checkpoint_into_three_modules_names_the_file(run, tiny_config):
+    config = tiny_config()
+    one_module = replace(config, model=replace(config.model, stages_per_module=(3,)))
+    run.save_checkpoint(_modules(one_module), {"step": 1, "epoch": 0, "batch": 1})
+    with pytest.raises(GimError, match="module-1.pt does not fit"):
+        run.load_checkpoint(_modules(config))
+
+
+def test_a_missing_module_file_is_named(run, tiny_config):
+    config = tiny_config()
+    folder = run.save_checkpoint(_modules(config), {"step": 1, "epoch": 0, "batch": 1})
+    (folder / "module-3.pt").unlink()
+    with pytest.raises(GimError, match="module-3.pt is missing"):
+        run.load_checkpoint(_modules(config))
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("failing", ["torch.save", "os.rename", "/dev/full"])
+def test_failed_save_keeps_the_previous_checkpoint(monkeypatch, run, tiny_config, failing):
+    config = tiny_config()
+    modules = _modules(config)
+    run.save_checkpoint(modules, {"step": 4, "epoch": 0, "batch": 4})
+    kept = snapshot(modules)
+    _train_a_little(modules, seed=1)
+    if failing == "torch.save":
+        calls = []
+
+        def save_then_fail(obj, file, *args, **kwargs):    # the disk fills up after module-1.pt is written
+            calls.append(file)
+            if len(calls) > 1:
+                _no_space()
+            return real_save(obj, file, *args, **kwargs)
+
+        real_save = torch.save
+        monkeypatch.setattr(torch, "save", save_then_fail)
+    elif failing == "os.rename":
+        monkeypatch.setattr(os, "rename", _no_space)
+    else:                                             # module-2.pt really written to a full device
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full")
+
+        def open_full(path, *args, **kwargs):
+            return builtins.open("/dev/full" if str(path).endswith("module-2.pt") else path, *args, **kwargs)
+
+        monkeypatch.setattr(run_folder, "open", open_full, raising=False)
+    with pytest.raises(GimError, match="No space left on device") as error:
+        run.save_checkpoint(modules, {"step": 8, "epoch": 0, "batch": 8})
+    monkeypatch.undo()
+    assert str(run.checkpoints / "step-00000004") in str(error.value)
+    assert sorted(path.name for path in run.checkpoints.iterdir()) == ["step-00000004"]
+    fresh = _modules(config)
+    assert run.load_checkpoint(fresh)["step"] == 4
+    assert all(torch.equal(kept[name], tensor) for name, tensor in fresh.state_dict().items())
+    assert run_folder.RunFolder.open(run.path).latest_checkpoint() == run.checkpoints / "step-00000004"
+
+
+def test_failing_to_create_the_staging_folder_is_a_gim_error(monkeypatch, run, tiny_config):
+    modules = _modules(tiny_config())
+    run.save_checkpoint(modules, {"step": 4, "epoch": 0, "batch": 4})
+    monkeypatch.setattr(pathlib.Path, "mkdir", _no_space)
+    with pytest.raises(GimError, match="No space left on device") as error:
+        run.save_checkpoint(modules, {"step": 8, "epoch": 0, "batch": 8})
+    monkeypatch.undo()
+    assert str(run.checkpoints / "step-00000004") in str(error.value)
+    assert run.load_checkpoint(_modules(tiny_config()))["step"] == 4

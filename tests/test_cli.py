@@ -1,0 +1,168 @@
+"""The gim command end to end, in-process: pretrain, probe, resume, one-line errors and --help."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from greedy_infomax.cli import main
+from greedy_infomax.config import PRESETS
+from greedy_infomax.evaluation import protocol
+from greedy_infomax.reporting import probe_report
+from greedy_infomax.reporting.run_folder import RunFolder
+
+
+def _exit_code(argv: list[str]) -> int:
+    """main's return value, or the code of the SystemExit the argument parser raises; a traceback fails."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+    except Exception as error:                                       # noqa: BLE001 - that is the failure
+        pytest.fail(f"gim {' '.join(argv)}: traceback instead of a one-line error: {error!r}")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """`gim pretrain --preset smoke` for 6 of its 8 batches of 16 (128 images); returns (exit code, run folder path)."""
+    output = tmp_path_factory.mktemp("runs")
+    code = main(["pretrain", "--preset", "smoke", "--output", str(output), "--name", "r",
+                 "--train.max_steps", "6", "--data.limit", "128"])
+    return code, output / "r"
+
+
+@pytest.fixture
+def run_copy(smoke_run, tmp_path):
+    """A private copy of the smoke run, for tests that may damage it."""
+    return shutil.copytree(smoke_run[1], tmp_path / "r")
+
+
+def test_pretrain_creates_a_run_folder(smoke_run):
+    code, path = smoke_run
+    assert code == 0
+    run = RunFolder.open(path)
+    config = run.config
+    assert config.train.max_steps == 6 and config.data.limit == 128
+    assert config.model == PRESETS["smoke"].model, "options not given come from the preset"
+    assert run.latest_checkpoint() is not None
+    assert [row["step"] for row in run.metrics()] == [2, 4, 6]
+
+
+def test_probe_writes_json_markdown_and_plot(smoke_run, capsys):
+    _, path = smoke_run
+    assert main(["probe", str(path), "--probe.epochs", "1"]) == 0
+    for name in ("probe.json", "probe.md", "probe.png"):
+        assert (path / name).stat().st_size > 0, name
+    results = json.loads((path / "probe.json").read_text())
+    assert [row["module"] for row in results["trained"]] == [1, 2, 3]
+    assert results["step"] == int(RunFolder.open(path).latest_checkpoint().name.split("-")[1])
+    assert "| module |" in capsys.readouterr().out
+    assert (path / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_continues_the_run(smoke_run):
+    _, path = smoke_run
+    assert main(["pretrain", "--resume", str(path), "--train.max_steps", "8"]) == 0
+    run = RunFolder.open(path)
+    assert run.latest_checkpoint().name == "step-00000008"
+    assert run.config.train.max_steps == 8
+    steps = [row["step"] for row in run.metrics()]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--model.planes", "[4,4]"),
+    ("--train.lr", "-1"),
+    ("--objective.prediction_steps", "9"),
+    ("--train.train_module", "4"),
+])
+def test_bad_option_value_is_one_line_exit_2(tmp_path, capsys, option, value):
+    code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", option, value])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gim: error: ") and option[2:] in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists(), "a bad option must not leave a run folder behind"
+
+
+def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):
+    assert _exit_code(["pretrain", "--preset", "nope", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gim: error: ") and all(name in err for name in PRESETS)
+
+
+def test_probe_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    assert _exit_code(["probe", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and "not a run folder" in err
+
+
+def test_unknown_option_fails(tmp_path, capsys):
+    code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--train.no_such_option", "1"])
+    assert code not in (0, None)
+    assert "no_such_option" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_pretrain_help_lists_options_with_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.planes" in out and "--train.lr" in out and "--preset" in out
+    assert "default: (64, 128, 256)" in " ".join(out.split())
+
+
+def test_resume_with_equals_sign_continues_the_run(run_copy):
+    """`--resume=RUN` is the same option as `--resume RUN`: the run's own config, not the paper-stl10 defaults."""
+    config = RunFolder.open(run_copy).config
+    assert _exit_code(["pretrain", f"--resume={run_copy}", "--train.epochs", "2", "--train.max_steps", "10"]) == 0
+    run = RunFolder.open(run_copy)
+    assert run.latest_checkpoint().name == "step-00000010"
+    assert run.config.model == config.model and run.config.data == config.data
+
+
+def test_failed_resume_leaves_the_run_config_unchanged(run_copy, capsys):
+    """Resuming with an architecture that does not fit the checkpoints fails and must not rewrite config.yaml,
+    or the run can no longer be probed or resumed."""
+    before = (run_copy / "config.yaml").read_text()
+    assert _exit_code(["pretrain", "--resume", str(run_copy), "--model.planes", "[4,8,16]"]) == 2
+    assert "does not fit" in capsys.readouterr().err
+    assert (run_copy / "config.yaml").read_text() == before
+
+
+def test_probe_pool_larger_than_the_grid_is_one_line(run_copy, capsys):
+    assert _exit_code(["probe", str(run_copy), "--probe.pool", "99"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and err.startswith("gim: error: probe.pool")
+
+
+def test_probe_with_more_neighbours_than_training_images_does_not_crash(run_copy, capsys):
+    """128 probe-training images and --probe.knn_k 500: use them all, or refuse in one line; never a traceback."""
+    assert _exit_code(["probe", str(run_copy), "--probe.knn_k", "500", "--probe.epochs", "1"]) in (0, 2)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_probe_options_do_not_depend_on_argument_order(run_copy, monkeypatch):
+    """Unset probe options default to the run's own (smoke: knn_k 5) whether RUN comes first or last."""
+    seen = []
+
+    def record(run, config):
+        seen.append(config.probe)
+        return {}
+
+    monkeypatch.setattr(protocol, "probe_run", record)
+    monkeypatch.setattr(probe_report, "write_probe_report", lambda path, results: "")
+    assert main(["probe", str(run_copy), "--probe.epochs", "1"]) == 0
+    assert main(["probe", "--probe.epochs", "1", str(run_copy)]) == 0
+    assert seen[0] == seen[1] == replace(PRESETS["smoke"].probe, epochs=1)
+
+
+def test_pretrain_with_fewer_images_than_one_batch_is_an_error(tmp_path, capsys):
+    """8 images and batches of 16 give zero training steps: say so, rather than 'succeed' with no checkpoint."""
+    code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and any(line.startswith("gim: error: ") for line in err.splitlines()), (code, err)

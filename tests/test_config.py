@@ -1,0 +1,98 @@
+"""Presets build and train; bad values name their option; configs round-trip through YAML."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import yaml
+
+from greedy_infomax.config import (
+    PRESETS,
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    ProbeConfig,
+    RunConfig,
+    TrainConfig,
+    end_to_end,
+    load_config,
+    preset,
+    to_dict,
+)
+from greedy_infomax.errors import GimError
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_builds_and_runs_one_step(preset_step, name):
+    result = preset_step(name)
+    assert len(result.modules) == result.config.model.num_modules
+    assert len(result.losses) == result.config.model.num_modules
+    assert all(torch.isfinite(loss) for loss in result.losses)
+    after = result.modules.state_dict()
+    assert all(not torch.equal(result.before[key], after[key]) for key in after), "one Adam step moves every weight"
+
+
+def test_paper_preset_is_the_default_config():
+    assert preset("paper-stl10") == RunConfig()
+    assert RunConfig().model.grid(RunConfig().data.crop) == 7
+
+
+BAD_VALUES = [
+    (lambda: ModelConfig(planes=(64, 128)), "model.planes"),
+    (lambda: ModelConfig(blocks_per_stage=(3, 0, 6)), "model.blocks_per_stage"),
+    (lambda: ModelConfig(stages_per_module=(1, 1)), "model.stages_per_module"),
+    (lambda: ModelConfig(patch_stride=17), "model.patch_stride"),
+    (lambda: ModelConfig(patch_stride=0), "model.patch_stride"),
+    (lambda: RunConfig(objective=ObjectiveConfig(prediction_steps=6)), "objective.prediction_steps"),
+    (lambda: RunConfig(objective=ObjectiveConfig(prediction_steps=5, skip_steps=2)), "objective.prediction_steps"),
+    (lambda: RunConfig(train=TrainConfig(train_module=4)), "train.train_module"),
+    (lambda: TrainConfig(train_module=0), "train.train_module"),
+    (lambda: TrainConfig(lr=-1.0), "train.lr"),
+    (lambda: RunConfig(data=DataConfig(crop=8)), "model.patch_size"),
+    (lambda: DataConfig(batch_size=1), "data.batch_size"),
+    (lambda: ObjectiveConfig(num_negatives=0), "objective.num_negatives"),
+    (lambda: RunConfig(probe=ProbeConfig(pool=8)), "probe.pool"),
+]
+
+
+@pytest.mark.parametrize("build, option", BAD_VALUES, ids=[option for _, option in BAD_VALUES])
+def test_bad_value_raises_value_error_naming_the_option(build, option):
+    with pytest.raises(ValueError, match=rf"^{option.replace('.', '[.]')}: "):
+        build()
+
+
+def test_largest_valid_prediction_steps_is_accepted():
+    config = RunConfig(objective=ObjectiveConfig(prediction_steps=5, skip_steps=1))       # rows 0 -> 6 of 7
+    assert config.objective.prediction_steps == 5
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_to_dict_yaml_load_config_round_trips(tmp_path, name):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(to_dict(PRESETS[name]), sort_keys=False))
+    assert load_config(path) == PRESETS[name]
+
+
+def test_round_trip_keeps_non_default_values(tmp_path):
+    config = replace(end_to_end(PRESETS["smoke"]), train=replace(PRESETS["smoke"].train, max_steps=7, train_module=1))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(to_dict(config)))
+    loaded = load_config(path)
+    assert loaded == config and loaded.model.stages_per_module == (3,)
+
+
+def test_load_config_rejects_a_bad_value_naming_file_and_option(tmp_path):
+    values = to_dict(PRESETS["smoke"])
+    values["train"]["lr"] = -1.0
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(GimError, match="train.lr") as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(GimError, match="nope") as error:
+        preset("nope")
+    assert all(name in str(error.value) for name in PRESETS)

@@ -1,0 +1,115 @@
+"""Gradient isolation: a module's step touches only its own parameters, and nothing flows back to earlier ones."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import snapshot
+from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+from greedy_infomax.isolation import run_frozen
+
+CPU = torch.device("cpu")
+
+
+def _images(config, batch: int = 4, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 1, config.data.crop, config.data.crop, generator=generator)   # (B, 1, crop, crop)
+
+
+def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], prefix: str) -> dict[str, bool]:
+    return {name: not torch.equal(before[name], after[name]) for name in before if name.startswith(prefix)}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_stepping_module_k_changes_only_module_k(tiny_config, k):
+    config = tiny_config(train_module=k)
+    modules = prepare_modules(config, 1, CPU)
+    before = snapshot(modules)
+    torch.manual_seed(0)
+    losses = train_step(modules, _images(config), trained_indices(config))
+    after = snapshot(modules)
+    assert len(losses) == 1 and torch.isfinite(losses[0])
+    for index in range(1, 4):
+        changed = _changed(before, after, f"{index - 1}.")
+        assert changed, "every module has parameters"
+        if index == k:
+            assert all(changed.values()), f"module {k}: unchanged {[n for n, c in changed.items() if not c]}"
+        else:
+            assert not any(changed.values()), f"module {index} changed: {[n for n, c in changed.items() if c]}"
+
+
+def test_no_gradient_reaches_earlier_modules(tiny_config):
+    config = tiny_config(train_module=2)
+    modules = prepare_modules(config, 1, CPU)
+    first, second = modules[0], modules[1]
+    x = _images(config).requires_grad_(True)
+    h = first(x)                                   # built with autograd on purpose: step() must cut it
+    assert h.requires_grad
+    second.configure_optimizer(1e-3)
+    out, loss = second.step(h)
+    assert all(p.grad is None for p in first.parameters())
+    assert x.grad is None
+    assert all(p.grad is not None for p in second.parameters())
+    assert not out.requires_grad and not loss.requires_grad
+
+    leaf = torch.randn(out.shape[0], 8, 4, 4, requires_grad=True)        # an input that itself wants a gradient
+    modules[2].configure_optimizer(1e-3)
+    modules[2].step(leaf)
+    assert leaf.grad is None
+
+
+def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
+    """Three steps of train_step (each module: own backward, own Adam) vs one Adam on the summed loss.
+
+    With a detach between modules, module j's loss does not depend on module i's parameters (i != j), so the
+    gradient of the sum w.r.t. module i's parameters is exactly the gradient of loss i: the same autograd
+    graph, the same operations in the same order. Adam is element-wise, so one Adam over all parameters
+    updates each tensor exactly as that module's own Adam does. Negatives come from the global RNG in the
+    same order (module 1, 2, 3 forward) in both formulations, so with equal seeds everything is bit-equal.
+    """
+    config = tiny_config()
+    isolated = prepare_modules(config, 1, CPU)
+    summed = prepare_modules(config, 1, CPU, with_optimizers=False)
+    assert all(torch.equal(a, b) for a, b in zip(isolated.parameters(), summed.parameters()))
+    optimizer = torch.optim.Adam(summed.parameters(), lr=config.train.lr)
+    for step in range(3):
+        images = _images(config, seed=step)
+        torch.manual_seed(100 + step)
+        isolated_losses = train_step(isolated, images, trained_indices(config))
+
+        torch.manual_seed(100 + step)
+        x, losses = images, []
+        for module in summed:
+            h = module.block(x)
+            losses.append(module.objective(module.readout(h)))
+            x = h.detach()
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses).backward()
+        optimizer.step()
+        assert [l.item() for l in isolated_losses] == [l.detach().item() for l in losses]
+    for (name, a), b in zip(isolated.named_parameters(), summed.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_run_frozen_builds_no_graph(tiny_config):
+    config = tiny_config()
+    modules = prepare_modules(config, 1, CPU)
+    x = _images(config).requires_grad_(True)
+    out = run_frozen(list(modules), x)
+    assert not out.requires_grad and out.grad_fn is None
+    assert out.shape == (4 * 16, 8, 2, 2)                       # (B * grid * grid, C, h, w) of module 3
+    assert torch.equal(out, _chain(modules, x.detach()))
+
+
+def _chain(modules, x: torch.Tensor) -> torch.Tensor:
+    for module in modules:
+        x = module(x)
+    return x
+
+
+@pytest.mark.parametrize("k", [None, 1, 2, 3])
+def test_prepare_modules_gives_optimizers_to_trained_modules_only(tiny_config, k):
+    modules = prepare_modules(tiny_config(train_module=k), 1, CPU)
+    has_optimizer = [module.optimizer is not None for module in modules]
+    assert has_optimizer == [k is None or index == k for index in range(1, 4)]
+    assert list(trained_indices(tiny_config(train_module=k))) == ([0, 1, 2] if k is None else [k - 1])
