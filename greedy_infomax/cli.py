@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = [arg for arg in argv if arg != "--debug"]
     tune_allocator()
     try:
-        parser = _build_parser(argv)
-        namespace = parser.parse_args(argv)
-        return COMMANDS[namespace.command](namespace[namespace.command])
+        namespace = _build_parser().parse_args(argv)
+        command = namespace.command
+        return COMMANDS[command](namespace[command], argv[argv.index(command) + 1:])
     except GimError as error:
         if debug:
             raise
@@ -40,31 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _build_parser(argv: list[str]) -> ArgumentParser:
-    """Sub-command parsers whose defaults are the chosen preset, or the run folder being continued/probed."""
+def _build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="gim", description="Greedy InfoMax: gradient-isolated training, module by module.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subcommands(dest="command", required=True)
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
-
-    pretrain = config_parser(_defaults(argv, command == "pretrain"), description="Pre-train an encoder greedily.")
-    _add_run_arguments(pretrain)
-    pretrain.add_argument("--resume", type=str, default=None, help="continue this run folder where it stopped")
-    commands.add_subcommand("pretrain", pretrain, help="pre-train an encoder module by module")
-
-    demo = config_parser(_defaults(argv, command == "demo", DEMO_PRESET), description=(
-        "Pre-train the fashion-mnist preset, probe every module and print the table (about 15 min on 2 cores)."))
-    _add_run_arguments(demo)
-    commands.add_subcommand("demo", demo, help="the whole story on Fashion-MNIST: pre-train, probe, table and plot")
-
-    probe = ArgumentParser(description="Linear and kNN probes of every module of a run.")
-    probe.add_argument("run", type=str, help="run folder")
-    probe_defaults = _run_config(argv[argv.index("probe") + 1]).probe if command == "probe" and _has_run(argv) \
-        else ProbeConfig()
-    probe.add_class_arguments(ProbeConfig, "probe", default=probe_defaults, sub_configs=False)
-    probe.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
-    commands.add_subcommand("probe", probe, help="probe every module of a run")
-
+    commands.add_subcommand("pretrain", _pretrain_parser(PRESETS["paper-stl10"]),
+                            help="pre-train an encoder module by module")
+    commands.add_subcommand("demo", _demo_parser(PRESETS[DEMO_PRESET]),
+                            help="the whole story on Fashion-MNIST: pre-train, probe, table and plot")
+    commands.add_subcommand("probe", _probe_parser(ProbeConfig()), help="probe every module of a run")
     data = ArgumentParser(description="Download a dataset (needs a network) into --root.")
     data.add_argument("name", choices=["stl10", "fashion-mnist"])
     data.add_argument("--root", type=str, default="data", help="where to put it")
@@ -72,34 +57,50 @@ def _build_parser(argv: list[str]) -> ArgumentParser:
     return parser
 
 
+def _pretrain_parser(defaults: RunConfig) -> ArgumentParser:
+    parser = config_parser(defaults, description=(
+        "Pre-train an encoder greedily. Options override --preset (default paper-stl10) or the resumed run."))
+    _add_run_arguments(parser)
+    parser.add_argument("--resume", type=str, default=None, help="continue this run folder where it stopped")
+    return parser
+
+
+def _demo_parser(defaults: RunConfig) -> ArgumentParser:
+    parser = config_parser(defaults, description=(
+        "Pre-train the fashion-mnist preset, probe every module and print the table (about 15 min on 2 cores)."))
+    _add_run_arguments(parser)
+    return parser
+
+
+def _probe_parser(defaults: ProbeConfig) -> ArgumentParser:
+    parser = ArgumentParser(description="Linear and kNN probes of every module of a run (defaults: the run's).")
+    parser.add_argument("run", type=str, help="run folder")
+    parser.add_class_arguments(ProbeConfig, "probe", default=defaults, sub_configs=False)
+    parser.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
+    return parser
+
+
 def _add_run_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--preset", type=str, default=None,
-                        help=f"start from a named preset: {', '.join(PRESETS)} (options given after override it)")
+                        help=f"start from a named preset: {', '.join(PRESETS)}")
     parser.add_argument("--output", type=str, default="runs", help="folder holding run folders")
     parser.add_argument("--name", type=str, default=None, help="run folder name (default: the date and time)")
 
 
-def _defaults(argv: list[str], active: bool, fallback: str = "paper-stl10") -> RunConfig:
-    """The config that flags override: the run being resumed, else the --preset, else the fallback preset."""
-    if not active:
-        return PRESETS[fallback]
-    if "--resume" in argv[:-1]:
-        return _run_config(argv[argv.index("--resume") + 1])
-    for position, arg in enumerate(argv):
-        if arg == "--preset" and position + 1 < len(argv):
-            return preset(argv[position + 1])
-        if arg.startswith("--preset="):
-            return preset(arg.split("=", 1)[1])
-    return PRESETS[fallback]
+def _reparse(build: Callable[[RunConfig], ArgumentParser], args: Namespace, argv: list[str],
+             fallback: RunConfig) -> Namespace:
+    """Parse a sub-command's arguments again over the right defaults: the resumed run's config, else the preset.
+
+    The first pass only tells which run or preset was named; options given on the command line always win.
+    """
+    resume = getattr(args, "resume", None)
+    defaults = _open_run(resume).config if resume else preset(args.preset) if args.preset else fallback
+    return build(defaults).parse_args(argv)
 
 
-def _has_run(argv: list[str]) -> bool:
-    return argv.index("probe") + 1 < len(argv) and not argv[argv.index("probe") + 1].startswith("-")
-
-
-def _run_config(path: str) -> RunConfig:
+def _open_run(path: str):
     from greedy_infomax.reporting.run_folder import RunFolder
-    return RunFolder.open(Path(path)).config
+    return RunFolder.open(Path(path))
 
 
 def _config(parser_namespace: Namespace) -> RunConfig:
@@ -112,46 +113,43 @@ def _config(parser_namespace: Namespace) -> RunConfig:
         raise GimError(str(error)) from error
 
 
-def cmd_pretrain(args: Namespace) -> int:
+def cmd_pretrain(args: Namespace, argv: list[str]) -> int:
     from greedy_infomax.engines.local import pretrain
     from greedy_infomax.reporting.run_folder import RunFolder
 
+    args = _reparse(_pretrain_parser, args, argv, PRESETS["paper-stl10"])
     config = _config(args)
-    if args.resume:
-        run = RunFolder.open(Path(args.resume))
-        run.update_config(config)
-    else:
-        run = RunFolder.create(Path(args.output), args.name, config)
+    run = _open_run(args.resume) if args.resume else RunFolder.create(Path(args.output), args.name, config)
     print(f"run folder: {run.path}")
     pretrain(config, run, resume=bool(args.resume))
     return 0
 
 
-def cmd_probe(args: Namespace) -> int:
+def cmd_probe(args: Namespace, argv: list[str]) -> int:
     from greedy_infomax.evaluation.protocol import probe_run
     from greedy_infomax.reporting.probe_report import write_probe_report
-    from greedy_infomax.reporting.run_folder import RunFolder
 
-    run = RunFolder.open(Path(args.run))
+    run = _open_run(args.run)
     config = run.config
+    args = _probe_parser(config.probe).parse_args(argv)
+    data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
-        probe_options = ProbeConfig(**args.probe.as_dict())
+        config = replace(config, probe=ProbeConfig(**args.probe.as_dict()), data=data)
     except ValueError as error:
         raise GimError(str(error)) from error
-    data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
-    results = probe_run(run, replace(config, probe=probe_options, data=data))
+    results = probe_run(run, config)
     print(write_probe_report(run.path, results))
     print(f"written: {run.path / 'probe.json'}, {run.path / 'probe.md'}, {run.path / 'probe.png'}")
     return 0
 
 
-def cmd_demo(args: Namespace) -> int:
+def cmd_demo(args: Namespace, argv: list[str]) -> int:
     from greedy_infomax.engines.local import pretrain
     from greedy_infomax.evaluation.protocol import probe_run
     from greedy_infomax.reporting.probe_report import write_probe_report
     from greedy_infomax.reporting.run_folder import RunFolder
 
-    config = _config(args)
+    config = _config(_reparse(_demo_parser, args, argv, PRESETS[DEMO_PRESET]))
     run = RunFolder.create(Path(args.output), args.name or f"demo-{_timestamp()}", config)
     print(f"run folder: {run.path}\n1/2 pre-training {config.model.num_modules} gradient-isolated modules")
     pretrain(config, run)
@@ -161,7 +159,7 @@ def cmd_demo(args: Namespace) -> int:
     return 0
 
 
-def cmd_data(args: Namespace) -> int:
+def cmd_data(args: Namespace, argv: list[str]) -> int:
     from greedy_infomax.data.fashion_mnist import download_fashion_mnist
     from greedy_infomax.data.stl10 import download_stl10
 

@@ -43,7 +43,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _require(self.crop > 0, "data.crop", f"must be positive, got {self.crop}")
         _require(self.batch_size > 1, "data.batch_size", f"needs at least 2 images for negatives, got {self.batch_size}")
-        _require(self.limit is None or self.limit > 1, "data.limit", f"must be > 1, got {self.limit}")
+        _require(self.limit is None or self.limit >= self.batch_size, "data.limit",
+                 f"must be at least one batch ({self.batch_size} images), got {self.limit}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from greedy_infomax.config import RunConfig
 from greedy_infomax.data import load_split
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.errors import GimError
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.models.vision import build_modules
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -76,11 +77,15 @@ def pretrain(config: RunConfig, run: RunFolder, resume: bool = False) -> nn.Modu
     transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
     loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
     modules = prepare_modules(config, 1 if config.data.grayscale else data.spec.channels, device)
+    if len(loader) == 0:
+        raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
     progress = Progress()
     if resume and run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
         progress = Progress(saved["step"], saved["epoch"], saved["batch"])
-        torch.set_rng_state(saved["rng"])
+        _restore_rng(saved["rng"])
+        run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
+    run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
     _train_loop(config, run, modules, loader, progress)
     return modules
 
@@ -113,5 +118,12 @@ def _train_loop(config: RunConfig, run: RunFolder, modules: nn.ModuleList, loade
 
 
 def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
-    state = {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch, "rng": torch.get_rng_state()}
-    run.save_checkpoint(modules, state)
+    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    run.save_checkpoint(modules, {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch, "rng": rng})
+
+
+def _restore_rng(rng: dict) -> None:
+    """Negatives are drawn from the training device's generator: restore it so a resumed run draws the same."""
+    torch.set_rng_state(rng["cpu"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])

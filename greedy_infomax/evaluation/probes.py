@@ -35,6 +35,7 @@ def knn_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
               num_classes: int, k: int, temperature: float = 0.07, chunk: int = 1024) -> float:
     """Test accuracy of a k-nearest-neighbour vote under cosine similarity, weighted by exp(sim / T)."""
     train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
+    k = min(k, len(train_x))
     votes = []
     for queries in test_x.split(chunk):
         similarity, neighbour = (queries @ train_x.T).topk(k, dim=1)                 # (q, k)

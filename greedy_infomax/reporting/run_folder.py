@@ -35,6 +35,7 @@ class RunFolder:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self._tensorboard = None
+        self._purge_step: int | None = None
 
     @classmethod
     def create(cls, parent: Path, name: str | None, config: RunConfig) -> RunFolder:
@@ -78,9 +79,15 @@ class RunFolder:
             file.write(json.dumps({"step": step, **scalars}) + "\n")
         if self._tensorboard is None:
             from tensorboardX import SummaryWriter  # imported late: only training needs it
-            self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+            self._tensorboard = SummaryWriter(str(self.path / "tensorboard"), purge_step=self._purge_step)
         for key, value in scalars.items():
             self._tensorboard.add_scalar(key, value, step)
+
+    def forget_metrics_after(self, step: int) -> None:
+        """Drop logged rows past `step` (work lost since the checkpoint); TensorBoard purges them itself."""
+        kept = [row for row in self.metrics() if row["step"] <= step]
+        write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in kept).encode())
+        self._purge_step = step + 1
 
     def close(self) -> None:
         if self._tensorboard is not None:
@@ -99,8 +106,8 @@ class RunFolder:
             return final
         staging = self.checkpoints / f".staging-{progress['step']:08d}"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
         try:
+            staging.mkdir(parents=True)
             for index, module in enumerate(modules, start=1):
                 state = {
                     "format_version": FORMAT_VERSION,
