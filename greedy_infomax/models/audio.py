@@ -1,0 +1,97 @@
+"""The CPC audio encoder: strided Conv1d layers on the raw waveform, then a GRU (paper, Sec. 4.2; CPC, Sec. 3.1).
+
+Same surface as the vision model: `stages` (an nn.ModuleList, each mapping (B, C, T) -> (B, C', T')) and
+`out_channels` (one per stage). Each conv + ReLU is a stage and the GRU is the last one; how the stages are
+grouped into gradient-isolated modules is configuration (`build_audio_modules`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.objectives.infonce_1d import InfoNCE1d
+
+
+class GRUStage(nn.Module):
+    """A 1-layer GRU over time as a stage: (B, C, T) -> (B, hidden, T), the hidden state at every step."""
+
+    def __init__(self, in_channels: int, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(in_channels, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states, _ = self.gru(x.transpose(1, 2))                                 # (B, T, hidden)
+        return states.transpose(1, 2)                                           # (B, hidden, T)
+
+
+class AudioEncoder(nn.Module):
+    """Conv1d + ReLU stages (no normalisation) on a (B, in_channels, samples) waveform, then a GRU stage.
+
+    Defaults are the paper's: 512 channels, kernels 10/8/4/4/4, strides 5/4/2/2/2, paddings 2/2/2/2/1 (a hop
+    of 160 samples: 20,480 samples -> 128 frames), then a GRU 512 -> 256.
+    """
+
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (512, 512, 512, 512, 512),
+                 kernels: tuple[int, ...] = (10, 8, 4, 4, 4), strides: tuple[int, ...] = (5, 4, 2, 2, 2),
+                 paddings: tuple[int, ...] = (2, 2, 2, 2, 1), gru_hidden: int = 256) -> None:
+        super().__init__()
+        if not len(channels) == len(kernels) == len(strides) == len(paddings):
+            raise ValueError(f"channels, kernels, strides and paddings need one entry per conv layer, got "
+                             f"{len(channels)}, {len(kernels)}, {len(strides)} and {len(paddings)}")
+        self.kernels, self.strides, self.paddings = tuple(kernels), tuple(strides), tuple(paddings)
+        self.stages = nn.ModuleList()
+        self.out_channels: list[int] = []
+        previous = in_channels
+        for width, kernel, stride, padding in zip(channels, kernels, strides, paddings):
+            self.stages.append(nn.Sequential(nn.Conv1d(previous, width, kernel, stride, padding), nn.ReLU()))
+            self.out_channels.append(width)
+            previous = width
+        self.stages.append(GRUStage(previous, gru_hidden))
+        self.out_channels.append(gru_hidden)
+
+    @property
+    def hop(self) -> int:
+        """Input samples per output frame: the product of the strides."""
+        return math.prod(self.strides)
+
+    def lengths(self, samples: int) -> list[int]:
+        """Time steps T after each stage for an input of `samples` samples (the GRU keeps the length)."""
+        lengths = []
+        for kernel, stride, padding in zip(self.kernels, self.strides, self.paddings):
+            samples = (samples + 2 * padding - kernel) // stride + 1
+            lengths.append(samples)
+        return lengths + [samples]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def build_audio_modules(encoder: AudioEncoder, stages_per_module: tuple[int, ...], prediction_steps: int = 12,
+                        num_negatives: int = 10, subsample: bool = True,
+                        subsample_window: int = 128) -> nn.ModuleList:
+    """The encoder's stages grouped by `stages_per_module`, each group with an identity readout and InfoNCE1d.
+
+    (1, 1, 1, 1, 1, 1) is Greedy InfoMax's 6 modules (every conv alone, then the GRU alone on the detached
+    conv output); (6,) is one end-to-end module. Each objective is sized to its module's output channels and
+    scores that output (c = z), since IsolatedModule hands its objective only the block's output. For a module
+    ending in the GRU this differs from the original, which predicted the conv features z_{t+k} (512) from
+    the GRU's output c_t (256): InfoNCE1d(512, context_channels=256, autoregressor=GRU) on the conv output.
+    `subsample` only acts on sequences longer than `subsample_window` steps (in the paper's encoder: the
+    outputs of conv 1-4).
+    """
+    if sum(stages_per_module) != len(encoder.stages) or min(stages_per_module) < 1:
+        raise ValueError(f"stages_per_module must be positive and add up to the {len(encoder.stages)} stages, "
+                         f"got {stages_per_module}")
+    modules, first = [], 0
+    for count in stages_per_module:
+        block = nn.Sequential(*encoder.stages[first:first + count])
+        first += count
+        objective = InfoNCE1d(encoder.out_channels[first - 1], prediction_steps, num_negatives,
+                              subsample=subsample, subsample_window=subsample_window)
+        modules.append(IsolatedModule(block, nn.Identity(), objective))
+    return nn.ModuleList(modules)

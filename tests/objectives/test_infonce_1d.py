@@ -1,0 +1,179 @@
+"""InfoNCE1d against a slow loop reference on the same negatives (whole sequences and fixed windows), plus
+analytic cases, the sampled index tensor and the subsampling window."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from greedy_infomax.models.audio import GRUStage
+from greedy_infomax.objectives import infonce_1d
+from greedy_infomax.objectives.infonce_1d import InfoNCE1d
+from greedy_infomax.objectives.negatives import sample_negatives
+
+
+def reference_loss(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, negatives: torch.Tensor,
+                   start: int, length: int) -> torch.Tensor:
+    """Loops over k, b, t; context (b, t) uses negatives row b * (length - 1) + t - start, entry n = b' * T + t'.
+
+    weight: the predictors' (K * C, Cc) linear weight, W_k = weight[k * C:(k + 1) * C].
+    """
+    z, c, weight = z.double(), c.double(), weight.double()
+    B, C, T = z.shape
+    W_k = weight.reshape(steps, C, c.shape[1])
+    assert negatives.shape[0] == B * (length - 1), "the index tensor has one row per context step"
+    step_means = []
+    for k in range(1, steps + 1):
+        terms = []
+        for b in range(B):
+            for t in range(start, start + length - k):
+                prediction = W_k[k - 1] @ c[b, :, t]
+                scores = [prediction @ z[b, :, t + k]]
+                for n in negatives[b * (length - 1) + t - start].tolist():
+                    nb, nt = divmod(n, T)
+                    scores.append(prediction @ z[nb, :, nt])
+                scores = torch.stack(scores)
+                terms.append(torch.logsumexp(scores, 0) - scores[0])
+        step_means.append(torch.stack(terms).mean())
+    return torch.stack(step_means).mean()
+
+
+def num_contexts(B: int, length: int) -> int:
+    return B * (length - 1)
+
+
+SHAPES = [
+    # B, C, T, K, N, context channels (None: c = z, the GIM case), window start, window length (None: all)
+    (2, 3, 9, 3, 4, None, 0, None),
+    (3, 4, 16, 12, 10, None, 0, None),     # the paper's K = 12 and N = 10
+    (1, 2, 5, 1, 2, None, 0, None),
+    (2, 3, 12, 2, 3, 5, 0, None),          # a separate context with its own width (CPC: the GRU's output)
+    (2, 3, 20, 3, 4, None, 0, 8),          # subsampled: a window at the start ...
+    (2, 3, 20, 3, 4, None, 7, 8),          # ... in the middle
+    (3, 2, 20, 4, 5, 3, 12, 8),            # ... at the very end, with a separate context
+]
+
+
+@pytest.mark.parametrize("B, C, T, K, N, Cc, start, length", SHAPES)
+def test_matches_loop_reference(B, C, T, K, N, Cc, start, length):
+    generator = torch.Generator().manual_seed(T * 100 + K + start)
+    objective = InfoNCE1d(C, prediction_steps=K, num_negatives=N, context_channels=Cc)
+    window = T - start if length is None else length
+    z = torch.randn(B, C, T, generator=generator)                                       # (B, C, T)
+    c = z if Cc is None else torch.randn(B, Cc, T, generator=generator)                 # (B, Cc, T)
+    negatives = torch.randint(B * T, (num_contexts(B, window), N), generator=generator)
+    loss = objective.loss(z, c, negatives, start, length)
+    expected = reference_loss(z, c, objective.predictors.weight.detach(), K, negatives, start, window)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5, rel=1e-5)
+
+
+@pytest.mark.parametrize("B, C, T, K, N, Cc, subsample, window", [
+    (2, 3, 9, 3, 4, None, False, 128),
+    (3, 4, 20, 12, 10, 6, False, 128),
+    (2, 3, 40, 3, 4, None, True, 8),       # subsampled: queries from 8 steps, negatives from all 2 * 40
+    (2, 3, 8, 3, 4, None, True, 8),        # not longer than the window: no subsampling
+])
+def test_forward_samples_one_row_of_negatives_per_context_step(monkeypatch, B, C, T, K, N, Cc, subsample, window):
+    sampled = []
+
+    def recording(rows, num_negatives, pool_size, device):
+        indices = sample_negatives(rows, num_negatives, pool_size, device)
+        sampled.append((indices, pool_size))
+        return indices
+
+    monkeypatch.setattr(infonce_1d, "sample_negatives", recording)
+    autoregressor = None if Cc is None else nn.Conv1d(C, Cc, 1)
+    objective = InfoNCE1d(C, K, N, context_channels=Cc, subsample=subsample, subsample_window=window,
+                          autoregressor=autoregressor)
+    z = torch.randn(B, C, T)
+    torch.manual_seed(0)
+    start, length = objective.window(T)
+    torch.manual_seed(0)
+    loss = objective(z)
+    (indices, pool_size), = sampled
+    assert length == (window if subsample and T > window else T)
+    assert indices.shape == (num_contexts(B, length), N)
+    assert pool_size == B * T, "negatives come from every step of every sequence, also when subsampling"
+    c = z if autoregressor is None else autoregressor(z)
+    assert torch.equal(loss, objective.loss(z, c, indices, start, length)), "forward = loss on what it sampled"
+
+
+def test_window_start_is_uniform_over_every_valid_offset():
+    objective = InfoNCE1d(2, prediction_steps=2, subsample=True, subsample_window=6)
+    torch.manual_seed(0)
+    windows = {objective.window(9) for _ in range(300)}
+    assert windows == {(start, 6) for start in range(4)}, "offsets 0 .. T - window, both ends included"
+    assert objective.window(6) == (0, 6) and objective.window(4) == (0, 4)
+
+
+@pytest.mark.parametrize("N, subsample", [(1, False), (10, False), (10, True)])
+def test_zero_sequence_gives_log_of_candidates(N, subsample):
+    objective = InfoNCE1d(3, prediction_steps=4, num_negatives=N, subsample=subsample, subsample_window=8)
+    loss = objective(torch.zeros(2, 3, 20))
+    assert loss.item() == pytest.approx(math.log(N + 1), rel=1e-6)
+
+
+def test_negatives_equal_to_the_positive_give_log_of_candidates():
+    """With K = 1 and every negative the positive's own step, all N + 1 scores tie, whatever z and W_1 are.
+
+    This pins the index semantics: row b * (length - 1) + t - start holds context (b, t), whose positive is
+    pool entry b * T + t + 1.
+    """
+    B, C, T, N, start, length = 2, 3, 15, 5, 4, 9
+    objective = InfoNCE1d(C, prediction_steps=1, num_negatives=N)
+    z = torch.randn(B, C, T) * 3
+    own = [b * T + t + 1 for b in range(B) for t in range(start, start + length - 1)]
+    negatives = torch.tensor(own)[:, None].expand(-1, N)
+    assert objective.loss(z, z, negatives, start, length).item() == pytest.approx(math.log(N + 1), rel=1e-5)
+
+
+def test_negatives_are_shared_by_the_k_predictions_of_a_context():
+    """z constant over time within a sequence, every negative from the context's own sequence: all K steps tie."""
+    B, C, T, K, N = 3, 4, 10, 3, 6
+    objective = InfoNCE1d(C, prediction_steps=K, num_negatives=N)
+    z = torch.randn(B, C, 1).expand(-1, -1, T) * 3                                      # (B, C, T)
+    own_sequence = torch.arange(B).repeat_interleave(T - 1)[:, None] * T                 # (B*(T-1), 1)
+    negatives = own_sequence + torch.randint(T, (B * (T - 1), N))
+    assert objective.loss(z, z, negatives).item() == pytest.approx(math.log(N + 1), rel=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.0, 10.0, 30.0])
+def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
+    """z one-hot per step, W_1 = alpha * I, c_t = one-hot of its target: positive scores alpha, negatives 0."""
+    B, T, N = 2, 5, 6
+    C = B * T
+    objective = InfoNCE1d(C, prediction_steps=1, num_negatives=N)
+    with torch.no_grad():
+        objective.predictors.weight.copy_(alpha * torch.eye(C))
+    z = torch.eye(C).reshape(B, T, C).transpose(1, 2)                                   # (B, C, T)
+    c = torch.zeros_like(z)
+    targets = []
+    for b in range(B):
+        for t in range(T - 1):
+            c[b, b * T + t + 1, t] = 1.0
+            targets.append(b * T + t + 1)
+    negatives = torch.randint(C, (len(targets), N), generator=torch.Generator().manual_seed(1))
+    targets = torch.tensor(targets)[:, None]
+    negatives = torch.where(negatives == targets, (negatives + 1) % C, negatives)      # never the positive
+    expected = math.log1p(N * math.exp(-alpha))
+    assert objective.loss(z, c, negatives).item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
+
+
+@pytest.mark.parametrize("with_autoregressor", [False, True])
+def test_gradients_reach_z_predictors_and_autoregressor(with_autoregressor):
+    autoregressor = GRUStage(4, 6) if with_autoregressor else None
+    objective = InfoNCE1d(4, 3, 4, context_channels=6 if with_autoregressor else None, subsample=True,
+                          subsample_window=8, autoregressor=autoregressor)
+    z = torch.randn(3, 4, 12, requires_grad=True)
+    objective(z).backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    for name, parameter in objective.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_sequence_not_longer_than_the_steps_names_prediction_steps():
+    objective = InfoNCE1d(3, prediction_steps=4)
+    with pytest.raises(ValueError, match="prediction_steps=4"):
+        objective(torch.randn(2, 3, 4))
