@@ -33,23 +33,23 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(5.5, 3.8), dpi=120)
-    for encoder, style in (("trained", "o-"), ("random", "s--")):
+    figure, axes = plt.subplots(figsize=(6.4, 3.8), dpi=120)
+    for encoder, colour in (("trained", "tab:blue"), ("random", "tab:green")):
         if encoder in results:
             modules = [row["module"] for row in results[encoder]]
-            axes.plot(modules, [100 * row["linear"] for row in results[encoder]], style,
-                      label=f"{_label(results, encoder)} (linear)")
+            axes.plot(modules, [100 * row["linear"] for row in results[encoder]], "o-", color=colour,
+                      label=f"{_label(results, encoder)}, linear")
             if "knn" in results[encoder][0]:
-                axes.plot(modules, [100 * row["knn"] for row in results[encoder]], style, alpha=0.45,
-                          label=f"{_label(results, encoder)} (kNN)")
+                axes.plot(modules, [100 * row["knn"] for row in results[encoder]], "s--", color=colour, alpha=0.5,
+                          label=f"{_label(results, encoder)}, kNN")
     if "raw_pixels" in results:
-        axes.axhline(100 * results["raw_pixels"]["linear"], color="grey", linestyle=":", label="raw pixels (linear)")
+        axes.axhline(100 * results["raw_pixels"]["linear"], color="grey", linestyle=":", label="raw pixels, linear")
     axes.set_xticks([row["module"] for row in results["trained"]])
     axes.set_xlabel("module")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(f"{results['dataset']}: probes on every module")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
