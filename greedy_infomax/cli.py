@@ -8,15 +8,20 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jsonargparse import ArgumentParser, Namespace
 
 from greedy_infomax.config import PRESETS, ProbeConfig, RunConfig, config_parser, from_namespace, preset
 from greedy_infomax.errors import GimError
 from greedy_infomax.system import tune_allocator
+
+if TYPE_CHECKING:
+    from greedy_infomax.reporting.run_folder import RunFolder
 
 DEMO_PRESET = "fashion-mnist"
 
@@ -98,8 +103,8 @@ def _reparse(build: Callable[[RunConfig], ArgumentParser], args: Namespace, argv
     return build(defaults).parse_args(argv)
 
 
-def _open_run(path: str):
-    from greedy_infomax.reporting.run_folder import RunFolder
+def _open_run(path: str) -> RunFolder:
+    from greedy_infomax.reporting.run_folder import RunFolder  # late: torch loads slowly, --help need not wait
     return RunFolder.open(Path(path))
 
 
@@ -149,8 +154,9 @@ def cmd_demo(args: Namespace, argv: list[str]) -> int:
     from greedy_infomax.reporting.probe_report import write_probe_report
     from greedy_infomax.reporting.run_folder import RunFolder
 
-    config = _config(_reparse(_demo_parser, args, argv, PRESETS[DEMO_PRESET]))
-    run = RunFolder.create(Path(args.output), args.name or f"demo-{_timestamp()}", config)
+    args = _reparse(_demo_parser, args, argv, PRESETS[DEMO_PRESET])
+    config = _config(args)
+    run = RunFolder.create(Path(args.output), args.name or time.strftime("demo-%Y%m%d-%H%M%S"), config)
     print(f"run folder: {run.path}\n1/2 pre-training {config.model.num_modules} gradient-isolated modules")
     pretrain(config, run)
     print("2/2 probing every module (trained and random-init encoders, raw pixels)")
@@ -166,11 +172,6 @@ def cmd_data(args: Namespace, argv: list[str]) -> int:
     download = {"stl10": download_stl10, "fashion-mnist": download_fashion_mnist}[args.name]
     print(f"{args.name} ready in {download(Path(args.root))}")
     return 0
-
-
-def _timestamp() -> str:
-    import time
-    return time.strftime("%Y%m%d-%H%M%S")
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "demo": cmd_demo, "data": cmd_data}
