@@ -11,7 +11,6 @@ from torch import nn
 from greedy_infomax.models.audio import GRUStage
 from greedy_infomax.objectives import infonce_1d
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
-from greedy_infomax.objectives.negatives import sample_negatives
 
 
 def reference_loss(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, negatives: torch.Tensor,
@@ -75,15 +74,8 @@ def test_matches_loop_reference(B, C, T, K, N, Cc, start, length):
     (2, 3, 40, 3, 4, None, True, 8),       # subsampled: queries from 8 steps, negatives from all 2 * 40
     (2, 3, 8, 3, 4, None, True, 8),        # not longer than the window: no subsampling
 ])
-def test_forward_samples_one_row_of_negatives_per_context_step(monkeypatch, B, C, T, K, N, Cc, subsample, window):
-    sampled = []
-
-    def recording(rows, num_negatives, pool_size, device):
-        indices = sample_negatives(rows, num_negatives, pool_size, device)
-        sampled.append((indices, pool_size))
-        return indices
-
-    monkeypatch.setattr(infonce_1d, "sample_negatives", recording)
+def test_forward_samples_one_row_of_negatives_per_context_step(record_negatives, B, C, T, K, N, Cc, subsample, window):
+    sampled = record_negatives(infonce_1d)
     autoregressor = None if Cc is None else nn.Conv1d(C, Cc, 1)
     objective = InfoNCE1d(C, K, N, context_channels=Cc, subsample=subsample, subsample_window=window,
                           autoregressor=autoregressor)

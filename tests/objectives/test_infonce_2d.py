@@ -9,7 +9,6 @@ from torch import nn
 
 from greedy_infomax.objectives import infonce_2d
 from greedy_infomax.objectives.infonce_2d import InfoNCE2d
-from greedy_infomax.objectives.negatives import sample_negatives
 
 
 def reference_loss(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, skip: int,
@@ -69,15 +68,8 @@ def test_matches_loop_reference(B, C, H, W, K, skip, N, Cc):
 
 
 @pytest.mark.parametrize("B, C, H, W, K, skip, N, Cc", SHAPES)
-def test_forward_samples_one_row_of_negatives_per_query(monkeypatch, B, C, H, W, K, skip, N, Cc):
-    sampled = []
-
-    def recording(num_queries_, num_negatives, pool_size, device):
-        indices = sample_negatives(num_queries_, num_negatives, pool_size, device)
-        sampled.append((indices, pool_size))
-        return indices
-
-    monkeypatch.setattr(infonce_2d, "sample_negatives", recording)
+def test_forward_samples_one_row_of_negatives_per_query(record_negatives, B, C, H, W, K, skip, N, Cc):
+    sampled = record_negatives(infonce_2d)
     autoregressor = None if Cc is None else nn.Conv2d(C, Cc, 1)
     objective = InfoNCE2d(C, K, skip, N, context_channels=Cc, autoregressor=autoregressor)
     z = torch.randn(B, C, H, W)
