@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from jsonargparse import ArgumentParser, Namespace
 
 from greedy_infomax.config import PRESETS, ProbeConfig, RunConfig, config_parser, from_namespace, preset
-from greedy_infomax.errors import GimError
+from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.system import tune_allocator
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         namespace = _build_parser().parse_args(argv)
         command = namespace.command
         return COMMANDS[command](namespace[command], argv[argv.index(command) + 1:])
+    except TrainingStopped as stopped:
+        print(f"gim: {stopped}", file=sys.stderr)
+        return 128 + stopped.signal_number
     except GimError as error:
         if debug:
             raise

@@ -133,6 +133,8 @@ class TrainConfig:
     """Write checkpoints every N steps (and always at the end)."""
     log_every: int = 10
     """Log losses every N steps."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/infinite loss either stops the run (after a checkpoint of the last good weights) or skips the batch."""
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")

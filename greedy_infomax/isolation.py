@@ -12,6 +12,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from greedy_infomax.errors import NonFiniteLoss
+
 
 class IsolatedModule(nn.Module):
     """Encoder block + readout + objective + its own optimiser."""
@@ -45,6 +47,8 @@ class IsolatedModule(nn.Module):
         if self.optimizer is None:
             raise RuntimeError("configure_optimizer() before step()")
         h, loss = self.loss(x, labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(loss.item())  # before backward: the weights stay the last good ones
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()          # frees this module's graph now, before the next module runs
         self.optimizer.step()

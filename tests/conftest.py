@@ -1,9 +1,10 @@
-"""Shared fixtures: a tiny hand-made config and one training step of every preset, run once per session."""
+"""Shared fixtures: a tiny hand-made config, one training step of every preset, recorded negative samples."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
+from types import ModuleType
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 
 from greedy_infomax.config import PRESETS, DataConfig, ModelConfig, ObjectiveConfig, RunConfig, TrainConfig
 from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+from greedy_infomax.objectives.negatives import sample_negatives
 
 
 def make_tiny_config(**train_options) -> RunConfig:
@@ -63,3 +65,19 @@ def _one_step(name: str) -> PresetStep:
 def preset_step() -> Callable[[str], PresetStep]:
     """One step of every preset is shared by the config and model tests: paper-stl10 alone takes seconds."""
     return _one_step
+
+
+@pytest.fixture
+def record_negatives(monkeypatch):
+    """record_negatives(objective_module) -> list that fills with (indices, pool_size) per sampling call."""
+    def record(module: ModuleType) -> list:
+        sampled = []
+
+        def recording(rows, num_negatives, pool_size, device):
+            indices = sample_negatives(rows, num_negatives, pool_size, device)
+            sampled.append((indices, pool_size))
+            return indices
+
+        monkeypatch.setattr(module, "sample_negatives", recording)
+        return sampled
+    return record

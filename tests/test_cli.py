@@ -166,3 +166,16 @@ def test_pretrain_with_fewer_images_than_one_batch_is_an_error(tmp_path, capsys)
     code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "8"])
     err = capsys.readouterr().err
     assert code == 2 and any(line.startswith("gim: error: ") for line in err.splitlines()), (code, err)
+
+
+def test_stopped_training_exits_128_plus_the_signal_with_one_line(tmp_path, capsys, monkeypatch):
+    import greedy_infomax.engines.local as local
+    from greedy_infomax.errors import TrainingStopped
+
+    def stopped(config, run, resume=False):
+        raise TrainingStopped(15, f"stopped by SIGTERM after step 3; continue with: gim pretrain --resume {run.path}")
+
+    monkeypatch.setattr(local, "pretrain", stopped)
+    assert main(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r"]) == 143
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith("gim: stopped by SIGTERM") and "--resume" in error[-1]

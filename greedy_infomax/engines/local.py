@@ -1,8 +1,11 @@
 """The single-process engine: a thin loop over each module's step(), with logging and checkpoints."""
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -12,7 +15,7 @@ from greedy_infomax.config import RunConfig
 from greedy_infomax.data import load_split
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.errors import GimError
+from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.models.vision import build_modules
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -60,14 +63,46 @@ def prepare_modules(config: RunConfig, in_channels: int, device: torch.device,
 
 
 def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range) -> list[torch.Tensor]:
-    """One batch: frozen modules before the trained ones run without autograd, then each trained module steps."""
+    """One batch: frozen modules before the trained ones run without autograd, then each trained module steps.
+
+    A non-finite loss raises NonFiniteLoss naming the module; modules before it have already stepped.
+    """
     x = run_frozen(list(modules[:trained.start]), x)
     losses = []
-    for module in modules[trained.start:trained.stop]:
-        module.train()
-        x, loss = module.step(x)
+    for index in trained:
+        modules[index].train()
+        try:
+            x, loss = modules[index].step(x)
+        except NonFiniteLoss as error:
+            raise NonFiniteLoss(error.value, module=index + 1) from None
         losses.append(loss)
     return losses
+
+
+class StopSignals:
+    """SIGINT and SIGTERM ask training to stop after the current step, so a checkpoint can be written first.
+
+    A second signal stops at once (KeyboardInterrupt). Outside the main thread signals cannot be caught,
+    and training runs unprotected.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> StopSignals:
+        self.received: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = number
 
 
 def pretrain(config: RunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
@@ -98,28 +133,53 @@ def _train_loop(config: RunConfig, run: RunFolder, modules: nn.ModuleList, loade
         total = min(total, config.train.max_steps)
     names = [f"module{index + 1}" for index in trained]
     bar = tqdm(total=total, initial=progress.step, desc="pretrain", unit="step", dynamic_ncols=True)
-    started, first_step = time.perf_counter(), progress.step
-    while progress.step < total:
-        for images, _ in loader.epoch(progress.epoch, progress.batch):
-            losses = train_step(modules, images, trained)
-            progress.advance(len(loader))
-            bar.update()
-            if progress.step % config.train.log_every == 0 or progress.step == total:
-                values = {f"loss/{name}": float(loss) for name, loss in zip(names, losses)}
-                rate = (progress.step - first_step) * config.data.batch_size / (time.perf_counter() - started)
-                run.log(progress.step, {**values, "epoch": progress.epoch, "images_per_second": rate})
-                bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
-            if progress.step % config.train.checkpoint_every == 0 or progress.step == total:
-                _checkpoint(run, modules, progress)
-            if progress.step >= total:
-                break
+    started, first_step, skipped = time.perf_counter(), progress.step, 0
+    with StopSignals() as stop:
+        while progress.step < total:
+            for images, _ in loader.epoch(progress.epoch, progress.batch):
+                try:
+                    losses = train_step(modules, images, trained)
+                except NonFiniteLoss as error:
+                    if config.train.on_nonfinite == "stop":
+                        _diverged(run, modules, progress, error)
+                    skipped, losses = skipped + 1, []
+                progress.advance(len(loader))
+                bar.update()
+                if progress.step % config.train.log_every == 0 or progress.step == total:
+                    values = {f"loss/{name}": float(loss) for name, loss in zip(names, losses)}
+                    rate = (progress.step - first_step) * config.data.batch_size / (time.perf_counter() - started)
+                    run.log(progress.step, {**values, "epoch": progress.epoch, "images_per_second": rate,
+                                            "skipped_batches": skipped})
+                    bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
+                if progress.step % config.train.checkpoint_every == 0 or progress.step == total:
+                    _checkpoint(run, modules, progress)
+                if stop.received is not None:
+                    _stopped(run, modules, progress, stop.received)
+                if progress.step >= total:
+                    break
     bar.close()
     run.close()
 
 
-def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
+def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, error: NonFiniteLoss) -> None:
+    """Save the weights (still finite: the bad update was never applied) and stop with the module and step."""
+    folder = _checkpoint(run, modules, progress)
+    run.close()
+    raise GimError(f"module {error.module} diverged at step {progress.step + 1} (loss {error.value}); "
+                   f"last good state saved in {folder}. Lower --train.lr, or pass --train.on_nonfinite skip")
+
+
+def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int) -> None:
+    folder = _checkpoint(run, modules, progress)
+    run.close()
+    raise TrainingStopped(number, f"stopped by {signal.Signals(number).name} after step {progress.step}; "
+                                  f"checkpoint {folder}; continue with: gim pretrain --resume {run.path}")
+
+
+def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> Path:
     rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    run.save_checkpoint(modules, {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch, "rng": rng})
+    return run.save_checkpoint(modules, {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
+                                         "rng": rng})
 
 
 def _restore_rng(rng: dict) -> None:

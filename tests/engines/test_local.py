@@ -88,3 +88,71 @@ def test_resume_on_cuda_draws_the_same_negatives(tmp_path):
     for step in (10, 12):
         for key, value in straight_losses[step].items():
             assert resumed_losses[step][key] == pytest.approx(value, abs=1e-4), (step, key)
+
+
+def _poison(monkeypatch, module: int, at_steps: set[int], num_modules: int = 3) -> None:
+    """Module `module` returns a NaN loss on the given steps (1-based; every module steps once per batch)."""
+    from greedy_infomax.isolation import IsolatedModule
+    original, calls = IsolatedModule.loss, [0]
+
+    def loss(self, x, labels=None):
+        h, value = original(self, x, labels)
+        calls[0] += 1
+        step, position = divmod(calls[0] - 1, num_modules)
+        return h, value * float("nan") if position + 1 == module and step + 1 in at_steps else value
+
+    monkeypatch.setattr(IsolatedModule, "loss", loss)
+
+
+def test_nan_loss_stops_with_module_and_step_after_saving_finite_weights(tmp_path, monkeypatch):
+    from greedy_infomax.errors import GimError
+    _poison(monkeypatch, module=2, at_steps={6})
+    run = RunFolder.create(tmp_path, "nan", smoke(max_steps=12))
+    with pytest.raises(GimError, match=r"module 2 diverged at step 6"):
+        pretrain(smoke(max_steps=12), run)
+    assert run.latest_checkpoint().name == "step-00000005"
+    for k in (1, 2, 3):
+        state = torch.load(run.latest_checkpoint() / f"module-{k}.pt", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(tensor).all() for tensor in state.values())
+
+
+def test_nan_loss_skips_the_batch_when_configured(tmp_path, monkeypatch):
+    _poison(monkeypatch, module=3, at_steps={3, 7})
+    config = smoke(max_steps=10, on_nonfinite="skip", log_every=1)
+    run = RunFolder.create(tmp_path, "skip", config)
+    modules = pretrain(config, run)
+    assert run.latest_checkpoint().name == "step-00000010"
+    assert run.metrics()[-1]["skipped_batches"] == 2
+    assert "loss/module3" not in run.metrics()[2], "the poisoned step logs no loss"
+    assert all(torch.isfinite(p).all() for p in modules.parameters())
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_signal_writes_a_checkpoint_and_the_run_resumes_to_the_same_result(tmp_path, monkeypatch, signal_name):
+    import os
+    import signal
+
+    import greedy_infomax.engines.local as local
+    from greedy_infomax.errors import TrainingStopped
+    config = smoke(max_steps=12)
+    straight = snapshot(pretrain(config, RunFolder.create(tmp_path, "straight", config)))
+
+    original_step = local.train_step
+    calls = {"n": 0}
+
+    def signalling(*args):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+        return original_step(*args)
+
+    monkeypatch.setattr(local, "train_step", signalling)
+    run = RunFolder.create(tmp_path, "signalled", config)
+    with pytest.raises(TrainingStopped, match=f"stopped by {signal_name} after step 6") as stopped:
+        pretrain(config, run)
+    assert stopped.value.signal_number == getattr(signal, signal_name)
+    assert run.latest_checkpoint().name == "step-00000006"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "handlers restored"
+    monkeypatch.setattr(local, "train_step", original_step)
+    resumed = snapshot(pretrain(config, run, resume=True))
+    assert all(torch.equal(resumed[name], straight[name]) for name in straight)
