@@ -119,6 +119,7 @@ def pretrain(config: RunConfig, run: RunFolder, resume: bool = False) -> nn.Modu
         saved = run.load_checkpoint(modules)
         progress = Progress(saved["step"], saved["epoch"], saved["batch"])
         _restore_rng(saved["rng"])
+    if resume:
         run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
     run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
     _train_loop(config, run, modules, loader, progress)

@@ -156,3 +156,14 @@ def test_signal_writes_a_checkpoint_and_the_run_resumes_to_the_same_result(tmp_p
     monkeypatch.setattr(local, "train_step", original_step)
     resumed = snapshot(pretrain(config, run, resume=True))
     assert all(torch.equal(resumed[name], straight[name]) for name in straight)
+
+
+def test_resume_before_the_first_checkpoint_starts_over_without_stale_metrics(tmp_path):
+    config = smoke(max_steps=4)
+    straight = snapshot(pretrain(config, RunFolder.create(tmp_path, "straight", config)))
+    run = RunFolder.create(tmp_path, "killed-early", config)
+    run.log(2, {"loss/module1": 9.0})   # logged by a run killed before it wrote any checkpoint
+    resumed = snapshot(pretrain(config, run, resume=True))
+    assert [row["step"] for row in run.metrics()] == [2, 4]
+    assert run.metrics()[0]["loss/module1"] != 9.0
+    assert all(torch.equal(resumed[name], straight[name]) for name in straight)
