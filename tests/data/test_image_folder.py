@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from greedy_infomax.data.image_folder import class_names, read_image_folder
@@ -96,3 +98,25 @@ def test_missing_or_empty_root_is_an_error(tmp_path: Path, make: Callable[[Path]
     make(root)
     with pytest.raises(GimError, match="images"):
         read_image_folder(root)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupted_png_is_read_or_named(tmp_path: Path, data: st.DataObject) -> None:
+    """A PNG cut short or with a byte overwritten either still decodes or raises GimError, never anything else."""
+    root = tmp_path / "fuzz"
+    _save(root / "cat" / "a.png", _solid((10, 200, 30)))
+    _save(root / "cat" / "b.png", _solid((90, 20, 130)))
+    path = root / "cat" / "b.png"
+    raw = bytearray(path.read_bytes())
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[:data.draw(st.integers(0, len(raw) - 1), label="length")]
+    else:
+        raw[data.draw(st.integers(0, len(raw) - 1), label="offset")] = data.draw(st.integers(0, 255), label="byte")
+    path.write_bytes(bytes(raw))
+    try:
+        array = read_image_folder(root)
+    except GimError as error:
+        assert "b.png" in str(error)
+    else:
+        assert array.images.shape == (2, 3, 4, 6)

@@ -296,3 +296,28 @@ def test_download_librispeech_fetches_audio_once_and_checks_label_files(
     assert download_librispeech(tmp_path) == tmp_path
     assert calls == [(librispeech.URL, tmp_path / "train-clean-100.tar.gz", librispeech.MD5)]
     assert read_librispeech(tmp_path).speakers == ("19", "103", "1034")
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_corrupted_flac_is_read_or_named(data: st.DataObject) -> None:
+    """A FLAC cut short or with a byte overwritten: opening and reading it works or raises GimError naming it."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        _write_corpus(root)
+        path = _flac_path(root, "1034-121-0002")
+        raw = bytearray(path.read_bytes())
+        if data.draw(st.booleans(), label="truncate"):
+            raw = raw[:data.draw(st.integers(0, len(raw) - 1), label="length")]
+        else:
+            raw[data.draw(st.integers(0, len(raw) - 1), label="offset")] = data.draw(st.integers(0, 255), label="byte")
+        path.write_bytes(bytes(raw))
+        try:
+            corpus = read_librispeech(root)
+            utterance = next(u for u in corpus.splits["train"] if u.id == "1034-121-0002")
+            samples = corpus.waveform(utterance)
+        except GimError as error:
+            assert "1034-121-0002" in str(error)
+        else:
+            assert np.isfinite(samples).all()
