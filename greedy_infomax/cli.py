@@ -3,7 +3,7 @@
     gim demo                  pre-train the fashion-mnist preset, probe every module, print the table
     gim pretrain [options]    pre-train into a new run folder (or --resume RUN)
     gim probe RUN             linear + kNN probes of every module of a run
-    gim data NAME             download a dataset where a network exists
+    gim data NAME             download a dataset where a network exists, or generate the speech corpus
 """
 from __future__ import annotations
 
@@ -58,10 +58,14 @@ def _build_parser() -> ArgumentParser:
     commands.add_subcommand("demo", _demo_parser(PRESETS[DEMO_PRESET]),
                             help="the whole story on Fashion-MNIST: pre-train, probe, table and plot")
     commands.add_subcommand("probe", _probe_parser(ProbeConfig()), help="probe every module of a run")
-    data = ArgumentParser(description="Download a dataset (needs a network) into --root.")
-    data.add_argument("name", choices=["stl10", "fashion-mnist"])
+    data = ArgumentParser(description=(
+        "Download a dataset (needs a network) into --root, or generate the offline speech corpus there."))
+    data.add_argument("name", choices=list(DATA_COMMANDS))
     data.add_argument("--root", type=str, default="data", help="where to put it")
-    commands.add_subcommand("data", data, help="download STL-10 or Fashion-MNIST")
+    data.add_argument("--speakers", type=int, default=100, help="speech-corpus: number of synthetic speakers")
+    data.add_argument("--utterances", type=int, default=20, help="speech-corpus: utterances per speaker")
+    data.add_argument("--seed", type=int, default=0, help="speech-corpus: the corpus is a function of this seed")
+    commands.add_subcommand("data", data, help="download STL-10, Fashion-MNIST or LibriSpeech; generate speech")
     return parser
 
 
@@ -169,12 +173,30 @@ def cmd_demo(args: Namespace, argv: list[str]) -> int:
 
 
 def cmd_data(args: Namespace, argv: list[str]) -> int:
-    from greedy_infomax.data.fashion_mnist import download_fashion_mnist
-    from greedy_infomax.data.stl10 import download_stl10
-
-    download = {"stl10": download_stl10, "fashion-mnist": download_fashion_mnist}[args.name]
-    print(f"{args.name} ready in {download(Path(args.root))}")
+    print(f"{args.name} ready in {DATA_COMMANDS[args.name](args)}")
     return 0
+
+
+def _download(module: str, function: str) -> Callable[[Namespace], Path]:
+    """A `gim data` action that calls greedy_infomax.data.<module>.<function>(root), imported when used."""
+    def action(args: Namespace) -> Path:
+        import importlib
+        return getattr(importlib.import_module(f"greedy_infomax.data.{module}"), function)(Path(args.root))
+    return action
+
+
+def _generate_speech(args: Namespace) -> Path:
+    from greedy_infomax.data.speech_corpus import generate_speech_corpus
+    return generate_speech_corpus(Path(args.root), num_speakers=args.speakers,
+                                  utterances_per_speaker=args.utterances, seed=args.seed)
+
+
+DATA_COMMANDS: dict[str, Callable[[Namespace], Path]] = {
+    "stl10": _download("stl10", "download_stl10"),
+    "fashion-mnist": _download("fashion_mnist", "download_fashion_mnist"),
+    "librispeech": _download("librispeech", "download_librispeech"),
+    "speech-corpus": _generate_speech,
+}
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "demo": cmd_demo, "data": cmd_data}

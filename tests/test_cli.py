@@ -179,3 +179,11 @@ def test_stopped_training_exits_128_plus_the_signal_with_one_line(tmp_path, caps
     assert main(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r"]) == 143
     error = capsys.readouterr().err.strip().splitlines()
     assert error[-1].startswith("gim: stopped by SIGTERM") and "--resume" in error[-1]
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="needs Debian's festival (setup.sh installs it)")
+def test_data_speech_corpus_generates_a_readable_corpus(tmp_path):
+    from greedy_infomax.data.librispeech import read_librispeech
+    assert main(["data", "speech-corpus", "--root", str(tmp_path), "--speakers", "2", "--utterances", "2"]) == 0
+    corpus = read_librispeech(tmp_path)
+    assert len(corpus.speakers) == 2 and corpus.splits["train"] and corpus.splits["test"]
