@@ -129,6 +129,8 @@ class TrainConfig:
     """bf16 runs the forward pass under autocast (weights and optimiser stay fp32)."""
     channels_last: bool = True
     """Channels-last memory format for the convolutions (much faster 1x1 convolutions on CPU)."""
+    deterministic: bool = True
+    """PyTorch's deterministic algorithms: reruns and resumes match bit for bit (about 2% slower on CPU)."""
     checkpoint_every: int = 1000
     """Write checkpoints every N steps (and always at the end)."""
     log_every: int = 10

@@ -1,6 +1,7 @@
 """The single-process engine: a thin loop over each module's step(), with logging and checkpoints."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -51,6 +52,7 @@ def trained_indices(config: RunConfig) -> range:
 def prepare_modules(config: RunConfig, in_channels: int, device: torch.device,
                     with_optimizers: bool = True) -> nn.ModuleList:
     """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
+    _set_determinism(config.train.deterministic, device)
     torch.manual_seed(config.train.seed)
     modules = build_modules(config, in_channels).to(device)
     if config.train.channels_last:
@@ -60,6 +62,14 @@ def prepare_modules(config: RunConfig, in_channels: int, device: torch.device,
         if with_optimizers and index in trained_indices(config):
             module.configure_optimizer(config.train.lr, config.train.weight_decay)
     return modules
+
+
+def _set_determinism(enabled: bool, device: torch.device) -> None:
+    """Without it, multi-threaded CPU kernels (e.g. the accumulating backward of the negatives' gather) and
+    cuDNN add in a varying order, so two runs with one seed drift apart in the last bits."""
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
 def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range) -> list[torch.Tensor]:

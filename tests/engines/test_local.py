@@ -167,3 +167,20 @@ def test_resume_before_the_first_checkpoint_starts_over_without_stale_metrics(tm
     assert [row["step"] for row in run.metrics()] == [2, 4]
     assert run.metrics()[0]["loss/module1"] != 9.0
     assert all(torch.equal(resumed[name], straight[name]) for name in straight)
+
+
+def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
+    """At batch 512 on 2 threads the default kernels accumulate in a varying order; `deterministic` fixes it."""
+    from greedy_infomax.engines.local import train_step, trained_indices
+    config = PRESETS["smoke"]
+    config = replace(config, data=replace(config.data, batch_size=512, limit=None))
+    images = torch.randn(512, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def train() -> dict[str, torch.Tensor]:
+        modules = prepare_modules(config, 1, torch.device("cpu"))
+        for _ in range(3):
+            train_step(modules, images, trained_indices(config))
+        return snapshot(modules)
+
+    first, second = train(), train()
+    assert all(torch.equal(first[name], second[name]) for name in first)
