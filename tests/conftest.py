@@ -7,6 +7,7 @@ from functools import cache
 from types import ModuleType
 
 import pytest
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
@@ -81,3 +82,12 @@ def record_negatives(monkeypatch):
         monkeypatch.setattr(module, "sample_negatives", recording)
         return sampled
     return record
+
+
+def corrupt(raw: bytes, data) -> bytes:
+    """A hypothesis-drawn damage of a file's bytes: cut short at a random length, or one byte overwritten."""
+    damaged = bytearray(raw)
+    if data.draw(st.booleans(), label="truncate"):
+        return bytes(damaged[:data.draw(st.integers(0, len(damaged) - 1), label="length")])
+    damaged[data.draw(st.integers(0, len(damaged) - 1), label="offset")] = data.draw(st.integers(0, 255), label="byte")
+    return bytes(damaged)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import corrupt
 from greedy_infomax.data.image_folder import class_names, read_image_folder
 from greedy_infomax.errors import GimError
 
@@ -108,12 +109,7 @@ def test_corrupted_png_is_read_or_named(tmp_path: Path, data: st.DataObject) -> 
     _save(root / "cat" / "a.png", _solid((10, 200, 30)))
     _save(root / "cat" / "b.png", _solid((90, 20, 130)))
     path = root / "cat" / "b.png"
-    raw = bytearray(path.read_bytes())
-    if data.draw(st.booleans(), label="truncate"):
-        raw = raw[:data.draw(st.integers(0, len(raw) - 1), label="length")]
-    else:
-        raw[data.draw(st.integers(0, len(raw) - 1), label="offset")] = data.draw(st.integers(0, 255), label="byte")
-    path.write_bytes(bytes(raw))
+    path.write_bytes(corrupt(path.read_bytes(), data))
     try:
         array = read_image_folder(root)
     except GimError as error:

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import corrupt
 from greedy_infomax.data import librispeech
 from greedy_infomax.data.librispeech import (LABELS_URL, AudioSpec, UtteranceLoader, WindowLoader,
                                              download_librispeech, read_librispeech)
@@ -307,12 +308,7 @@ def test_corrupted_flac_is_read_or_named(data: st.DataObject) -> None:
         root = Path(folder)
         _write_corpus(root)
         path = _flac_path(root, "1034-121-0002")
-        raw = bytearray(path.read_bytes())
-        if data.draw(st.booleans(), label="truncate"):
-            raw = raw[:data.draw(st.integers(0, len(raw) - 1), label="length")]
-        else:
-            raw[data.draw(st.integers(0, len(raw) - 1), label="offset")] = data.draw(st.integers(0, 255), label="byte")
-        path.write_bytes(bytes(raw))
+        path.write_bytes(corrupt(path.read_bytes(), data))
         try:
             corpus = read_librispeech(root)
             utterance = next(u for u in corpus.splits["train"] if u.id == "1034-121-0002")
