@@ -46,9 +46,9 @@ class RunFolder:
             raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        run.update_config(config)
         meta = {"format_version": FORMAT_VERSION, "kind": "vision", "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_atomic(path / "meta.json", json.dumps(meta, indent=2).encode())
+        run.update_config(config)  # last: a folder killed before this point can simply be created again
         return run
 
     @classmethod

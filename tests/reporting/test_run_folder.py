@@ -185,3 +185,11 @@ def test_failing_to_create_the_staging_folder_is_a_gim_error(monkeypatch, run, t
     monkeypatch.undo()
     assert str(run.checkpoints / "step-00000004") in str(error.value)
     assert run.load_checkpoint(_modules(tiny_config()))["step"] == 4
+
+
+def test_a_run_killed_while_its_folder_was_created_can_be_created_again(tmp_path):
+    from greedy_infomax.config import PRESETS
+    first = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
+    (first.path / "config.yaml").unlink()           # the state a kill between the two writes leaves
+    again = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
+    assert RunFolder.open(again.path).config == PRESETS["smoke"]
