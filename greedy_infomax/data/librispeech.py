@@ -26,6 +26,7 @@ import soundfile
 import torch
 
 from greedy_infomax.data.download import download, extract_tar
+from greedy_infomax.data.loader import epoch_order
 from greedy_infomax.errors import GimError
 
 AUDIO_FOLDER = Path("LibriSpeech", "train-clean-100")
@@ -246,11 +247,6 @@ def standardize(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
     return (samples - np.float32(spec.mean)) / np.float32(spec.std)
 
 
-def _order(count: int, seed: int | None, epoch: int) -> np.ndarray:
-    """The utterance order of an epoch: seeded by (seed, epoch) when shuffling, else the split's own order."""
-    return np.arange(count) if seed is None else np.random.default_rng((seed, epoch)).permutation(count)
-
-
 class WindowLoader:
     """Batches of random one-window clips (B, 1, window), standardised, with speaker labels (B,).
 
@@ -273,7 +269,7 @@ class WindowLoader:
         return n // self.batch_size if self.shuffle else -(-n // self.batch_size)
 
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = _order(len(self.utterances), self.seed if self.shuffle else None, epoch)
+        order = epoch_order(len(self.utterances), self.seed if self.shuffle else None, epoch)
         for b in range(start_batch, len(self)):
             batch = [self.utterances[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
             starts = self._window_starts(batch, epoch, b)
@@ -309,7 +305,7 @@ class UtteranceLoader:
         return len(self.utterances)
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for i in _order(len(self.utterances), self.seed, epoch)[start:]:
+        for i in epoch_order(len(self.utterances), self.seed, epoch)[start:]:
             utterance = self.utterances[i]
             audio = standardize(self.corpus.waveform(utterance), self.corpus.spec)[None, None]  # (1, 1, N)
             labels = self.corpus.phones(utterance)                                             # (F,)

@@ -31,7 +31,7 @@ class BatchLoader:
         return n // self.batch_size if self.seed is not None else -(-n // self.batch_size)
 
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        order = self._order(epoch)
+        order = epoch_order(len(self.array), self.seed, epoch)
         for b in range(start_batch, len(self)):
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
             images = torch.from_numpy(np.ascontiguousarray(self.array.images[index])).to(self.device)
@@ -40,10 +40,14 @@ class BatchLoader:
                 labels = torch.from_numpy(np.asarray(self.array.labels[index], dtype=np.int64)).to(self.device)
             generator = None
             if self.seed is not None:
-                generator = torch.Generator().manual_seed(int(np.random.SeedSequence((self.seed, epoch, b)).generate_state(1)[0]))
+                seed = int(np.random.SeedSequence((self.seed, epoch, b)).generate_state(1)[0])
+                generator = torch.Generator().manual_seed(seed)
             yield self.transform(images, generator), labels
 
-    def _order(self, epoch: int) -> np.ndarray:
-        if self.seed is None:
-            return np.arange(len(self.array))
-        return np.random.default_rng((self.seed, epoch)).permutation(len(self.array))
+
+def epoch_order(count: int, seed: int | None, epoch: int) -> np.ndarray:
+    """The sample order of an epoch: seeded by (seed, epoch) when shuffling, else the stored order.
+
+    It depends on nothing else, so a run resumed at any batch sees the same order (images and audio alike).
+    """
+    return np.arange(count) if seed is None else np.random.default_rng((seed, epoch)).permutation(count)
