@@ -91,3 +91,10 @@ def corrupt(raw: bytes, data) -> bytes:
         return bytes(damaged[:data.draw(st.integers(0, len(damaged) - 1), label="length")])
     damaged[data.draw(st.integers(0, len(damaged) - 1), label="offset")] = data.draw(st.integers(0, 255), label="byte")
     return bytes(damaged)
+
+
+def negatives_avoiding(targets: list[int], pool: int, num_negatives: int) -> torch.Tensor:
+    """(len(targets), N) seeded negative indices into range(pool), none equal to its row's positive."""
+    negatives = torch.randint(pool, (len(targets), num_negatives), generator=torch.Generator().manual_seed(1))
+    positives = torch.tensor(targets)[:, None]
+    return torch.where(negatives == positives, (negatives + 1) % pool, negatives)

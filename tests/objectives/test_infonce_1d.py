@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import negatives_avoiding
 from greedy_infomax.models.audio import GRUStage
 from greedy_infomax.objectives import infonce_1d
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
@@ -146,9 +147,7 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
         for t in range(T - 1):
             c[b, b * T + t + 1, t] = 1.0
             targets.append(b * T + t + 1)
-    negatives = torch.randint(C, (len(targets), N), generator=torch.Generator().manual_seed(1))
-    targets = torch.tensor(targets)[:, None]
-    negatives = torch.where(negatives == targets, (negatives + 1) % C, negatives)      # never the positive
+    negatives = negatives_avoiding(targets, C, N)
     expected = math.log1p(N * math.exp(-alpha))
     assert objective.loss(z, c, negatives).item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import negatives_avoiding
 from greedy_infomax.objectives import infonce_2d
 from greedy_infomax.objectives.infonce_2d import InfoNCE2d
 
@@ -123,9 +124,7 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
                 target = b * H * W + (t + 1 + skip) * W + x
                 c[b, target, t, x] = 1.0
                 targets.append(target)
-    negatives = torch.randint(pool, (len(targets), N), generator=torch.Generator().manual_seed(1))
-    targets = torch.tensor(targets)[:, None]
-    negatives = torch.where(negatives == targets, (negatives + 1) % pool, negatives)    # never the positive
+    negatives = negatives_avoiding(targets, pool, N)
     expected = math.log1p(N * math.exp(-alpha))
     # fp32 log-softmax of a logit near alpha is exact to about alpha * 2**-23 in absolute terms.
     assert objective.loss(z, c, negatives).item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
