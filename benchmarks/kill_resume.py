@@ -43,7 +43,7 @@ import torch
 REPOSITORY = Path(__file__).resolve().parents[1]
 TQDM_POSITION = re.compile(r"(\d+)/(\d+) \[")            # "pretrain:  10%|█   | 9/90 [00:01<..."
 ERROR_MARKERS = ("Traceback", "gim: error", "Error:")
-UNCOMPARED_METRICS = {"images_per_second"}                 # wall-clock rates differ between any two runs
+UNCOMPARED_METRICS = {"samples_per_second"}                 # wall-clock rates differ between any two runs
 KEEP_CHECKPOINTS = 2                                       # run_folder.KEEP_CHECKPOINTS
 
 

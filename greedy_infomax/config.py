@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, Union
+
+import yaml
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
@@ -177,8 +179,9 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A complete, reproducible experiment."""
+    """A complete, reproducible vision experiment."""
 
+    task: ClassVar[str] = "vision"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -196,7 +199,130 @@ class RunConfig:
         _require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
 
 
-PRESETS: dict[str, RunConfig] = {
+@dataclass(frozen=True)
+class AudioDataConfig:
+    """Which speech corpus to train and probe on (LibriSpeech layout with the CPC split and alignments)."""
+
+    dataset: Literal["librispeech", "speech-corpus"] = "librispeech"
+    """`librispeech`: LibriSpeech train-clean-100; `speech-corpus`: the corpus `gim data speech-corpus` generates."""
+    root: str | None = None
+    """Folder holding LibriSpeech/ and LibriSpeech100_labels_split/; None: $GIM_DATA (librispeech) or
+    $GIM_DATA/speech-corpus, else ~/.cache/greedy-infomax/speech-corpus (speech-corpus)."""
+    limit: int | None = None
+    """Use only the first N utterances of every split (quick experiments and tests)."""
+    batch_size: int = 8
+    """Windows per training step."""
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size > 1, "data.batch_size", f"needs at least 2 windows for negatives, got {self.batch_size}")
+        _require(self.limit is None or self.limit >= self.batch_size, "data.limit",
+                 f"must be at least one batch ({self.batch_size} utterances), got {self.limit}")
+
+
+@dataclass(frozen=True)
+class AudioModelConfig:
+    """The CPC audio encoder (strided Conv1d layers, then a GRU) and how it is cut into modules."""
+
+    channels: tuple[int, ...] = (512, 512, 512, 512, 512)
+    """Output channels of each Conv1d layer."""
+    kernels: tuple[int, ...] = (10, 8, 4, 4, 4)
+    """Kernel size of each Conv1d layer."""
+    strides: tuple[int, ...] = (5, 4, 2, 2, 2)
+    """Stride of each Conv1d layer; their product must be the corpus's label hop (160 samples = 10 ms)."""
+    paddings: tuple[int, ...] = (2, 2, 2, 2, 1)
+    """Zero padding of each Conv1d layer."""
+    gru_hidden: int = 256
+    """Hidden size of the GRU on top of the convolutions."""
+    stages_per_module: tuple[int, ...] = (1, 1, 1, 1, 1, 1)
+    """Consecutive stages (each conv, then the GRU) per module: six 1s is GIM, (6,) is end-to-end CPC."""
+
+    def __post_init__(self) -> None:
+        layers = len(self.channels)
+        _require(len(self.kernels) == len(self.strides) == len(self.paddings) == layers, "model.channels",
+                 f"kernels, strides and paddings need one entry per conv layer ({layers})")
+        _require(layers > 0 and all(c > 0 for c in self.channels) and self.gru_hidden > 0, "model.channels",
+                 "needs at least one conv layer, and all sizes positive")
+        _require(sum(self.stages_per_module) == layers + 1 and min(self.stages_per_module) > 0,
+                 "model.stages_per_module",
+                 f"must be positive and add up to the {layers + 1} stages ({layers} convs + GRU), "
+                 f"got {self.stages_per_module}")
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.stages_per_module)
+
+
+@dataclass(frozen=True)
+class AudioObjectiveConfig:
+    """The per-module loss: InfoNCE predicting future frames."""
+
+    name: Literal["infonce_1d"] = "infonce_1d"
+    """Objective of every module."""
+    prediction_steps: int = 12
+    """K: how many frames ahead are predicted."""
+    num_negatives: int = 10
+    """Negatives per positive, drawn from all time steps of all windows of the batch."""
+    subsample: bool = True
+    """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
+    subsample_window: int = 128
+    """Steps of that window (the paper's 128 frames)."""
+
+    def __post_init__(self) -> None:
+        _require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
+        _require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        _require(self.subsample_window > self.prediction_steps, "objective.subsample_window",
+                 f"must exceed prediction_steps ({self.prediction_steps})")
+
+
+@dataclass(frozen=True)
+class AudioProbeConfig:
+    """Linear speaker and phone classifiers on the frozen features of every module."""
+
+    speaker_epochs: int = 50
+    """Epochs of the speaker classifier on time-averaged features of one window per utterance."""
+    speaker_windows: int = 4
+    """Windows per utterance whose features are cached for the speaker probe (evenly spaced)."""
+    phone_epochs: int = 20
+    """Epochs of the phone classifier on per-frame features of whole utterances."""
+    phone_frames: int | None = None
+    """Keep at most this many training frames (evenly strided) for the phone probe; None keeps all."""
+    lr: float = 1e-3
+    """Adam learning rate of both classifiers (on standardised features)."""
+    batch_size: int = 256
+    """Minibatch of both classifiers."""
+    random_init: bool = True
+    """Also probe a randomly initialised encoder of the same architecture."""
+    log_mel: bool = True
+    """Also fit both classifiers on log-mel filterbank features (an MFCC-like baseline)."""
+
+    def __post_init__(self) -> None:
+        for option in ("speaker_epochs", "speaker_windows", "phone_epochs", "batch_size"):
+            _require(getattr(self, option) > 0, f"probe.{option}", "must be positive")
+        _require(self.phone_frames is None or self.phone_frames > 0, "probe.phone_frames", "must be positive")
+        _require(self.lr > 0, "probe.lr", "must be positive")
+
+
+@dataclass(frozen=True)
+class AudioRunConfig:
+    """A complete, reproducible speech experiment."""
+
+    task: ClassVar[str] = "audio"
+    data: AudioDataConfig = field(default_factory=AudioDataConfig)
+    model: AudioModelConfig = field(default_factory=AudioModelConfig)
+    objective: AudioObjectiveConfig = field(default_factory=AudioObjectiveConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1000, channels_last=False))
+    probe: AudioProbeConfig = field(default_factory=AudioProbeConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
+                 "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
+
+
+AnyRunConfig = Union[RunConfig, AudioRunConfig]
+CONFIG_TYPES: dict[str, type] = {"vision": RunConfig, "audio": AudioRunConfig}
+
+
+PRESETS: dict[str, AnyRunConfig] = {
     # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules.
     "paper-stl10": RunConfig(),
     # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
@@ -220,50 +346,76 @@ PRESETS: dict[str, RunConfig] = {
         train=TrainConfig(lr=1e-3, epochs=1, checkpoint_every=8, log_every=2),
         probe=ProbeConfig(pool=1, epochs=2, knn_k=5),
     ),
+    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules.
+    "paper-librispeech": AudioRunConfig(),
+    # The CPU default used by `gim demo audio`: the generated speech corpus and a narrower encoder.
+    "speech": AudioRunConfig(
+        data=AudioDataConfig(dataset="speech-corpus", batch_size=16),
+        model=AudioModelConfig(channels=(128,) * 5, gru_hidden=128),
+        train=TrainConfig(lr=1e-3, epochs=20, precision="bf16", channels_last=False, checkpoint_every=500),
+        probe=AudioProbeConfig(speaker_epochs=20, phone_epochs=5, phone_frames=200_000),
+    ),
+    # Seconds, for tests: a tiny audio encoder on a few generated utterances.
+    "speech-smoke": AudioRunConfig(
+        data=AudioDataConfig(dataset="speech-corpus", limit=8, batch_size=4),
+        model=AudioModelConfig(channels=(8,) * 5, gru_hidden=8),
+        objective=AudioObjectiveConfig(prediction_steps=3, num_negatives=4, subsample_window=32),
+        train=TrainConfig(lr=1e-3, epochs=2, channels_last=False, checkpoint_every=2, log_every=1),
+        probe=AudioProbeConfig(speaker_epochs=2, speaker_windows=1, phone_epochs=1, batch_size=64),
+    ),
 }
 
 
-def preset(name: str) -> RunConfig:
+def preset(name: str) -> AnyRunConfig:
     """The named preset; an unknown name fails by listing the valid ones."""
     if name not in PRESETS:
         raise GimError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
-def end_to_end(config: RunConfig) -> RunConfig:
+def end_to_end(config: AnyRunConfig) -> AnyRunConfig:
     """The same experiment with the whole encoder as one module (plain end-to-end backpropagation)."""
-    stages = len(config.model.blocks_per_stage)
+    stages = sum(config.model.stages_per_module)
     return replace(config, model=replace(config.model, stages_per_module=(stages,)))
 
 
-def to_dict(config: RunConfig) -> dict:
-    """Plain nested dict (tuples as lists), as written to a run folder's config.yaml."""
+def to_dict(config: AnyRunConfig) -> dict:
+    """Plain nested dict (tuples as lists) with the task first, as written to a run folder's config.yaml."""
     def plain(value):
         if isinstance(value, dict):
             return {key: plain(item) for key, item in value.items()}
         return list(value) if isinstance(value, tuple) else value
-    return plain(asdict(config))
+    return {"task": config.task, **plain(asdict(config))}
 
 
-def config_parser(defaults: RunConfig, **parser_options) -> ArgumentParser:
-    """Flags `--data.crop`, `--model.planes`, ... and `--config FILE`, generated from the dataclasses above."""
+def config_parser(defaults: AnyRunConfig, **parser_options) -> ArgumentParser:
+    """Flags `--data.batch_size`, `--model.stages_per_module`, ... and `--config FILE`, generated from the
+    dataclasses of the defaults' task (vision or audio)."""
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(**parser_options)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file of options (a run's config.yaml works)")
-    parser.add_class_arguments(RunConfig, None, default=defaults, sub_configs=False)
+    parser.add_argument("--task", choices=[defaults.task], default=defaults.task,
+                        help="vision or audio: set by --preset (a config file must match it)")
+    parser.add_class_arguments(type(defaults), None, default=defaults, sub_configs=False)
     return parser
 
 
-def from_namespace(parser: ArgumentParser, namespace: Namespace) -> RunConfig:
-    """Build and validate the RunConfig; a bad value raises ValueError naming the option."""
-    parts = parser.instantiate(namespace)
-    return RunConfig(**{f.name: parts[f.name] for f in fields(RunConfig)})
+def from_namespace(parser: ArgumentParser, namespace: Namespace) -> AnyRunConfig:
+    """Build and validate the run config of the namespace's task; a bad value raises ValueError naming the option."""
+    config_type = CONFIG_TYPES[namespace.task]
+    values = Namespace(**{f.name: namespace[f.name] for f in fields(config_type)})
+    parts = parser.instantiate(values)
+    return config_type(**{f.name: parts[f.name] for f in fields(config_type)})
 
 
-def load_config(path: Path) -> RunConfig:
-    """Read a config file written by `to_dict` (or by hand), validated like command-line options."""
-    parser = config_parser(RunConfig())
+def load_config(path: Path) -> AnyRunConfig:
+    """Read a config file written by `to_dict` (or by hand; no `task` key means vision), validated like
+    command-line options."""
     try:
+        task = (yaml.safe_load(path.read_text()) or {}).get("task", "vision")
+        if task not in CONFIG_TYPES:
+            raise ValueError(f"task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
+        parser = config_parser(CONFIG_TYPES[task]())
         return from_namespace(parser, parser.parse_path(str(path)))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError) as error:
         raise GimError(f"{path}: {error}") from error

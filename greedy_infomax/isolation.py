@@ -1,7 +1,8 @@
 """The core of Greedy InfoMax: a gradient-isolated module and its training step.
 
 A module is an encoder block, a readout that turns the block's output into what the objective scores, the
-objective itself and the module's own optimiser. `step()` detaches its input, so no gradient ever reaches
+objective itself and the module's own optimiser; a module may end in an autoregressor (the audio GRU), whose
+output c is both the module's output and the context from which the objective predicts the block's output z. `step()` detaches its input, so no gradient ever reaches
 an earlier module, and runs its backward immediately, so its graph is freed before the next module runs:
 peak memory is that of the largest single module, not of the whole network.
 """
@@ -16,19 +17,22 @@ from greedy_infomax.errors import NonFiniteLoss
 
 
 class IsolatedModule(nn.Module):
-    """Encoder block + readout + objective + its own optimiser."""
+    """Encoder block + readout + objective (+ autoregressor) + its own optimiser."""
 
-    def __init__(self, block: nn.Module, readout: nn.Module, objective: nn.Module) -> None:
+    def __init__(self, block: nn.Module, readout: nn.Module, objective: nn.Module,
+                 autoregressor: nn.Module | None = None) -> None:
         super().__init__()
         self.block = block
         self.readout = readout
         self.objective = objective
+        self.autoregressor = autoregressor
         self.optimizer: torch.optim.Optimizer | None = None
         self.autocast_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The block's output, the input of the next module."""
-        return self.block(x)
+        """The module's output (the block's, or the autoregressor's if any), the input of the next module."""
+        z = self.block(x)
+        return z if self.autoregressor is None else self.autoregressor(z)
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """Give this module its own Adam over block, readout and objective parameters."""
@@ -36,11 +40,13 @@ class IsolatedModule(nn.Module):
         return self.optimizer
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block output and objective on the detached input: the graph ends at this module's input."""
+        """Module output and objective on the detached input: the graph ends at this module's input."""
         with self.precision(x.device):
-            h = self.block(x.detach())
-            loss = self.objective(self.readout(h), labels)
-        return h, loss
+            z = self.block(x.detach())
+            if self.autoregressor is None:
+                return z, self.objective(self.readout(z), labels)
+            c = self.autoregressor(z)
+            return c, self.objective(self.readout(z), labels, context=c)
 
     def step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step of this module alone; returns (detached output, detached loss)."""

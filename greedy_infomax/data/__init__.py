@@ -1,15 +1,22 @@
-"""Datasets by name, and which split plays which role (pre-training, probe training, probe testing)."""
+"""Datasets by name, which split plays which role (pre-training, probe training, probe testing), and the
+pre-training loader of each task."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from greedy_infomax.config import DataConfig
+import torch
+
+from greedy_infomax.config import AnyRunConfig, AudioDataConfig, DataConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import read_image_folder
+from greedy_infomax.data.librispeech import LibriSpeechCorpus, WindowLoader, read_librispeech
+from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.stl10 import read_stl10
+from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 
 
@@ -47,3 +54,35 @@ def load_split(config: DataConfig, role: str) -> ImageArray:
         labels = None if array.labels is None else array.labels[:config.limit]
         array = replace(array, images=array.images[:config.limit], labels=labels)
     return array
+
+
+def speech_corpus_root() -> Path:
+    """Where the generated speech corpus lives by default: $GIM_DATA/speech-corpus, else the user's cache."""
+    data = os.environ.get("GIM_DATA")
+    if data:
+        return Path(data) / "speech-corpus"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "greedy-infomax", "speech-corpus")
+
+
+def load_speech(config: AudioDataConfig) -> LibriSpeechCorpus:
+    """LibriSpeech or the generated corpus (same layout, same reader), cut to `config.limit` utterances per split."""
+    root = Path(config.root).expanduser() if config.root else None
+    if root is None and config.dataset == "speech-corpus":
+        root = speech_corpus_root()
+    return read_librispeech(root, config.limit)
+
+
+def pretrain_loader(config: AnyRunConfig, device: torch.device) -> tuple[BatchLoader | WindowLoader, int]:
+    """The seeded, augmented pre-training batches of the run's task, and the encoder's input channels."""
+    if config.task == "audio":
+        corpus = load_speech(config.data)
+        loader, in_channels = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed), 1
+        count = f"{len(loader.utterances)} training utterances"
+    else:
+        data = load_split(config.data, "pretrain")
+        transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
+        loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
+        in_channels, count = 1 if config.data.grayscale else data.spec.channels, f"{len(data)} pre-training images"
+    if len(loader) == 0:
+        raise GimError(f"{count} do not fill one batch of {config.data.batch_size}")
+    return loader, in_channels

@@ -109,15 +109,16 @@ class LibriSpeechCorpus:
         return _checked_labels(labels, utterance, self.spec, where)
 
 
-def read_librispeech(root: Path | None) -> LibriSpeechCorpus:
+def read_librispeech(root: Path | None, limit: int | None = None) -> LibriSpeechCorpus:
     """Check the layout, both split files and every split utterance's FLAC header; root None: `$GIM_DATA`.
 
+    `limit` keeps only the first N utterances of each split file.
     Checked now: folders and files exist, utterance ids, sample rate, mono, at least one window of audio, and
     that the alignment file has exactly one line per split utterance. Checked on use: labels, sample data.
     """
     root = _default_root() if root is None else root
     audio = _existing_audio_folder(root)
-    ids = {split: _read_split(_existing_label_file(root, name)) for split, name in SPLIT_FILES.items()}
+    ids = {split: _read_split(_existing_label_file(root, name))[:limit] for split, name in SPLIT_FILES.items()}
     alignment_file = _existing_label_file(root, ALIGNMENT_FILE)
     speakers = tuple(sorted({_speaker_id(i) for split_ids in ids.values() for i in split_ids}, key=int))
     spec = AudioSpec(num_speakers=len(speakers))

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from greedy_infomax.config import RunConfig
-from greedy_infomax.data import load_split
+from greedy_infomax.config import AnyRunConfig
+from greedy_infomax.data import pretrain_loader
+from greedy_infomax.data.librispeech import WindowLoader
 from greedy_infomax.data.loader import BatchLoader
-from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
 from greedy_infomax.isolation import run_frozen
-from greedy_infomax.models.vision import build_modules
+from greedy_infomax.models import build_modules
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
@@ -43,13 +43,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def trained_indices(config: RunConfig) -> range:
+def trained_indices(config: AnyRunConfig) -> range:
     """0-based indices of the modules that learn: all of them, or only `train.train_module`."""
     k = config.train.train_module
     return range(config.model.num_modules) if k is None else range(k - 1, k)
 
 
-def prepare_modules(config: RunConfig, in_channels: int, device: torch.device,
+def prepare_modules(config: AnyRunConfig, in_channels: int, device: torch.device,
                     with_optimizers: bool = True) -> nn.ModuleList:
     """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
     _set_determinism(config.train.deterministic, device)
@@ -115,15 +115,11 @@ class StopSignals:
         self.received = number
 
 
-def pretrain(config: RunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
+def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
     """Self-supervised training of the run's modules; resumes from the newest checkpoint when asked."""
     device = resolve_device(config.train.device)
-    data = load_split(config.data, "pretrain")
-    transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
-    loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
-    modules = prepare_modules(config, 1 if config.data.grayscale else data.spec.channels, device)
-    if len(loader) == 0:
-        raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
+    loader, in_channels = pretrain_loader(config, device)
+    modules = prepare_modules(config, in_channels, device)
     progress = Progress()
     if resume and run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
@@ -136,7 +132,7 @@ def pretrain(config: RunConfig, run: RunFolder, resume: bool = False) -> nn.Modu
     return modules
 
 
-def _train_loop(config: RunConfig, run: RunFolder, modules: nn.ModuleList, loader: BatchLoader,
+def _train_loop(config: AnyRunConfig, run: RunFolder, modules: nn.ModuleList, loader: BatchLoader | WindowLoader,
                 progress: Progress) -> None:
     trained = trained_indices(config)
     total = config.train.epochs * len(loader)
@@ -159,7 +155,7 @@ def _train_loop(config: RunConfig, run: RunFolder, modules: nn.ModuleList, loade
                 if progress.step % config.train.log_every == 0 or progress.step == total:
                     values = {f"loss/{name}": float(loss) for name, loss in zip(names, losses)}
                     rate = (progress.step - first_step) * config.data.batch_size / (time.perf_counter() - started)
-                    run.log(progress.step, {**values, "epoch": progress.epoch, "images_per_second": rate,
+                    run.log(progress.step, {**values, "epoch": progress.epoch, "samples_per_second": rate,
                                             "skipped_batches": skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
                 if progress.step % config.train.checkpoint_every == 0 or progress.step == total:

@@ -2,7 +2,7 @@
 
 Same surface as the vision model: `stages` (an nn.ModuleList, each mapping (B, C, T) -> (B, C', T')) and
 `out_channels` (one per stage). Each conv + ReLU is a stage and the GRU is the last one; how the stages are
-grouped into gradient-isolated modules is configuration (`build_audio_modules`).
+grouped into gradient-isolated modules is configuration (`build_modules`).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from greedy_infomax.config import AudioRunConfig
 from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 
@@ -71,27 +72,26 @@ class AudioEncoder(nn.Module):
         return x
 
 
-def build_audio_modules(encoder: AudioEncoder, stages_per_module: tuple[int, ...], prediction_steps: int = 12,
-                        num_negatives: int = 10, subsample: bool = True,
-                        subsample_window: int = 128) -> nn.ModuleList:
-    """The encoder's stages grouped by `stages_per_module`, each group with an identity readout and InfoNCE1d.
+def build_modules(config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList:
+    """The encoder's stages grouped by `model.stages_per_module`, each group with an identity readout and InfoNCE1d.
 
-    (1, 1, 1, 1, 1, 1) is Greedy InfoMax's 6 modules (every conv alone, then the GRU alone on the detached
-    conv output); (6,) is one end-to-end module. Each objective is sized to its module's output channels and
-    scores that output (c = z), since IsolatedModule hands its objective only the block's output. For a module
-    ending in the GRU this differs from the original, which predicted the conv features z_{t+k} (512) from
-    the GRU's output c_t (256): InfoNCE1d(512, context_channels=256, autoregressor=GRU) on the conv output.
-    `subsample` only acts on sequences longer than `subsample_window` steps (in the paper's encoder: the
-    outputs of conv 1-4).
+    (1, 1, 1, 1, 1, 1) is Greedy InfoMax's 6 modules (every conv alone, then the GRU alone on the detached conv
+    output); (6,) is one end-to-end CPC module. The GRU is a module's autoregressor: its output c is the module's
+    output, and the objective predicts the conv features z_{t+k} entering it from c_t, as CPC does. `subsample`
+    only acts on sequences longer than `subsample_window` steps (in the paper's encoder: conv 1-4).
     """
-    if sum(stages_per_module) != len(encoder.stages) or min(stages_per_module) < 1:
-        raise ValueError(f"stages_per_module must be positive and add up to the {len(encoder.stages)} stages, "
-                         f"got {stages_per_module}")
+    m, o = config.model, config.objective
+    encoder = AudioEncoder(in_channels, m.channels, m.kernels, m.strides, m.paddings, m.gru_hidden)
+    gru = len(encoder.stages) - 1
     modules, first = [], 0
-    for count in stages_per_module:
-        block = nn.Sequential(*encoder.stages[first:first + count])
+    for count in m.stages_per_module:
+        last = first + count - 1
+        convs = nn.Sequential(*encoder.stages[first:min(last + 1, gru)])
+        z_channels = encoder.out_channels[min(last, gru - 1)]  # the last conv's, inside the module or entering it
+        autoregressor = encoder.stages[gru] if last == gru else None
+        objective = InfoNCE1d(z_channels, o.prediction_steps, o.num_negatives,
+                              context_channels=m.gru_hidden if autoregressor else None,
+                              subsample=o.subsample, subsample_window=o.subsample_window)
+        modules.append(IsolatedModule(convs, nn.Identity(), objective, autoregressor))
         first += count
-        objective = InfoNCE1d(encoder.out_channels[first - 1], prediction_steps, num_negatives,
-                              subsample=subsample, subsample_window=subsample_window)
-        modules.append(IsolatedModule(block, nn.Identity(), objective))
     return nn.ModuleList(modules)

@@ -22,8 +22,8 @@ class InfoNCE1d(nn.Module):
     The loss is averaged over the (L - k) * B positions of each step first, then over the K steps, so every
     step weighs the same although steps further ahead have fewer positions (the original's averaging).
 
-    Without an autoregressor c = z (Greedy InfoMax); end-to-end CPC passes an autoregressor (e.g. the GRU)
-    whose output is c. With `subsample`, sequences longer than `subsample_window` steps take their contexts
+    Without a context c = z (Greedy InfoMax's conv modules); a module ending in an autoregressor (the GRU of
+    GIM's last audio module, or of end-to-end CPC) passes the autoregressor's output as c. With `subsample`, sequences longer than `subsample_window` steps take their contexts
     and positives from one random window of that length (the same for the whole batch), while negatives still
     come from every time step: the original did this for the long sequences of audio modules 1-4.
 
@@ -33,20 +33,20 @@ class InfoNCE1d(nn.Module):
     """
 
     def __init__(self, channels: int, prediction_steps: int = 12, num_negatives: int = 10,
-                 context_channels: int | None = None, subsample: bool = False, subsample_window: int = 128,
-                 autoregressor: nn.Module | None = None) -> None:
+                 context_channels: int | None = None, subsample: bool = False, subsample_window: int = 128) -> None:
         super().__init__()
         self.prediction_steps = prediction_steps
         self.num_negatives = num_negatives
         self.subsample = subsample
         self.subsample_window = subsample_window
-        self.autoregressor = autoregressor
         # All K maps W_k as one bias-free linear map with K * C outputs; W_k = rows k*C .. (k+1)*C - 1.
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Args: z (B, C, T) sequence of frame vectors; labels are unused (self-supervised)."""
-        c = z if self.autoregressor is None else self.autoregressor(z)                # (B, Cc, T)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: z (B, C, T) sequence of frame vectors; labels are unused (self-supervised); context c
+        (B, Cc, T), default z."""
+        c = z if context is None else context                                       # (B, Cc, T)
         start, length = self.window(z.shape[2])
         contexts = self.num_contexts(z.shape[0], length)
         negatives = sample_negatives(contexts, self.num_negatives, z.shape[0] * z.shape[2], z.device)

@@ -2,12 +2,15 @@
 objectives sized per module, gradients to every parameter, a step of one module leaves the others alone."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from conftest import snapshot
-from greedy_infomax.models.audio import AudioEncoder, GRUStage, build_audio_modules
+from greedy_infomax.config import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
+from greedy_infomax.models.audio import AudioEncoder, GRUStage, build_modules
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 
 
@@ -23,10 +26,22 @@ def _gru(inputs: int, hidden: int) -> int:
     return 3 * (hidden * inputs + hidden * hidden + 2 * hidden)                     # reset, update, new gates
 
 
+TINY = AudioModelConfig(channels=(6, 6, 6), kernels=(4, 4, 3), strides=(2, 2, 1), paddings=(1, 1, 1), gru_hidden=5,
+                        stages_per_module=(1, 1, 1, 1))
+"""64 samples -> 32 -> 16 -> 16 steps, 6 channels, GRU 6 -> 5: small enough for a step per module."""
+
+
 def _tiny_encoder() -> AudioEncoder:
-    """64 samples -> 32 -> 16 -> 16 steps, 6 channels, GRU 6 -> 5: small enough for a step per module."""
-    return AudioEncoder(channels=(6, 6, 6), kernels=(4, 4, 3), strides=(2, 2, 1), paddings=(1, 1, 1),
-                        gru_hidden=5)
+    torch.manual_seed(0)
+    return AudioEncoder(1, TINY.channels, TINY.kernels, TINY.strides, TINY.paddings, TINY.gru_hidden)
+
+
+def _tiny_modules(stages_per_module: tuple[int, ...]) -> nn.ModuleList:
+    """The tiny encoder cut into modules; built with the same seed as `_tiny_encoder()`, so the weights match."""
+    torch.manual_seed(0)
+    objective = AudioObjectiveConfig(prediction_steps=2, num_negatives=3, subsample_window=8)
+    return build_modules(AudioRunConfig(model=replace(TINY, stages_per_module=stages_per_module),
+                                        objective=objective))
 
 
 def test_paper_encoder_parameter_counts():
@@ -38,14 +53,14 @@ def test_paper_encoder_parameter_counts():
 
 
 def test_paper_module_parameter_counts():
-    """GIM's objectives: Linear(512, 12 * 512) for each conv module, Linear(256, 12 * 256) for the GRU's."""
-    encoder = AudioEncoder()
-    gim = build_audio_modules(encoder, (1, 1, 1, 1, 1, 1))
+    """GIM's objectives: Linear(512, 12 * 512) for each conv module; the GRU module predicts the 512-d conv
+    features from its 256-d output: Linear(256, 12 * 512), as end-to-end CPC's single objective does."""
+    gim = build_modules(AudioRunConfig())
     predictors = [_parameters(module.objective) for module in gim]
-    assert predictors == [512 * 12 * 512] * 5 + [256 * 12 * 256]
-    assert _parameters(gim) == 5_841_920 + 5 * 3_145_728 + 786_432 == 22_356_992
-    cpc = build_audio_modules(AudioEncoder(), (6,))
-    assert _parameters(cpc) == 5_841_920 + 786_432 == 6_628_352
+    assert predictors == [512 * 12 * 512] * 5 + [256 * 12 * 512]
+    assert _parameters(gim) == 5_841_920 + 5 * 3_145_728 + 1_572_864 == 23_143_424
+    cpc = build_modules(AudioRunConfig(model=AudioModelConfig(stages_per_module=(6,))))
+    assert _parameters(cpc) == 5_841_920 + 1_572_864 == 7_414_784
 
 
 def test_paper_surface_hop_and_lengths():
@@ -91,23 +106,27 @@ def test_mismatched_layer_lists_are_rejected():
 @pytest.mark.parametrize("stages_per_module", [(1, 1), (2, 3), (0, 4)])
 def test_stages_per_module_must_cover_every_stage(stages_per_module):
     with pytest.raises(ValueError, match="stages_per_module"):
-        build_audio_modules(_tiny_encoder(), stages_per_module)
+        replace(TINY, stages_per_module=stages_per_module)
 
 
-@pytest.mark.parametrize("stages_per_module", [(1, 1, 1, 1), (2, 2), (4,)])
+@pytest.mark.parametrize("stages_per_module", [(1, 1, 1, 1), (2, 2), (1, 3), (4,)])
 def test_modules_chain_the_stages_with_objectives_sized_to_their_outputs(stages_per_module):
+    """Conv modules score their own output; a module ending in the GRU predicts the last conv's output
+    (C = 6) from the GRU's (Cc = 5), and outputs the GRU's."""
     encoder = _tiny_encoder()
     x = torch.randn(2, 1, 64)
     with torch.no_grad():
         expected = encoder(x)
-    modules = build_audio_modules(encoder, stages_per_module, prediction_steps=2, num_negatives=3,
-                                  subsample_window=8)
+    modules = _tiny_modules(stages_per_module)
     last = 0
     for module, count in zip(modules, stages_per_module):
         last += count
+        has_gru = last == len(encoder.stages)
         assert isinstance(module.objective, InfoNCE1d) and isinstance(module.readout, nn.Identity)
+        assert (module.autoregressor is not None) == has_gru
+        z_channels = encoder.out_channels[min(last, len(encoder.stages) - 1) - 1]
         assert module.objective.predictors.in_features == encoder.out_channels[last - 1]
-        assert module.objective.predictors.out_features == 2 * encoder.out_channels[last - 1]
+        assert module.objective.predictors.out_features == 2 * z_channels
         assert module.objective.subsample and module.objective.subsample_window == 8
         with torch.no_grad():
             x = module(x)
@@ -118,8 +137,7 @@ def test_modules_chain_the_stages_with_objectives_sized_to_their_outputs(stages_
 @pytest.mark.parametrize("stages_per_module", [(1, 1, 1, 1), (4,)])
 def test_every_parameter_of_every_module_gets_a_gradient_from_its_module_loss(stages_per_module):
     torch.manual_seed(0)
-    modules = build_audio_modules(_tiny_encoder(), stages_per_module, prediction_steps=2, num_negatives=3,
-                                  subsample_window=8)
+    modules = _tiny_modules(stages_per_module)
     x = torch.randn(3, 1, 64)
     for index, module in enumerate(modules, start=1):
         h, loss = module.loss(x)
@@ -132,8 +150,7 @@ def test_every_parameter_of_every_module_gets_a_gradient_from_its_module_loss(st
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_stepping_module_k_changes_only_module_k(k):
     torch.manual_seed(0)
-    modules = build_audio_modules(_tiny_encoder(), (1, 1, 1, 1), prediction_steps=2, num_negatives=3,
-                                  subsample_window=8)
+    modules = _tiny_modules((1, 1, 1, 1))
     for module in modules:
         module.configure_optimizer(lr=1e-2)
     x = torch.randn(3, 1, 64)

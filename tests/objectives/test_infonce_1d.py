@@ -77,19 +77,17 @@ def test_matches_loop_reference(B, C, T, K, N, Cc, start, length):
 ])
 def test_forward_samples_one_row_of_negatives_per_context_step(record_negatives, B, C, T, K, N, Cc, subsample, window):
     sampled = record_negatives(infonce_1d)
-    autoregressor = None if Cc is None else nn.Conv1d(C, Cc, 1)
-    objective = InfoNCE1d(C, K, N, context_channels=Cc, subsample=subsample, subsample_window=window,
-                          autoregressor=autoregressor)
+    objective = InfoNCE1d(C, K, N, context_channels=Cc, subsample=subsample, subsample_window=window)
     z = torch.randn(B, C, T)
+    c = z if Cc is None else torch.randn(B, Cc, T)
     torch.manual_seed(0)
     start, length = objective.window(T)
     torch.manual_seed(0)
-    loss = objective(z)
+    loss = objective(z, context=None if Cc is None else c)
     (indices, pool_size), = sampled
     assert length == (window if subsample and T > window else T)
     assert indices.shape == (num_contexts(B, length), N)
     assert pool_size == B * T, "negatives come from every step of every sequence, also when subsampling"
-    c = z if autoregressor is None else autoregressor(z)
     assert torch.equal(loss, objective.loss(z, c, indices, start, length)), "forward = loss on what it sampled"
 
 
@@ -152,15 +150,15 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
     assert objective.loss(z, c, negatives).item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
 
 
-@pytest.mark.parametrize("with_autoregressor", [False, True])
-def test_gradients_reach_z_predictors_and_autoregressor(with_autoregressor):
-    autoregressor = GRUStage(4, 6) if with_autoregressor else None
-    objective = InfoNCE1d(4, 3, 4, context_channels=6 if with_autoregressor else None, subsample=True,
-                          subsample_window=8, autoregressor=autoregressor)
+@pytest.mark.parametrize("with_context", [False, True])
+def test_gradients_reach_z_predictors_and_context(with_context):
+    autoregressor = GRUStage(4, 6)
+    objective = InfoNCE1d(4, 3, 4, context_channels=6 if with_context else None, subsample=True,
+                          subsample_window=8)
     z = torch.randn(3, 4, 12, requires_grad=True)
-    objective(z).backward()
+    objective(z, context=autoregressor(z) if with_context else None).backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
-    for name, parameter in objective.named_parameters():
+    for name, parameter in [*objective.named_parameters(), *(autoregressor.named_parameters() if with_context else [])]:
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
