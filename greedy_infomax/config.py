@@ -6,6 +6,7 @@ docstrings below are the user documentation of every option.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar, Literal, Union
@@ -250,6 +251,14 @@ class AudioModelConfig:
     @property
     def num_modules(self) -> int:
         return len(self.stages_per_module)
+
+    def module_hops(self) -> list[int]:
+        """Input samples per output step of each module: the product of the strides of the convs up to its end."""
+        hops, last = [], 0
+        for count in self.stages_per_module:
+            last += count
+            hops.append(math.prod(self.strides[:min(last, len(self.strides))]))
+        return hops
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The probe protocol of a run: every module of the trained encoder, next to a random encoder and raw pixels.
+"""The probe protocol of a vision run: every module of the trained encoder, next to a random encoder and raw pixels
+(speech runs: speech_protocol.py).
 
 Features are extracted once per encoder (all modules in one pass, centre-crop evaluation transform) and
 reused by the linear and kNN probes; the encoder's parameters are hashed before and after to prove that
@@ -12,19 +13,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_infomax.config import RunConfig
+from greedy_infomax.config import AnyRunConfig, RunConfig
 from greedy_infomax.data import load_split
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.engines.local import prepare_modules, resolve_device
 from greedy_infomax.evaluation.features import extract_features, fingerprint, raw_pixel_features
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
+from greedy_infomax.evaluation.speech_protocol import probe_speech_run
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
-def probe_run(run: RunFolder, config: RunConfig | None = None) -> dict[str, Any]:
+def probe_run(run: RunFolder, config: AnyRunConfig | None = None) -> dict[str, Any]:
     """Probe every module of the run's newest checkpoint; `config` may override the run's probe options."""
     config = config or run.config
+    if config.task == "audio":
+        return probe_speech_run(run, config)
     device = resolve_device(config.train.device)
     train_loader, test_loader = _probe_loaders(config, device)
     in_channels = 1 if config.data.grayscale else train_loader.array.spec.channels
@@ -37,6 +41,7 @@ def probe_run(run: RunFolder, config: RunConfig | None = None) -> dict[str, Any]
         "train_images": len(train_loader.array),
         "test_images": len(test_loader.array),
         "step": progress["step"],
+        "probes": ["linear", "knn"] if config.probe.knn_k > 0 else ["linear"],
         "trained": _probe_encoder(trained, train_loader, test_loader, config, "trained"),
     }
     if config.probe.random_init:
@@ -44,8 +49,9 @@ def probe_run(run: RunFolder, config: RunConfig | None = None) -> dict[str, Any]
         random_encoder = prepare_modules(random_config, in_channels, device, with_optimizers=False)
         results["random"] = _probe_encoder(random_encoder, train_loader, test_loader, config, "random init")
     if config.probe.raw_pixels:
-        results["raw_pixels"] = _probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader),
-                                                config, train_loader.array.spec.num_classes, knn=False)
+        raw = _probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader), config,
+                              train_loader.array.spec.num_classes, knn=False)
+        results["baseline"] = {"name": "raw pixels", **raw}
     return results
 
 

@@ -1,4 +1,9 @@
-"""What `gim probe` leaves in a run folder: probe.json, a markdown table and a per-module accuracy plot."""
+"""What `gim probe` leaves in a run folder: probe.json, a markdown table and a per-module accuracy plot.
+
+The results of either task have the same shape: `probes` names the accuracy columns (linear and kNN for
+vision, speaker and phone for audio); `trained` and `random` hold one row per module; `baseline` holds the
+same probes on the raw input's features (raw pixels, log-mel).
+"""
 from __future__ import annotations
 
 import json
@@ -7,49 +12,53 @@ from typing import Any
 
 from greedy_infomax.reporting.run_folder import write_atomic
 
+PROBE_NAMES = {"linear": "linear", "knn": "kNN", "speaker": "speaker", "phone": "phone"}
+
 
 def format_table(results: dict[str, Any]) -> str:
-    """Markdown table: one row per module, linear and kNN accuracy of the trained and the random encoder."""
+    """Markdown table: one row per module, every probe's accuracy for the trained and the random encoder."""
     encoders = [name for name in ("trained", "random") if name in results]
-    header = ["module", "features"] + [f"{_label(results, e)} {probe}" for e in encoders for probe in ("linear", "kNN")]
+    probes = results["probes"]
+    header = ["module", "features"] + [f"{_label(results, e)} {PROBE_NAMES[p]}" for e in encoders for p in probes]
     rows = []
     for position, row in enumerate(results["trained"]):
         cells = [str(row["module"]), str(row["features"])]
         for encoder in encoders:
-            entry = results[encoder][position]
-            cells += [_percent(entry.get("linear")), _percent(entry.get("knn"))]
+            cells += [_percent(results[encoder][position].get(probe)) for probe in probes]
         rows.append(cells)
-    if "raw_pixels" in results:
-        raw = results["raw_pixels"]
-        rows.append(["raw pixels", str(raw["features"]), _percent(raw["linear"])] + [""] * (len(header) - 3))
+    if "baseline" in results:
+        baseline = results["baseline"]
+        cells = [baseline["name"], str(baseline["features"])] + [_percent(baseline.get(p)) for p in probes]
+        rows.append(cells + [""] * (len(header) - len(cells)))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
 
 
 def plot_accuracy(results: dict[str, Any], path: Path) -> None:
-    """Linear-probe accuracy per module: trained encoder, random encoder, raw pixels as a reference line."""
+    """One panel per probe: accuracy per module of the trained and random encoders, the baseline as a line."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6.4, 3.8), dpi=120)
-    for encoder, colour in (("trained", "tab:blue"), ("random", "tab:green")):
-        if encoder in results:
-            modules = [row["module"] for row in results[encoder]]
-            axes.plot(modules, [100 * row["linear"] for row in results[encoder]], "o-", color=colour,
-                      label=f"{_label(results, encoder)}, linear")
-            if "knn" in results[encoder][0]:
-                axes.plot(modules, [100 * row["knn"] for row in results[encoder]], "s--", color=colour, alpha=0.5,
-                          label=f"{_label(results, encoder)}, kNN")
-    if "raw_pixels" in results:
-        axes.axhline(100 * results["raw_pixels"]["linear"], color="grey", linestyle=":", label="raw pixels, linear")
-    axes.set_xticks([row["module"] for row in results["trained"]])
-    axes.set_xlabel("module")
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(f"{results['dataset']}: probes on every module")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    probes = [p for p in results["probes"] if p in results["trained"][0]]
+    figure, panels = plt.subplots(1, len(probes), figsize=(4.2 * len(probes) + 1.6, 3.6), dpi=120, squeeze=False)
+    modules = [row["module"] for row in results["trained"]]
+    for axes, probe in zip(panels[0], probes):
+        for encoder, colour in (("trained", "tab:blue"), ("random", "tab:green")):
+            if encoder in results:
+                axes.plot(modules, [100 * row[probe] for row in results[encoder]], "o-", color=colour,
+                          label=_label(results, encoder))
+        if probe in results.get("baseline", {}):
+            axes.axhline(100 * results["baseline"][probe], color="grey", linestyle=":",
+                         label=results["baseline"]["name"])
+        axes.set_xticks(modules)
+        axes.set_xlabel("module")
+        axes.set_ylabel("test accuracy (%)")
+        axes.set_title(f"{PROBE_NAMES[probe]} probe")
+        axes.grid(alpha=0.3)
+    panels[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.suptitle(f"{results['dataset']}: {results['method']}, every module", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

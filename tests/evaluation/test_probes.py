@@ -99,8 +99,8 @@ def test_probe_run_reports_every_module_of_trained_and_random_encoders(smoke_run
         assert [row["features"] for row in results[encoder]] == [4, 8, 8]         # C of each module, pool 1
         for row in results[encoder]:
             assert 0.0 <= row["linear"] <= 1.0 and 0.0 <= row["knn"] <= 1.0
-    assert results["raw_pixels"]["features"] == 28 * 28
-    assert 0.0 <= results["raw_pixels"]["linear"] <= 1.0
+    assert results["baseline"]["name"] == "raw pixels" and results["baseline"]["features"] == 28 * 28
+    assert 0.0 <= results["baseline"]["linear"] <= 1.0
     assert _checkpoint_digest(smoke_run) == saved
 
 
