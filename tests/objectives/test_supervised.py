@@ -1,0 +1,46 @@
+"""The supervised objective against a per-example loop, an analytic case, and its refusal of unlabelled batches."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from greedy_infomax.errors import GimError
+from greedy_infomax.objectives import OBJECTIVES
+from greedy_infomax.objectives.supervised import Supervised
+
+
+def reference_loss(z: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Loops over examples: average the positions, score every class, take -log of the label's softmax."""
+    z, weight, bias = z.double(), weight.double(), bias.double()
+    terms = []
+    for b in range(z.shape[0]):
+        vector = z[b].reshape(z.shape[1], -1).mean(1)
+        scores = weight @ vector + bias
+        terms.append(torch.logsumexp(scores, 0) - scores[labels[b]])
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (4, 3, 7), (2, 5, 3, 4)])
+def test_matches_loop_reference(shape):
+    torch.manual_seed(0)
+    objective = Supervised(shape[1], num_classes=6)
+    z, labels = torch.randn(shape), torch.randint(6, (shape[0],))
+    expected = reference_loss(z, labels, objective.classifier.weight, objective.classifier.bias)
+    assert torch.allclose(objective(z, labels).double(), expected, atol=1e-6)
+
+
+def test_zero_classifier_scores_every_class_alike():
+    """All scores equal: the softmax is uniform and the loss is log(classes), whatever z and the labels."""
+    objective = Supervised(3, num_classes=10)
+    torch.nn.init.zeros_(objective.classifier.weight)
+    torch.nn.init.zeros_(objective.classifier.bias)
+    loss = objective(torch.randn(5, 3, 2, 2), torch.randint(10, (5,)))
+    assert loss.item() == pytest.approx(math.log(10))
+
+
+def test_unlabelled_batch_is_refused_and_the_registry_names_it():
+    with pytest.raises(GimError, match="needs labels"):
+        Supervised(3, 2)(torch.randn(2, 3))
+    assert OBJECTIVES["supervised"] is Supervised
