@@ -2,17 +2,20 @@
 
 Same surface as the vision model: `stages` (an nn.ModuleList, each mapping (B, C, T) -> (B, C', T')) and
 `out_channels` (one per stage). Each conv + ReLU is a stage and the GRU is the last one; how the stages are
-grouped into gradient-isolated modules is configuration (`build_modules`).
+grouped into gradient-isolated modules is configuration (`build_modules`, through models/split.py).
 """
 from __future__ import annotations
 
 import math
+from functools import partial
+from itertools import accumulate
 
 import torch
 from torch import nn
 
 from greedy_infomax.config import AudioRunConfig
-from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.data.librispeech import AudioSpec
+from greedy_infomax.models.split import isolate, split
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 
 
@@ -76,22 +79,15 @@ def build_modules(config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList
     """The encoder's stages grouped by `model.stages_per_module`, each group with an identity readout and InfoNCE1d.
 
     (1, 1, 1, 1, 1, 1) is Greedy InfoMax's 6 modules (every conv alone, then the GRU alone on the detached conv
-    output); (6,) is one end-to-end CPC module. The GRU is a module's autoregressor: its output c is the module's
-    output, and the objective predicts the conv features z_{t+k} entering it from c_t, as CPC does. `subsample`
-    only acts on sequences longer than `subsample_window` steps (in the paper's encoder: conv 1-4).
+    output); (6,) is one end-to-end CPC module. The GRU is the last module's autoregressor: its output c is the
+    module's output, and the objective predicts the conv features z_{t+k} entering it from c_t, as CPC does.
+    `subsample` only acts on sequences longer than `subsample_window` steps (in the paper's encoder: conv 1-4).
     """
     m, o = config.model, config.objective
     encoder = AudioEncoder(in_channels, m.channels, m.kernels, m.strides, m.paddings, m.gru_hidden)
-    gru = len(encoder.stages) - 1
-    modules, first = [], 0
-    for count in m.stages_per_module:
-        last = first + count - 1
-        convs = nn.Sequential(*encoder.stages[first:min(last + 1, gru)])
-        z_channels = encoder.out_channels[min(last, gru - 1)]  # the last conv's, inside the module or entering it
-        autoregressor = encoder.stages[gru] if last == gru else None
-        objective = InfoNCE1d(z_channels, o.prediction_steps, o.num_negatives,
-                              context_channels=m.gru_hidden if autoregressor else None,
-                              subsample=o.subsample, subsample_window=o.subsample_window)
-        modules.append(IsolatedModule(convs, nn.Identity(), objective, autoregressor))
-        first += count
-    return nn.ModuleList(modules)
+    convs = nn.Sequential(*encoder.stages[:-1])                       # child "i" is conv i + 1
+    blocks = split(convs, after=[str(end - 1) for end in accumulate(m.stages_per_module)][:-1])
+    objective = partial(InfoNCE1d, prediction_steps=o.prediction_steps, num_negatives=o.num_negatives,
+                        subsample=o.subsample, subsample_window=o.subsample_window)
+    sample = torch.zeros(1, in_channels, AudioSpec.window)           # one training window (any length would do)
+    return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])
