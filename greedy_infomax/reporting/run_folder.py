@@ -1,7 +1,7 @@
 """A run folder describes itself: resolved config, metrics, TensorBoard events, per-module checkpoints.
 
-    RUN/config.yaml                       every option, loadable with `--config`
-    RUN/meta.json                         format version and what kind of run it is
+    RUN/config.yaml                       every option, loadable with `--config` (none for a network of your own)
+    RUN/meta.json                         format version and what kind of run it is: vision, audio or custom
     RUN/metrics.jsonl                     one JSON object per logged step
     RUN/tensorboard/                      the same scalars for TensorBoard
     RUN/checkpoints/step-NNNNNNNN/        module-K.pt (weights + that module's optimiser) and progress.pt
@@ -23,7 +23,7 @@ import torch
 import yaml
 from torch import nn
 
-from greedy_infomax.config import RunConfig, load_config, to_dict
+from greedy_infomax.config import AnyRunConfig, load_config, to_dict
 from greedy_infomax.errors import GimError
 
 FORMAT_VERSION = 1
@@ -38,17 +38,24 @@ class RunFolder:
         self._purge_step: int | None = None
 
     @classmethod
-    def create(cls, parent: Path, name: str | None, config: RunConfig) -> RunFolder:
-        """A new, empty run folder with the config written into it."""
+    def create(cls, parent: Path, name: str | None, config: AnyRunConfig | None) -> RunFolder:
+        """A new, empty run folder with the config written into it.
+
+        config None: a custom run, whose network is built in the user's Python code (the `train` API); the folder
+        then holds its metrics and checkpoints, and the code that built the modules loads them back.
+        """
         name = name or time.strftime("%Y%m%d-%H%M%S")
         path = Path(parent) / name
-        if (path / "config.yaml").exists():
+        last_file = path / ("meta.json" if config is None else "config.yaml")  # written last: the run exists
+        if last_file.exists():
             raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        meta = {"format_version": FORMAT_VERSION, "kind": "vision", "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        kind = "custom" if config is None else config.task
+        meta = {"format_version": FORMAT_VERSION, "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_atomic(path / "meta.json", json.dumps(meta, indent=2).encode())
-        run.update_config(config)  # last: a folder killed before this point can simply be created again
+        if config is not None:
+            run.update_config(config)  # last: a folder killed before this point can simply be created again
         return run
 
     @classmethod
@@ -65,10 +72,14 @@ class RunFolder:
         return cls(path)
 
     @property
-    def config(self) -> RunConfig:
-        return load_config(self.path / "config.yaml")
+    def config(self) -> AnyRunConfig:
+        path = self.path / "config.yaml"
+        if not path.exists():
+            raise GimError(f"{path} not found: a run of a network built in Python (the train API) has no config; "
+                           "build the same modules in Python and load the checkpoint with RunFolder.load_checkpoint")
+        return load_config(path)
 
-    def update_config(self, config: RunConfig) -> None:
+    def update_config(self, config: AnyRunConfig) -> None:
         """Record changed options (e.g. more epochs) when a run is continued."""
         write_atomic(self.path / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
 
