@@ -121,7 +121,7 @@ def measure(config: RunConfig, schedule: Schedule) -> dict:
     modules = prepare_modules(config, in_channels=1, device=device)
     crop, batch_size = config.data.crop, config.data.batch_size
     x = torch.randn(batch_size, 1, crop, crop, device=device)                       # (B, 1, crop, crop)
-    trained = trained_indices(config)
+    trained = trained_indices(config.train, config.model.num_modules)
     built = memory_now(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -26,7 +26,7 @@ def test_stepping_module_k_changes_only_module_k(tiny_config, k):
     modules = prepare_modules(config, 1, CPU)
     before = snapshot(modules)
     torch.manual_seed(0)
-    losses = train_step(modules, _images(config), trained_indices(config))
+    losses = train_step(modules, _images(config), trained_indices(config.train, config.model.num_modules))
     after = snapshot(modules)
     assert len(losses) == 1 and torch.isfinite(losses[0])
     for index in range(1, 4):
@@ -75,7 +75,7 @@ def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
     for step in range(3):
         images = _images(config, seed=step)
         torch.manual_seed(100 + step)
-        isolated_losses = train_step(isolated, images, trained_indices(config))
+        isolated_losses = train_step(isolated, images, trained_indices(config.train, config.model.num_modules))
 
         torch.manual_seed(100 + step)
         x, losses = images, []
@@ -112,4 +112,4 @@ def test_prepare_modules_gives_optimizers_to_trained_modules_only(tiny_config, k
     modules = prepare_modules(tiny_config(train_module=k), 1, CPU)
     has_optimizer = [module.optimizer is not None for module in modules]
     assert has_optimizer == [k is None or index == k for index in range(1, 4)]
-    assert list(trained_indices(tiny_config(train_module=k))) == ([0, 1, 2] if k is None else [k - 1])
+    assert list(trained_indices(tiny_config(train_module=k).train, 3)) == ([0, 1, 2] if k is None else [k - 1])

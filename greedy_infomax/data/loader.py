@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.transforms import ImageTransform
+
+
+class Batches(Protocol):
+    """What training and feature extraction read: BatchLoader, the speech loaders, or any class of this shape."""
+
+    batch_size: int
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+
+    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(inputs, labels or None) batches of one epoch from `start_batch` on, on the device training uses."""
 
 
 class BatchLoader:

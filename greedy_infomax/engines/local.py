@@ -1,4 +1,8 @@
-"""The single-process engine: a thin loop over each module's step(), with logging and checkpoints."""
+"""The single-process engine: a thin loop over each module's step(), with logging and checkpoints.
+
+`pretrain` trains the encoder a run's config describes; `train` trains any list of IsolatedModules (built with
+models/split.py) on any loader of the `Batches` shape, with the same loop, run folder and checkpoints.
+"""
 from __future__ import annotations
 
 import os
@@ -12,10 +16,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from greedy_infomax.config import AnyRunConfig
+from greedy_infomax.config import AnyRunConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
-from greedy_infomax.data.librispeech import WindowLoader
-from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.loader import Batches
 from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.models import build_modules
@@ -43,24 +46,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def trained_indices(config: AnyRunConfig) -> range:
-    """0-based indices of the modules that learn: all of them, or only `train.train_module`."""
-    k = config.train.train_module
-    return range(config.model.num_modules) if k is None else range(k - 1, k)
+def trained_indices(options: TrainConfig, num_modules: int) -> range:
+    """0-based indices of the modules that learn: all of them, or only `train_module`."""
+    k = options.train_module
+    return range(num_modules) if k is None else range(k - 1, k)
 
 
 def prepare_modules(config: AnyRunConfig, in_channels: int, device: torch.device,
                     with_optimizers: bool = True) -> nn.ModuleList:
     """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
-    _set_determinism(config.train.deterministic, device)
     torch.manual_seed(config.train.seed)
-    modules = build_modules(config, in_channels).to(device)
-    if config.train.channels_last:
+    return configure(build_modules(config, in_channels), config.train, device, with_optimizers)
+
+
+def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device,
+              with_optimizers: bool = True) -> nn.ModuleList:
+    """Place modules on the device in the memory format and precision of `options`; optimisers on trained ones."""
+    if with_optimizers and options.train_module is not None and options.train_module > len(modules):
+        raise GimError(f"train.train_module: must be at most {len(modules)}, got {options.train_module}")
+    _set_determinism(options.deterministic, device)
+    modules = modules.to(device)
+    if options.channels_last:
         modules = modules.to(memory_format=torch.channels_last)
     for index, module in enumerate(modules):
-        module.autocast_dtype = torch.bfloat16 if config.train.precision == "bf16" else None
-        if with_optimizers and index in trained_indices(config):
-            module.configure_optimizer(config.train.lr, config.train.weight_decay)
+        module.autocast_dtype = torch.bfloat16 if options.precision == "bf16" else None
+        if with_optimizers and index in trained_indices(options, len(modules)):
+            module.configure_optimizer(options.lr, options.weight_decay)
     return modules
 
 
@@ -72,17 +83,19 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
     torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
-def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range) -> list[torch.Tensor]:
+def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range,
+               labels: torch.Tensor | None = None) -> list[torch.Tensor]:
     """One batch: frozen modules before the trained ones run without autograd, then each trained module steps.
 
-    A non-finite loss raises NonFiniteLoss naming the module; modules before it have already stepped.
+    Labels reach every objective (self-supervised ones ignore them). A non-finite loss raises NonFiniteLoss
+    naming the module; modules before it have already stepped.
     """
     x = run_frozen(list(modules[:trained.start]), x)
     losses = []
     for index in trained:
         modules[index].train()
         try:
-            x, loss = modules[index].step(x)
+            x, loss = modules[index].step(x, labels)
         except NonFiniteLoss as error:
             raise NonFiniteLoss(error.value, module=index + 1) from None
         losses.append(loss)
@@ -120,45 +133,69 @@ def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.M
     device = resolve_device(config.train.device)
     loader, in_channels = pretrain_loader(config, device)
     modules = prepare_modules(config, in_channels, device)
-    progress = Progress()
-    if resume and run.latest_checkpoint() is not None:
-        saved = run.load_checkpoint(modules)
-        progress = Progress(saved["step"], saved["epoch"], saved["batch"])
-        _restore_rng(saved["rng"])
-    if resume:
-        run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
+    progress = _resume(run, modules) if resume else Progress()
     run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
-    _train_loop(config, run, modules, loader, progress)
+    train_loop(config.train, run, modules, loader, progress)
     return modules
 
 
-def _train_loop(config: AnyRunConfig, run: RunFolder, modules: nn.ModuleList, loader: BatchLoader | WindowLoader,
-                progress: Progress) -> None:
-    trained = trained_indices(config)
-    total = config.train.epochs * len(loader)
-    if config.train.max_steps is not None:
-        total = min(total, config.train.max_steps)
+def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig = TrainConfig(),
+          resume: bool = False) -> nn.ModuleList:
+    """Train any IsolatedModules greedily: `options` as in a run's `train` section, logs and checkpoints in `run`.
+
+    Without `resume`, negatives are drawn from `options.seed`; the loader brings its own order and augmentation,
+    and must yield batches on `options.device`.
+    """
+    modules = configure(modules, options, resolve_device(options.device))
+    if resume:
+        progress = _resume(run, modules)
+    else:
+        progress = Progress()
+        torch.manual_seed(options.seed)
+    train_loop(options, run, modules, loader, progress)
+    return modules
+
+
+def _resume(run: RunFolder, modules: nn.ModuleList) -> Progress:
+    """Load the newest checkpoint (weights, optimisers, RNG) if any; drop metrics logged after it."""
+    progress = Progress()
+    if run.latest_checkpoint() is not None:
+        saved = run.load_checkpoint(modules)
+        progress = Progress(saved["step"], saved["epoch"], saved["batch"])
+        _restore_rng(saved["rng"])
+    run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
+    return progress
+
+
+def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loader: Batches,
+               progress: Progress) -> None:
+    """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done, logging every
+    `log_every` steps and checkpointing every `checkpoint_every` steps, at the end, on a signal or on divergence."""
+    trained = trained_indices(options, len(modules))
+    total = options.epochs * len(loader)
+    if options.max_steps is not None:
+        total = min(total, options.max_steps)
     names = [f"module{index + 1}" for index in trained]
     bar = tqdm(total=total, initial=progress.step, desc="pretrain", unit="step", dynamic_ncols=True)
     started, first_step, skipped = time.perf_counter(), progress.step, 0
     with StopSignals() as stop:
         while progress.step < total:
-            for images, _ in loader.epoch(progress.epoch, progress.batch):
+            for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 try:
-                    losses = train_step(modules, images, trained)
+                    losses = train_step(modules, inputs, trained, labels)
                 except NonFiniteLoss as error:
-                    if config.train.on_nonfinite == "stop":
+                    if options.on_nonfinite == "stop":
                         _diverged(run, modules, progress, error)
                     skipped, losses = skipped + 1, []
                 progress.advance(len(loader))
                 bar.update()
-                if progress.step % config.train.log_every == 0 or progress.step == total:
+                if progress.step % options.log_every == 0 or progress.step == total:
                     values = {f"loss/{name}": float(loss) for name, loss in zip(names, losses)}
-                    rate = (progress.step - first_step) * config.data.batch_size / (time.perf_counter() - started)
+                    rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
                     run.log(progress.step, {**values, "epoch": progress.epoch, "samples_per_second": rate,
                                             "skipped_batches": skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
-                if progress.step % config.train.checkpoint_every == 0 or progress.step == total:
+                if progress.step % options.checkpoint_every == 0 or progress.step == total:
                     _checkpoint(run, modules, progress)
                 if stop.received is not None:
                     _stopped(run, modules, progress, stop.received)

@@ -179,7 +179,7 @@ def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
     def train() -> dict[str, torch.Tensor]:
         modules = prepare_modules(config, 1, torch.device("cpu"))
         for _ in range(3):
-            train_step(modules, images, trained_indices(config))
+            train_step(modules, images, trained_indices(config.train, config.model.num_modules))
         return snapshot(modules)
 
     first, second = train(), train()
