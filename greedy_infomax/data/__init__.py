@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from greedy_infomax.config import AnyRunConfig, AudioDataConfig, DataConfig
+from greedy_infomax.config import AnyRunConfig, AudioDataConfig, DataConfig, RunConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import read_image_folder
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader
-from greedy_infomax.data.spec import ImageArray
+from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.stl10 import read_stl10
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
@@ -56,6 +56,22 @@ def load_split(config: DataConfig, role: str) -> ImageArray:
     return array
 
 
+def input_channels(config: DataConfig, spec: ImageSpec) -> int:
+    """Channels the encoder receives: one after the grayscale transform, else the dataset's."""
+    return 1 if config.grayscale else spec.channels
+
+
+def eval_loader(config: RunConfig, role: str, device: torch.device, spec: ImageSpec | None = None) -> BatchLoader:
+    """The split playing `role` in stored order with the evaluation transform (centre crop, no flip), normalised
+    with the statistics of `spec` (default: the split's own; the probes use their training split's for both).
+
+    Batches are twice the training batch: forward-only passes are cheap, and small batches keep activations in cache.
+    """
+    array = load_split(config.data, role)
+    transform = ImageTransform.for_data(config.data.crop, False, config.data.grayscale, spec or array.spec)
+    return BatchLoader(array, 2 * config.data.batch_size, transform, device)
+
+
 def speech_corpus_root() -> Path:
     """Where the generated speech corpus lives by default: $GIM_DATA/speech-corpus, else the user's cache."""
     data = os.environ.get("GIM_DATA")
@@ -82,7 +98,7 @@ def pretrain_loader(config: AnyRunConfig, device: torch.device) -> tuple[BatchLo
         data = load_split(config.data, "pretrain")
         transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
         loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
-        in_channels, count = 1 if config.data.grayscale else data.spec.channels, f"{len(data)} pre-training images"
+        in_channels, count = input_channels(config.data, data.spec), f"{len(data)} pre-training images"
     if len(loader) == 0:
         raise GimError(f"{count} do not fill one batch of {config.data.batch_size}")
     return loader, in_channels

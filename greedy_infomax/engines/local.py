@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,6 +58,13 @@ def prepare_modules(config: AnyRunConfig, in_channels: int, device: torch.device
     """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
     torch.manual_seed(config.train.seed)
     return configure(build_modules(config, in_channels), config.train, device, with_optimizers)
+
+
+def load_trained(run: RunFolder, config: AnyRunConfig, in_channels: int,
+                 device: torch.device) -> tuple[nn.ModuleList, dict[str, Any]]:
+    """The run's modules with the weights of its newest checkpoint (no optimisers), and the saved progress."""
+    modules = prepare_modules(config, in_channels, device, with_optimizers=False)
+    return modules, run.load_checkpoint(modules, with_optimizers=False)
 
 
 def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device,

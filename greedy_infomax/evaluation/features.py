@@ -5,10 +5,13 @@ import hashlib
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from tqdm import tqdm
 
-from greedy_infomax.data.loader import BatchLoader
-from greedy_infomax.models.patches import pool_grid
+from greedy_infomax.data.loader import Batches, BatchLoader
+
+POOLS = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
+"""Average pooling by the number of position axes after (B, C): time, grid rows and columns, ..."""
 
 
 def fingerprint(modules: nn.Module) -> str:
@@ -20,25 +23,37 @@ def fingerprint(modules: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def extract_features(modules: nn.ModuleList, loader: BatchLoader, pool: int,
-                     description: str = "features") -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per module, (N, C * pool * pool) features of the pooled patch grid; and the (N,) labels.
+def pool_positions(z: torch.Tensor, cells: int) -> torch.Tensor:
+    """(B, C, *positions) -> (B, C * cells ** len(positions)): every position axis (grid rows and columns, time)
+    averaged into `cells` regions, flattened; (B, C) vectors pass through."""
+    return z if z.ndim == 2 else POOLS[z.ndim - 2](z, cells).flatten(1)
 
-    The encoder runs in eval mode without autograd; every module's features come from the same forward.
-    """
+
+def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
+    """Each module's (B, D) features of the batch x: its readout of its output, pooled; one frozen forward pass
+    (eval mode, no autograd, each module's own precision)."""
     modules.eval()
+    features = []
+    with torch.no_grad():
+        for module in modules:
+            with module.precision(x.device):
+                x = module(x)
+                features.append(pool_positions(module.readout(x).float(), pool))
+    return features
+
+
+def extract_features(modules: nn.ModuleList, loader: Batches, pool: int,
+                     description: str = "features") -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Per module, (N, D) features of every batch of one epoch; and the (N,) labels, None for an unlabelled split."""
     per_module: list[list[torch.Tensor]] = [[] for _ in modules]
     labels = []
-    with torch.no_grad():
-        for images, batch_labels in tqdm(loader.epoch(), total=len(loader), desc=description, unit="batch",
-                                         leave=False, dynamic_ncols=True):
-            h = images
-            for module, store in zip(modules, per_module):
-                with module.precision(h.device):
-                    h = module(h)
-                    store.append(pool_grid(module.readout(h).float(), pool).cpu())
+    for inputs, batch_labels in tqdm(loader.epoch(), total=len(loader), desc=description, unit="batch",
+                                     leave=False, dynamic_ncols=True):
+        for store, features in zip(per_module, module_features(modules, inputs, pool)):
+            store.append(features.cpu())
+        if batch_labels is not None:
             labels.append(batch_labels.cpu())
-    return [torch.cat(store) for store in per_module], torch.cat(labels)
+    return [torch.cat(store) for store in per_module], torch.cat(labels) if labels else None
 
 
 def raw_pixel_features(loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:

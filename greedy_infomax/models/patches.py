@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class Patchify(nn.Module):
@@ -35,7 +34,3 @@ class PatchGridPool(nn.Module):
         vectors = h.mean(dim=(2, 3))                                           # (B * g * g, C)
         return vectors.unflatten(0, (-1, self.grid, self.grid)).permute(0, 3, 1, 2)   # (B, C, g, g)
 
-
-def pool_grid(z: torch.Tensor, cells: int) -> torch.Tensor:
-    """(B, C, g, g) -> (B, C * cells * cells): the grid averaged into cells x cells regions, flattened."""
-    return F.adaptive_avg_pool2d(z, cells).flatten(1)
