@@ -3,6 +3,7 @@
     gim demo [vision|audio]   pre-train the fashion-mnist (or speech) preset, probe every module, print the table
     gim pretrain [options]    pre-train into a new run folder (or --resume RUN)
     gim probe RUN             linear + kNN probes of every module of a run
+    gim embed RUN --module K  the frozen features of module K for a split, as .npz (or .safetensors) with labels
     gim data NAME             download a dataset where a network exists, or generate the speech corpus
 """
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
     commands.add_subcommand("demo", _demo_parser(defaults),
                             help="the whole story on embedded data: pre-train, probe, table and plot")
     commands.add_subcommand("probe", _probe_parser(defaults), help="probe every module of a run")
+    commands.add_subcommand("embed", _embed_parser(), help="write the frozen features of one module of a run")
     data = ArgumentParser(description=(
         "Download a dataset (needs a network) into --root, or generate the offline speech corpus there."))
     data.add_argument("name", choices=list(DATA_COMMANDS))
@@ -124,6 +126,27 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser.add_argument("run", type=str, help="run folder")
     parser.add_class_arguments(type(defaults.probe), "probe", default=defaults.probe, sub_configs=False)
     parser.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
+    return parser
+
+
+EMBED_SPLITS = {"train": "probe_train", "test": "probe_test", "pretrain": "pretrain"}
+"""`gim embed --split` -> the role of the split in the dataset (stl10's pretrain split is the unlabelled one)."""
+
+
+def _embed_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=(
+        "Write module K's frozen features of a split (pooled as the run's probes pool them) to a NumPy .npz file "
+        "holding `features` (N, D) and, when the split is labelled, `labels` (N,); a .safetensors output needs the "
+        "optional safetensors package. Data options default to the run's."))
+    parser.add_argument("run", type=str, help="run folder")
+    parser.add_argument("--module", type=int, required=True, help="which module's features (1-based)")
+    parser.add_argument("--split", choices=list(EMBED_SPLITS), default="test", help="which split of the dataset")
+    parser.add_argument("--output", type=str, default=None,
+                        help="file to write, .npz or .safetensors (default: RUN/embeddings/module-K-SPLIT.npz)")
+    parser.add_argument("--data.dataset", type=str, default=None, help="embed another dataset (same image format)")
+    parser.add_argument("--data.root", type=str, default=None, help="its folder, or the run's dataset's new place")
+    parser.add_argument("--data.limit", type=int, default=None, help="only the first N images of the split")
+    parser.add_argument("--probe.pool", type=int, default=None, help="pool each grid to pool x pool cells")
     return parser
 
 
@@ -173,6 +196,29 @@ def cmd_probe(args: Namespace) -> int:
     print(write_probe_report(run.path, results))
     print(f"written: {run.path / 'probe.json'}, {run.path / 'probe.md'}, {run.path / 'probe.png'}")
     return 0
+
+
+def cmd_embed(args: Namespace) -> int:
+    from greedy_infomax.evaluation.embed import array_writer, embed_run
+
+    run = _open_run(args.run)
+    config = _overridden(run.config, args)
+    path = Path(args.output or run.path / "embeddings" / f"module-{args.module}-{args.split}.npz")
+    write = array_writer(path)
+    arrays = embed_run(run, args.module, EMBED_SPLITS[args.split], config)
+    write(arrays)
+    print(f"written: {path} ({', '.join(f'{name} {array.shape}' for name, array in arrays.items())})")
+    return 0
+
+
+def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
+    """The run's config with the data and probe options given on the command line; a bad value is one line."""
+    data = {name: value for name, value in args.data.as_dict().items() if value is not None}
+    probe = {name: value for name, value in args.probe.as_dict().items() if value is not None}
+    try:
+        return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe))
+    except (ValueError, TypeError) as error:
+        raise GimError(str(error)) from error
 
 
 def cmd_demo(args: Namespace) -> int:
@@ -234,7 +280,7 @@ DATA_COMMANDS: dict[str, Callable[[Namespace], Path]] = {
 }
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "demo": cmd_demo, "data": cmd_data}
+COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "embed": cmd_embed, "demo": cmd_demo, "data": cmd_data}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny hand-made config, one training step of every preset, recorded negative samples."""
+"""Shared fixtures: a tiny hand-made config, one training step of every preset, a trained smoke run, recorded
+negative samples."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from torch import nn
 from greedy_infomax.config import (PRESETS, AnyRunConfig, DataConfig, ModelConfig, ObjectiveConfig, RunConfig,
                                    TrainConfig)
 from greedy_infomax.data.librispeech import AudioSpec
-from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+from greedy_infomax.engines.local import prepare_modules, pretrain, train_step, trained_indices
 from greedy_infomax.objectives.negatives import sample_negatives
+from greedy_infomax.reporting.run_folder import RunFolder
 
 
 def make_tiny_config(**train_options) -> RunConfig:
@@ -74,6 +76,19 @@ def _one_step(name: str) -> PresetStep:
 def preset_step() -> Callable[[str], PresetStep]:
     """One step of every preset is shared by the config and model tests: paper-stl10 alone takes seconds."""
     return _one_step
+
+
+@pytest.fixture(scope="session")
+def probe_smoke_run(tmp_path_factory) -> RunFolder:
+    """A smoke run trained for 2 steps on 64 images, shared by the probe and embedding tests; its probes use 64
+    train and 64 test images."""
+    config = PRESETS["smoke"]
+    config = replace(config, data=replace(config.data, limit=64),
+                     train=replace(config.train, max_steps=2, device="cpu"),
+                     probe=replace(config.probe, epochs=1))
+    run = RunFolder.create(tmp_path_factory.mktemp("probe"), "smoke", config)
+    pretrain(config, run)
+    return run
 
 
 @pytest.fixture

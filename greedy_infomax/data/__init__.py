@@ -68,8 +68,12 @@ def eval_loader(config: RunConfig, role: str, device: torch.device, spec: ImageS
     Batches are twice the training batch: forward-only passes are cheap, and small batches keep activations in cache.
     """
     array = load_split(config.data, role)
-    transform = ImageTransform.for_data(config.data.crop, False, config.data.grayscale, spec or array.spec)
-    return BatchLoader(array, 2 * config.data.batch_size, transform, device)
+    return BatchLoader(array, 2 * config.data.batch_size, eval_transform(config.data, spec or array.spec), device)
+
+
+def eval_transform(config: DataConfig, spec: ImageSpec) -> ImageTransform:
+    """uint8 images -> the encoder's evaluation input: centre crop, grayscale if configured, normalised by `spec`."""
+    return ImageTransform.for_data(config.crop, False, config.grayscale, spec)
 
 
 def speech_corpus_root() -> Path:

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from greedy_infomax.config import PRESETS
-from greedy_infomax.engines.local import pretrain
 from greedy_infomax.evaluation import protocol
 from greedy_infomax.evaluation.features import fingerprint
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
@@ -70,18 +67,6 @@ def test_fingerprint_sees_every_parameter_change_but_not_the_memory_format():
     assert fingerprint(model) != before
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> RunFolder:
-    """A smoke run trained for 2 steps on 64 images; its probes use 64 train and 64 test images."""
-    config = PRESETS["smoke"]
-    config = replace(config, data=replace(config.data, limit=64),
-                     train=replace(config.train, max_steps=2, device="cpu"),
-                     probe=replace(config.probe, epochs=1))
-    run = RunFolder.create(tmp_path_factory.mktemp("probe"), "smoke", config)
-    pretrain(config, run)
-    return run
-
-
 def _checkpoint_digest(run: RunFolder) -> str:
     digest = hashlib.sha256()
     for path in sorted(run.latest_checkpoint().iterdir()):
@@ -89,9 +74,9 @@ def _checkpoint_digest(run: RunFolder) -> str:
     return digest.hexdigest()
 
 
-def test_probe_run_reports_every_module_of_trained_and_random_encoders(smoke_run):
-    saved = _checkpoint_digest(smoke_run)
-    results = probe_run(smoke_run)
+def test_probe_run_reports_every_module_of_trained_and_random_encoders(probe_smoke_run):
+    saved = _checkpoint_digest(probe_smoke_run)
+    results = probe_run(probe_smoke_run)
     assert (results["step"], results["train_images"], results["test_images"]) == (2, 64, 64)
     assert results["method"] == "GIM (3 modules)"
     for encoder in ("trained", "random"):
@@ -101,10 +86,10 @@ def test_probe_run_reports_every_module_of_trained_and_random_encoders(smoke_run
             assert 0.0 <= row["linear"] <= 1.0 and 0.0 <= row["knn"] <= 1.0
     assert results["baseline"]["name"] == "raw pixels" and results["baseline"]["features"] == 28 * 28
     assert 0.0 <= results["baseline"]["linear"] <= 1.0
-    assert _checkpoint_digest(smoke_run) == saved
+    assert _checkpoint_digest(probe_smoke_run) == saved
 
 
-def test_probe_run_fails_if_feature_extraction_touches_the_encoder(monkeypatch, smoke_run):
+def test_probe_run_fails_if_feature_extraction_touches_the_encoder(monkeypatch, probe_smoke_run):
     extract = protocol.extract_features
 
     def tampering(modules, *args, **kwargs):
@@ -114,4 +99,4 @@ def test_probe_run_fails_if_feature_extraction_touches_the_encoder(monkeypatch, 
 
     monkeypatch.setattr(protocol, "extract_features", tampering)
     with pytest.raises(RuntimeError, match="changed the trained encoder"):
-        probe_run(smoke_run)
+        probe_run(probe_smoke_run)

@@ -1,0 +1,117 @@
+"""Frozen features of one module, for use outside the project: a feature extractor loaded from a run, and the
+features of a whole split as a NumPy (.npz) or safetensors file, with the labels when the split has them.
+
+The features are exactly those the probes fit (same loader, transform, batches and pooling), so a linear
+classifier trained on the written arrays reproduces `gim probe`'s accuracy for that module.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from greedy_infomax.config import AnyRunConfig, RunConfig
+from greedy_infomax.data import eval_loader, eval_transform, input_channels, load_split
+from greedy_infomax.data.loader import Batches
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.engines.local import load_trained, resolve_device
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.features import extract_features, module_features
+from greedy_infomax.reporting.run_folder import RunFolder, write_atomic
+
+
+class FeatureExtractor(nn.Module):
+    """Modules 1..k of a trained encoder, frozen: an encoder input batch -> module k's (B, D) pooled features."""
+
+    def __init__(self, modules: nn.ModuleList, pool: int, transform: ImageTransform | None = None) -> None:
+        super().__init__()
+        self.encoder = modules.requires_grad_(False)
+        self.pool = pool
+        self.transform = transform
+        """The run's evaluation transform, uint8 (B, C, H, W) images -> encoder input; None for custom modules."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return module_features(self.encoder, x, self.pool)[-1]
+
+
+def embed(modules: nn.ModuleList, loader: Batches, module: int, pool: int = 1) -> dict[str, np.ndarray]:
+    """Module `module`'s (1-based) features of one epoch of the loader: "features" (N, D) float32, and "labels" (N,)
+    when the loader has them."""
+    _check_module(module, len(modules))
+    features, labels = extract_features(modules[:module], loader, pool, f"module {module}")
+    return {"features": features[-1].numpy()} | ({} if labels is None else {"labels": labels.numpy()})
+
+
+def embed_run(run: RunFolder, module: int, role: str, config: AnyRunConfig | None = None) -> dict[str, np.ndarray]:
+    """`embed` of the run's newest checkpoint on the split playing `role` ('pretrain', 'probe_train' or
+    'probe_test') of the run's dataset, or of the dataset `config` names instead."""
+    config = _vision(run, config or run.config)
+    device = resolve_device(config.train.device)
+    spec = load_split(config.data, "probe_train").spec  # the probes normalise every split with these statistics
+    modules, _ = load_trained(run, config, input_channels(config.data, spec), device)
+    return embed(modules, eval_loader(config, role, device, spec), module, config.probe.pool)
+
+
+def load_extractor(path: str | Path, module: int, device: str = "cpu") -> FeatureExtractor:
+    """The feature extractor of module `module` of the run in `path` (its newest checkpoint), with the run's
+    evaluation transform as `.transform`: `extractor(extractor.transform(images))` gives (B, D) features."""
+    run = RunFolder.open(Path(path))
+    config = _vision(run, run.config)
+    spec = load_split(config.data, "probe_train").spec
+    modules, _ = load_trained(run, config, input_channels(config.data, spec), torch.device(device))
+    _check_module(module, len(modules))
+    return FeatureExtractor(modules[:module], config.probe.pool, eval_transform(config.data, spec))
+
+
+def _check_module(module: int, count: int) -> None:
+    if not 1 <= module <= count:
+        raise GimError(f"module: must be in 1..{count}, got {module}")
+
+
+def _vision(run: RunFolder, config: AnyRunConfig) -> RunConfig:
+    if config.task != "vision":
+        raise GimError(f"{run.path} is a {config.task} run: embedding covers vision runs so far")
+    return config
+
+
+Encode = Callable[[dict[str, np.ndarray]], bytes]
+
+
+def _npz() -> Encode:
+    """NumPy's archive of .npy arrays: `np.load(path)["features"]`."""
+    def encode(arrays: dict[str, np.ndarray]) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+    return encode
+
+
+def _safetensors() -> Encode:
+    """The safetensors format, through the optional `safetensors` package."""
+    try:
+        from safetensors.numpy import save
+    except ImportError as error:
+        raise GimError("writing .safetensors needs the optional safetensors package (pip install safetensors); "
+                       ".npz needs nothing") from error
+    return lambda arrays: save({name: np.ascontiguousarray(array) for name, array in arrays.items()})
+
+
+FORMATS: dict[str, Callable[[], Encode]] = {".npz": _npz, ".safetensors": _safetensors}
+"""File suffix -> the encoder of that format (whose missing package fails at once, before any work is done)."""
+
+
+def array_writer(path: Path) -> Callable[[dict[str, np.ndarray]], Path]:
+    """A function that writes named arrays to `path` atomically, in the format of its suffix."""
+    if path.suffix not in FORMATS:
+        raise GimError(f"{path}: unknown format {path.suffix!r}; choose one of: {', '.join(FORMATS)}")
+    encode = FORMATS[path.suffix]()
+
+    def write(arrays: dict[str, np.ndarray]) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, encode(arrays))
+        return path
+    return write

@@ -1,0 +1,82 @@
+"""gim embed: its .npz loads with NumPy and refits the linear accuracy of gim probe exactly; the feature extractor of a
+run gives the same features; formats, unlabelled splits and bad modules."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from greedy_infomax.cli import main
+from greedy_infomax.data import load_split
+from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.engines.local import load_trained
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.embed import array_writer, embed, load_extractor
+from greedy_infomax.evaluation.probes import linear_probe
+from greedy_infomax.evaluation.protocol import probe_run
+
+
+@pytest.fixture(scope="module")
+def embedded(probe_smoke_run, tmp_path_factory):
+    """What `gim probe` computes for the smoke run (its table, without the plot), and `gim embed` of module 2 on
+    both probe splits."""
+    output = tmp_path_factory.mktemp("embed")
+    config = probe_smoke_run.config
+    linear_only = replace(config.probe, random_init=False, raw_pixels=False)
+    probed = probe_run(probe_smoke_run, replace(config, probe=linear_only))
+    for split in ("train", "test"):
+        assert main(["embed", str(probe_smoke_run.path), "--module", "2", "--split", split,
+                     "--output", str(output / f"{split}.npz")]) == 0
+    return probed, output
+
+
+def test_embedded_features_refit_the_probe_accuracy_of_their_module(probe_smoke_run, embedded):
+    probed, output = embedded
+    train, test = (np.load(output / f"{split}.npz") for split in ("train", "test"))
+    assert set(train) == {"features", "labels"} and train["features"].dtype == np.float32
+    assert train["features"].shape == (64, 8) and train["labels"].shape == (64,)
+    arrays = [torch.from_numpy(split[name]) for split in (train, test) for name in ("features", "labels")]
+    p, seed = probe_smoke_run.config.probe, probe_smoke_run.config.train.seed
+    accuracy = linear_probe(*arrays, 10, p.epochs, p.lr, p.batch_size, seed=seed)
+    assert accuracy == probed["trained"][1]["linear"]
+
+
+def test_the_extractor_of_a_run_gives_the_embedded_features(probe_smoke_run, embedded):
+    extractor = load_extractor(probe_smoke_run.path, module=2)
+    images = torch.from_numpy(load_split(probe_smoke_run.config.data, "probe_test").images[:5].copy())  # (5, 1, 28, 28)
+    features = extractor(extractor.transform(images))
+    written = np.load(embedded[1] / "test.npz")["features"][:5]
+    assert not features.requires_grad
+    np.testing.assert_allclose(features.numpy(), written, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unlabelled_split_gives_features_only(probe_smoke_run):
+    config = probe_smoke_run.config
+    array = load_split(config.data, "probe_test")
+    loader = BatchLoader(replace(array, labels=None), 32, ImageTransform.for_data(28, False, True, array.spec),
+                         torch.device("cpu"))
+    modules, _ = load_trained(probe_smoke_run, config, 1, torch.device("cpu"))
+    arrays = embed(modules, loader, module=1)
+    assert list(arrays) == ["features"] and arrays["features"].shape == (64, 4)
+
+
+def test_formats_and_module_range_are_checked_before_any_work(probe_smoke_run, tmp_path, capsys):
+    with pytest.raises(GimError, match="choose one of: .npz, .safetensors"):
+        array_writer(tmp_path / "features.npy")
+    assert main(["embed", str(probe_smoke_run.path), "--module", "4", "--output", str(tmp_path / "x.npz")]) == 2
+    assert "module: must be in 1..3, got 4" in capsys.readouterr().err
+
+
+def test_safetensors_output_round_trips_or_names_the_missing_package(tmp_path):
+    arrays = {"features": np.arange(6, dtype=np.float32).reshape(3, 2), "labels": np.array([0, 2, 1])}
+    try:
+        import safetensors.numpy
+    except ImportError:
+        with pytest.raises(GimError, match="pip install safetensors"):
+            array_writer(tmp_path / "x.safetensors")
+        return
+    loaded = safetensors.numpy.load_file(str(array_writer(tmp_path / "x.safetensors")(arrays)))
+    assert all(np.array_equal(loaded[name], arrays[name]) for name in arrays)
