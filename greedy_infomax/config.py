@@ -204,11 +204,12 @@ class RunConfig:
 class AudioDataConfig:
     """Which speech corpus to train and probe on (LibriSpeech layout with the CPC split and alignments)."""
 
-    dataset: Literal["librispeech", "speech-corpus"] = "librispeech"
-    """`librispeech`: LibriSpeech train-clean-100; `speech-corpus`: the corpus `gim data speech-corpus` generates."""
+    dataset: Literal["librispeech", "speech-corpus", "speech-folder"] = "librispeech"
+    """`librispeech`: LibriSpeech train-clean-100; `speech-corpus`: the corpus `gim data speech-corpus` generates;
+    `speech-folder`: your own recordings, ROOT/<speaker>/*.flac or *.wav (see data/speech_folder.py)."""
     root: str | None = None
-    """Folder holding LibriSpeech/ and LibriSpeech100_labels_split/; None: $GIM_DATA (librispeech) or
-    $GIM_DATA/speech-corpus, else ~/.cache/greedy-infomax/speech-corpus (speech-corpus)."""
+    """Folder holding LibriSpeech/ and LibriSpeech100_labels_split/ (or the speaker folders); None: $GIM_DATA
+    (librispeech) or $GIM_DATA/speech-corpus, else ~/.cache/greedy-infomax/speech-corpus (speech-corpus)."""
     limit: int | None = None
     """Use only the first N utterances of every split (quick experiments and tests)."""
     batch_size: int = 8

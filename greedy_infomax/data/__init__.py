@@ -15,6 +15,7 @@ from greedy_infomax.data.image_folder import read_image_folder
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
+from greedy_infomax.data.speech_folder import read_speech_folder
 from greedy_infomax.data.stl10 import read_stl10
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
@@ -85,8 +86,13 @@ def speech_corpus_root() -> Path:
 
 
 def load_speech(config: AudioDataConfig) -> LibriSpeechCorpus:
-    """LibriSpeech or the generated corpus (same layout, same reader), cut to `config.limit` utterances per split."""
+    """LibriSpeech or the generated corpus (same layout, same reader), or a speech folder, cut to `config.limit`
+    utterances per split."""
     root = Path(config.root).expanduser() if config.root else None
+    if config.dataset == "speech-folder":
+        if root is None:
+            raise GimError("data.root: the speech-folder dataset needs --data.root (a folder of speaker folders)")
+        return read_speech_folder(root, config.limit)
     if root is None and config.dataset == "speech-corpus":
         root = speech_corpus_root()
     return read_librispeech(root, config.limit)

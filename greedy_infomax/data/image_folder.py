@@ -16,13 +16,16 @@ LUMA = np.array([0.299, 0.587, 0.114])
 """ITU-R 601 luma weights, the ones Pillow's "L" conversion uses."""
 
 
-def class_names(root: Path) -> list[str]:
-    """The sorted names of the non-hidden subfolders of `root`: label i is class i of this list."""
+def class_names(root: Path, layout: str = "<class>/<image>") -> list[str]:
+    """The sorted names of the non-hidden subfolders of `root`: label i is class i of this list.
+
+    `layout` describes the expected content for the errors (the speech-folder reader's classes are speakers).
+    """
     if not root.is_dir():
-        raise GimError(f"{root}: not a folder (expected {root}/<class>/<image>)")
+        raise GimError(f"{root}: not a folder (expected {root}/{layout})")
     names = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not names:
-        raise GimError(f"{root}: no class subfolders (expected {root}/<class>/<image>)")
+        raise GimError(f"{root}: no subfolders (expected {root}/{layout})")
     return names
 
 

@@ -71,11 +71,15 @@ class Utterance:
 
 
 class LibriSpeechCorpus:
-    """The utterances of each split; audio is read and phone labels are parsed on demand."""
+    """The utterances of each split; audio is read and phone labels are parsed on demand.
 
-    def __init__(self, root: Path, spec: AudioSpec, speakers: tuple[str, ...],
+    Also what the speech-folder reader returns (speech_folder.py), whose phone alignments are optional.
+    """
+
+    def __init__(self, alignment_file: Path | None, spec: AudioSpec, speakers: tuple[str, ...],
                  splits: dict[str, tuple[Utterance, ...]], alignments: dict[str, tuple[int, int]]) -> None:
-        self.root = root
+        self.alignment_file = alignment_file
+        """The CPC-format phone alignments, None if the corpus has none."""
         self.spec = spec
         self.speakers = speakers
         """Speaker ids in label order."""
@@ -96,7 +100,9 @@ class LibriSpeechCorpus:
 
     def phones(self, utterance: Utterance) -> np.ndarray:
         """(F,) int64 labels 0..num_phones-1, one per 10 ms frame; F is a little less than samples / hop."""
-        path = self.root / LABEL_FOLDER / ALIGNMENT_FILE
+        path = self.alignment_file
+        if path is None:
+            raise GimError(f"{utterance.path}: no phone labels, the corpus has no {ALIGNMENT_FILE}")
         line_number, offset = self._alignments[utterance.id]
         with path.open("rb") as file:
             file.seek(offset)
@@ -128,7 +134,7 @@ def read_librispeech(root: Path | None, limit: int | None = None) -> LibriSpeech
                      for i in split_ids)
         for split, split_ids in ids.items()
     }
-    return LibriSpeechCorpus(root, spec, speakers, splits, _index_alignments(alignment_file, splits))
+    return LibriSpeechCorpus(alignment_file, spec, speakers, splits, index_alignments(alignment_file, splits))
 
 
 def _default_root() -> Path:
@@ -184,20 +190,27 @@ def _utterance(audio: Path, utterance_id: str, speaker: int, spec: AudioSpec, sp
     path = audio / speaker_id / chapter / f"{utterance_id}.flac"
     if not path.is_file():
         raise GimError(f"{split_file}: utterance {utterance_id} has no audio file {path}")
+    return Utterance(utterance_id, path, speaker, audio_frames(path, spec))
+
+
+def audio_frames(path: Path, spec: AudioSpec) -> int:
+    """The samples in an audio file, after checking its header: readable, mono, at the spec's rate, one window."""
     try:
         info = soundfile.info(path)
     except soundfile.SoundFileError as error:
-        raise GimError(f"{path}: cannot read as FLAC ({error})") from error
+        raise GimError(f"{path}: cannot read as {path.suffix[1:].upper()} ({error})") from error
     if info.samplerate != spec.sample_rate or info.channels != 1:
         raise GimError(f"{path}: {info.channels} channel(s) at {info.samplerate} Hz; expected mono at "
                        f"{spec.sample_rate} Hz")
     if info.frames < spec.window:
         raise GimError(f"{path}: {info.frames} samples is shorter than one {spec.window}-sample window")
-    return Utterance(utterance_id, path, speaker, info.frames)
+    return info.frames
 
 
-def _index_alignments(path: Path, splits: dict[str, tuple[Utterance, ...]]) -> dict[str, tuple[int, int]]:
-    """Map each id to its (line number, byte offset), checking that every split utterance has exactly one line."""
+def index_alignments(path: Path, splits: dict[str, tuple[Utterance, ...]],
+                     lists: dict[str, str] = SPLIT_FILES) -> dict[str, tuple[int, int]]:
+    """Map each id to its (line number, byte offset), checking that every split utterance has exactly one line;
+    `lists` names where each split's utterances come from, for the error."""
     index: dict[str, tuple[int, int]] = {}
     offset = 0
     with path.open("rb") as file:
@@ -212,7 +225,7 @@ def _index_alignments(path: Path, splits: dict[str, tuple[Utterance, ...]]) -> d
     for split, utterances in splits.items():
         for utterance in utterances:
             if utterance.id not in index:
-                raise GimError(f"{path}: no phone labels for {utterance.id} (listed in {SPLIT_FILES[split]})")
+                raise GimError(f"{path}: no phone labels for {utterance.id} (listed in {lists[split]})")
     return index
 
 

@@ -1,0 +1,67 @@
+"""Speech of your own: one folder of recordings per speaker, read into the same corpus type as LibriSpeech, so
+the speech loaders, pre-training and probes work on it unchanged.
+
+    ROOT/<speaker>/<utterance>.flac | .wav            16 kHz mono, at least one 20,480-sample window each
+    ROOT/converted_aligned_phones.txt                  optional: per line an utterance (its file name without the
+                                                       suffix), then one phone label 0..40 per 10 ms frame
+
+Speakers are the sorted folder names; utterance names must be unique across speakers, since the alignments are
+keyed by them. Each speaker's recordings, sorted by name, go to the training split except every fifth (the 5th,
+10th, ...), which is held out for testing: a speaker probe then meets every speaker with 5 or more recordings
+in both splits, on recordings it was not fitted on. Waveforms are standardised with LibriSpeech's statistics.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from greedy_infomax.data.image_folder import class_names
+from greedy_infomax.data.librispeech import (ALIGNMENT_FILE, AudioSpec, LibriSpeechCorpus, Utterance, audio_frames,
+                                             index_alignments)
+from greedy_infomax.errors import GimError
+
+AUDIO_SUFFIXES = (".flac", ".wav")
+TEST_EVERY = 5
+"""Every fifth recording of a speaker is a test utterance: the test split's share, 20%, is the CPC split's."""
+
+
+def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpus:
+    """Check every recording's header and, if present, that the alignments have one line per recording.
+
+    `limit` keeps only the first N utterances of each split.
+    """
+    speakers = tuple(class_names(root, "<speaker>/<utterance>.flac"))
+    spec = AudioSpec(num_speakers=len(speakers))
+    splits: dict[str, list[Utterance]] = {"train": [], "test": []}
+    for label, speaker in enumerate(speakers):
+        for position, path in enumerate(_recordings(root / speaker), start=1):
+            split = "test" if position % TEST_EVERY == 0 else "train"
+            splits[split].append(Utterance(path.stem, path, label, audio_frames(path, spec)))
+    _check_names(splits["train"] + splits["test"])
+    if not splits["test"]:
+        raise GimError(f"{root}: no speaker has {TEST_EVERY} recordings, so the test split (every "
+                       f"{TEST_EVERY}th recording of a speaker) is empty")
+    kept = {split: tuple(utterances[:limit]) for split, utterances in splits.items()}
+    alignment_file = root / ALIGNMENT_FILE
+    if not alignment_file.is_file():
+        return LibriSpeechCorpus(None, spec, speakers, kept, {})
+    lists = {split: f"{root}'s {split} split" for split in kept}
+    return LibriSpeechCorpus(alignment_file, spec, speakers, kept, index_alignments(alignment_file, kept, lists))
+
+
+def _recordings(folder: Path) -> list[Path]:
+    """The speaker's audio files, sorted by name; other files are ignored."""
+    paths = sorted(path for path in folder.iterdir()
+                   if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith("."))
+    if not paths:
+        raise GimError(f"{folder}: no {' or '.join(AUDIO_SUFFIXES)} recordings")
+    return paths
+
+
+def _check_names(utterances: list[Utterance]) -> None:
+    """Utterance names key the alignments, so two speakers' recordings may not share one."""
+    seen: dict[str, Path] = {}
+    for utterance in utterances:
+        if utterance.id in seen:
+            raise GimError(f"{utterance.path}: the name {utterance.id!r} is also {seen[utterance.id]}; "
+                           "utterance names must be unique across speakers")
+        seen[utterance.id] = utterance.path
