@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,10 +51,7 @@ def load_split(config: DataConfig, role: str) -> ImageArray:
     entry = DATASETS[config.dataset]
     root = Path(config.root).expanduser() if config.root else None
     array = entry.read(root, getattr(entry, role))
-    if config.limit is not None and config.limit < len(array):
-        labels = None if array.labels is None else array.labels[:config.limit]
-        array = replace(array, images=array.images[:config.limit], labels=labels)
-    return array
+    return array if config.limit is None else array.first(config.limit)
 
 
 def input_channels(config: DataConfig, spec: ImageSpec) -> int:

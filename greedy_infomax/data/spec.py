@@ -45,3 +45,8 @@ class ImageArray:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def first(self, count: int) -> ImageArray:
+        """The first `count` images (and labels): a view, no copy of a memory-mapped file."""
+        labels = None if self.labels is None else self.labels[:count]
+        return ImageArray(self.images[:count], labels, self.spec)
