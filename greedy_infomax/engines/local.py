@@ -151,15 +151,12 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
           resume: bool = False) -> nn.ModuleList:
     """Train any IsolatedModules greedily: `options` as in a run's `train` section, logs and checkpoints in `run`.
 
-    Without `resume`, negatives are drawn from `options.seed`; the loader brings its own order and augmentation,
-    and must yield batches on `options.device`.
+    Negatives are drawn from `options.seed` (a resumed run restores the checkpoint's generator instead); the
+    loader brings its own order and augmentation, and must yield batches on `options.device`.
     """
     modules = configure(modules, options, resolve_device(options.device))
-    if resume:
-        progress = _resume(run, modules)
-    else:
-        progress = Progress()
-        torch.manual_seed(options.seed)
+    torch.manual_seed(options.seed)
+    progress = _resume(run, modules) if resume else Progress()
     train_loop(options, run, modules, loader, progress)
     return modules
 

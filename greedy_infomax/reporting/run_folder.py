@@ -38,7 +38,7 @@ class RunFolder:
         self._purge_step: int | None = None
 
     @classmethod
-    def create(cls, parent: Path, name: str | None, config: AnyRunConfig | None) -> RunFolder:
+    def create(cls, parent: Path, name: str | None, config: AnyRunConfig | None = None) -> RunFolder:
         """A new, empty run folder with the config written into it.
 
         config None: a custom run, whose network is built in the user's Python code (the `train` API); the folder

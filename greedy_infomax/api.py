@@ -1,0 +1,43 @@
+"""The Python API in one import: train a network of your own greedily, probe every module, take its features away.
+
+    from greedy_infomax import api as gim
+
+    blocks = gim.split(network, after=["relu1", "relu2"])                  # 3 gradient-isolated modules
+    modules = gim.isolate(blocks, partial(gim.InfoNCE2d, prediction_steps=2), sample=images[:1])
+    modules = gim.train(modules, loader, gim.RunFolder.create(Path("runs"), "mine"), gim.TrainConfig(epochs=1))
+    rows = gim.probe_modules(modules, train_loader, test_loader, gim.ProbeConfig(), num_classes=10)
+    arrays = gim.embed(modules, test_loader, module=2)                     # {"features": (N, D), "labels": (N,)}
+
+Each name is defined where its concept lives (models/split.py, engines/local.py, evaluation/, data/); this module
+only gathers them, and docs/api.md walks through them with examples that run in the tests.
+"""
+from greedy_infomax.config import PRESETS, ProbeConfig, TrainConfig
+from greedy_infomax.data.fashion_mnist import read_fashion_mnist
+from greedy_infomax.data.image_folder import read_image_folder
+from greedy_infomax.data.librispeech import WindowLoader, read_librispeech
+from greedy_infomax.data.loader import BatchLoader, Batches
+from greedy_infomax.data.speech_folder import read_speech_folder
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.engines.local import pretrain, train
+from greedy_infomax.evaluation.embed import FeatureExtractor, array_writer, embed, load_extractor
+from greedy_infomax.evaluation.protocol import probe_modules, probe_run
+from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.models.audio import GRUStage
+from greedy_infomax.models.patches import PatchGridPool, Patchify
+from greedy_infomax.models.split import Objective, isolate, split
+from greedy_infomax.objectives import InfoNCE1d, InfoNCE2d, Supervised
+from greedy_infomax.reporting.run_folder import RunFolder
+
+__all__ = [
+    # cut a network into modules, and the objectives to attach
+    "split", "isolate", "IsolatedModule", "Objective", "InfoNCE2d", "InfoNCE1d", "Supervised", "Patchify",
+    "PatchGridPool", "GRUStage",
+    # train, probe, embed
+    "train", "TrainConfig", "RunFolder", "probe_modules", "ProbeConfig", "embed", "array_writer", "load_extractor",
+    "FeatureExtractor",
+    # the paper's models, from a preset
+    "PRESETS", "pretrain", "probe_run",
+    # data
+    "Batches", "BatchLoader", "ImageTransform", "read_fashion_mnist", "read_image_folder", "WindowLoader",
+    "read_librispeech", "read_speech_folder",
+]
