@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, RunConfig
+from greedy_infomax.config import AnyRunConfig
 from greedy_infomax.data import eval_loader, eval_transform, input_channels, load_split
 from greedy_infomax.data.loader import Batches
+from greedy_infomax.data.spec import ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.engines.local import load_trained, resolve_device
 from greedy_infomax.errors import GimError
@@ -49,10 +50,9 @@ def embed(modules: nn.ModuleList, loader: Batches, module: int, pool: int = 1) -
 def embed_run(run: RunFolder, module: int, role: str, config: AnyRunConfig | None = None) -> dict[str, np.ndarray]:
     """`embed` of the run's newest checkpoint on the split playing `role` ('pretrain', 'probe_train' or
     'probe_test') of the run's dataset, or of the dataset `config` names instead."""
-    config = _vision(run, config or run.config)
+    config = config or run.config
     device = resolve_device(config.train.device)
-    spec = load_split(config.data, "probe_train").spec  # the probes normalise every split with these statistics
-    modules, _ = load_trained(run, config, input_channels(config.data, spec), device)
+    modules, spec = _trained_encoder(run, config, device)
     return embed(modules, eval_loader(config, role, device, spec), module, config.probe.pool)
 
 
@@ -60,9 +60,8 @@ def load_extractor(path: str | Path, module: int, device: str = "cpu") -> Featur
     """The feature extractor of module `module` of the run in `path` (its newest checkpoint), with the run's
     evaluation transform as `.transform`: `extractor(extractor.transform(images))` gives (B, D) features."""
     run = RunFolder.open(Path(path))
-    config = _vision(run, run.config)
-    spec = load_split(config.data, "probe_train").spec
-    modules, _ = load_trained(run, config, input_channels(config.data, spec), torch.device(device))
+    config = run.config
+    modules, spec = _trained_encoder(run, config, torch.device(device))
     _check_module(module, len(modules))
     return FeatureExtractor(modules[:module], config.probe.pool, eval_transform(config.data, spec))
 
@@ -72,10 +71,14 @@ def _check_module(module: int, count: int) -> None:
         raise GimError(f"module: must be in 1..{count}, got {module}")
 
 
-def _vision(run: RunFolder, config: AnyRunConfig) -> RunConfig:
+def _trained_encoder(run: RunFolder, config: AnyRunConfig, device: torch.device) -> tuple[nn.ModuleList, ImageSpec]:
+    """The modules of the run's newest checkpoint, and the statistics the probes normalise every split with
+    (those of the probe-training split)."""
     if config.task != "vision":
         raise GimError(f"{run.path} is a {config.task} run: embedding covers vision runs so far")
-    return config
+    spec = load_split(config.data, "probe_train").spec
+    modules, _ = load_trained(run, config, input_channels(config.data, spec), device)
+    return modules, spec
 
 
 Encode = Callable[[dict[str, np.ndarray]], bytes]
