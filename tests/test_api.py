@@ -25,11 +25,13 @@ def _modules() -> nn.ModuleList:
     return gim.isolate(gim.split(network, after=["relu1"]), infonce, sample=torch.zeros(1, 1, 28, 28))
 
 
+IMAGES = gim.read_fashion_mnist(None, "test").first(32)
+"""32 Fashion-MNIST images: 4 shuffled batches of 8 per epoch."""
+
+
 def _loader() -> gim.BatchLoader:
-    """32 Fashion-MNIST images in shuffled batches of 8: 4 steps per epoch."""
-    images = gim.read_fashion_mnist(None, "train").first(32)
-    transform = gim.ImageTransform.for_data(28, True, True, images.spec)
-    return gim.BatchLoader(images, 8, transform, torch.device("cpu"), seed=0)
+    transform = gim.ImageTransform.for_data(28, True, True, IMAGES.spec)
+    return gim.BatchLoader(IMAGES, 8, transform, torch.device("cpu"), seed=0)
 
 
 OPTIONS = gim.TrainConfig(lr=1e-2, epochs=2, device="cpu", checkpoint_every=3, log_every=2)
