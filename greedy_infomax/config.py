@@ -289,16 +289,14 @@ class AudioProbeConfig:
     """Linear speaker and phone classifiers on the frozen features of every module."""
 
     speaker_epochs: int = 50
-    """Epochs of the speaker classifier on time-averaged features of one window per utterance."""
-    speaker_windows: int = 4
-    """Windows per utterance whose features are cached for the speaker probe (evenly spaced)."""
+    """Epochs of the speaker classifier on features averaged over each one-window segment of an utterance."""
     phone_epochs: int = 20
     """Epochs of the phone classifier on per-frame features of whole utterances."""
     phone_frames: int | None = None
     """Keep at most this many training frames (evenly strided) for the phone probe; None keeps all."""
     lr: float = 1e-3
     """Adam learning rate of both classifiers (on standardised features)."""
-    batch_size: int = 256
+    batch_size: int = 64
     """Minibatch of both classifiers."""
     random_init: bool = True
     """Also probe a randomly initialised encoder of the same architecture."""
@@ -306,7 +304,7 @@ class AudioProbeConfig:
     """Also fit both classifiers on log-mel filterbank features (an MFCC-like baseline)."""
 
     def __post_init__(self) -> None:
-        for option in ("speaker_epochs", "speaker_windows", "phone_epochs", "batch_size"):
+        for option in ("speaker_epochs", "phone_epochs", "batch_size"):
             _require(getattr(self, option) > 0, f"probe.{option}", "must be positive")
         _require(self.phone_frames is None or self.phone_frames > 0, "probe.phone_frames", "must be positive")
         _require(self.lr > 0, "probe.lr", "must be positive")
@@ -363,7 +361,7 @@ PRESETS: dict[str, AnyRunConfig] = {
         data=AudioDataConfig(dataset="speech-corpus", batch_size=16),
         model=AudioModelConfig(channels=(128,) * 5, gru_hidden=128),
         train=TrainConfig(lr=1e-3, epochs=20, precision="bf16", channels_last=False, checkpoint_every=500),
-        probe=AudioProbeConfig(speaker_epochs=20, phone_epochs=5, phone_frames=200_000),
+        probe=AudioProbeConfig(speaker_epochs=50, phone_epochs=2, phone_frames=200_000),
     ),
     # Seconds, for tests: a tiny audio encoder on a few generated utterances.
     "speech-smoke": AudioRunConfig(
@@ -371,7 +369,7 @@ PRESETS: dict[str, AnyRunConfig] = {
         model=AudioModelConfig(channels=(8,) * 5, gru_hidden=8),
         objective=AudioObjectiveConfig(prediction_steps=3, num_negatives=4, subsample_window=32),
         train=TrainConfig(lr=1e-3, epochs=2, channels_last=False, checkpoint_every=2, log_every=1),
-        probe=AudioProbeConfig(speaker_epochs=2, speaker_windows=1, phone_epochs=1, batch_size=64),
+        probe=AudioProbeConfig(speaker_epochs=2, phone_epochs=1, batch_size=64),
     ),
 }
 

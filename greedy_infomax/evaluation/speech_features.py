@@ -1,9 +1,13 @@
-"""Frozen features of every module on speech, cached in memory: time-averaged over fixed windows (speaker
-probe) and per 10 ms label frame of whole utterances (phone probe); and the same two views of log-mel energies.
+"""Frozen features of every module on speech, cached in memory, from one pass over whole utterances: per 10 ms
+label frame (phone probe) and averaged over consecutive one-window segments (speaker probe); and the same two
+views of log-mel energies.
 
 A module whose output has a finer step than the label frames (the first convolutions) is average-pooled to the
 label hop; frames are then matched to the labels from the end, since the labels describe slightly fewer frames
-than the audio holds (a 25 ms analysis window every 10 ms).
+than the audio holds (a 25 ms analysis window every 10 ms). Speaker features average the frames of each
+`window`-sample segment (1.28 s; a shorter last segment counts if it holds at least half a window), so every
+second of every utterance is used and the encoder runs once per utterance for both probes. Unlike the paper's
+protocol, the GRU's state at a segment's start carries the utterance before it.
 """
 from __future__ import annotations
 
@@ -74,56 +78,31 @@ def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, low_hz: float = 
     return torch.from_numpy(np.clip(np.minimum(rising, falling), 0, None)).float()
 
 
-def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str, windows: int,
+def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str,
                     max_frames: int | None, device: torch.device, description: str) -> SpeechFeatures:
-    """Speaker and phone features of one split; `hops` gives each output's samples per step."""
-    speaker, speakers = _speaker_features(encode, corpus, split, windows, device, description)
-    phone, phones = _phone_features(encode, hops, corpus, split, max_frames, device, description)
-    return SpeechFeatures(speaker, speakers, phone, phones)
+    """Speaker and phone features of one split, one output of `encode` each (`hops`: its samples per step).
 
-
-def _speaker_features(encode: Encoder, corpus: LibriSpeechCorpus, split: str, windows: int, device: torch.device,
-                      description: str, batch_size: int = 16) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each output averaged over time, for `windows` evenly spaced windows of every utterance."""
-    clips = [(u, start) for u in corpus.splits[split] for start in _window_starts(u, windows, corpus.spec)]
-    per_output: list[list[torch.Tensor]] = []
-    for first in tqdm(range(0, len(clips), batch_size), desc=f"{description}: {split} windows", unit="batch",
-                      leave=False, dynamic_ncols=True):
-        batch = clips[first:first + batch_size]
-        x = np.stack([standardize(corpus.waveform(u, s, corpus.spec.window), corpus.spec) for u, s in batch])
-        outputs = encode(torch.from_numpy(x[:, None]).to(device))                       # (B, C, T) each
-        if not per_output:
-            per_output = [[] for _ in outputs]
-        for store, output in zip(per_output, outputs):
-            store.append(output.mean(2).cpu())
-    labels = torch.tensor([u.speaker for u, _ in clips])
-    return [torch.cat(store) for store in per_output], labels
-
-
-def _window_starts(utterance: Utterance, count: int, spec: AudioSpec) -> list[int]:
-    """Up to `count` distinct window starts, multiples of the hop spread evenly over the utterance."""
-    last = (utterance.num_samples - spec.window) // spec.hop
-    return sorted({int(round(i)) * spec.hop for i in np.linspace(0, last, count)})
-
-
-def _phone_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str,
-                    max_frames: int | None, device: torch.device,
-                    description: str) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each output at every label frame of whole utterances; with `max_frames`, every s-th frame only."""
+    With `max_frames`, the phone probe keeps every s-th label frame only, s chosen to stay below it.
+    """
     utterances = corpus.splits[split]
     stride = 1 if max_frames is None else max(1, math.ceil(_total_frames(corpus, utterances) / max_frames))
-    per_output: list[list[torch.Tensor]] = [[] for _ in hops]
-    labels, offset = [], 0
-    for utterance, audio, frame_labels in tqdm(_utterances(corpus, utterances, device), total=len(utterances),
-                                              desc=f"{description}: {split} utterances", unit="utt", leave=False,
-                                              dynamic_ncols=True):
-        keep = torch.arange(offset, len(frame_labels), stride)
-        offset = (offset - len(frame_labels)) % stride
-        for store, output, hop in zip(per_output, encode(audio), hops):
-            frames = to_label_frames(output, hop, len(frame_labels), corpus.spec, utterance)  # (C, F)
-            store.append(frames[:, keep].T.cpu())
-        labels.append(frame_labels[keep])
-    return [torch.cat(store) for store in per_output], torch.cat(labels)
+    segment = corpus.spec.frames_per_window
+    speaker: list[list[torch.Tensor]] = [[] for _ in hops]
+    phone: list[list[torch.Tensor]] = [[] for _ in hops]
+    speakers, phones, offset = [], [], 0
+    for utterance, audio, labels in tqdm(_utterances(corpus, utterances, device), total=len(utterances),
+                                         desc=f"{description}: {split}", unit="utt", leave=False, dynamic_ncols=True):
+        keep = torch.arange(offset, len(labels), stride)
+        offset = (offset - len(labels)) % stride
+        segments = [s for s in torch.arange(len(labels)).split(segment) if len(s) * 2 >= segment]
+        for speaker_store, phone_store, output, hop in zip(speaker, phone, encode(audio), hops):
+            frames = to_label_frames(output, hop, len(labels), corpus.spec, utterance).cpu()   # (C, F)
+            phone_store.append(frames[:, keep].T)
+            speaker_store.append(torch.stack([frames[:, s].mean(1) for s in segments]))
+        phones.append(labels[keep])
+        speakers += [utterance.speaker] * len(segments)
+    return SpeechFeatures([torch.cat(store) for store in speaker], torch.tensor(speakers),
+                          [torch.cat(store) for store in phone], torch.cat(phones))
 
 
 def _total_frames(corpus: LibriSpeechCorpus, utterances: tuple[Utterance, ...]) -> int:

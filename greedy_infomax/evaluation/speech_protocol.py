@@ -33,9 +33,8 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
         "method": "end-to-end CPC" if config.model.num_modules == 1 else f"GIM ({config.model.num_modules} modules)",
-        "features": (f"speaker: each module's output averaged over time, {p.speaker_windows} windows of "
-                     f"{corpus.spec.window} samples per utterance; phone: each module's output per "
-                     f"{corpus.spec.hop}-sample label frame"
+        "features": (f"speaker: each module's output averaged over every {corpus.spec.window}-sample segment of "
+                     f"whole utterances; phone: each module's output per {corpus.spec.hop}-sample label frame"
                      + (f", at most {p.phone_frames} frames per split" if p.phone_frames else "")),
         "speakers": corpus.spec.num_speakers,
         "train_utterances": len(corpus.splits["train"]),
@@ -67,7 +66,7 @@ def _probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: Lib
            device: torch.device, name: str) -> list[dict[str, Any]]:
     """Speaker and phone accuracy of each output of `encode`."""
     p = config.probe
-    train, test = (speech_features(encode, hops, corpus, split, p.speaker_windows, p.phone_frames, device, name)
+    train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, device, name)
                    for split in ("train", "test"))
     return [_classify(train, test, index, config, corpus) for index in range(len(hops))]
 
