@@ -66,7 +66,7 @@ def _one_step(name: str) -> PresetStep:
     x = random_input(config, 1, torch.Generator().manual_seed(0))
     modules = prepare_modules(config, x.shape[1], torch.device("cpu"))
     before = snapshot(modules)
-    losses = train_step(modules, x, trained_indices(config))
+    _, losses = train_step(modules, x, trained_indices(config), draws=(config.train.seed, 0))
     return PresetStep(config, before, modules, losses)
 
 

@@ -5,9 +5,10 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -72,21 +73,33 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
     torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
-def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range) -> list[torch.Tensor]:
-    """One batch: frozen modules before the trained ones run without autograd, then each trained module steps.
+def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: tuple[int, ...],
+               owned: range | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One batch through the `owned` modules (default: all up to the last trained one), x being the input of the
+    first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
+    Returns the last owned module's output and the losses.
 
-    A non-finite loss raises NonFiniteLoss naming the module; modules before it have already stepped.
+    `draws` (run seed, step, ...) seeds each module's random draws (see seed_module). A non-finite loss raises NonFiniteLoss naming the module; modules before it have already stepped.
     """
-    x = run_frozen(list(modules[:trained.start]), x)
+    owned = range(trained.stop) if owned is None else owned
+    x = run_frozen(list(modules[owned.start:max(owned.start, trained.start)]), x)
     losses = []
-    for index in trained:
+    for index in range(max(owned.start, trained.start), owned.stop):
         modules[index].train()
+        seed_module(draws, index)
         try:
             x, loss = modules[index].step(x)
         except NonFiniteLoss as error:
             raise NonFiniteLoss(error.value, module=index + 1) from None
         losses.append(loss)
-    return losses
+    return x, losses
+
+
+def seed_module(draws: tuple[int, ...], index: int) -> None:
+    """Seed the generator that module `index` draws its negatives (and windows) from with (*draws, index) alone,
+    so the module draws the same whichever process runs it and whatever ran before it: a module-parallel run
+    equals the local one, and a resumed run needs no saved generator state."""
+    torch.manual_seed(int(np.random.SeedSequence((*draws, index)).generate_state(1)[0]))
 
 
 class StopSignals:
@@ -124,7 +137,6 @@ def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.M
     if resume and run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
         progress = Progress(saved["step"], saved["epoch"], saved["batch"])
-        _restore_rng(saved["rng"])
     if resume:
         run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
     run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
@@ -145,7 +157,7 @@ def _train_loop(config: AnyRunConfig, run: RunFolder, modules: nn.ModuleList, lo
         while progress.step < total:
             for images, _ in loader.epoch(progress.epoch, progress.batch):
                 try:
-                    losses = train_step(modules, images, trained)
+                    _, losses = train_step(modules, images, trained, (config.train.seed, progress.step))
                 except NonFiniteLoss as error:
                     if config.train.on_nonfinite == "stop":
                         _diverged(run, modules, progress, error)
@@ -184,13 +196,4 @@ def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number:
 
 
 def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> Path:
-    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    return run.save_checkpoint(modules, {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
-                                         "rng": rng})
-
-
-def _restore_rng(rng: dict) -> None:
-    """Negatives are drawn from the training device's generator: restore it so a resumed run draws the same."""
-    torch.set_rng_state(rng["cpu"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    return run.save_checkpoint(modules, asdict(progress))

@@ -178,8 +178,8 @@ def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
 
     def train() -> dict[str, torch.Tensor]:
         modules = prepare_modules(config, 1, torch.device("cpu"))
-        for _ in range(3):
-            train_step(modules, images, trained_indices(config))
+        for step in range(3):
+            train_step(modules, images, trained_indices(config), draws=(config.train.seed, step))
         return snapshot(modules)
 
     first, second = train(), train()
