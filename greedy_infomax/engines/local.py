@@ -79,12 +79,14 @@ def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: t
     first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
     Returns the last owned module's output and the losses.
 
-    `draws` (run seed, step, ...) seeds each module's random draws (see seed_module). A non-finite loss raises NonFiniteLoss naming the module; modules before it have already stepped.
+    `draws` (run seed, step, ...) seeds each module's random draws (see seed_module). A non-finite loss raises
+    NonFiniteLoss naming the module; modules before it have already stepped.
     """
     owned = range(trained.stop) if owned is None else owned
-    x = run_frozen(list(modules[owned.start:max(owned.start, trained.start)]), x)
+    frozen = range(owned.start, max(owned.start, min(owned.stop, trained.start)))
+    x = run_frozen([modules[index] for index in frozen], x)
     losses = []
-    for index in range(max(owned.start, trained.start), owned.stop):
+    for index in range(frozen.stop, owned.stop):
         modules[index].train()
         seed_module(draws, index)
         try:
