@@ -121,7 +121,8 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
         raise
     dist.destroy_process_group()
     if stopped_by is not None:
-        where = f"checkpoint {run.latest_checkpoint()}; continue with --resume {run.path}" if run else "with rank 0"
+        where = f"checkpoint {run.latest_checkpoint()}; continue with --resume {run.path}" if run \
+            else "rank 0 wrote the checkpoint"
         raise TrainingStopped(stopped_by, f"{topology.name()} stopped by {signal.Signals(stopped_by).name}; {where}")
     return modules
 
@@ -312,9 +313,11 @@ class Stage:
         self.step = step                       # steps this stage has taken, the version of what it sends
         self.losses: dict[str, float] = {}
         self.skipped = 0
+        self.idle = 0.0                        # seconds spent waiting on other ranks since the last report
+        self.since = time.perf_counter()
 
     def run(self, source: Iterator[Message], recorder: Recorder | None) -> None:
-        for message in source:
+        for message in source if self.links.inbox is None else self._waited_for(source):
             if message.kind == CONTROL:
                 self._send(message)
                 self._answer(message, recorder)
@@ -349,24 +352,39 @@ class Stage:
         self.losses = {f"loss/module{first + i + 1}": float(loss) for i, loss in enumerate(losses)}
         return Message(DATA, self.step, tensor=output)
 
+    def _waited_for(self, source: Iterator[Message]) -> Iterator[Message]:
+        """The messages of the inbox, the time spent waiting for them counted as idle."""
+        while True:
+            started = time.perf_counter()
+            message = next(source, None)
+            self.idle += time.perf_counter() - started
+            if message is None:
+                return
+            yield message
+
     def _send(self, message: Message) -> None:
+        """Send on (the wait for the successor to take the previous message counts as idle)."""
         if self.links.successor is not None:
+            started = time.perf_counter()
             self.links.successor.send(message)
+            self.idle += time.perf_counter() - started
 
     def _answer(self, control: Message, recorder: Recorder | None) -> None:
-        """Report to rank 0 (only replica 0 reports: replicas are equal)."""
+        """Report to rank 0 (only replica 0 reports: replicas are equal). `busy` is the share of the time since the
+        last report this stage spent computing rather than waiting: the pipeline's slowest stage is the one near 1."""
+        started, first = time.perf_counter(), self.topology.modules().start + 1
         shipped = recorder is None and control.flags & CHECKPOINT            # rank 0's own modules are at hand
-        report = {"step": control.step, "losses": self.losses, "skipped": self.skipped, "statistics": {},
-                  "states": _states(self.modules, self.topology.modules()) if shipped else {}}
+        statistics = {f"busy/module{first}": 1 - self.idle / (started - self.since)}
         if self.links.inbox is not None and self.config.distributed.schedule == "async":
-            first = self.topology.modules().start + 1
-            report["statistics"] = {f"async/module{first}/{key}": value
-                                    for key, value in self.links.inbox.statistics().items()}
+            statistics |= {f"async/module{first}/{key}": value for key, value in self.links.inbox.statistics().items()}
+        report = {"step": control.step, "losses": self.losses, "skipped": self.skipped, "statistics": statistics,
+                  "states": _states(self.modules, self.topology.modules()) if shipped else {}}
         if recorder is not None:
             recorder.record(control, report)
         elif self.links.reports is not None:
             device = self.links.reports.device
             self.links.reports.send(Message(REPORT, control.step, control.flags, pack(report, device)))
+        self.since, self.idle = started, time.perf_counter() - started     # reporting is not this stage's work
 
 
 class Recorder:
