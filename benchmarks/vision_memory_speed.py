@@ -125,7 +125,7 @@ def measure(config: RunConfig, schedule: Schedule) -> dict:
     built = memory_now(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = timed_groups(lambda: train_step(modules, x, trained), schedule, device)
+    seconds = timed_groups(lambda: train_step(modules, x, trained, (config.train.seed, 0)), schedule, device)
     peak = memory_peak(device)
     return {"seconds_per_step": seconds, "images_per_second": batch_size / statistics.median(seconds),
             "best_images_per_second": batch_size / min(seconds),

@@ -152,6 +152,34 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Training across the processes torchrun starts: consecutive modules per pipeline stage, stages replicated.
+
+    Rank r is stage r mod `stages` of replica r // `stages`; nothing here matters for a single process.
+    """
+
+    stages: int | None = None
+    """Pipeline stages per replica, each a process owning consecutive modules; None: one per process (no replicas)."""
+    schedule: Literal["sync", "async"] = "sync"
+    """sync: every stage steps on every batch in order, as the local engine does; async: a stage never waits for a
+    slower predecessor while it holds an input it may reuse, and a slow stage skips to its newest input."""
+    buffer: int = 2
+    """Inputs a stage holds from its predecessor (sync: queued before the predecessor waits; async: the newest kept)."""
+    reuse_cap: int = 2
+    """async: the most steps one received input may serve (1: never reuse)."""
+    timeout: float = 300.0
+    """Seconds a rank waits on another before it stops with an error naming that rank and its modules."""
+    negatives: Literal["local", "global"] = "local"
+    """Negative pool of each replica: its own batch (local), or the batches of every replica (global, all_gather)."""
+
+    def __post_init__(self) -> None:
+        _require(self.stages is None or self.stages > 0, "distributed.stages", "must be positive")
+        _require(self.buffer > 0, "distributed.buffer", f"must be positive, got {self.buffer}")
+        _require(self.reuse_cap > 0, "distributed.reuse_cap", f"must be positive, got {self.reuse_cap}")
+        _require(self.timeout > 0, "distributed.timeout", f"must be positive, got {self.timeout}")
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
     """Linear and kNN probes on the frozen features of every module."""
 
@@ -188,6 +216,7 @@ class RunConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         grid = self.model.grid(self.data.crop)
@@ -320,6 +349,7 @@ class AudioRunConfig:
     objective: AudioObjectiveConfig = field(default_factory=AudioObjectiveConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1000, channels_last=False))
     probe: AudioProbeConfig = field(default_factory=AudioProbeConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         _require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,

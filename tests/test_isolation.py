@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import snapshot
-from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+from greedy_infomax.engines.local import prepare_modules, seed_module, train_step, trained_indices
 from greedy_infomax.isolation import run_frozen
 
 CPU = torch.device("cpu")
@@ -25,8 +25,7 @@ def test_stepping_module_k_changes_only_module_k(tiny_config, k):
     config = tiny_config(train_module=k)
     modules = prepare_modules(config, 1, CPU)
     before = snapshot(modules)
-    torch.manual_seed(0)
-    losses = train_step(modules, _images(config), trained_indices(config.train, config.model.num_modules))
+    _, losses = train_step(modules, _images(config), trained_indices(config.train, config.model.num_modules), draws=(0, 0))
     after = snapshot(modules)
     assert len(losses) == 1 and torch.isfinite(losses[0])
     for index in range(1, 4):
@@ -64,8 +63,8 @@ def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
     With a detach between modules, module j's loss does not depend on module i's parameters (i != j), so the
     gradient of the sum w.r.t. module i's parameters is exactly the gradient of loss i: the same autograd
     graph, the same operations in the same order. Adam is element-wise, so one Adam over all parameters
-    updates each tensor exactly as that module's own Adam does. Negatives come from the global RNG in the
-    same order (module 1, 2, 3 forward) in both formulations, so with equal seeds everything is bit-equal.
+    updates each tensor exactly as that module's own Adam does. Each module draws its negatives after the same
+    seed_module() in both formulations, so everything is bit-equal.
     """
     config = tiny_config()
     isolated = prepare_modules(config, 1, CPU)
@@ -74,12 +73,11 @@ def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
     optimizer = torch.optim.Adam(summed.parameters(), lr=config.train.lr)
     for step in range(3):
         images = _images(config, seed=step)
-        torch.manual_seed(100 + step)
-        isolated_losses = train_step(isolated, images, trained_indices(config.train, config.model.num_modules))
+        _, isolated_losses = train_step(isolated, images, trained_indices(config.train, config.model.num_modules), draws=(100, step))
 
-        torch.manual_seed(100 + step)
         x, losses = images, []
-        for module in summed:
+        for index, module in enumerate(summed):
+            seed_module((100, step), index)
             h = module.block(x)
             losses.append(module.objective(module.readout(h)))
             x = h.detach()

@@ -282,9 +282,11 @@ class WindowLoader:
         n = len(self.utterances)
         return n // self.batch_size if self.shuffle else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int = 0, start_batch: int = 0,
+              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches start_batch, start_batch + stride, ... of the epoch (data-parallel replicas take turns)."""
         order = epoch_order(len(self.utterances), self.seed if self.shuffle else None, epoch)
-        for b in range(start_batch, len(self)):
+        for b in range(start_batch, len(self), stride):
             batch = [self.utterances[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
             starts = self._window_starts(batch, epoch, b)
             clips = np.stack([self._clip(u, s) for u, s in zip(batch, starts)])[:, None]  # (B, 1, window)

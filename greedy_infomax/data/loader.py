@@ -43,9 +43,11 @@ class BatchLoader:
         n = len(self.array)
         return n // self.batch_size if self.seed is not None else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def epoch(self, epoch: int = 0, start_batch: int = 0,
+              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Batches start_batch, start_batch + stride, ... of the epoch (data-parallel replicas take turns)."""
         order = epoch_order(len(self.array), self.seed, epoch)
-        for b in range(start_batch, len(self)):
+        for b in range(start_batch, len(self), stride):
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
             images = torch.from_numpy(np.ascontiguousarray(self.array.images[index])).to(self.device)
             labels = None

@@ -9,10 +9,11 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -91,23 +92,37 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
     torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
-def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range,
-               labels: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """One batch: frozen modules before the trained ones run without autograd, then each trained module steps.
+def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: tuple[int, ...],
+               owned: range | None = None,
+               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One batch through the `owned` modules (default: all up to the last trained one), x being the input of the
+    first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
+    Returns the last owned module's output and the losses.
 
-    Labels reach every objective (self-supervised ones ignore them). A non-finite loss raises NonFiniteLoss
-    naming the module; modules before it have already stepped.
+    `draws` (run seed, step, ...) seeds each module's random draws (see seed_module). Labels reach every
+    objective (self-supervised ones ignore them). A non-finite loss raises NonFiniteLoss naming the module;
+    modules before it have already stepped.
     """
-    x = run_frozen(list(modules[:trained.start]), x)
+    owned = range(trained.stop) if owned is None else owned
+    frozen = range(owned.start, max(owned.start, min(owned.stop, trained.start)))
+    x = run_frozen([modules[index] for index in frozen], x)
     losses = []
-    for index in trained:
+    for index in range(frozen.stop, owned.stop):
         modules[index].train()
+        seed_module(draws, index)
         try:
             x, loss = modules[index].step(x, labels)
         except NonFiniteLoss as error:
             raise NonFiniteLoss(error.value, module=index + 1) from None
         losses.append(loss)
-    return losses
+    return x, losses
+
+
+def seed_module(draws: tuple[int, ...], index: int) -> None:
+    """Seed the generator that module `index` draws its negatives (and windows) from with (*draws, index) alone,
+    so the module draws the same whichever process runs it and whatever ran before it: a module-parallel run
+    equals the local one, and a resumed run needs no saved generator state."""
+    torch.manual_seed(int(np.random.SeedSequence((*draws, index)).generate_state(1)[0]))
 
 
 class StopSignals:
@@ -151,23 +166,21 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
           resume: bool = False) -> nn.ModuleList:
     """Train any IsolatedModules greedily: `options` as in a run's `train` section, logs and checkpoints in `run`.
 
-    Negatives are drawn from `options.seed` (a resumed run restores the checkpoint's generator instead); the
-    loader brings its own order and augmentation, and must yield batches on `options.device`.
+    Each module's negatives are drawn from (`options.seed`, step, module); the loader brings its own order and
+    augmentation, and must yield batches on `options.device`.
     """
     modules = configure(modules, options, resolve_device(options.device))
-    torch.manual_seed(options.seed)
     progress = _resume(run, modules) if resume else Progress()
     train_loop(options, run, modules, loader, progress)
     return modules
 
 
 def _resume(run: RunFolder, modules: nn.ModuleList) -> Progress:
-    """Load the newest checkpoint (weights, optimisers, RNG) if any; drop metrics logged after it."""
+    """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it."""
     progress = Progress()
     if run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
         progress = Progress(saved["step"], saved["epoch"], saved["batch"])
-        _restore_rng(saved["rng"])
     run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
     return progress
 
@@ -187,7 +200,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 try:
-                    losses = train_step(modules, inputs, trained, labels)
+                    _, losses = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels)
                 except NonFiniteLoss as error:
                     if options.on_nonfinite == "stop":
                         _diverged(run, modules, progress, error)
@@ -226,13 +239,4 @@ def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number:
 
 
 def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> Path:
-    rng = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    return run.save_checkpoint(modules, {"step": progress.step, "epoch": progress.epoch, "batch": progress.batch,
-                                         "rng": rng})
-
-
-def _restore_rng(rng: dict) -> None:
-    """Negatives are drawn from the training device's generator: restore it so a resumed run draws the same."""
-    torch.set_rng_state(rng["cpu"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    return run.save_checkpoint(modules, asdict(progress))

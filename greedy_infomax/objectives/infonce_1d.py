@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import sample_negatives
+from greedy_infomax.objectives.negatives import pool_copies, sample_negatives, shared_pool
 
 
 class InfoNCE1d(nn.Module):
@@ -41,6 +41,8 @@ class InfoNCE1d(nn.Module):
         self.subsample_window = subsample_window
         # All K maps W_k as one bias-free linear map with K * C outputs; W_k = rows k*C .. (k+1)*C - 1.
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
+        # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
+        self.negatives_group: torch.distributed.ProcessGroup | None = None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,7 +51,8 @@ class InfoNCE1d(nn.Module):
         c = z if context is None else context                                       # (B, Cc, T)
         start, length = self.window(z.shape[2])
         contexts = self.num_contexts(z.shape[0], length)
-        negatives = sample_negatives(contexts, self.num_negatives, z.shape[0] * z.shape[2], z.device)
+        pool = z.shape[0] * z.shape[2] * pool_copies(self.negatives_group)
+        negatives = sample_negatives(contexts, self.num_negatives, pool, z.device)
         return self.loss(z, c, negatives, start, length)
 
     def window(self, steps: int) -> tuple[int, int]:
@@ -66,7 +69,8 @@ class InfoNCE1d(nn.Module):
 
     def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int = 0,
              length: int | None = None) -> torch.Tensor:
-        """The loss for given negative indices (B*(length-1), N) into the pool of all B*T steps (entry b*T + t).
+        """The loss for given negative indices (B*(length-1), N) into the pool of all B*T steps (entry b*T + t;
+        R*B*T with the R replicas of `negatives_group`, replica i's entries from i*B*T on).
 
         Contexts and positives come from steps start .. start + length - 1 (default: all); row
         b * (length - 1) + (t - start) of `negatives` holds the negatives of context step t of sequence b.
@@ -81,7 +85,8 @@ class InfoNCE1d(nn.Module):
         predictions = predictions.reshape(B * L, K, C)                          # (B*L, K, C)
         target_step, weights = self._targets(start, length, z.device)           # (L, K) each
         positives = z_rows[:, target_step].reshape(B * L, K, C)                 # (B*L, K, C): z_{t+k}
-        negative_vectors = z_rows.reshape(B * T, C)[negatives]                  # (B*L, N, C)
+        pool = shared_pool(z_rows.reshape(B * T, C), 0, self.negatives_group)  # (R*B*T, C)
+        negative_vectors = pool[negatives]                                      # (B*L, N, C)
         positive_scores = (predictions * positives).sum(-1, keepdim=True)       # (B*L, K, 1)
         negative_scores = torch.bmm(predictions, negative_vectors.transpose(1, 2))   # (B*L, K, N)
         logits = torch.cat([positive_scores, negative_scores], dim=2).float()

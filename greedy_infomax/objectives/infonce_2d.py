@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import sample_negatives
+from greedy_infomax.objectives.negatives import pool_copies, sample_negatives, shared_pool
 
 
 class InfoNCE2d(nn.Module):
@@ -29,6 +29,8 @@ class InfoNCE2d(nn.Module):
         self.skip_steps = skip_steps
         self.num_negatives = num_negatives
         self.autoregressor = autoregressor
+        # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
+        self.negatives_group: torch.distributed.ProcessGroup | None = None
         # All K maps W_k as one bias-free 1x1 convolution with K * C_context outputs.
         self.predictors = nn.Conv2d(channels, prediction_steps * (context_channels or channels), 1, bias=False)
 
@@ -37,12 +39,13 @@ class InfoNCE2d(nn.Module):
         c = z if self.autoregressor is None else self.autoregressor(z)
         pairs = self._pairs(z.shape[2], z.device)
         queries = pairs[0].numel() * z.shape[0] * z.shape[3]
-        pool = z.shape[0] * z.shape[2] * z.shape[3]
+        pool = z.shape[0] * z.shape[2] * z.shape[3] * pool_copies(self.negatives_group)
         negatives = sample_negatives(queries, self.num_negatives, pool, z.device)
         return self.loss(z, c, negatives)
 
     def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        """The loss for given negative indices (Q, N) into each step's pool of B*H*W positions."""
+        """The loss for given negative indices (Q, N) into each step's pool of B*H*W positions (R*B*H*W with
+        the R replicas of `negatives_group`)."""
         B, _, H, W = z.shape
         K = self.prediction_steps
         step, context_row, target_row = self._pairs(H, z.device)               # (P,) each: every valid (k, t)
@@ -50,7 +53,7 @@ class InfoNCE2d(nn.Module):
         wz = wz.permute(1, 0, 3, 4, 2)                                         # (K, B, H, W, Cc)
         queries = c.permute(2, 0, 3, 1)[context_row]                           # (P, B, W, Cc)
         positives = wz[step, :, target_row]                                    # (P, B, W, Cc)
-        pool = wz.reshape(K, B * H * W, -1)                                    # (K, B*H*W, Cc)
+        pool = shared_pool(wz.reshape(K, B * H * W, -1), 1, self.negatives_group)  # (K, R*B*H*W, Cc)
         step_of_query = step[:, None, None].expand(-1, B, W).reshape(-1)       # (Q,)
         negative_vectors = pool[step_of_query[:, None], negatives]             # (Q, N, Cc)
         queries = queries.reshape(-1, queries.shape[-1])                       # (Q, Cc)

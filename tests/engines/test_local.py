@@ -140,11 +140,11 @@ def test_signal_writes_a_checkpoint_and_the_run_resumes_to_the_same_result(tmp_p
     original_step = local.train_step
     calls = {"n": 0}
 
-    def signalling(*args):
+    def signalling(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 6:
             os.kill(os.getpid(), getattr(signal, signal_name))
-        return original_step(*args)
+        return original_step(*args, **kwargs)
 
     monkeypatch.setattr(local, "train_step", signalling)
     run = RunFolder.create(tmp_path, "signalled", config)
@@ -178,8 +178,8 @@ def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
 
     def train() -> dict[str, torch.Tensor]:
         modules = prepare_modules(config, 1, torch.device("cpu"))
-        for _ in range(3):
-            train_step(modules, images, trained_indices(config.train, config.model.num_modules))
+        for step in range(3):
+            train_step(modules, images, trained_indices(config.train, config.model.num_modules), draws=(config.train.seed, step))
         return snapshot(modules)
 
     first, second = train(), train()

@@ -1,0 +1,442 @@
+"""The module-parallel engine: gradient-isolated modules trained at the same time in different processes.
+
+torchrun starts WORLD_SIZE processes; rank r is stage r % S of replica r // S (S = distributed.stages, by
+default WORLD_SIZE), and stage s owns consecutive modules. Stage 0 reads its replica's share of the batches;
+every other stage receives the detached output of the stage before it. Each steps its modules with the local
+engine's train_step and sends its output on: only activations cross processes, never a gradient, which is
+what gradient isolation allows. Controls (log, checkpoint, end) follow the batches down the pipeline; each
+stage answers them with a report to rank 0 (losses, async statistics, and its modules' states for a
+checkpoint), and rank 0 writes the metrics rows and per-module checkpoint files a local run writes, with the
+same RunFolder, so either kind of run resumes or probes the other's checkpoints.
+
+Replicas of a stage average their gradients before every Adam step (data parallelism); with
+distributed.negatives=global each replica draws negatives from every replica's batch of that stage.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from itertools import islice
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from greedy_infomax.config import AnyRunConfig, TrainConfig
+from greedy_infomax.data import pretrain_loader
+from greedy_infomax.data.librispeech import WindowLoader
+from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.engines.local import Progress, StopSignals, prepare_modules, resolve_device, train_step, \
+    trained_indices
+from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
+    Message, pack, unpack
+from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
+from greedy_infomax.reporting.run_folder import RunFolder
+
+Loader = BatchLoader | WindowLoader
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_first_rank() -> bool:
+    """Rank 0 holds the run folder; read before the process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where each process stands: rank = replica * stages + stage; stage s owns modules bounds[s] .. bounds[s+1]-1
+    (0-based). Replicas of one pipeline are consecutive ranks, so with --nproc-per-node = stages each machine
+    holds whole pipelines: activations stay on the machine and only gradient averages cross the network."""
+
+    rank: int
+    stages: int
+    replicas: int
+    bounds: tuple[int, ...]
+
+    @classmethod
+    def of(cls, config: AnyRunConfig, rank: int, world: int) -> Topology:
+        """Balanced contiguous stages over the modules that run (those after the last trained one never do)."""
+        stages, active = config.distributed.stages or world, trained_indices(config.train, config.model.num_modules).stop
+        if world % stages:
+            raise GimError(f"distributed.stages: {stages} stages do not divide the {world} processes")
+        if stages > active:
+            raise GimError(f"distributed.stages: {stages} stages for {active} modules that train; use at most {active}")
+        if config.distributed.schedule == "async" and world > stages:
+            raise GimError("distributed.schedule: async runs one replica (its stages step a varying number of "
+                           "times, so replicas could not average gradients in step); use --nproc-per-node = stages")
+        return cls(rank, stages, world // stages, tuple(s * active // stages for s in range(stages + 1)))
+
+    @property
+    def stage(self) -> int:
+        return self.rank % self.stages
+
+    @property
+    def replica(self) -> int:
+        return self.rank // self.stages
+
+    def modules(self, rank: int | None = None) -> range:
+        stage = (self.rank if rank is None else rank) % self.stages
+        return range(self.bounds[stage], self.bounds[stage + 1])
+
+    def rank_of(self, stage: int, replica: int | None = None) -> int:
+        return (self.replica if replica is None else replica) * self.stages + stage
+
+    def name(self, rank: int | None = None) -> str:
+        """'rank 1 (module 2)' or 'rank 1 (modules 2-3)', 1-based modules as everywhere else."""
+        owned = self.modules(rank)
+        span = f"module {owned.start + 1}" if len(owned) == 1 else f"modules {owned.start + 1}-{owned.stop}"
+        return f"rank {self.rank if rank is None else rank} ({span})"
+
+
+@dataclass
+class Links:
+    """This rank's channels: from its predecessor (as an inbox), to its successor, its reports to rank 0, rank 0's
+    inboxes of every other stage's reports, and the process group of its stage's replicas."""
+
+    inbox: Inbox | None
+    successor: Channel | None
+    reports: Channel | None
+    report_inboxes: list[Inbox]
+    replicas: dist.ProcessGroup | None
+
+
+def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) -> nn.ModuleList:
+    """This process's part of a torchrun launch; rank 0 passes the run folder, the others None. Returns the
+    modules (on rank 0 all of them, as last checkpointed; elsewhere up to date only for the rank's own)."""
+    topology, device = _join(config)
+    try:
+        modules, stopped_by = _train(config, topology, run, resume, device)
+    except BaseException as error:
+        _exit_before_teardown(2 if isinstance(error, GimError) else 130 if isinstance(error, KeyboardInterrupt) else 1)
+        raise
+    dist.destroy_process_group()
+    if stopped_by is not None:
+        where = f"checkpoint {run.latest_checkpoint()}; continue with --resume {run.path}" if run \
+            else "rank 0 wrote the checkpoint"
+        raise TrainingStopped(stopped_by, f"{topology.name()} stopped by {signal.Signals(stopped_by).name}; {where}")
+    return modules
+
+
+def _exit_before_teardown(code: int) -> None:
+    """After a failure, receiving threads may still be blocked in a transfer from a lost rank. If one wakes while
+    the interpreter tears down, it cannot take the GIL and the C++ runtime aborts the process (exit 134, seen in
+    about a third of the tests that stall a rank). So once the error is printed, leave at the first exit hook
+    with the code the gim command gives the error (2 for a GimError)."""
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    atexit.register(leave)
+
+
+def _join(config: AnyRunConfig) -> tuple[Topology, torch.device]:
+    """Join the process group torchrun describes: gloo on CPU; NCCL on GPU, process r on cuda:LOCAL_RANK."""
+    device = resolve_device(config.train.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=config.distributed.timeout))
+    except RuntimeError as error:                    # the rendezvous timed out, or its address is unreachable
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        raise GimError(f"rank {os.environ.get('RANK')}: could not join the {os.environ.get('WORLD_SIZE')} processes "
+                       f"at {where}: {str(error).splitlines()[0]}") from None
+    return Topology.of(config, dist.get_rank(), dist.get_world_size()), device
+
+
+def _train(config: AnyRunConfig, topology: Topology, run: RunFolder | None, resume: bool,
+           device: torch.device) -> tuple[nn.ModuleList, int | None]:
+    """Start, connect and run this rank's stage; returns its modules and the stop signal received, if any."""
+    loader, modules, progress = _start(config, topology, run, resume, device)
+    links = _connect(config, topology, device)
+    _share_replicas(config, topology, modules, links.replicas)
+    with StopSignals() as stop:
+        if topology.stage == 0:
+            source = _batches(loader, progress, _total_steps(config, loader, topology), topology, config.train, stop)
+        else:
+            source = links.inbox.messages(config.distributed.timeout)
+        recorder = Recorder(config, topology, run, modules, links.report_inboxes, progress) if run else None
+        Stage(config, topology, modules, links, progress.step).run(source, recorder)
+    return modules, stop.received
+
+
+def _total_steps(config: AnyRunConfig, loader: Loader, topology: Topology) -> int:
+    per_epoch = len(loader) // topology.replicas
+    if per_epoch == 0:
+        raise GimError(f"{len(loader)} batches per epoch do not give each of {topology.replicas} replicas one")
+    total = config.train.epochs * per_epoch
+    return total if config.train.max_steps is None else min(total, config.train.max_steps)
+
+
+def _start(config: AnyRunConfig, topology: Topology, run: RunFolder | None, resume: bool,
+           device: torch.device) -> tuple[Loader | None, nn.ModuleList, Progress]:
+    """Every rank builds all modules from the run's seed (so all start equal); rank 0 reads the newest checkpoint
+    when resuming and sends each rank the input channels, the progress and its modules' states."""
+    loader, in_channels = pretrain_loader(config, device) if topology.stage == 0 else (None, 0)
+    world = dist.group.WORLD
+    if topology.rank == 0:
+        modules = prepare_modules(config, in_channels, device)
+        progress = _resume(config, run, modules, topology) if resume else Progress()
+        for rank in range(1, topology.stages * topology.replicas):
+            states = _states(modules, topology.modules(rank)) if resume else None
+            start = {"in_channels": in_channels, "progress": asdict(progress), "states": states}
+            channel = _channel(rank, world, device, config, topology)
+            channel.send(Message(REPORT, progress.step, END, pack(start, device)))  # END: the only message
+            channel.flush()
+        return loader, modules, progress
+    start = unpack(Inbox(_channel(0, world, device, config, topology), None).take(config.distributed.timeout).tensor)
+    modules = prepare_modules(config, start["in_channels"], device)
+    if start["states"] is not None:
+        _load_states(modules, start["states"])
+    return loader, modules, Progress(**start["progress"])
+
+
+def _resume(config: AnyRunConfig, run: RunFolder, modules: nn.ModuleList, topology: Topology) -> Progress:
+    """Progress from the newest checkpoint (if any), whose data position counts loader batches: a step of R
+    replicas reads R of them, so an unfinished group of R is skipped."""
+    progress = Progress()
+    if run.latest_checkpoint() is not None:
+        saved = run.load_checkpoint(modules)
+        progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // topology.replicas))
+    run.forget_metrics_after(progress.step)
+    run.update_config(config)
+    return progress
+
+
+def _channel(peer: int, group: dist.ProcessGroup, device: torch.device, config: AnyRunConfig,
+             topology: Topology) -> Channel:
+    return Channel(peer, group, device, config.distributed.timeout, topology.name(), topology.name(peer))
+
+
+def _connect(config: AnyRunConfig, topology: Topology, device: torch.device) -> Links:
+    """One process group per channel and per stage's replicas. Every rank creates every group, in one order."""
+    t, d = topology, config.distributed
+    forward = {(replica, stage): dist.new_group([t.rank_of(stage, replica), t.rank_of(stage + 1, replica)])
+               for replica in range(t.replicas) for stage in range(t.stages - 1)}
+    reports = {stage: dist.new_group([0, t.rank_of(stage, 0)]) for stage in range(1, t.stages)}
+    replicas = [dist.new_group([t.rank_of(stage, r) for r in range(t.replicas)]) for stage in range(t.stages)]
+    inbox = successor = report_channel = None
+    if t.stage > 0:
+        previous = _channel(t.rank_of(t.stage - 1), forward[t.replica, t.stage - 1], device, config, t)
+        inbox = Inbox(previous, d.buffer, d.reuse_cap if d.schedule == "async" else None)
+    if t.stage < t.stages - 1:
+        successor = _channel(t.rank_of(t.stage + 1), forward[t.replica, t.stage], device, config, t)
+    if t.replica == 0 and t.stage > 0:
+        report_channel = _channel(0, reports[t.stage], device, config, t)
+    report_inboxes = [Inbox(_channel(stage, reports[stage], device, config, t), None)
+                      for stage in range(1, t.stages)] if t.rank == 0 else []
+    return Links(inbox, successor, report_channel, report_inboxes, replicas[t.stage] if t.replicas > 1 else None)
+
+
+def _share_replicas(config: AnyRunConfig, topology: Topology, modules: nn.ModuleList,
+                    group: dist.ProcessGroup | None) -> None:
+    """Data parallelism for this rank's modules: gradients averaged over the stage's replicas before each Adam
+    step, and with global negatives the replicas' batches pooled."""
+    if group is None:
+        return
+    for index in topology.modules():
+        module = modules[index]
+        if config.distributed.negatives == "global":
+            module.objective.negatives_group = group
+        if module.optimizer is not None:
+            module.optimizer.register_step_pre_hook(lambda *_, module=module: _average_gradients(module, group))
+
+
+def _average_gradients(module: nn.Module, group: dist.ProcessGroup) -> None:
+    """Replace each gradient by its mean over the replicas (one all_reduce of them all), so equal replicas stay
+    equal after Adam."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([grad.reshape(-1) for grad in grads])
+    dist.all_reduce(flat, group=group)
+    flat /= dist.get_world_size(group)
+    for grad, mean in zip(grads, flat.split([grad.numel() for grad in grads])):
+        grad.copy_(mean.view_as(grad))
+
+
+def _states(modules: nn.ModuleList, indices: range) -> dict[int, dict[str, Any]]:
+    return {index: {"state_dict": modules[index].state_dict(),
+                    "optimizer": None if modules[index].optimizer is None else modules[index].optimizer.state_dict()}
+            for index in indices}
+
+
+def _load_states(modules: nn.ModuleList, states: dict[int, dict[str, Any]]) -> None:
+    for index, state in states.items():
+        modules[index].load_state_dict(state["state_dict"])
+        if state["optimizer"] is not None:
+            modules[index].optimizer.load_state_dict(state["optimizer"])
+
+
+def _batches(loader: Loader, progress: Progress, total: int, topology: Topology, train: TrainConfig,
+             stop: StopSignals) -> Iterator[Message]:
+    """Stage 0's input: its replica's batches (batch b of an epoch goes to replica b % R), each followed by a
+    control where the local engine would log, checkpoint or end; a stop signal ends the run with a checkpoint."""
+    per_epoch = len(loader) // topology.replicas
+    while progress.step < total:
+        batches = loader.epoch(progress.epoch, progress.batch * topology.replicas + topology.replica,
+                               stride=topology.replicas)
+        for x, _ in islice(batches, per_epoch - progress.batch):
+            yield Message(DATA, progress.step, tensor=x)
+            progress.advance(per_epoch)
+            step = progress.step
+            flags = LOG * (step % train.log_every == 0 or step == total) \
+                | CHECKPOINT * (step % train.checkpoint_every == 0 or step == total) | END * (step == total)
+            if stop.received is not None:
+                flags |= CHECKPOINT | END
+            if flags:
+                yield Message(CONTROL, step, flags)
+            if flags & END:
+                return
+    yield Message(CONTROL, progress.step, END)  # resumed at the end: nothing left to do
+
+
+class Stage:
+    """This rank's share of the training loop: its modules stepped on each input, outputs and controls passed on,
+    controls answered with a report. Apart from where x comes from and where the output goes, it is the local loop."""
+
+    def __init__(self, config: AnyRunConfig, topology: Topology, modules: nn.ModuleList, links: Links,
+                 step: int) -> None:
+        self.config = config
+        self.topology = topology
+        self.modules = modules
+        self.links = links
+        self.step = step                       # steps this stage has taken, the version of what it sends
+        self.losses: dict[str, float] = {}
+        self.skipped = 0
+        self.idle = 0.0                        # seconds spent waiting on other ranks since the last report
+        self.since = time.perf_counter()
+
+    def run(self, source: Iterator[Message], recorder: Recorder | None) -> None:
+        for message in source if self.links.inbox is None else self._waited_for(source):
+            if message.kind == CONTROL:
+                self._send(message)
+                self._answer(message, recorder)
+                if message.ends:
+                    break
+            else:
+                output = self._train(message)
+                if output is not None:
+                    self._send(output)
+        for channel in (self.links.successor, self.links.reports):
+            if channel is not None:
+                channel.flush()
+
+    def _train(self, message: Message) -> Message | None:
+        """Step the owned modules on a received batch; what to send on (None: nothing, async after a skip)."""
+        trained, replica = trained_indices(self.config.train, self.config.model.num_modules), self.topology.replica
+        draws = (self.config.train.seed, self.step) + ((replica,) if replica else ())
+        self.step += 1
+        if message.kind == SKIP:
+            self.skipped, self.losses = self.skipped + 1, {}
+            return message
+        try:
+            output, losses = train_step(self.modules, message.tensor, trained, draws, self.topology.modules())
+        except NonFiniteLoss as error:
+            if self.config.train.on_nonfinite == "stop":
+                raise GimError(f"{self.topology.name()}: module {error.module} diverged at step {self.step} (loss "
+                               f"{error.value}); the newest checkpoint holds the last good weights. Lower "
+                               "--train.lr, or pass --train.on_nonfinite skip") from None
+            self.skipped, self.losses = self.skipped + 1, {}
+            return Message(SKIP, self.step) if self.config.distributed.schedule == "sync" else None
+        first = max(self.topology.modules().start, trained.start)
+        self.losses = {f"loss/module{first + i + 1}": float(loss) for i, loss in enumerate(losses)}
+        return Message(DATA, self.step, tensor=output)
+
+    def _waited_for(self, source: Iterator[Message]) -> Iterator[Message]:
+        """The messages of the inbox, the time spent waiting for them counted as idle."""
+        while True:
+            started = time.perf_counter()
+            message = next(source, None)
+            self.idle += time.perf_counter() - started
+            if message is None:
+                return
+            yield message
+
+    def _send(self, message: Message) -> None:
+        """Send on (the wait for the successor to take the previous message counts as idle)."""
+        if self.links.successor is not None:
+            started = time.perf_counter()
+            self.links.successor.send(message)
+            self.idle += time.perf_counter() - started
+
+    def _answer(self, control: Message, recorder: Recorder | None) -> None:
+        """Report to rank 0 (only replica 0 reports: replicas are equal). `busy` is the share of the time since the
+        last report this stage spent computing rather than waiting: the pipeline's slowest stage is the one near 1."""
+        started, first = time.perf_counter(), self.topology.modules().start + 1
+        shipped = recorder is None and control.flags & CHECKPOINT            # rank 0's own modules are at hand
+        statistics = {f"busy/module{first}": 1 - self.idle / (started - self.since)}
+        if self.links.inbox is not None and self.config.distributed.schedule == "async":
+            statistics |= {f"async/module{first}/{key}": value for key, value in self.links.inbox.statistics().items()}
+        report = {"step": control.step, "losses": self.losses, "skipped": self.skipped, "statistics": statistics,
+                  "states": _states(self.modules, self.topology.modules()) if shipped else {}}
+        if recorder is not None:
+            recorder.record(control, report)
+        elif self.links.reports is not None:
+            device = self.links.reports.device
+            self.links.reports.send(Message(REPORT, control.step, control.flags, pack(report, device)))
+        self.since, self.idle = started, time.perf_counter() - started     # reporting is not this stage's work
+
+
+class Recorder:
+    """Rank 0 assembles every stage's reports for a control into the row and the checkpoint a local run writes
+    at that step. Rows wait until all stages have reported; checkpoints and the end wait for them."""
+
+    def __init__(self, config: AnyRunConfig, topology: Topology, run: RunFolder, modules: nn.ModuleList,
+                 inboxes: list[Inbox], progress: Progress) -> None:
+        self.config = config
+        self.topology = topology
+        self.run = run
+        self.modules = modules
+        self.inboxes = inboxes
+        self.progress = progress
+        self.pending: dict[int, tuple[Message, dict[str, Any], list[dict[str, Any]]]] = {}
+        self.reported = [progress.step] * len(inboxes)  # the newest step each other stage has reported
+        self.started, self.first_step = time.perf_counter(), progress.step
+
+    def record(self, control: Message, report: dict[str, Any]) -> None:
+        p = self.progress
+        rate = (p.step - self.first_step) * self.config.data.batch_size * self.topology.replicas \
+            / (time.perf_counter() - self.started)
+        position = {"step": p.step, "epoch": p.epoch, "batch": p.batch * self.topology.replicas}
+        self.pending[control.step] = (control, {"epoch": p.epoch, "samples_per_second": rate, **position}, [report])
+        self._collect(wait=bool(control.flags & (CHECKPOINT | END)))
+        if control.ends:
+            self.run.close()
+
+    def _collect(self, wait: bool) -> None:
+        """Take the reports that have arrived; with `wait`, all of them up to the newest control, within one
+        timeout in all (a silent stage fails naming every stage that has not reported)."""
+        newest, deadline = max(self.pending), time.monotonic() + self.config.distributed.timeout
+        for stage, inbox in enumerate(self.inboxes, start=1):
+            while inbox.ready() or (wait and self.reported[stage - 1] < newest):
+                try:
+                    report = unpack(inbox.take(max(deadline - time.monotonic(), 0.0)).tensor)
+                except GimError as error:
+                    silent = [self.topology.name(s) for s, step in enumerate(self.reported, start=1) if step < newest]
+                    raise GimError(f"{error} (no report for step {newest} from: {', '.join(silent)})") from None
+                self.reported[stage - 1] = report["step"]
+                self.pending[report["step"]][2].append(report)
+        while self.pending and len(self.pending[min(self.pending)][2]) == self.topology.stages:
+            self._write(*self.pending.pop(min(self.pending)))
+
+    def _write(self, control: Message, own: dict[str, Any], reports: list[dict[str, Any]]) -> None:
+        if control.flags & LOG:
+            losses = {key: value for report in reports for key, value in report["losses"].items()}
+            statistics = {key: value for report in reports for key, value in report["statistics"].items()}
+            self.run.log(control.step, {**dict(sorted(losses.items())), "epoch": own["epoch"],
+                                        "samples_per_second": own["samples_per_second"],
+                                        "skipped_batches": max(report["skipped"] for report in reports), **statistics})
+        if control.flags & CHECKPOINT:
+            for report in reports:
+                _load_states(self.modules, report["states"])
+            self.run.save_checkpoint(self.modules, {key: own[key] for key in ("step", "epoch", "batch")})

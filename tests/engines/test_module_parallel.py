@@ -1,0 +1,330 @@
+"""The module-parallel engine with 2-3 gloo processes on 127.0.0.1, each running `gim pretrain` with the
+environment torchrun gives it (RANK, WORLD_SIZE, MASTER_ADDR/PORT), one thread each; its inboxes and topology
+in-process. Runs are the smoke preset on 48 images (6 batches of 8 per epoch, 2 epochs).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from greedy_infomax.cli import main
+from greedy_infomax.config import PRESETS, DistributedConfig, RunConfig
+from greedy_infomax.data import pretrain_loader
+from greedy_infomax.engines.local import prepare_modules, pretrain, seed_module
+from greedy_infomax.engines.module_parallel import Topology
+from greedy_infomax.engines.transport import CONTROL, DATA, END, Channel, Inbox, Message
+from greedy_infomax.errors import GimError
+from greedy_infomax.objectives.negatives import shared_pool
+from greedy_infomax.reporting.run_folder import RunFolder
+
+CPU = torch.device("cpu")
+SMOKE = ["--preset", "smoke", "--data.limit", "48", "--data.batch_size", "8", "--train.device", "cpu",
+         "--train.epochs", "2", "--train.checkpoint_every", "2"]
+
+
+def smoke(max_steps: int, **distributed) -> RunConfig:
+    """The config the SMOKE options give, for the local engine and the reference computations."""
+    config = PRESETS["smoke"]
+    return replace(config, data=replace(config.data, limit=48, batch_size=8),
+                   train=replace(config.train, device="cpu", epochs=2, checkpoint_every=2, max_steps=max_steps),
+                   distributed=DistributedConfig(**distributed))
+
+
+@dataclass
+class Rank:
+    """A forked rank and the file its output goes to."""
+
+    process: multiprocessing.Process
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def launch(world: int, logs: Path, *options: str) -> list[Rank]:
+    """`gim pretrain OPTIONS` in `world` processes with the environment torchrun gives them on one machine."""
+    return fork_ranks(world, logs, _pretrain, *options)
+
+
+def _pretrain(*options: str) -> int:
+    return main(["pretrain", *options])
+
+
+def fork_ranks(world: int, logs: Path, target: Callable[..., int], *args: Any) -> list[Rank]:
+    """target(*args) in `world` processes that find each other as torchrun's do (RANK, WORLD_SIZE, MASTER_*).
+    Forked from this process, which has imported torch already: fresh interpreters would cost 3 s each."""
+    with socket.socket() as probe:                       # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ranks = []
+    for rank in range(world):
+        environment = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
+        log = logs / f"rank{rank}.log"
+        process = multiprocessing.get_context("fork").Process(target=_run_rank, args=(environment, log, target, args))
+        process.start()
+        ranks.append(Rank(process, log))
+    return ranks
+
+
+def _run_rank(environment: dict[str, str], log: Path, target: Callable[..., int], args: tuple) -> None:
+    """A rank's life: one thread, output to its log, target's exit code (os._exit: no pytest teardown)."""
+    os.environ.update(environment)
+    torch.set_num_threads(1)
+    sys.stdout = sys.stderr = open(log, "w", buffering=1)        # pytest's capture replaced both
+    os.dup2(sys.stderr.fileno(), 2)                                  # and the C++ runtime's output
+    try:
+        code = target(*args)
+    except BaseException:                                          # noqa: BLE001 - reported, then exit 1
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def finish(ranks: list[Rank], timeout: float = 60) -> list[int]:
+    """The exit codes; kills every rank still running after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for rank in ranks:
+        rank.process.join(max(deadline - time.monotonic(), 0))
+    for rank in ranks:
+        if rank.process.is_alive():
+            rank.process.kill()
+            rank.process.join()
+    return [rank.process.exitcode for rank in ranks]
+
+
+def assert_same_checkpoint(first: Path, second: Path) -> None:
+    """Every weight, optimiser state and progress entry of two checkpoint folders equal, bit for bit."""
+    for name in ("module-1.pt", "module-2.pt", "module-3.pt", "progress.pt"):
+        a, b = (torch.load(folder / name, weights_only=False) for folder in (first, second))
+        assert _flatten(a).keys() == _flatten(b).keys(), name
+        for key, value in _flatten(a).items():
+            same = torch.equal(value, _flatten(b)[key]) if torch.is_tensor(value) else value == _flatten(b)[key]
+            assert same, f"{name}: {key}"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {key: item for k, v in value.items() for key, item in _flatten(v, f"{prefix}{k}/").items()}
+    return {prefix: value}
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit comparisons need the local engine on one thread, as every rank runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sync_pipeline_continues_a_local_run_bit_for_bit_and_a_local_run_continues_it(tmp_path, one_thread):
+    """local steps 1-4, then 3 processes (one module each) steps 5-6, then local 7-8 == local 1-8 throughout."""
+    straight = RunFolder.create(tmp_path, "straight", smoke(8))
+    pretrain(smoke(8), straight)
+    mixed = RunFolder.create(tmp_path, "mixed", smoke(4))
+    pretrain(smoke(4), mixed)
+
+    ranks = launch(3, tmp_path, "--resume", str(mixed.path), "--train.max_steps", "6")
+    assert finish(ranks) == [0, 0, 0], [rank.output for rank in ranks]
+    assert_same_checkpoint(mixed.checkpoints / "step-00000006", straight.checkpoints / "step-00000006")
+
+    pretrain(smoke(8), mixed, resume=True)
+    assert_same_checkpoint(mixed.checkpoints / "step-00000008", straight.checkpoints / "step-00000008")
+    losses = [{key: value for key, value in row.items() if key.startswith("loss/")} for row in mixed.metrics()]
+    assert losses == [{key: value for key, value in row.items() if key.startswith("loss/")}
+                      for row in straight.metrics()]
+    assert [row["step"] for row in mixed.metrics()] == [2, 4, 6, 8]
+
+
+def test_data_parallel_replicas_average_their_gradients(tmp_path, one_thread):
+    """2 replicas of one stage == one process stepping each module on the mean of its gradients on both batches."""
+    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "ddp", "--train.max_steps", "2",
+                   "--distributed.stages", "1")
+    assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
+
+    config = smoke(2)
+    modules = prepare_modules(config, 1, CPU)
+    batches = [x for x, _ in pretrain_loader(config, CPU)[0].epoch(0)]
+    for step in range(2):
+        inputs = batches[2 * step:2 * step + 2]                        # replica r takes batch 2 * step + r
+        for index, module in enumerate(modules):
+            gradients = []
+            for replica in (0, 1):
+                seed_module((config.train.seed, step) + ((replica,) if replica else ()), index)
+                output, loss = module.loss(inputs[replica])
+                module.optimizer.zero_grad()
+                loss.backward()
+                gradients.append([p.grad.clone() for p in module.parameters()])
+                inputs[replica] = output.detach()
+            for parameter, first, second in zip(module.parameters(), *gradients):
+                parameter.grad = (first + second) / 2
+            module.optimizer.step()
+    saved = prepare_modules(config, 1, CPU)
+    progress = RunFolder.open(tmp_path / "ddp").load_checkpoint(saved)
+    assert progress == {"step": 2, "epoch": 0, "batch": 4}, "the data position counts loader batches"
+    for (name, expected), actual in zip(modules.state_dict().items(), saved.state_dict().values()):
+        assert torch.equal(expected, actual), name
+
+
+def _gather(folder: Path) -> int:
+    """Each of 2 ranks pools its rows (along dim 0 and dim 1) and backpropagates a rank-weighted sum of the pool."""
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    results = {}
+    for dim in (0, 1):
+        rows = (torch.arange(6.0).reshape(2, 3) + 10 * rank).requires_grad_()
+        pool = shared_pool(rows, dim, dist.group.WORLD)
+        (pool * torch.arange(12.0).reshape(pool.shape) * (rank + 1)).sum().backward()
+        results[dim] = (pool.detach(), rows.grad)
+    torch.save(results, folder / f"gathered{rank}.pt")
+    dist.destroy_process_group()
+    return 0
+
+
+def test_global_negative_pool_holds_every_replica_and_returns_each_the_sum_of_its_gradients(tmp_path):
+    ranks = fork_ranks(2, tmp_path, _gather, tmp_path)
+    assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
+    for rank in (0, 1):
+        for dim, (pool, grad) in torch.load(tmp_path / f"gathered{rank}.pt").items():
+            rows = [torch.arange(6.0).reshape(2, 3) + 10 * r for r in (0, 1)]
+            assert torch.equal(pool, torch.cat(rows, dim)), "in rank order"
+            weights = torch.arange(12.0).reshape(pool.shape).chunk(2, dim)[rank]
+            assert torch.equal(grad, weights * 1 + weights * 2), "rank 0's and rank 1's gradient for these rows"
+
+
+def test_async_pipeline_respects_its_buffer_and_reuse_cap(tmp_path):
+    """How often module 2 reuses or drops its inputs depends on timing; the bounds and the bookkeeping do not."""
+    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "async", "--train.max_steps", "12",
+                   "--train.log_every", "1", "--distributed.schedule", "async",
+                   "--distributed.buffer", "2", "--distributed.reuse_cap", "3")
+    assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
+    run = RunFolder.open(tmp_path / "async")
+    rows = run.metrics()
+    assert [row["step"] for row in rows] == list(range(1, 13))
+    assert all(row["async/module2/buffered_max"] <= 2 and row["async/module2/uses_max"] <= 3 for row in rows)
+    fresh = sum(row["async/module2/steps"] - row["async/module2/reused"] for row in rows)
+    assert fresh + sum(row["async/module2/dropped"] for row in rows) == 12, "each batch used or dropped, once"
+    run.load_checkpoint(prepare_modules(smoke(12), 1, CPU))
+
+
+@pytest.mark.parametrize("how", ["killed", "stalled"])
+def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how):
+    """Rank 1 (module 2) of 3 is SIGKILLed or SIGSTOPped after the first checkpoint: ranks 0 and 2 exit with code 2
+    and a message naming a rank and its module within the 3 s timeout (plus start-up slack on a busy machine);
+    the newest checkpoint loads."""
+    ranks = launch(3, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "r", "--train.epochs", "1000",
+                   "--distributed.timeout", "3")
+    checkpoints = tmp_path / "r" / "checkpoints"
+    deadline = time.monotonic() + 60
+    while not list(checkpoints.glob("step-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(ranks[1].process.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+    lost = time.monotonic()
+    codes = finish([ranks[0], ranks[2]], timeout=30)
+    waited = time.monotonic() - lost
+    finish([ranks[1]], timeout=0)
+    first, last = ranks[0].output, ranks[2].output
+    assert codes == [2, 2], (first, last)
+    assert waited < 3 + 2, f"the others took {waited:.1f} s to stop"
+    assert "rank 2 (module 3): " in last and "rank 1 (module 2)" in last, "rank 2 waits on rank 1"
+    assert "rank 0 (module 1): " in first and ("rank 1 (module 2)" in first or "rank 2 (module 3)" in first)
+    assert "Traceback" not in first + last
+    RunFolder.open(tmp_path / "r").load_checkpoint(prepare_modules(smoke(1), 1, CPU))
+
+
+# -- inbox policies, in-process ----------------------------------------------------------------------------------
+
+class FakeChannel(Channel):
+    """A channel whose messages come from a list; asking for one past the end blocks (or raises `error`)."""
+
+    def __init__(self, messages: list[Message], error: Exception | None = None) -> None:
+        super().__init__(1, None, CPU, 0.3, "rank 2 (module 3)", "rank 1 (module 2)")
+        self.messages = queue.Queue()
+        for message in messages:
+            self.messages.put(message)
+        self.error = error
+        self.asked = 0
+        self.drained = threading.Event()
+
+    def receive(self) -> Message:
+        self.asked += 1
+        if self.messages.empty():
+            self.drained.set()                # every earlier message is in the inbox by now
+            if self.error is not None:
+                raise self.error
+        return self.messages.get()
+
+
+def data(step: int) -> Message:
+    return Message(DATA, step, tensor=torch.full((1,), float(step)))
+
+
+def test_async_inbox_keeps_the_newest_reuses_up_to_the_cap_then_times_out():
+    channel = FakeChannel([data(1), data(2), data(3), data(4)])
+    inbox = Inbox(channel, capacity=2, reuse_cap=2)
+    assert channel.drained.wait(5)
+    taken = [inbox.take(1).step for _ in range(4)]
+    assert taken == [4, 3, 4, 3], "newest unused first, then the newest reusable; 1 and 2 were dropped"
+    with pytest.raises(GimError, match=r"rank 2 \(module 3\): received nothing from rank 1 \(module 2\)"):
+        inbox.take(0.2)
+    statistics = inbox.statistics()
+    assert statistics["dropped"] == 2 and statistics["buffered_max"] == 2 and statistics["uses_max"] == 2
+    assert statistics["staleness_max"] == 1, "3 is one step older than the newest input, 4"
+
+
+def test_async_inbox_hands_out_a_control_only_after_the_data_before_it():
+    channel = FakeChannel([data(1), Message(CONTROL, 1, END), data(2)])
+    inbox = Inbox(channel, capacity=2, reuse_cap=2)
+    assert [message.kind for message in (inbox.take(1), inbox.take(1))] == [DATA, CONTROL]
+
+
+def test_sync_inbox_is_a_bounded_queue():
+    channel = FakeChannel([data(step) for step in range(1, 6)])
+    inbox = Inbox(channel, capacity=2)
+    time.sleep(0.3)
+    assert channel.asked == 3, "holds 2 and waits for room before the 3rd joins"
+    assert [inbox.take(1).step for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_inbox_reports_a_lost_sender_by_rank_and_module():
+    inbox = Inbox(FakeChannel([], RuntimeError("Connection closed by peer")), capacity=2)
+    with pytest.raises(GimError, match=r"lost rank 1 \(module 2\): Connection closed by peer"):
+        inbox.take(5)
+
+
+# -- topology ------------------------------------------------------------------------------------------------------
+
+def test_topology_splits_modules_into_contiguous_stages_and_names_them():
+    topology = Topology.of(smoke(1, stages=2), rank=3, world=4)
+    assert (topology.stage, topology.replica, topology.replicas) == (1, 1, 2)
+    assert [topology.modules(rank) for rank in range(4)] == [range(0, 1), range(1, 3)] * 2
+    assert topology.name() == "rank 3 (modules 2-3)" and topology.name(2) == "rank 2 (module 1)"
+
+
+@pytest.mark.parametrize("world, options, message", [
+    (4, {"stages": 3}, "do not divide"),
+    (4, {"stages": 4}, "4 stages for 3 modules"),
+    (4, {"stages": 2, "schedule": "async"}, "async runs one replica"),
+])
+def test_topology_rejects_impossible_layouts_naming_the_option(world, options, message):
+    with pytest.raises(GimError, match=f"distributed.*{message}"):
+        Topology.of(smoke(1, **options), rank=0, world=world)
