@@ -14,14 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig
-from greedy_infomax.data import eval_loader, eval_transform, input_channels, load_split
+from greedy_infomax.config import AnyRunConfig, AudioRunConfig
+from greedy_infomax.data import eval_loader, eval_transform, input_channels, load_speech, load_split
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.data.spec import ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.engines.local import load_trained, resolve_device
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import extract_features, module_features
+from greedy_infomax.evaluation.speech_features import module_outputs, speech_features
 from greedy_infomax.reporting.run_folder import RunFolder, write_atomic
 
 
@@ -52,8 +53,23 @@ def embed_run(run: RunFolder, module: int, role: str, config: AnyRunConfig | Non
     'probe_test') of the run's dataset, or of the dataset `config` names instead."""
     config = config or run.config
     device = resolve_device(config.train.device)
+    if config.task == "audio":
+        return _embed_speech(run, module, role, config, device)
     modules, spec = _trained_encoder(run, config, device)
     return embed(modules, eval_loader(config, role, device, spec), module, config.probe.pool)
+
+
+def _embed_speech(run: RunFolder, module: int, role: str, config: AudioRunConfig,
+                  device: torch.device) -> dict[str, np.ndarray]:
+    """The speech probes' features of module `module` on the train split (roles 'pretrain', 'probe_train') or the
+    test split: "speaker_features" (segments, D) with "speakers", "phone_features" (frames, D) with "phones"."""
+    modules, _ = load_trained(run, config, 1, device)
+    _check_module(module, len(modules))
+    split = "test" if role == "probe_test" else "train"
+    features = speech_features(module_outputs(modules[:module]), config.model.module_hops()[:module],
+                               load_speech(config.data), split, config.probe.phone_frames, device, f"module {module}")
+    return {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy(),
+            "phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
 
 
 def load_extractor(path: str | Path, module: int, device: str = "cpu") -> FeatureExtractor:
@@ -75,7 +91,8 @@ def _trained_encoder(run: RunFolder, config: AnyRunConfig, device: torch.device)
     """The modules of the run's newest checkpoint, and the statistics the probes normalise every split with
     (those of the probe-training split)."""
     if config.task != "vision":
-        raise GimError(f"{run.path} is a {config.task} run: embedding covers vision runs so far")
+        raise GimError(f"{run.path} is a {config.task} run: its feature extractor covers vision runs so far "
+                       f"(`gim embed` writes audio runs' features)")
     spec = load_split(config.data, "probe_train").spec
     modules, _ = load_trained(run, config, input_channels(config.data, spec), device)
     return modules, spec

@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from greedy_infomax.cli import main
 from greedy_infomax.config import AudioModelConfig, AudioRunConfig, load_config, to_dict
 from greedy_infomax.data.librispeech import AudioSpec, Utterance, read_librispeech
 from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.evaluation.speech_features import (log_mel_output, mel_filterbank, speech_features,
                                                         to_label_frames)
 
@@ -85,8 +87,25 @@ def test_demo_audio_pretrains_and_probes_every_module(speech_root: Path, tmp_pat
         assert all(0 <= row["speaker"] <= 1 and 0 <= row["phone"] <= 1 for row in results[encoder])
     assert results["baseline"]["name"] == "log-mel" and results["baseline"]["features"] == 40
     assert (run / "probe.png").stat().st_size > 0
-    assert load_config(run / "config.yaml") == load_config(run / "config.yaml")
-    assert isinstance(load_config(run / "config.yaml"), AudioRunConfig)
+    config = load_config(run / "config.yaml")
+    assert isinstance(config, AudioRunConfig)
+    _check_embeddings_reproduce_the_probe(run, config, results)
+
+
+def _check_embeddings_reproduce_the_probe(run: Path, config: AudioRunConfig, results: dict) -> None:
+    """`gim embed` writes module 6's features; the probe's classifiers refitted on them give probe.json's numbers."""
+    arrays = {}
+    for split in ("train", "test"):
+        assert main(["embed", str(run), "--module", "6", "--split", split, "--output", str(run / f"{split}.npz")]) == 0
+        arrays[split] = np.load(run / f"{split}.npz")
+    p, seed = config.probe, config.train.seed
+    speakers = int(max(arrays["train"]["speakers"].max(), arrays["test"]["speakers"].max())) + 1
+    for probe, labels, classes, epochs in (("speaker", "speakers", speakers, p.speaker_epochs),
+                                           ("phone", "phones", SPEC.num_phones, p.phone_epochs)):
+        train, test = ([torch.from_numpy(arrays[s][f"{probe}_features"]), torch.from_numpy(arrays[s][labels])]
+                       for s in ("train", "test"))
+        accuracy = linear_probe(*train, *test, classes, epochs, p.lr, p.batch_size, seed)
+        assert accuracy == results["trained"][5][probe], probe
 
 
 def test_audio_config_round_trips_through_yaml(tmp_path: Path):
