@@ -64,7 +64,7 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     named preset, else the command's default preset. Read before the real parse, because which options exist
     depends on the task (vision or audio); the real parse then checks everything.
     """
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--preset")
     peek.add_argument("--resume")
     known, rest = peek.parse_known_args(argv)
