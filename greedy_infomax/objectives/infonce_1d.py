@@ -23,9 +23,10 @@ class InfoNCE1d(nn.Module):
     step weighs the same although steps further ahead have fewer positions (the original's averaging).
 
     Without a context c = z (Greedy InfoMax's conv modules); a module ending in an autoregressor (the GRU of
-    GIM's last audio module, or of end-to-end CPC) passes the autoregressor's output as c. With `subsample`, sequences longer than `subsample_window` steps take their contexts
-    and positives from one random window of that length (the same for the whole batch), while negatives still
-    come from every time step: the original did this for the long sequences of audio modules 1-4.
+    GIM's last audio module, or of end-to-end CPC) passes the autoregressor's output as c. With `subsample`,
+    sequences longer than `subsample_window` steps take their contexts and positives from one random window of
+    that length (the same for the whole batch), while negatives still come from every time step: the original
+    did this for the long sequences of audio modules 1-4.
 
     Args:
         channels: C of the sequence z (B, C, T).
