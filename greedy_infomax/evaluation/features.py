@@ -1,6 +1,8 @@
 """Frozen features of every module, extracted in one pass over a dataset and cached in memory."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 
 import torch
@@ -29,17 +31,23 @@ def pool_positions(z: torch.Tensor, cells: int) -> torch.Tensor:
     return z if z.ndim == 2 else POOLS[z.ndim - 2](z, cells).flatten(1)
 
 
-def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
-    """Each module's (B, D) features of the batch x: its readout of its output, pooled; one frozen forward pass
-    (eval mode, no autograd, each module's own precision)."""
+def frozen_pass(modules: nn.ModuleList, x: torch.Tensor,
+                view: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """`view(module, output)` of every module for the batch x, from one frozen forward pass (eval mode, no
+    autograd; each module and its view run in the module's own precision)."""
     modules.eval()
-    features = []
+    views = []
     with torch.no_grad():
         for module in modules:
             with module.precision(x.device):
                 x = module(x)
-                features.append(pool_positions(module.readout(x).float(), pool))
-    return features
+                views.append(view(module, x))
+    return views
+
+
+def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
+    """Each module's (B, D) features of the batch x: its readout of its output, pooled."""
+    return frozen_pass(modules, x, lambda module, h: pool_positions(module.readout(h).float(), pool))
 
 
 def extract_features(modules: nn.ModuleList, loader: Batches, pool: int,

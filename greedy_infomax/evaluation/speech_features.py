@@ -12,7 +12,7 @@ protocol, the GRU's state at a segment's start carries the utterance before it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from greedy_infomax.data.librispeech import AudioSpec, LibriSpeechCorpus, Utterance, standardize
 from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.features import frozen_pass
 
 Encoder = Callable[[torch.Tensor], list[torch.Tensor]]
 """Maps a (B, 1, samples) batch to one (B, C, T) output per module (or a single baseline output)."""
@@ -30,7 +31,7 @@ Encoder = Callable[[torch.Tensor], list[torch.Tensor]]
 
 @dataclass
 class SpeechFeatures:
-    """Per module (or baseline), speaker features (windows, C) and phone features (frames, C), with labels."""
+    """Per module (or baseline), speaker features (segments, C) and phone features (frames, C), with labels."""
 
     speaker: list[torch.Tensor]
     speakers: torch.Tensor
@@ -39,17 +40,8 @@ class SpeechFeatures:
 
 
 def module_outputs(modules: nn.ModuleList) -> Encoder:
-    """Every module's output in one frozen pass (eval mode, no autograd, the modules' own precision)."""
-    def encode(x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        with torch.no_grad():
-            for module in modules:
-                with module.precision(x.device):
-                    x = module(x)
-                outputs.append(x.float())
-        return outputs
-    modules.eval()
-    return encode
+    """Every module's (B, C, T) output, in float32, from one frozen pass."""
+    return lambda x: frozen_pass(modules, x, lambda module, h: h.float())
 
 
 def log_mel_output(spec: AudioSpec, num_mels: int = 40) -> Encoder:
@@ -85,13 +77,16 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
     With `max_frames`, the phone probe keeps every s-th label frame only, s chosen to stay below it.
     """
     utterances = corpus.splits[split]
-    stride = 1 if max_frames is None else max(1, math.ceil(_total_frames(corpus, utterances) / max_frames))
+    all_labels = [torch.from_numpy(corpus.phones(u)) for u in utterances]
+    stride = 1 if max_frames is None else max(1, math.ceil(sum(map(len, all_labels)) / max_frames))
     segment = corpus.spec.frames_per_window
     speaker: list[list[torch.Tensor]] = [[] for _ in hops]
     phone: list[list[torch.Tensor]] = [[] for _ in hops]
     speakers, phones, offset = [], [], 0
-    for utterance, audio, labels in tqdm(_utterances(corpus, utterances, device), total=len(utterances),
-                                         desc=f"{description}: {split}", unit="utt", leave=False, dynamic_ncols=True):
+    for utterance, labels in tqdm(zip(utterances, all_labels), total=len(utterances), desc=f"{description}: {split}",
+                                  unit="utt", leave=False, dynamic_ncols=True):
+        samples = standardize(corpus.waveform(utterance), corpus.spec)
+        audio = torch.from_numpy(samples[None, None]).to(device)                               # (1, 1, N)
         keep = torch.arange(offset, len(labels), stride)
         offset = (offset - len(labels)) % stride
         segments = [s for s in torch.arange(len(labels)).split(segment) if len(s) * 2 >= segment]
@@ -103,17 +98,6 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
         speakers += [utterance.speaker] * len(segments)
     return SpeechFeatures([torch.cat(store) for store in speaker], torch.tensor(speakers),
                           [torch.cat(store) for store in phone], torch.cat(phones))
-
-
-def _total_frames(corpus: LibriSpeechCorpus, utterances: tuple[Utterance, ...]) -> int:
-    return sum(len(corpus.phones(u)) for u in utterances)
-
-
-def _utterances(corpus: LibriSpeechCorpus, utterances: tuple[Utterance, ...],
-                device: torch.device) -> Iterator[tuple[Utterance, torch.Tensor, torch.Tensor]]:
-    for utterance in utterances:
-        audio = standardize(corpus.waveform(utterance), corpus.spec)[None, None]           # (1, 1, N)
-        yield utterance, torch.from_numpy(audio).to(device), torch.from_numpy(corpus.phones(utterance))
 
 
 def to_label_frames(output: torch.Tensor, hop: int, num_frames: int, spec: AudioSpec,
