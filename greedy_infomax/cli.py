@@ -4,6 +4,7 @@
     gim pretrain [options]    pre-train into a new run folder (or --resume RUN)
     gim probe RUN             linear + kNN probes of every module of a run
     gim embed RUN --module K  the frozen features of module K for a split, as .npz (or .safetensors) with labels
+    gim reproduce TASK        every method of the paper's comparison, one budget: tables, error plot, commands
     gim data NAME             download a dataset where a network exists, or generate the speech corpus
 """
 from __future__ import annotations
@@ -92,6 +93,8 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
                             help="the whole story on embedded data: pre-train, probe, table and plot")
     commands.add_subcommand("probe", _probe_parser(defaults), help="probe every module of a run")
     commands.add_subcommand("embed", _embed_parser(), help="write the frozen features of one module of a run")
+    commands.add_subcommand("reproduce", _reproduce_parser(),
+                            help="train and probe every method of the paper's comparison: tables and plots")
     data = ArgumentParser(description=(
         "Download a dataset (needs a network) into --root, or generate the offline speech corpus there."))
     data.add_argument("name", choices=list(DATA_COMMANDS))
@@ -126,6 +129,25 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser.add_argument("run", type=str, help="run folder")
     parser.add_class_arguments(type(defaults.probe), "probe", default=defaults.probe, sub_configs=False)
     parser.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
+    return parser
+
+
+def _reproduce_parser() -> ArgumentParser:
+    from greedy_infomax.reproduce import METHODS  # late, as in _open_run
+    parser = ArgumentParser(description=(
+        "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
+        "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
+        "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
+        "cpu (Fashion-MNIST / the generated speech corpus, under an hour each on 2 cores), paper (STL-10 / "
+        "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again."))
+    parser.add_argument("task", choices=["vision", "audio"], help="which comparison")
+    parser.add_argument("--budget", choices=["smoke", "cpu", "paper"], default="cpu", help="training budget")
+    parser.add_argument("--output", type=str, default=None, help="folder for the runs and reports "
+                        "(default: runs/reproduce-TASK-BUDGET)")
+    parser.add_argument("--root", type=str, default=None, help="dataset folder (data.root of every run)")
+    parser.add_argument("--device", type=str, default=None, help="train.device of every run (default: auto)")
+    parser.add_argument("--methods", type=str, nargs="+", default=None, choices=[m.slug for m in METHODS],
+                        help="only these methods (default: all)")
     return parser
 
 
@@ -225,6 +247,18 @@ def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
         raise GimError(str(error)) from error
 
 
+def cmd_reproduce(args: Namespace) -> int:
+    from greedy_infomax.reproduce import BUDGETS, reproduce
+
+    if args.root is None:
+        _ensure_speech_corpus(PRESETS[BUDGETS[args.task][args.budget]])
+    output = Path(args.output or f"runs/reproduce-{args.task}-{args.budget}")
+    reproduce(args.task, args.budget, output, args.root, args.device, tuple(args.methods) if args.methods else None)
+    print((output / "comparison.md").read_text())
+    print(f"written: {output / 'comparison.md'}, {output / 'comparison.png'}, {output / 'commands.sh'}")
+    return 0
+
+
 def cmd_demo(args: Namespace) -> int:
     from greedy_infomax.engines.local import pretrain
     from greedy_infomax.evaluation.protocol import probe_run
@@ -284,7 +318,8 @@ DATA_COMMANDS: dict[str, Callable[[Namespace], Path]] = {
 }
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "embed": cmd_embed, "demo": cmd_demo, "data": cmd_data}
+COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "embed": cmd_embed, "demo": cmd_demo,
+            "reproduce": cmd_reproduce, "data": cmd_data}
 
 
 if __name__ == "__main__":

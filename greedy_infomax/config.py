@@ -70,8 +70,13 @@ class ModelConfig:
     """Step between neighbouring patches (half the patch size gives 50% overlap)."""
     stages_per_module: tuple[int, ...] = (1, 1, 1)
     """How many consecutive stages each module holds: (1, 1, 1) is GIM, (3,) is end-to-end."""
+    autoregressor: Literal["none", "pixelcnn"] = "none"
+    """Context network of the last module's InfoNCE: none (GIM: c = z) or the gated PixelCNN of end-to-end CPC."""
+    pixelcnn_layers: int = 4
+    """Gated masked convolution layers of the PixelCNN."""
 
     def __post_init__(self) -> None:
+        _require(self.pixelcnn_layers > 0, "model.pixelcnn_layers", "must be positive")
         _require(len(self.planes) == len(self.blocks_per_stage), "model.planes",
                  f"needs one width per stage ({len(self.blocks_per_stage)}), got {len(self.planes)}")
         _require(all(n > 0 for n in self.blocks_per_stage), "model.blocks_per_stage", "must all be positive")
@@ -95,19 +100,23 @@ class ModelConfig:
 class ObjectiveConfig:
     """The per-module loss."""
 
-    name: Literal["infonce_2d"] = "infonce_2d"
-    """Objective of every module."""
+    name: Literal["infonce_2d", "supervised"] = "infonce_2d"
+    """Objective of every module: InfoNCE, or a pooled linear classifier with cross-entropy on the labelled split
+    (greedy supervised; end-to-end supervised with one module)."""
     prediction_steps: int = 5
     """K: how many rows below each context row are predicted."""
     skip_steps: int = 1
     """Rows skipped between a context row and its first target (they overlap with it)."""
     num_negatives: int = 16
     """Negatives per positive, drawn uniformly with replacement from all positions of the batch."""
+    num_classes: int = 10
+    """supervised: classes of the dataset's labels."""
 
     def __post_init__(self) -> None:
         _require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         _require(self.skip_steps >= 0, "objective.skip_steps", "must be >= 0")
         _require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        _require(self.num_classes > 1, "objective.num_classes", "must be at least 2")
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,9 @@ class TrainConfig:
     """Stop after this many steps in total (None: run all epochs)."""
     train_module: int | None = None
     """Train only this module (1-based); earlier modules run frozen without autograd. None: all at once."""
+    curriculum: Literal["simultaneous", "sequential"] = "simultaneous"
+    """simultaneous: every module steps on every batch; sequential: module 1 alone for all epochs, then module 2 on
+    module 1's frozen outputs for as many, and so on (the number of steps is multiplied by the module count)."""
     seed: int = 2
     """Seed of weights, data order, augmentation and negative sampling."""
     device: str = "auto"
@@ -147,6 +159,8 @@ class TrainConfig:
         _require(self.epochs > 0, "train.epochs", f"must be positive, got {self.epochs}")
         _require(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")
         _require(self.train_module is None or self.train_module > 0, "train.train_module", "is 1-based")
+        _require(self.train_module is None or self.curriculum == "simultaneous", "train.curriculum",
+                 "sequential trains every module in turn; it cannot be combined with train.train_module")
         _require(self.checkpoint_every > 0, "train.checkpoint_every", "must be positive")
         _require(self.log_every > 0, "train.log_every", "must be positive")
 
@@ -197,6 +211,9 @@ class ProbeConfig:
     """Also probe a randomly initialised encoder of the same architecture."""
     raw_pixels: bool = True
     """Also fit the linear classifier on raw pixels."""
+    stages_per_module: tuple[int, ...] | None = None
+    """Probe the encoder cut into these modules instead of the run's own (e.g. an end-to-end run at GIM's
+    boundaries, to compare module by module); None: the run's modules."""
 
     def __post_init__(self) -> None:
         _require(self.pool > 0, "probe.pool", "must be positive")
@@ -227,6 +244,7 @@ class RunConfig:
         _require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         _require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
+        _check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
 
 
 @dataclass(frozen=True)
@@ -295,8 +313,9 @@ class AudioModelConfig:
 class AudioObjectiveConfig:
     """The per-module loss: InfoNCE predicting future frames."""
 
-    name: Literal["infonce_1d"] = "infonce_1d"
-    """Objective of every module."""
+    name: Literal["infonce_1d", "supervised"] = "infonce_1d"
+    """Objective of every module: InfoNCE, or linear speaker (time-averaged) and phone (per 10 ms frame)
+    classifiers with cross-entropy (greedy supervised; end-to-end supervised with one module)."""
     prediction_steps: int = 12
     """K: how many frames ahead are predicted."""
     num_negatives: int = 10
@@ -305,6 +324,10 @@ class AudioObjectiveConfig:
     """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
     subsample_window: int = 128
     """Steps of that window (the paper's 128 frames)."""
+    num_speakers: int = 251
+    """supervised: speakers of the corpus (LibriSpeech train-clean-100: 251)."""
+    num_phones: int = 41
+    """supervised: phone classes of the alignments."""
 
     def __post_init__(self) -> None:
         _require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
@@ -331,6 +354,9 @@ class AudioProbeConfig:
     """Also probe a randomly initialised encoder of the same architecture."""
     log_mel: bool = True
     """Also fit both classifiers on log-mel filterbank features (an MFCC-like baseline)."""
+    stages_per_module: tuple[int, ...] | None = None
+    """Probe the encoder cut into these modules instead of the run's own (e.g. an end-to-end run at GIM's
+    boundaries, to compare module by module); None: the run's modules."""
 
     def __post_init__(self) -> None:
         for option in ("speaker_epochs", "phone_epochs", "batch_size"):
@@ -354,6 +380,13 @@ class AudioRunConfig:
     def __post_init__(self) -> None:
         _require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
+        _check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
+
+
+def _check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) -> None:
+    _require(stages_per_module is None or (sum(stages_per_module) == stages and min(stages_per_module) > 0),
+             "probe.stages_per_module", f"must be positive and add up to the encoder's {stages} stages, "
+             f"got {stages_per_module}")
 
 
 AnyRunConfig = Union[RunConfig, AudioRunConfig]
@@ -415,6 +448,16 @@ def end_to_end(config: AnyRunConfig) -> AnyRunConfig:
     """The same experiment with the whole encoder as one module (plain end-to-end backpropagation)."""
     stages = sum(config.model.stages_per_module)
     return replace(config, model=replace(config.model, stages_per_module=(stages,)))
+
+
+def training_method(config: AnyRunConfig) -> str:
+    """How the run was trained, in words: its objective, and end-to-end or how many modules."""
+    supervised = "supervised" if config.objective.name == "supervised" else None
+    if config.model.num_modules == 1:
+        cpc = "CPC" if config.task == "audio" or config.model.autoregressor == "pixelcnn" else "InfoNCE"
+        return f"end-to-end {supervised or cpc}"
+    sequential = ", sequential" if config.train.curriculum == "sequential" else ""
+    return f"{'greedy supervised' if supervised else 'GIM'} ({config.model.num_modules} modules{sequential})"
 
 
 def to_dict(config: AnyRunConfig) -> dict:

@@ -96,16 +96,31 @@ def load_speech(config: AudioDataConfig) -> LibriSpeechCorpus:
 
 
 def pretrain_loader(config: AnyRunConfig, device: torch.device) -> tuple[BatchLoader | WindowLoader, int]:
-    """The seeded, augmented pre-training batches of the run's task, and the encoder's input channels."""
+    """The seeded, augmented pre-training batches of the run's task, and the encoder's input channels.
+
+    A supervised objective trains on the labelled split (STL-10's 5k `train` images, not `unlabeled`) and must
+    be sized for the dataset's classes."""
+    supervised = config.objective.name == "supervised"
     if config.task == "audio":
         corpus = load_speech(config.data)
-        loader, in_channels = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed), 1
-        count = f"{len(loader.utterances)} training utterances"
+        if supervised:
+            _check_classes("objective.num_speakers", config.objective.num_speakers, corpus.spec.num_speakers)
+            _check_classes("objective.num_phones", config.objective.num_phones, corpus.spec.num_phones)
+        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised)
+        in_channels, count = 1, f"{len(loader.utterances)} training utterances"
     else:
-        data = load_split(config.data, "pretrain")
+        data = load_split(config.data, "probe_train" if supervised else "pretrain")
+        if supervised:
+            _check_classes("objective.num_classes", config.objective.num_classes, data.spec.num_classes)
         transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
         loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
         in_channels, count = input_channels(config.data, data.spec), f"{len(data)} pre-training images"
     if len(loader) == 0:
         raise GimError(f"{count} do not fill one batch of {config.data.batch_size}")
     return loader, in_channels
+
+
+def _check_classes(option: str, configured: int, dataset: int) -> None:
+    if configured != dataset:
+        raise GimError(f"{option}: the supervised objective is sized for {configured} classes, the data has {dataset}; "
+                       f"pass --{option} {dataset}")

@@ -262,7 +262,8 @@ def standardize(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
 
 
 class WindowLoader:
-    """Batches of random one-window clips (B, 1, window), standardised, with speaker labels (B,).
+    """Batches of random one-window clips (B, 1, window), standardised, with speaker labels (B,); with `phones`,
+    labels are (speakers (B,), phones (B, frames_per_window)), -1 where a frame has no label.
 
     Each utterance appears once per epoch; its window starts at a random multiple of `hop`. With `shuffle`, the
     order is seeded per epoch and the last incomplete batch dropped (InfoNCE wants full batches). Epoch e's
@@ -270,8 +271,9 @@ class WindowLoader:
     """
 
     def __init__(self, corpus: LibriSpeechCorpus, split: str, batch_size: int, device: torch.device, seed: int = 0,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, phones: bool = False) -> None:
         self.corpus = corpus
+        self.phones = phones
         self.utterances = _split(corpus, split)
         self.batch_size = batch_size
         self.device = device
@@ -290,8 +292,22 @@ class WindowLoader:
             batch = [self.utterances[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
             starts = self._window_starts(batch, epoch, b)
             clips = np.stack([self._clip(u, s) for u, s in zip(batch, starts)])[:, None]  # (B, 1, window)
-            speakers = torch.tensor([u.speaker for u in batch], dtype=torch.int64)
-            yield torch.from_numpy(clips).to(self.device), speakers.to(self.device)
+            speakers = torch.tensor([u.speaker for u in batch], dtype=torch.int64).to(self.device)
+            labels = speakers
+            if self.phones:
+                frames = np.stack([self._window_phones(u, s) for u, s in zip(batch, starts)])
+                labels = (speakers, torch.from_numpy(frames).to(self.device))
+            yield torch.from_numpy(clips).to(self.device), labels
+
+    def _window_phones(self, utterance: Utterance, start: int) -> np.ndarray:
+        """The phone label of each 10 ms frame of the window at `start`, -1 where none: the labels are matched to
+        the utterance's num_samples // hop frames from the end, as the probes match them (to within a frame)."""
+        spec = self.corpus.spec
+        labels = self.corpus.phones(utterance)
+        first = start // spec.hop - (utterance.num_samples // spec.hop - len(labels))   # label index of frame 0
+        index = np.arange(first, first + spec.frames_per_window)
+        valid = (index >= 0) & (index < len(labels))
+        return np.where(valid, labels[np.clip(index, 0, len(labels) - 1)], -1)
 
     def _window_starts(self, batch: Sequence[Utterance], epoch: int, batch_index: int) -> np.ndarray:
         """Batch b's window starts: uniform over the multiples of `hop` that leave a whole window."""

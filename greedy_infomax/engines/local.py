@@ -187,18 +187,20 @@ def _resume(run: RunFolder, modules: nn.ModuleList) -> Progress:
 
 def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loader: Batches,
                progress: Progress) -> None:
-    """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done, logging every
+    """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done (with the
+    sequential curriculum, each module alone for `options.epochs` in turn), logging every
     `log_every` steps and checkpointing every `checkpoint_every` steps, at the end, on a signal or on divergence."""
-    trained = trained_indices(options, len(modules))
-    total = options.epochs * len(loader)
+    per_phase = options.epochs * len(loader)
+    total = per_phase * (len(modules) if options.curriculum == "sequential" else 1)
     if options.max_steps is not None:
         total = min(total, options.max_steps)
-    names = [f"module{index + 1}" for index in trained]
     bar = tqdm(total=total, initial=progress.step, desc="pretrain", unit="step", dynamic_ncols=True)
     started, first_step, skipped = time.perf_counter(), progress.step, 0
     with StopSignals() as stop:
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
+                trained = _trained_at(options, len(modules), progress.step // per_phase)
+                names = [f"module{index + 1}" for index in trained]
                 try:
                     _, losses = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels)
                 except NonFiniteLoss as error:
@@ -221,6 +223,11 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                     break
     bar.close()
     run.close()
+
+
+def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
+    """The modules that learn in the given phase: with the sequential curriculum, phase k trains module k alone."""
+    return range(phase, phase + 1) if options.curriculum == "sequential" else trained_indices(options, num_modules)
 
 
 def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, error: NonFiniteLoss) -> None:

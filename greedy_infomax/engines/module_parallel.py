@@ -69,6 +69,12 @@ class Topology:
         stages, active = config.distributed.stages or world, trained_indices(config.train, config.model.num_modules).stop
         if world % stages:
             raise GimError(f"distributed.stages: {stages} stages do not divide the {world} processes")
+        if config.train.curriculum == "sequential":
+            raise GimError("train.curriculum: the sequential curriculum trains one module at a time, so it runs in "
+                           "one process (gim pretrain without torchrun)")
+        if config.objective.name == "supervised":
+            raise GimError("objective.name: supervised objectives need labels on every rank, which only the local "
+                           "engine passes; run without torchrun")
         if stages > active:
             raise GimError(f"distributed.stages: {stages} stages for {active} modules that train; use at most {active}")
         if config.distributed.schedule == "async" and world > stages:

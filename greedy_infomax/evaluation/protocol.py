@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, ProbeConfig
+from greedy_infomax.config import AnyRunConfig, ProbeConfig, training_method
 from greedy_infomax.data import eval_loader, input_channels
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.engines.local import load_trained, prepare_modules, resolve_device
 from greedy_infomax.evaluation.features import extract_features, fingerprint, raw_pixel_features
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
 from greedy_infomax.evaluation.speech_protocol import probe_speech_run
+from greedy_infomax.models import copy_stages, cut_at
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
@@ -33,10 +34,13 @@ def probe_run(run: RunFolder, config: AnyRunConfig | None = None) -> dict[str, A
     test_loader = eval_loader(config, "probe_test", device, train_loader.array.spec)
     in_channels = input_channels(config.data, train_loader.array.spec)
     trained, progress = load_trained(run, config, in_channels, device)
+    if config.probe.stages_per_module is not None:
+        config = cut_at(config, config.probe.stages_per_module)
+        trained = copy_stages(trained, prepare_modules(config, in_channels, device, with_optimizers=False))
     classes = train_loader.array.spec.num_classes
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
-        "method": "end-to-end" if config.model.num_modules == 1 else f"GIM ({config.model.num_modules} modules)",
+        "method": training_method(run.config),
         "features": f"each module's patch grid average-pooled to {config.probe.pool}x{config.probe.pool} cells",
         "train_images": len(train_loader.array),
         "test_images": len(test_loader.array),

@@ -12,12 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_infomax.config import AudioRunConfig
+from greedy_infomax.config import AudioRunConfig, training_method
 from greedy_infomax.data import load_speech
 from greedy_infomax.data.librispeech import LibriSpeechCorpus
 from greedy_infomax.engines.local import prepare_modules, resolve_device
 from greedy_infomax.evaluation.features import fingerprint
 from greedy_infomax.evaluation.probes import linear_probe
+from greedy_infomax.models import copy_stages, cut_at
 from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
                                                         speech_features)
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -29,10 +30,14 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
     corpus = load_speech(config.data)
     trained = prepare_modules(config, 1, device, with_optimizers=False)
     progress = run.load_checkpoint(trained, with_optimizers=False)
+    method = training_method(config)
+    if config.probe.stages_per_module is not None:
+        config = cut_at(config, config.probe.stages_per_module)
+        trained = copy_stages(trained, prepare_modules(config, 1, device, with_optimizers=False))
     p = config.probe
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
-        "method": "end-to-end CPC" if config.model.num_modules == 1 else f"GIM ({config.model.num_modules} modules)",
+        "method": method,
         "features": (f"speaker: each module's output averaged over every {corpus.spec.window}-sample segment of "
                      f"whole utterances; phone: each module's output per {corpus.spec.hop}-sample label frame"
                      + (f", at most {p.phone_frames} frames per split" if p.phone_frames else "")),

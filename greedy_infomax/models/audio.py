@@ -17,6 +17,7 @@ from greedy_infomax.config import AudioRunConfig
 from greedy_infomax.data.librispeech import AudioSpec
 from greedy_infomax.models.split import isolate, split
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
+from greedy_infomax.objectives.speech_supervised import SpeechSupervised
 
 
 class GRUStage(nn.Module):
@@ -87,7 +88,10 @@ def build_modules(config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList
     encoder = AudioEncoder(in_channels, m.channels, m.kernels, m.strides, m.paddings, m.gru_hidden)
     convs = nn.Sequential(*encoder.stages[:-1])                       # child "i" is conv i + 1
     blocks = split(convs, after=[str(end - 1) for end in accumulate(m.stages_per_module)][:-1])
-    objective = partial(InfoNCE1d, prediction_steps=o.prediction_steps, num_negatives=o.num_negatives,
-                        subsample=o.subsample, subsample_window=o.subsample_window)
+    if o.name == "supervised":
+        objective = partial(SpeechSupervised, num_speakers=o.num_speakers, num_phones=o.num_phones)
+    else:
+        objective = partial(InfoNCE1d, prediction_steps=o.prediction_steps, num_negatives=o.num_negatives,
+                            subsample=o.subsample, subsample_window=o.subsample_window)
     sample = torch.zeros(1, in_channels, AudioSpec.window)           # one training window (any length would do)
     return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])

@@ -1,0 +1,42 @@
+"""Supervised per-module losses for speech: the greedy supervised and supervised baselines of the audio table."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from greedy_infomax.errors import GimError
+
+
+class SpeechSupervised(nn.Module):
+    """L = CE(W_s mean_t h_t + b_s, speaker) + mean_f CE(W_p h_f + b_p, phone_f)
+
+    h is the module's output (the context c for a module that ends in the GRU). The speaker classifier reads its
+    time average; the phone classifier reads it average-pooled to the label frames (10 ms), frames without a
+    label (-1) left out
+    (a window of 20,480 samples gives 4,095 steps after the first convolution: bins of 31-32 steps). The two tasks the probes measure, trained jointly, so one baseline serves both columns.
+
+    Args:
+        channels: C of the output z (B, C, T).
+        num_speakers, num_phones: classes of the two tasks.
+        context_channels: channels of c, when the module ends in an autoregressor.
+    """
+
+    def __init__(self, channels: int, num_speakers: int, num_phones: int, context_channels: int | None = None) -> None:
+        super().__init__()
+        features = context_channels or channels
+        self.speaker = nn.Linear(features, num_speakers)
+        self.phone = nn.Linear(features, num_phones)
+
+    def forward(self, z: torch.Tensor, labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: z (B, C, T); labels (speakers (B,), phones (B, F) with -1 where unknown), F <= T."""
+        if labels is None or not isinstance(labels, tuple):
+            raise GimError("the speech supervised objective needs (speaker, phone) labels: a WindowLoader with "
+                           "phones=True")
+        speakers, phones = labels
+        h = (z if context is None else context).float()                                 # (B, C, T)
+        frames = F.adaptive_avg_pool1d(h, phones.shape[1]).transpose(1, 2)            # (B, F, C)
+        speaker_loss = F.cross_entropy(self.speaker(h.mean(2)), speakers)
+        phone_loss = F.cross_entropy(self.phone(frames).flatten(0, 1), phones.flatten(), ignore_index=-1)
+        return speaker_loss + phone_loss

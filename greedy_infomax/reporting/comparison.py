@@ -1,0 +1,92 @@
+"""What `gim reproduce` leaves in its folder: comparison.md (one table per probe: rows = methods, columns =
+modules, then the paper's number) and comparison.png (per-module test error, log scale, one curve per method)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from greedy_infomax.reporting.probe_report import PROBE_NAMES
+
+
+def comparison_rows(summary: dict[str, Any], probe: str) -> list[tuple[str, list[float | None]]]:
+    """(row name, accuracy per module) for every method, then the random encoder and the raw-input baseline
+    (the same input features under every module) taken from the runs that probed them."""
+    rows = [(method["method"], [module.get(probe) for module in method["results"]["trained"]])
+            for method in summary["methods"]]
+    for method in summary["methods"]:
+        results = method["results"]
+        modules = len(results["trained"])
+        if "random" in results:
+            rows.append(("random init", [module.get(probe) for module in results["random"]]))
+        if "baseline" in results:
+            rows.append((results["baseline"]["name"], [results["baseline"].get(probe)] * modules))
+    return rows
+
+
+def format_comparison(summary: dict[str, Any]) -> str:
+    """Markdown: one table per probe (accuracy %, test split), with the training time of each method."""
+    first = summary["methods"][0]["results"]
+    modules = len(first["trained"])
+    seconds = {method["method"]: method["seconds"] for method in summary["methods"]}
+    sections = []
+    for probe in first["probes"]:
+        header = ["method", *[f"module {k}" for k in range(1, modules + 1)], "paper (last module)", "time"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, accuracies in comparison_rows(summary, probe):
+            paper = summary["paper"].get(name)
+            paper = paper.get(probe) if isinstance(paper, dict) else paper
+            cells = [name, *[_percent(value) for value in accuracies], "" if paper is None else f"{paper:.1f}",
+                     _minutes(seconds.get(name))]
+            lines.append("| " + " | ".join(cells) + " |")
+        sections.append(f"### {PROBE_NAMES[probe]} probe: test accuracy (%)\n\n" + "\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def plot_comparison(summary: dict[str, Any], path: Path) -> None:
+    """Per-module test error (%) on a log axis, one curve per method, the raw-input baseline as a dotted line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    first = summary["methods"][0]["results"]
+    probes = first["probes"]
+    baseline = first.get("baseline", {}).get("name")
+    figure, panels = plt.subplots(1, len(probes), figsize=(4.6 * len(probes) + 2.2, 3.8), dpi=120, squeeze=False)
+    for axes, probe in zip(panels[0], probes):
+        for name, accuracies in comparison_rows(summary, probe):
+            errors = [None if value is None else 100 * (1 - value) for value in accuracies]
+            modules = range(1, len(errors) + 1)
+            if name == baseline:
+                axes.axhline(errors[0], color="grey", linestyle=":", label=name)
+            else:
+                axes.plot(modules, errors, marker="o", label=name, linestyle="--" if name == "random init" else "-")
+        axes.set_yscale("log")
+        axes.set_xticks(range(1, len(first["trained"]) + 1))
+        axes.set_xlabel("module")
+        axes.set_ylabel("test error (%)")
+        axes.set_title(f"{PROBE_NAMES[probe]} probe")
+        axes.grid(alpha=0.3, which="both")
+    panels[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure.suptitle(f"{first['dataset']}, budget {summary['budget']}: every method, every module", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_comparison(summary: dict[str, Any], folder: Path) -> str:
+    """Write comparison.md and comparison.png into the folder; return the tables."""
+    tables = format_comparison(summary)
+    (folder / "comparison.md").write_text(
+        f"# {summary['task']} comparison, budget {summary['budget']} (preset {summary['preset']}, seed "
+        f"{summary['seed']}, {summary['date']})\n\n{tables}\n\nThe paper's column is the last module's accuracy in the "
+        f"paper's setting (STL-10 / LibriSpeech-100), not this dataset's. Commands: commands.sh.\n")
+    plot_comparison(summary, folder / "comparison.png")
+    return tables
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
