@@ -187,3 +187,17 @@ def test_data_speech_corpus_generates_a_readable_corpus(tmp_path):
     assert main(["data", "speech-corpus", "--root", str(tmp_path), "--speakers", "2", "--utterances", "2"]) == 0
     corpus = read_librispeech(tmp_path)
     assert len(corpus.speakers) == 2 and corpus.splits["train"] and corpus.splits["test"]
+
+
+def test_supervised_objective_sized_for_other_classes_is_one_line(tmp_path, capsys):
+    code = main(["pretrain", "--preset", "smoke", "--objective.name", "supervised", "--objective.num_classes", "5",
+                 "--output", str(tmp_path)])
+    assert code == 2
+    assert "pass --objective.num_classes 10" in capsys.readouterr().err
+
+
+def test_sequential_curriculum_with_one_trained_module_is_one_line(tmp_path, capsys):
+    code = main(["pretrain", "--preset", "smoke", "--train.curriculum", "sequential", "--train.train_module", "2",
+                 "--output", str(tmp_path)])
+    assert code == 2
+    assert "train.curriculum" in capsys.readouterr().err

@@ -317,3 +317,20 @@ def test_corrupted_flac_is_read_or_named(data: st.DataObject) -> None:
             assert "1034-121-0002" in str(error)
         else:
             assert np.isfinite(samples).all()
+
+
+def test_window_loader_phone_labels_follow_the_window(corpus: librispeech.LibriSpeechCorpus) -> None:
+    """Label i of a window at sample s is the utterance's label of frame s / hop + i, labels matched from the end;
+    frames past the labels are -1."""
+    loader = WindowLoader(corpus, "train", batch_size=3, device=torch.device("cpu"), seed=1, phones=True)
+    for epoch in range(4):
+        (clips, (speakers, phones)), = loader.epoch(epoch)
+        assert phones.shape == (3, WINDOW // HOP) and phones.dtype == torch.int64
+        for start, speaker, row in zip(_starts(clips, corpus.spec), speakers, phones):
+            utterance = next(u for u in corpus.splits["train"] if u.speaker == int(speaker))
+            labels = corpus.phones(utterance)
+            first = start // HOP - (utterance.num_samples // HOP - len(labels))
+            expected = [labels[i] if 0 <= i < len(labels) else -1 for i in range(first, first + WINDOW // HOP)]
+            assert row.tolist() == expected
+    (_, (_, phones)), = WindowLoader(corpus, "train", 3, torch.device("cpu"), seed=1, phones=True).epoch(0)
+    assert (phones == -1).any(), "a window that reaches the end of its utterance has frames without labels"

@@ -184,3 +184,27 @@ def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
 
     first, second = train(), train()
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_sequential_curriculum_trains_each_module_alone_in_turn(tmp_path):
+    """Phase k (epochs x batches steps) trains module k on the frozen outputs of the modules before it; a run
+    resumed in the middle of phase 2 ends where the uninterrupted one does."""
+    config = smoke(curriculum="sequential")
+    config = replace(config, train=replace(config.train, epochs=1))   # 6 steps per phase, 18 in all
+    initial = snapshot(prepare_modules(config, 1, torch.device("cpu")))
+    straight = RunFolder.create(tmp_path, "straight", config)
+    phase_one = snapshot(pretrain(replace(config, train=replace(config.train, max_steps=6)),
+                                  RunFolder.create(tmp_path, "phase1", config)))
+    for name, tensor in phase_one.items():
+        assert torch.equal(tensor, initial[name]) != name.startswith("0."), name
+    final = snapshot(pretrain(config, straight))
+    assert straight.latest_checkpoint().name == "step-00000018"
+    for name, tensor in final.items():
+        assert not torch.equal(tensor, initial[name]) or "objective" in name, f"{name} never learned"
+    logged = {row["step"]: {k for k in row if k.startswith("loss/")} for row in straight.metrics()}
+    assert logged[6] == {"loss/module1"} and logged[8] == {"loss/module2"} and logged[18] == {"loss/module3"}
+
+    interrupted = RunFolder.create(tmp_path, "interrupted", config)
+    pretrain(replace(config, train=replace(config.train, max_steps=8)), interrupted)
+    resumed = snapshot(pretrain(config, interrupted, resume=True))
+    assert all(torch.equal(tensor, resumed[name]) for name, tensor in final.items())

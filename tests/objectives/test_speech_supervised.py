@@ -1,0 +1,46 @@
+"""The speech supervised objective against a loop over examples and frames."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from greedy_infomax.errors import GimError
+from greedy_infomax.objectives.speech_supervised import SpeechSupervised
+
+
+def reference_loss(h: torch.Tensor, speakers, phones, objective: SpeechSupervised) -> torch.Tensor:
+    """Speaker CE of each example's time average; phone CE of each labelled frame's average of its steps."""
+    B, _, T = h.shape
+    frames = phones.shape[1]
+    speaker_terms, phone_terms = [], []
+    for b in range(B):
+        speaker_terms.append(F.cross_entropy(objective.speaker(h[b].mean(1)), speakers[b]))
+        for f in range(frames):
+            if phones[b, f] >= 0:
+                steps = h[b, :, f * T // frames:-(-(f + 1) * T // frames)]                    # adaptive bins
+                phone_terms.append(F.cross_entropy(objective.phone(steps.mean(1)), phones[b, f]))
+    return torch.stack(speaker_terms).mean() + torch.stack(phone_terms).mean()
+
+
+@pytest.mark.parametrize("steps", [8, 31])
+def test_matches_loop_reference(steps):
+    torch.manual_seed(0)
+    objective = SpeechSupervised(5, num_speakers=3, num_phones=4)
+    h = torch.randn(2, 5, steps)
+    speakers, phones = torch.tensor([0, 2]), torch.tensor([[1, 3, -1, 0], [2, -1, -1, 1]])
+    expected = reference_loss(h, speakers, phones, objective)
+    torch.testing.assert_close(objective(h, (speakers, phones)), expected)
+
+
+def test_reads_the_context_when_the_module_has_one():
+    objective = SpeechSupervised(5, num_speakers=3, num_phones=4, context_channels=2)
+    labels = (torch.tensor([1]), torch.tensor([[0, 1]]))
+    context = torch.randn(1, 2, 4)
+    assert objective(torch.randn(1, 5, 4), labels, context=context) == objective(torch.zeros(1, 5, 4), labels,
+                                                                                 context=context)
+
+
+def test_refuses_speaker_labels_alone():
+    with pytest.raises(GimError, match="phones=True"):
+        SpeechSupervised(5, 3, 4)(torch.randn(2, 5, 8), torch.tensor([0, 1]))

@@ -1,0 +1,87 @@
+"""`gim reproduce` end to end on the smoke budgets, its commands re-making a row, and the regrouping that lets an
+end-to-end encoder be probed at GIM's module boundaries."""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from greedy_infomax.cli import main
+from greedy_infomax.config import PRESETS, end_to_end
+from greedy_infomax.engines.local import prepare_modules
+from greedy_infomax.evaluation.features import frozen_pass
+from greedy_infomax.models import copy_stages, cut_at
+from greedy_infomax.reproduce import METHODS
+
+ROWS = [method.name for method in METHODS]
+
+
+def test_an_end_to_end_encoder_cut_at_gim_boundaries_gives_its_intermediate_outputs():
+    config = end_to_end(PRESETS["smoke"])
+    [whole] = prepare_modules(config, 1, torch.device("cpu"), with_optimizers=False)
+    cut = copy_stages([whole], prepare_modules(cut_at(config, (1, 1, 1)), 1, torch.device("cpu"), False))
+    x = torch.randn(2, 1, 28, 28)
+    outputs = frozen_pass(cut, x, lambda module, h: h)
+    with torch.no_grad():
+        assert torch.equal(outputs[0], whole.block[:2](x))
+        assert torch.equal(outputs[2], whole.block(x))
+
+
+def _table_rows(markdown: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] != "method":
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path: Path, capsys):
+    output = tmp_path / "vision"
+    assert main(["reproduce", "vision", "--budget", "smoke", "--output", str(output)]) == 0
+    summary = json.loads((output / "comparison.json").read_text())
+    assert [method["method"] for method in summary["methods"]] == ROWS
+    for method in summary["methods"]:
+        assert [row["module"] for row in method["results"]["trained"]] == [1, 2, 3], method["method"]
+    rows = _table_rows((output / "comparison.md").read_text())
+    assert list(rows) == ROWS + ["random init", "raw pixels"]
+    assert rows["GIM"][3] == "81.9" and rows["end-to-end CPC"][3] == "80.5"       # the paper's column
+    accuracy = {method["slug"]: [row["linear"] for row in method["results"]["trained"]]
+                for method in summary["methods"]}
+    assert rows["end-to-end CPC"][:3] == [f"{100 * a:.1f}" for a in accuracy["cpc"]]
+    assert (output / "comparison.png").stat().st_size > 0
+
+    # The commands of a row re-make it exactly, in another folder.
+    lines = (output / "commands.sh").read_text().splitlines()
+    cpc = lines[lines.index("# end-to-end CPC") + 1:lines.index("# end-to-end CPC") + 3]
+    again = tmp_path / "again"
+    for line in cpc:
+        assert main(shlex.split(line.replace(str(output), str(again)))[1:]) == 0
+    remade = json.loads((again / "cpc" / "probe.json").read_text())
+    assert [row["linear"] for row in remade["trained"]] == accuracy["cpc"]
+
+    # A second call finds every method probed and only rewrites the report.
+    capsys.readouterr()
+    assert main(["reproduce", "vision", "--budget", "smoke", "--output", str(output), "--methods", "gim"]) == 0
+    assert "already done" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival (./setup.sh installs it as root)")
+def test_audio_smoke_writes_speaker_and_phone_tables(tmp_path: Path):
+    root = tmp_path / "speech"
+    assert main(["data", "speech-corpus", "--root", str(root), "--speakers", "3", "--utterances", "4"]) == 0
+    output = tmp_path / "audio"
+    assert main(["reproduce", "audio", "--budget", "smoke", "--root", str(root), "--output", str(output)]) == 0
+    summary = json.loads((output / "comparison.json").read_text())
+    assert [method["method"] for method in summary["methods"]] == ROWS
+    for method in summary["methods"]:
+        assert [row["module"] for row in method["results"]["trained"]] == [1, 2, 3, 4, 5, 6]
+    markdown = (output / "comparison.md").read_text()
+    assert "### speaker probe" in markdown and "### phone probe" in markdown
+    assert set(_table_rows(markdown)) == set(ROWS) | {"random init", "log-mel"}
+    supervised = json.loads((output / "greedy-supervised" / "config.yaml").with_name("probe.json").read_text())
+    assert supervised["method"] == "greedy supervised (6 modules)"
