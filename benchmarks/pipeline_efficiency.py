@@ -41,12 +41,12 @@ from pathlib import Path
 
 import torch
 
+from greedy_infomax.bench import Schedule, timed_groups
 from greedy_infomax.config import PRESETS, AnyRunConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.engines.local import prepare_modules, resolve_device, train_step, trained_indices
 from greedy_infomax.engines.module_parallel import Topology
 from greedy_infomax.isolation import run_frozen
-from vision_memory_speed import Schedule, timed_groups
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

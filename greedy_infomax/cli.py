@@ -6,10 +6,12 @@
     gim embed RUN --module K  the frozen features of module K for a split, as .npz (or .safetensors) with labels
     gim reproduce TASK        every method of the paper's comparison, one budget: tables, error plot, commands
     gim data NAME             download a dataset where a network exists, or generate the speech corpus
+    gim bench                 training speed, FLOP efficiency and memory of every preset and mode on this machine
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -103,6 +105,8 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
     data.add_argument("--utterances", type=int, default=20, help="speech-corpus: utterances per speaker")
     data.add_argument("--seed", type=int, default=0, help="speech-corpus: the corpus is a function of this seed")
     commands.add_subcommand("data", data, help="download STL-10, Fashion-MNIST or LibriSpeech; generate speech")
+    commands.add_subcommand("bench", _bench_parser(),
+                            help="speed, FLOP efficiency and memory of each preset and mode, against the matmul ceiling")
     return parser
 
 
@@ -148,6 +152,32 @@ def _reproduce_parser() -> ArgumentParser:
     parser.add_argument("--device", type=str, default=None, help="train.device of every run (default: auto)")
     parser.add_argument("--methods", type=str, nargs="+", default=None, choices=[m.slug for m in METHODS],
                         help="only these methods (default: all)")
+    return parser
+
+
+def _bench_parser() -> ArgumentParser:
+    from greedy_infomax.bench import DEFAULT_PRESETS, PRECISIONS
+    parser = ArgumentParser(description=(
+        "Measure the fp32/bf16 matmul ceiling, then train each preset in each mode and precision on random inputs, "
+        "each case in a fresh process: samples/s, GFLOP/s (torch's flop counter) as a fraction of the ceiling, peak "
+        "memory (RSS on CPU, max allocated on GPU); and the data pipeline alone where the dataset is on disk. "
+        "Prints one table, writes OUTPUT.json and OUTPUT.md. All defaults take about 40 minutes on 2 CPU cores."))
+    parser.add_argument("--presets", type=str, nargs="+", default=list(DEFAULT_PRESETS), help="presets to measure")
+    parser.add_argument("--modes", type=str, nargs="+", default=["end-to-end", "simultaneous", "module"],
+                        choices=["end-to-end", "simultaneous", "module"],
+                        help="modes (module: each module trained alone, earlier ones frozen)")
+    parser.add_argument("--precisions", type=str, nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch_size", type=int, default=None, help="override every preset's batch size")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per preset)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (with --steps)")
+    parser.add_argument("--repeats", type=int, default=1, help="groups the timed steps are split into (with --steps)")
+    parser.add_argument("--compile", action="store_true", help="train.compile: torch.compile every module's block")
+    parser.add_argument("--allocator", choices=["tuned", "exact"], default="tuned", help=(
+        "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts) or exact (every "
+        "buffer of 64 KiB or more mmapped and returned on free: peak RSS follows live tensors; slower)"))
+    parser.add_argument("--output", type=str, default=None,
+                        help="path without suffix for .json and .md (default: runs/bench/bench-DATE-TIME)")
     return parser
 
 
@@ -259,6 +289,24 @@ def cmd_reproduce(args: Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: Namespace) -> int:
+    from greedy_infomax.bench import Schedule, bench, table
+
+    if args.steps is not None and not 1 <= args.repeats <= args.steps:
+        raise GimError(f"bench: --repeats must be in 1..--steps ({args.steps}), got {args.repeats}")
+    schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
+    report = bench(tuple(args.presets), tuple(args.modes), tuple(args.precisions), args.device, args.batch_size,
+                   schedule, args.compile, args.allocator,
+                   progress=lambda line: print(line, file=sys.stderr, flush=True))
+    output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    output.with_suffix(".md").write_text(table(report) + "\n")
+    print(table(report))
+    print(f"written: {output.with_suffix('.json')}, {output.with_suffix('.md')}")
+    return 0
+
+
 def cmd_demo(args: Namespace) -> int:
     from greedy_infomax.engines.local import pretrain
     from greedy_infomax.evaluation.protocol import probe_run
@@ -319,7 +367,7 @@ DATA_COMMANDS: dict[str, Callable[[Namespace], Path]] = {
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "embed": cmd_embed, "demo": cmd_demo,
-            "reproduce": cmd_reproduce, "data": cmd_data}
+            "reproduce": cmd_reproduce, "data": cmd_data, "bench": cmd_bench}
 
 
 if __name__ == "__main__":

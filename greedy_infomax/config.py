@@ -144,6 +144,8 @@ class TrainConfig:
     """bf16 runs the forward pass under autocast (weights and optimiser stay fp32)."""
     channels_last: bool = True
     """Channels-last memory format for the convolutions (much faster 1x1 convolutions on CPU)."""
+    compile: bool = False
+    """torch.compile each module's encoder block (fuses its element-wise work; the first steps pay the compilation)."""
     deterministic: bool = True
     """PyTorch's deterministic algorithms: reruns and resumes match bit for bit (about 2% slower on CPU)."""
     checkpoint_every: int = 1000

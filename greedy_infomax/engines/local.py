@@ -79,6 +79,8 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
         modules = modules.to(memory_format=torch.channels_last)
     for index, module in enumerate(modules):
         module.autocast_dtype = torch.bfloat16 if options.precision == "bf16" else None
+        if options.compile:
+            module.block.compile()  # in place: parameter names, and so checkpoints, stay those of the plain block
         if with_optimizers and index in trained_indices(options, len(modules)):
             module.configure_optimizer(options.lr, options.weight_decay)
     return modules

@@ -1,0 +1,340 @@
+"""`gim bench`: how fast and how light training is on this machine, against what the machine can do at all.
+
+In one command it measures the matmul ceiling (GFLOP/s of a large matrix product, fp32 and bf16), then for each
+preset, precision and mode, each in a fresh process so that its peak memory is its own:
+
+    end-to-end     the whole encoder as one module: plain backpropagation through every stage
+    simultaneous   GIM: every module steps on every batch, each with its own backward (the default training)
+    module-K       GIM one module at a time: only module K learns, earlier modules run frozen under no_grad
+
+training samples (images or 1.28 s windows) per second on random inputs of the preset's shape, the FLOPs of one
+step (counted by torch's FlopCounterMode, forward and backward) and so the achieved GFLOP/s as a fraction of the
+ceiling, and peak memory (peak RSS on CPU, `torch.cuda.max_memory_allocated` on GPU) above the built model. Where
+a preset's dataset is on disk it also times the data pipeline alone (reading, cropping, augmenting, batching),
+which must outrun training. Timings are medians over groups of steps; the machine, date and command go into
+the JSON next to every raw number.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from greedy_infomax.config import PRESETS, AnyRunConfig, end_to_end
+from greedy_infomax.errors import GimError
+
+GIB = 1 << 30
+DEFAULT_PRESETS = ("paper-stl10", "fashion-mnist", "paper-librispeech", "speech")
+PRECISIONS = ("fp32", "bf16")
+DATA_MODE = "data"
+
+# How a CPU worker's glibc malloc is set up. `tuned` is what training uses (system.tune_allocator): it keeps freed
+# heap for speed, and peak RSS counts it. `exact` gives every buffer from 64 KiB up its own mmap, returned on
+# free, so peak RSS follows the live tensors (slower: its speeds are not representative).
+ALLOCATORS = {"tuned": {}, "exact": {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Untimed warm-up steps, then `steps` timed steps split into `repeats` groups whose median is kept."""
+
+    warmup: int
+    steps: int
+    repeats: int
+
+
+# A paper-stl10 step takes 15-20 s on 2 CPU cores in fp32, a paper-librispeech step a few seconds; the small
+# presets' steps are tens of milliseconds, so they get many more.
+CPU_SCHEDULES = {"paper-stl10": Schedule(1, 3, 3), "paper-librispeech": Schedule(1, 4, 2),
+                 "fashion-mnist": Schedule(5, 40, 4), "speech": Schedule(3, 20, 4)}
+GPU_SCHEDULE = Schedule(5, 50, 5)
+SMALL_SCHEDULE = Schedule(2, 10, 2)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a preset in one mode and precision, on one device."""
+
+    preset: str
+    mode: str
+    precision: str
+    device: str
+    batch_size: int | None
+    schedule: Schedule
+    compile: bool = False
+    allocator: str = "tuned"
+
+    def config(self) -> AnyRunConfig:
+        """The preset with this batch size, precision and device, turned into this mode."""
+        config = PRESETS[self.preset]
+        data = config.data if self.batch_size is None else replace(config.data, batch_size=self.batch_size)
+        config = replace(config, data=data, train=replace(config.train, precision=self.precision, device=self.device,
+                                                          compile=self.compile))
+        if self.mode == "end-to-end":
+            return end_to_end(config)
+        if self.mode.startswith("module-"):
+            return replace(config, train=replace(config.train, train_module=int(self.mode.removeprefix("module-"))))
+        return config
+
+
+def modes_of(preset: str, requested: tuple[str, ...]) -> list[str]:
+    """The preset's modes among `requested` ('module' stands for every module-K of the preset)."""
+    modes = []
+    for mode in requested:
+        if mode == "module":
+            modes += [f"module-{k + 1}" for k in range(PRESETS[preset].model.num_modules)]
+        else:
+            modes.append(mode)
+    return modes
+
+
+# ------------------------------------------------------------------------------------------- in the worker
+
+
+def random_inputs(config: AnyRunConfig, device: torch.device) -> torch.Tensor:
+    """A batch of the preset's input shape: (B, C, crop, crop) images or (B, 1, window) waveforms."""
+    from greedy_infomax.data.librispeech import AudioSpec
+    batch = config.data.batch_size
+    if config.task == "audio":
+        return torch.randn(batch, 1, AudioSpec.window, device=device)
+    channels = 1 if config.data.grayscale else 3
+    return torch.randn(batch, channels, config.data.crop, config.data.crop, device=device)
+
+
+def memory_now(device: torch.device) -> int:
+    """Bytes held now: resident set size on CPU, allocated tensor memory on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def memory_peak(device: torch.device) -> int:
+    """Bytes at the high-water mark: this process's peak RSS on CPU (ru_maxrss is in KiB on Linux)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_groups(step: Callable[[], object], schedule: Schedule, device: torch.device) -> list[float]:
+    """Seconds per step of each timed group, after the warm-up."""
+    for _ in range(schedule.warmup):
+        step()
+    synchronize(device)
+    sizes = [schedule.steps // schedule.repeats + (i < schedule.steps % schedule.repeats)
+             for i in range(schedule.repeats)]
+    seconds = []
+    for size in filter(None, sizes):
+        started = time.perf_counter()
+        for _ in range(size):
+            step()
+        synchronize(device)
+        seconds.append((time.perf_counter() - started) / size)
+    return seconds
+
+
+def count_flops(step: Callable[[], object]) -> int:
+    """FLOPs of one call, forward and backward, as torch's flop counter sees them (matmuls and convolutions)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def measure_training(case: Case) -> dict:
+    """Build the modules, train them on one random batch, return speed, FLOPs and memory of this process."""
+    from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+
+    config = case.config()
+    device = torch.device(case.device)
+    x = random_inputs(config, device)
+    modules = prepare_modules(config, in_channels=x.shape[1], device=device)
+    trained = trained_indices(config.train, config.model.num_modules)
+    built = memory_now(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step = lambda: train_step(modules, x, trained, (config.train.seed, 0))  # noqa: E731
+    seconds = timed_groups(step, case.schedule, device)
+    peak = memory_peak(device)                 # before counting FLOPs, whose bookkeeping is not training's
+    flops = count_flops(step)
+    median = statistics.median(seconds)
+    return {"seconds_per_step": seconds, "samples_per_second": x.shape[0] / median,
+            "flops_per_step": flops, "gflops_per_second": flops / median / 1e9,
+            "built_bytes": built, "peak_bytes": peak, "peak_above_model_bytes": peak - built,
+            "parameters": sum(p.numel() for p in modules.parameters()),
+            "trained_modules": [index + 1 for index in trained], "threads": torch.get_num_threads()}
+
+
+def measure_data(case: Case) -> dict:
+    """Samples per second of the pre-training data pipeline alone (on the CPU, as training reads it)."""
+    from greedy_infomax.data import pretrain_loader
+
+    config = case.config()
+    loader, _ = pretrain_loader(config, torch.device("cpu"))
+    batches = loader.epoch(0)
+    seconds = timed_groups(lambda: next(batches), case.schedule, torch.device("cpu"))
+    return {"seconds_per_batch": seconds, "samples_per_second": loader.batch_size / statistics.median(seconds)}
+
+
+def worker(case: Case) -> dict:
+    from greedy_infomax.system import tune_allocator
+
+    if case.allocator == "tuned":
+        tune_allocator()  # as the gim command does, so peak RSS is what a real run holds
+    return measure_data(case) if case.mode == DATA_MODE else measure_training(case)
+
+
+# ------------------------------------------------------------------------------------------- the driver
+
+
+def matmul_ceiling(dtype: torch.dtype, device: torch.device, size: int = 2048, seconds: float = 2.0) -> float:
+    """GFLOP/s of a square matrix product at `size`, the median of timed groups lasting about `seconds` in all."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    torch.mm(a, b)
+    synchronize(device)
+    started = time.perf_counter()
+    torch.mm(a, b)
+    synchronize(device)
+    once = max(time.perf_counter() - started, 1e-6)
+    per_group = max(1, int(seconds / 5 / once))
+    rates = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(per_group):
+            torch.mm(a, b)
+        synchronize(device)
+        rates.append(2 * size ** 3 * per_group / (time.perf_counter() - started) / 1e9)
+    return statistics.median(rates)
+
+
+def run_case(case: Case) -> dict:
+    """One case in a fresh interpreter; a failure (out of memory, no dataset) is recorded, not raised."""
+    command = [sys.executable, "-m", "greedy_infomax.bench", json.dumps(asdict(case))]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **ALLOCATORS[case.allocator]})
+    record = {**asdict(case), "wall_seconds": time.perf_counter() - started}
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return {**record, "error": lines[-1] if lines else f"exit {done.returncode}"}
+    return {**record, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def schedule_for(preset: str, device: str, mode: str, override: Schedule | None) -> Schedule:
+    if override is not None:
+        return override
+    if mode == DATA_MODE:
+        return Schedule(5, 100, 5)
+    if device.startswith("cuda"):
+        return GPU_SCHEDULE
+    return CPU_SCHEDULES.get(preset, SMALL_SCHEDULE)
+
+
+def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[str, ...], device: str = "cpu",
+          batch_size: int | None = None, schedule: Schedule | None = None, compile: bool = False,
+          allocator: str = "tuned", progress: Callable[[str], None] = print) -> dict:
+    """Every case of presets x precisions x modes, plus the matmul ceilings and the data pipelines; the report."""
+    unknown = sorted(set(presets) - set(PRESETS))
+    if unknown:
+        raise GimError(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    started = time.perf_counter()
+    ceilings = {precision: matmul_ceiling(DTYPES[precision], torch.device(device)) for precision in precisions}
+    progress("matmul ceiling: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items()))
+    records = []
+    for preset in presets:
+        cases = [Case(preset, mode, precision, device, batch_size, schedule_for(preset, device, mode, schedule),
+                      compile, allocator)
+                 for precision in precisions for mode in modes_of(preset, modes)]
+        cases.append(Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE,
+                                                                                   schedule)))
+        for case in cases:
+            record = run_case(case)
+            records.append(record)
+            progress(f"{preset} {case.precision} {case.mode}: " + (
+                f"failed: {record['error']}" if "error" in record else
+                f"{record['samples_per_second']:.1f} samples/s ({record['wall_seconds']:.0f} s)"))
+    return {"machine": machine(device), "ceilings_gflops": ceilings, "compile": compile, "allocator": allocator,
+            "records": records,
+            "wall_seconds": time.perf_counter() - started}
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def machine(device: str) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": cpu,
+            "logical_cpus": len(os.sched_getaffinity(0)), "gpu": gpu, "device": device,
+            "command": " ".join(["gim", *sys.argv[1:]])}
+
+
+def table(report: dict) -> str:
+    """One markdown table: every training case with speed, FLOP efficiency and memory, then the data pipelines."""
+    ceilings = report["ceilings_gflops"]
+    rows = ["| preset | precision | mode | samples/s | GFLOP/step | GFLOP/s | of matmul ceiling | peak memory (GiB) "
+            "| above model (GiB) | vs. largest single module | vs. end-to-end |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    training = [r for r in report["records"] if r["mode"] != DATA_MODE]
+    for record in training:
+        head = f"| {record['preset']} | {record['precision']} | {record['mode']} |"
+        if "error" in record:
+            rows.append(f"{head} failed: {record['error']} | | | | | | | |")
+            continue
+        largest, end = _references(training, record)
+        rows.append(f"{head} {record['samples_per_second']:.3g} | {record['flops_per_step'] / 1e9:.3g} "
+                    f"| {record['gflops_per_second']:.3g} | {record['gflops_per_second'] / ceilings[record['precision']]:.2f} "
+                    f"| {record['peak_bytes'] / GIB:.2f} | {record['peak_above_model_bytes'] / GIB:.2f} "
+                    f"| {_ratio(record['peak_above_model_bytes'], largest)} "
+                    f"| {_ratio(record['peak_above_model_bytes'], end)} |")
+    rows += ["", "| preset | data pipeline samples/s | GIM simultaneous training samples/s (fastest precision) "
+             "| data / training |", "|---|---:|---:|---:|"]
+    for record in (r for r in report["records"] if r["mode"] == DATA_MODE):
+        if "error" in record:
+            rows.append(f"| {record['preset']} | no data: {record['error']} | | |")
+            continue
+        training_rate = max((r["samples_per_second"] for r in training if r["preset"] == record["preset"]
+                             and r["mode"] == "simultaneous" and "error" not in r), default=None)
+        rate = record["samples_per_second"]
+        rows.append(f"| {record['preset']} | {rate:.0f} | " + ("— | — |" if training_rate is None else
+                                                               f"{training_rate:.3g} | {rate / training_rate:.1f} |"))
+    info = report["machine"]
+    rows += ["", f"matmul ceiling: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items())
+             + f"; {info['gpu'] or info['cpu']}, {info['threads']} threads, torch {info['torch']}, {info['date']}; "
+             f"compiled: {'yes' if report['compile'] else 'no'}, allocator: {report['allocator']}"]
+    return "\n".join(rows)
+
+
+def _references(training: list[dict], record: dict) -> tuple[int | None, int | None]:
+    """Peak above model of the largest single module and of end-to-end, for the record's preset and precision."""
+    same = [r for r in training if r["preset"] == record["preset"] and r["precision"] == record["precision"]
+            and "error" not in r]
+    singles = [r["peak_above_model_bytes"] for r in same if r["mode"].startswith("module-")]
+    ends = [r["peak_above_model_bytes"] for r in same if r["mode"] == "end-to-end"]
+    return (max(singles) if singles else None), (ends[0] if ends else None)
+
+
+def _ratio(value: int, reference: int | None) -> str:
+    return "—" if not reference else f"{value / reference:.2f}"
+
+
+if __name__ == "__main__":
+    case = json.loads(sys.argv[1])
+    print(json.dumps(worker(Case(**{**case, "schedule": Schedule(**case["schedule"])}))))

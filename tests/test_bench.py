@@ -1,0 +1,52 @@
+"""gim bench: FLOP counting, the matmul ceiling, one real bench of the smoke preset, and train.compile."""
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from greedy_infomax.bench import Schedule, bench, count_flops, matmul_ceiling, table
+from greedy_infomax.config import PRESETS
+from greedy_infomax.engines.local import prepare_modules, train_step
+
+
+def test_flop_count_covers_forward_and_backward():
+    layer = nn.Linear(64, 32)
+    x = torch.randn(8, 64, requires_grad=True)
+    flops = count_flops(lambda: layer(x).sum().backward())
+    assert flops == 3 * 2 * 8 * 64 * 32  # forward, gradient of the input, gradient of the weight
+
+
+def test_matmul_ceiling_is_a_rate():
+    assert matmul_ceiling(torch.float32, torch.device("cpu"), size=128, seconds=0.05) > 0.1
+
+
+def test_bench_of_the_smoke_preset_measures_every_case(tmp_path):
+    report = bench(("smoke",), ("end-to-end", "simultaneous"), ("fp32",), schedule=Schedule(1, 2, 1),
+                   progress=lambda line: None)
+    records = {record["mode"]: record for record in report["records"]}
+    assert set(records) == {"end-to-end", "simultaneous", "data"}
+    assert not any("error" in record for record in records.values()), records
+    # The same encoder: end-to-end backpropagates through every stage, GIM runs the same convolutions per module.
+    e2e, gim = records["end-to-end"], records["simultaneous"]
+    assert e2e["flops_per_step"] > 0 and gim["flops_per_step"] > 0
+    assert gim["peak_above_model_bytes"] >= 0 and e2e["samples_per_second"] > 0
+    assert records["data"]["samples_per_second"] > 0
+    assert report["ceilings_gflops"]["fp32"] > 0
+    text = table(report)
+    assert "| smoke | fp32 | simultaneous |" in text and "data / training" in text
+
+
+def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
+    config = PRESETS["smoke"]
+    x = torch.randn(4, 1, 28, 28)
+    results = []
+    for compiled in (False, True):
+        modules = prepare_modules(replace(config, train=replace(config.train, compile=compiled, device="cpu",
+                                                                   precision="fp32")), 1, torch.device("cpu"))
+        _, losses = train_step(modules, x, range(3), (2, 0))
+        results.append((list(modules.state_dict()), torch.stack(losses), modules))
+    (names, plain_losses, plain), (compiled_names, compiled_losses, compiled) = results
+    assert names == compiled_names
+    torch.testing.assert_close(compiled_losses, plain_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(plain.parameters(), compiled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
