@@ -1,9 +1,10 @@
-"""Shared fixtures: a tiny hand-made config, one training step of every preset, a trained smoke run, recorded
-negative samples, and processes launched as torchrun launches them."""
+"""Shared fixtures: a tiny hand-made config, one training step of every preset, a trained smoke run, the smallest
+generated speech corpus, recorded negative samples, and processes launched as torchrun launches them."""
 from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
 import time
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 import torch
 from torch import nn
 
+from greedy_infomax.cli import main
 from greedy_infomax.config import (PRESETS, AnyRunConfig, DataConfig, ModelConfig, ObjectiveConfig, RunConfig,
                                    TrainConfig)
 from greedy_infomax.data.librispeech import AudioSpec
@@ -97,6 +99,17 @@ def probe_smoke_run(tmp_path_factory) -> RunFolder:
     run = RunFolder.create(tmp_path_factory.mktemp("probe"), "smoke", config)
     pretrain(config, run)
     return run
+
+
+@pytest.fixture(scope="session")
+def speech_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated speech corpus at its smallest (3 festival speakers, 3 utterances each), shared by the speech
+    protocol and embedding tests."""
+    if shutil.which("festival") is None:
+        pytest.skip("needs festival (./setup.sh installs it when run as root)")
+    root = tmp_path_factory.mktemp("speech")
+    assert main(["data", "speech-corpus", "--root", str(root), "--speakers", "3", "--utterances", "3"]) == 0
+    return root
 
 
 @pytest.fixture
