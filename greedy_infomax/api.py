@@ -20,7 +20,8 @@ from greedy_infomax.data.speech_folder import read_speech_folder
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.engines import pretrain, train
 from greedy_infomax.engines.module_parallel import is_first_rank
-from greedy_infomax.evaluation.embed import FeatureExtractor, SpeechFeatureExtractor, array_writer, embed, load_extractor
+from greedy_infomax.evaluation.embed import (FeatureExtractor, SpeechFeatureExtractor, array_writer, embed,
+                                             load_extractor)
 from greedy_infomax.evaluation.protocol import probe_modules, probe_run
 from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.models.audio import GRUStage
