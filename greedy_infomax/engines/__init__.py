@@ -23,5 +23,5 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, option
     stage 0 reading `loader` and rank 0 writing `run` (the other ranks may pass None, see is_first_rank); rank 0
     returns every module as last checkpointed, the other ranks only their own up to date."""
     if module_parallel.launched_by_torchrun():
-        return module_parallel.train(modules, loader, run, options, distributed, resume)
+        return module_parallel.train(modules, loader, run, options, resume, distributed)
     return local.train(modules, loader, run, options, resume)

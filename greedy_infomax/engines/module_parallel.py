@@ -60,7 +60,7 @@ class Settings:
     """What the engine reads of a run: the training loop's options and the layout of the processes."""
 
     train: TrainConfig
-    distributed: DistributedConfig = DistributedConfig()
+    distributed: DistributedConfig
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,13 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
         in_channels = _from_first_rank(lambda rank: in_channels, settings, topology, device)
         modules = prepare_modules(config, in_channels, device)
         progress = _start(settings, topology, run, modules, resume, device)
-        if run is not None:
+        if topology.rank == 0:
             run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
         return _train(settings, topology, run, modules, loader, progress, device)
 
 
 def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, options: TrainConfig,
-          distributed: DistributedConfig = DistributedConfig(), resume: bool = False) -> nn.ModuleList:
+          resume: bool = False, distributed: DistributedConfig = DistributedConfig()) -> nn.ModuleList:
     """This process's part of a torchrun launch of a script that built `modules` itself (every rank runs it):
     stage 0 reads `loader`, rank 0 writes `run` (the others may pass None) and hands every rank its starting
     weights. Returns the modules as `pretrain` does."""

@@ -156,6 +156,13 @@ def test_async_pipeline_respects_its_buffer_and_reuse_cap(tmp_path):
     run.load_checkpoint(prepare_modules(smoke(12), 1, CPU))
 
 
+def test_a_supervised_objective_is_refused_by_every_rank_at_once(tmp_path):
+    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "s", "--objective.name", "supervised",
+                   "--objective.num_classes", "10", "--distributed.timeout", "30")
+    assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
+    assert all("supervised objectives need labels on every rank" in rank.output for rank in ranks)
+
+
 @pytest.mark.parametrize("how", ["killed", "stalled"])
 def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how):
     """Rank 1 (module 2) of 3 is SIGKILLed or SIGSTOPped after the first checkpoint: ranks 0 and 2 exit with code 2
