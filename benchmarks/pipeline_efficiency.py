@@ -45,7 +45,7 @@ from greedy_infomax.bench import Schedule, timed_groups
 from greedy_infomax.config import PRESETS, AnyRunConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.engines.local import prepare_modules, resolve_device, train_step, trained_indices
-from greedy_infomax.engines.module_parallel import Topology
+from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.isolation import run_frozen
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -56,7 +56,8 @@ def stage_seconds(config: AnyRunConfig, stages: int, schedule: Schedule) -> list
     device = resolve_device(config.train.device)
     loader, in_channels = pretrain_loader(config, device)
     modules = prepare_modules(config, in_channels, device)
-    topology, trained = Topology.of(config, 0, stages), trained_indices(config.train, config.model.num_modules)
+    topology = Topology.of(Settings(config.train, config.distributed), config.model.num_modules, 0, stages)
+    trained = trained_indices(config.train, config.model.num_modules)
     first = next(iter(loader.epoch(0)))[0]
     seconds = []
     for stage in range(stages):
@@ -161,7 +162,7 @@ def measure(args: argparse.Namespace, config: AnyRunConfig) -> dict:
               "threads_per_stage": args.threads, "batch_size": args.batch_size, "rounds": []}
     schedule = Schedule(warmup=5, steps=args.alone_steps, repeats=5)
     torch.set_num_threads(args.threads)
-    topology = Topology.of(config, 0, args.stages)
+    topology = Topology.of(Settings(config.train, config.distributed), config.model.num_modules, 0, args.stages)
     modules = [f"modules {owned.start + 1}-{owned.stop}" for owned in map(topology.modules, range(args.stages))]
     with tempfile.TemporaryDirectory() as workdir:
         for round_index in range(args.repeats):

@@ -8,18 +8,20 @@
     rows = gim.probe_modules(modules, train_loader, test_loader, gim.ProbeConfig(), num_classes=10)
     arrays = gim.embed(modules, test_loader, module=2)                     # {"features": (N, D), "labels": (N,)}
 
-Each name is defined where its concept lives (models/split.py, engines/local.py, evaluation/, data/); this module
+Each name is defined where its concept lives (models/split.py, engines/, evaluation/, data/); this module
 only gathers them, and docs/api.md walks through them with examples that run in the tests.
 """
-from greedy_infomax.config import PRESETS, ProbeConfig, TrainConfig
+from greedy_infomax.config import PRESETS, DistributedConfig, ProbeConfig, TrainConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import read_image_folder
 from greedy_infomax.data.librispeech import WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader, Batches
 from greedy_infomax.data.speech_folder import read_speech_folder
 from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.engines.local import pretrain, train
-from greedy_infomax.evaluation.embed import FeatureExtractor, array_writer, embed, load_extractor
+from greedy_infomax.engines import pretrain, train
+from greedy_infomax.engines.module_parallel import is_first_rank
+from greedy_infomax.evaluation.embed import (FeatureExtractor, SpeechFeatureExtractor, array_writer, embed,
+                                             load_extractor)
 from greedy_infomax.evaluation.protocol import probe_modules, probe_run
 from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.models.audio import GRUStage
@@ -34,7 +36,9 @@ __all__ = [
     "PatchGridPool", "GRUStage",
     # train, probe, embed
     "train", "TrainConfig", "RunFolder", "probe_modules", "ProbeConfig", "embed", "array_writer", "load_extractor",
-    "FeatureExtractor",
+    "FeatureExtractor", "SpeechFeatureExtractor",
+    # the module-parallel engine under torchrun
+    "DistributedConfig", "is_first_rank",
     # the paper's models, from a preset
     "PRESETS", "pretrain", "probe_run",
     # data

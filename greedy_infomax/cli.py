@@ -224,7 +224,7 @@ def _config(args: Namespace) -> AnyRunConfig:
 
 def cmd_pretrain(args: Namespace) -> int:
     """One process, or under torchrun (WORLD_SIZE > 1) the module-parallel engine, whose rank 0 holds the run."""
-    from greedy_infomax.engines import local, module_parallel
+    from greedy_infomax.engines import module_parallel, pretrain
     from greedy_infomax.reporting.run_folder import RunFolder
 
     config = _config(args)
@@ -232,8 +232,7 @@ def cmd_pretrain(args: Namespace) -> int:
     if module_parallel.is_first_rank():
         run = _open_run(args.resume) if args.resume else RunFolder.create(Path(args.output), args.name, config)
         print(f"run folder: {run.path}")
-    engine = module_parallel if module_parallel.launched_by_torchrun() else local
-    engine.pretrain(config, run, resume=bool(args.resume))
+    pretrain(config, run, resume=bool(args.resume))
     return 0
 
 

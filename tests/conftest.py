@@ -1,17 +1,27 @@
-"""Shared fixtures: a tiny hand-made config, one training step of every preset, a trained smoke run, recorded
-negative samples."""
+"""Shared fixtures: a tiny hand-made config, one training step of every preset, a trained smoke run, the smallest
+generated speech corpus, recorded negative samples, and processes launched as torchrun launches them."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
+import socket
+import sys
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
 import torch
 from torch import nn
 
+from greedy_infomax.cli import main
 from greedy_infomax.config import (PRESETS, AnyRunConfig, DataConfig, ModelConfig, ObjectiveConfig, RunConfig,
                                    TrainConfig)
 from greedy_infomax.data.librispeech import AudioSpec
@@ -91,6 +101,17 @@ def probe_smoke_run(tmp_path_factory) -> RunFolder:
     return run
 
 
+@pytest.fixture(scope="session")
+def speech_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated speech corpus at its smallest (3 festival speakers, 3 utterances each), shared by the speech
+    protocol and embedding tests."""
+    if shutil.which("festival") is None:
+        pytest.skip("needs festival (./setup.sh installs it when run as root)")
+    root = tmp_path_factory.mktemp("speech")
+    assert main(["data", "speech-corpus", "--root", str(root), "--speakers", "3", "--utterances", "3"]) == 0
+    return root
+
+
 @pytest.fixture
 def record_negatives(monkeypatch):
     """record_negatives(objective_module) -> list that fills with (indices, pool_size) per sampling call."""
@@ -121,3 +142,71 @@ def negatives_avoiding(targets: list[int], pool: int, num_negatives: int) -> tor
     negatives = torch.randint(pool, (len(targets), num_negatives), generator=torch.Generator().manual_seed(1))
     positives = torch.tensor(targets)[:, None]
     return torch.where(negatives == positives, (negatives + 1) % pool, negatives)
+
+
+# -- processes that find each other as torchrun's do ----------------------------------------------------------
+
+@dataclass
+class Rank:
+    """A forked rank and the file its output goes to."""
+
+    process: multiprocessing.Process
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def fork_ranks(world: int, logs: Path, target: Callable[..., int], *args: Any) -> list[Rank]:
+    """target(*args) in `world` processes that find each other as torchrun's do (RANK, WORLD_SIZE, MASTER_*).
+    Forked from this process, which has imported torch already: fresh interpreters would cost 3 s each."""
+    with socket.socket() as probe:                       # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ranks = []
+    for rank in range(world):
+        environment = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
+        log = logs / f"rank{rank}.log"
+        process = multiprocessing.get_context("fork").Process(target=_run_rank, args=(environment, log, target, args))
+        process.start()
+        ranks.append(Rank(process, log))
+    return ranks
+
+
+def _run_rank(environment: dict[str, str], log: Path, target: Callable[..., int], args: tuple) -> None:
+    """A rank's life: one thread, output to its log, target's exit code (os._exit: no pytest teardown)."""
+    os.environ.update(environment)
+    torch.set_num_threads(1)
+    sys.stdout = sys.stderr = open(log, "w", buffering=1)        # pytest's capture replaced both
+    os.dup2(sys.stderr.fileno(), 2)                                  # and the C++ runtime's output
+    try:
+        code = target(*args)
+    except BaseException:                                          # noqa: BLE001 - reported, then exit 1
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def finish(ranks: list[Rank], timeout: float = 60) -> list[int]:
+    """The exit codes; kills every rank still running after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for rank in ranks:
+        rank.process.join(max(deadline - time.monotonic(), 0))
+    for rank in ranks:
+        if rank.process.is_alive():
+            rank.process.kill()
+            rank.process.join()
+    return [rank.process.exitcode for rank in ranks]
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit comparisons need the local engine on one thread, as every rank runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

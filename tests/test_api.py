@@ -1,5 +1,6 @@
 """The public API on a network of the user's own: a custom run folder, resumed to the very result of an
-uninterrupted run; what it refuses; and that every name it gathers exists."""
+uninterrupted run; the same network trained module-parallel by 2 gloo processes; what it refuses; and that
+every name it gathers exists."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import snapshot
+from conftest import finish, fork_ranks, snapshot
 from greedy_infomax import api as gim
 from greedy_infomax.cli import main
 from greedy_infomax.errors import GimError
@@ -45,6 +46,34 @@ def test_a_custom_run_resumed_equals_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(resumed[name], straight[name]) for name in straight)
     assert [row["step"] for row in run.metrics()] == [2, 4, 6, 8]
     assert json.loads((run.path / "meta.json").read_text())["kind"] == "custom"
+
+
+def _train_on_a_rank(parent) -> int:
+    """What a user's script does on each rank under torchrun: rank 0 alone creates the run folder."""
+    run = gim.RunFolder.create(parent, "parallel") if gim.is_first_rank() else None
+    gim.train(_modules(), _loader(), run, OPTIONS)
+    return 0
+
+
+def test_a_custom_network_trained_module_parallel_equals_the_local_run(tmp_path, one_thread):
+    """2 processes, one module each, on loopback: the same checkpoints and losses as one process, bit for bit."""
+    local = gim.RunFolder.create(tmp_path, "local")
+    straight = snapshot(gim.train(_modules(), _loader(), local, OPTIONS))
+    ranks = fork_ranks(2, tmp_path, _train_on_a_rank, tmp_path)
+    assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
+    run = gim.RunFolder.open(tmp_path / "parallel")
+    parallel = _modules()
+    assert run.load_checkpoint(parallel) == {"step": 8, "epoch": 2, "batch": 0}
+    assert all(torch.equal(tensor, straight[name]) for name, tensor in parallel.state_dict().items())
+    losses = [{key: value for key, value in row.items() if key.startswith("loss/")} for row in run.metrics()]
+    assert losses == [{key: value for key, value in row.items() if key.startswith("loss/")} for row in local.metrics()]
+
+
+def test_under_torchrun_rank_0_needs_the_run_folder(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(GimError, match="rank 0 writes the run folder"):
+        gim.train(_modules(), _loader(), None, OPTIONS)
 
 
 def test_a_custom_run_cannot_be_probed_from_the_command_line_and_says_why(tmp_path, capsys):

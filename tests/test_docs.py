@@ -10,7 +10,9 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
+from conftest import finish, fork_ranks
 from greedy_infomax.cli import main
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -61,6 +63,24 @@ def test_own_objective_trains_beside_a_supervised_module(example, tmp_path):
 def test_run_features_extracts_from_a_preset_run(example, tmp_path):
     features = example("run_features").main(tmp_path, limit=64, max_steps=2)
     assert features.shape == (8, 128 * 6 * 6) and features.isfinite().all()
+
+
+def _run_example(main, *args) -> int:
+    main(*args)
+    return 0
+
+
+def test_parallel_under_three_processes_equals_its_run_in_one(example, tmp_path, one_thread):
+    """`torchrun --nproc-per-node 3 docs/examples/parallel.py` (3 gloo processes on loopback) and
+    `python docs/examples/parallel.py` write the same checkpoint, bit for bit."""
+    parallel = example("parallel")
+    local = parallel.main(tmp_path / "local", limit=128).latest_checkpoint()
+    ranks = fork_ranks(3, tmp_path, _run_example, parallel.main, tmp_path / "torchrun", 128)
+    assert finish(ranks) == [0, 0, 0], [rank.output for rank in ranks]
+    checkpoint = tmp_path / "torchrun" / "parallel" / "checkpoints" / local.name
+    for name in ("module-1.pt", "module-2.pt", "module-3.pt"):
+        weights, expected = (torch.load(folder / name)["state_dict"] for folder in (checkpoint, local))
+        assert all(torch.equal(weights[key], expected[key]) for key in expected), name
 
 
 def test_own_data_trains_on_an_image_folder_and_a_speech_folder(example, tmp_path):

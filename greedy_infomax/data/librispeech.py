@@ -256,7 +256,7 @@ def download_librispeech(root: Path) -> Path:
     return root
 
 
-def standardize(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
+def standardize(samples: np.ndarray | torch.Tensor, spec: AudioSpec) -> np.ndarray | torch.Tensor:
     """Shift and scale float audio with the corpus statistics, as the encoder expects its input."""
     return (samples - np.float32(spec.mean)) / np.float32(spec.std)
 

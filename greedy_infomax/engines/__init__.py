@@ -1,0 +1,27 @@
+"""The engines: local.py trains in one process, module_parallel.py in the processes torchrun starts (one stage of
+modules each). `pretrain` and `train` pick the one the launch asks for, so one command or script runs either way."""
+from __future__ import annotations
+
+from torch import nn
+
+from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
+from greedy_infomax.data.loader import Batches
+from greedy_infomax.engines import local, module_parallel
+from greedy_infomax.reporting.run_folder import RunFolder
+
+
+def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) -> nn.ModuleList:
+    """Train the modules the run's config describes (`gim pretrain`); under torchrun only rank 0 needs `run`."""
+    engine = module_parallel if module_parallel.launched_by_torchrun() else local
+    return engine.pretrain(config, run, resume)
+
+
+def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, options: TrainConfig = TrainConfig(),
+          resume: bool = False, distributed: DistributedConfig = DistributedConfig()) -> nn.ModuleList:
+    """Train any IsolatedModules greedily, logging and checkpointing in `run`. In one process: the local engine.
+    Under torchrun (every rank running the same script): the module-parallel engine as `distributed` lays it out,
+    stage 0 reading `loader` and rank 0 writing `run` (the other ranks may pass None, see is_first_rank); rank 0
+    returns every module as last checkpointed, the other ranks only their own up to date."""
+    if module_parallel.launched_by_torchrun():
+        return module_parallel.train(modules, loader, run, options, resume, distributed)
+    return local.train(modules, loader, run, options, resume)

@@ -9,6 +9,9 @@ stage answers them with a report to rank 0 (losses, async statistics, and its mo
 checkpoint), and rank 0 writes the metrics rows and per-module checkpoint files a local run writes, with the
 same RunFolder, so either kind of run resumes or probes the other's checkpoints.
 
+`pretrain` trains the modules a run's config describes, `train` modules built in Python (the API): both build
+the modules on every rank, then run the same start, pipeline and checkpoints.
+
 Replicas of a stage average their gradients before every Adam step (data parallelism); with
 distributed.negatives=global each replica draws negatives from every replica's batch of that stage.
 """
@@ -19,7 +22,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from itertools import islice
@@ -29,18 +33,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, TrainConfig
+from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
-from greedy_infomax.data.librispeech import WindowLoader
-from greedy_infomax.data.loader import BatchLoader
-from greedy_infomax.engines.local import Progress, StopSignals, prepare_modules, resolve_device, train_step, \
-    trained_indices
+from greedy_infomax.data.loader import Batches
+from greedy_infomax.engines.local import Progress, StopSignals, configure, prepare_modules, resolve_device, \
+    train_step, trained_indices
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
 from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
+from greedy_infomax.objectives.speech_supervised import SpeechSupervised
+from greedy_infomax.objectives.supervised import Supervised
 from greedy_infomax.reporting.run_folder import RunFolder
-
-Loader = BatchLoader | WindowLoader
 
 
 def launched_by_torchrun() -> bool:
@@ -50,6 +53,14 @@ def launched_by_torchrun() -> bool:
 def is_first_rank() -> bool:
     """Rank 0 holds the run folder; read before the process group exists."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the engine reads of a run: the training loop's options and the layout of the processes."""
+
+    train: TrainConfig
+    distributed: DistributedConfig
 
 
 @dataclass(frozen=True)
@@ -64,20 +75,17 @@ class Topology:
     bounds: tuple[int, ...]
 
     @classmethod
-    def of(cls, config: AnyRunConfig, rank: int, world: int) -> Topology:
+    def of(cls, settings: Settings, num_modules: int, rank: int, world: int) -> Topology:
         """Balanced contiguous stages over the modules that run (those after the last trained one never do)."""
-        stages, active = config.distributed.stages or world, trained_indices(config.train, config.model.num_modules).stop
+        stages, active = settings.distributed.stages or world, trained_indices(settings.train, num_modules).stop
         if world % stages:
             raise GimError(f"distributed.stages: {stages} stages do not divide the {world} processes")
-        if config.train.curriculum == "sequential":
+        if settings.train.curriculum == "sequential":
             raise GimError("train.curriculum: the sequential curriculum trains one module at a time, so it runs in "
                            "one process (gim pretrain without torchrun)")
-        if config.objective.name == "supervised":
-            raise GimError("objective.name: supervised objectives need labels on every rank, which only the local "
-                           "engine passes; run without torchrun")
         if stages > active:
             raise GimError(f"distributed.stages: {stages} stages for {active} modules that train; use at most {active}")
-        if config.distributed.schedule == "async" and world > stages:
+        if settings.distributed.schedule == "async" and world > stages:
             raise GimError("distributed.schedule: async runs one replica (its stages step a varying number of "
                            "times, so replicas could not average gradients in step); use --nproc-per-node = stages")
         return cls(rank, stages, world // stages, tuple(s * active // stages for s in range(stages + 1)))
@@ -117,20 +125,49 @@ class Links:
 
 
 def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) -> nn.ModuleList:
-    """This process's part of a torchrun launch; rank 0 passes the run folder, the others None. Returns the
-    modules (on rank 0 all of them, as last checkpointed; elsewhere up to date only for the rank's own)."""
-    topology, device = _join(config)
+    """This process's part of a torchrun launch of the run's config; rank 0 passes the run folder, the others None.
+    Stage 0 reads the data and rank 0 tells every rank the input channels, from which each builds the modules.
+    Returns the modules (on rank 0 all of them, as last checkpointed; elsewhere up to date only for the rank's own)."""
+    settings = Settings(config.train, config.distributed)
+    with _process_group(settings, config.model.num_modules, run) as (topology, device):
+        loader, in_channels = pretrain_loader(config, device) if topology.stage == 0 else (None, 0)
+        in_channels = _from_first_rank(lambda rank: in_channels, settings, topology, device)
+        modules = prepare_modules(config, in_channels, device)
+        progress = _start(settings, topology, run, modules, resume, device)
+        if topology.rank == 0:
+            run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
+        return _train(settings, topology, run, modules, loader, progress, device)
+
+
+def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, options: TrainConfig,
+          resume: bool = False, distributed: DistributedConfig = DistributedConfig()) -> nn.ModuleList:
+    """This process's part of a torchrun launch of a script that built `modules` itself (every rank runs it):
+    stage 0 reads `loader`, rank 0 writes `run` (the others may pass None) and hands every rank its starting
+    weights. Returns the modules as `pretrain` does."""
+    settings = Settings(options, distributed)
+    with _process_group(settings, len(modules), run) as (topology, device):
+        modules = configure(modules, options, device)
+        progress = _start(settings, topology, run, modules, resume, device)
+        return _train(settings, topology, run, modules, loader, progress, device)
+
+
+@contextmanager
+def _process_group(settings: Settings, num_modules: int,
+                   run: RunFolder | None) -> Iterator[tuple[Topology, torch.device]]:
+    """Join the processes, and leave them: at the end, on a stop signal (after rank 0's checkpoint), or on a
+    failure (see _exit_before_teardown)."""
+    if is_first_rank() and run is None:
+        raise GimError("rank 0 writes the run folder: pass it a RunFolder (the other ranks may pass None)")
+    topology, device = _join(settings, num_modules)
     try:
-        modules, stopped_by = _train(config, topology, run, resume, device)
+        yield topology, device
+    except TrainingStopped:
+        dist.destroy_process_group()
+        raise
     except BaseException as error:
         _exit_before_teardown(2 if isinstance(error, GimError) else 130 if isinstance(error, KeyboardInterrupt) else 1)
         raise
     dist.destroy_process_group()
-    if stopped_by is not None:
-        where = f"checkpoint {run.latest_checkpoint()}; continue with --resume {run.path}" if run \
-            else "rank 0 wrote the checkpoint"
-        raise TrainingStopped(stopped_by, f"{topology.name()} stopped by {signal.Signals(stopped_by).name}; {where}")
-    return modules
 
 
 def _exit_before_teardown(code: int) -> None:
@@ -145,70 +182,82 @@ def _exit_before_teardown(code: int) -> None:
     atexit.register(leave)
 
 
-def _join(config: AnyRunConfig) -> tuple[Topology, torch.device]:
+def _join(settings: Settings, num_modules: int) -> tuple[Topology, torch.device]:
     """Join the process group torchrun describes: gloo on CPU; NCCL on GPU, process r on cuda:LOCAL_RANK."""
-    device = resolve_device(config.train.device)
+    device = resolve_device(settings.train.device)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     try:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=config.distributed.timeout))
+                                timeout=timedelta(seconds=settings.distributed.timeout))
     except RuntimeError as error:                    # the rendezvous timed out, or its address is unreachable
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
         raise GimError(f"rank {os.environ.get('RANK')}: could not join the {os.environ.get('WORLD_SIZE')} processes "
                        f"at {where}: {str(error).splitlines()[0]}") from None
-    return Topology.of(config, dist.get_rank(), dist.get_world_size()), device
+    return Topology.of(settings, num_modules, dist.get_rank(), dist.get_world_size()), device
 
 
-def _train(config: AnyRunConfig, topology: Topology, run: RunFolder | None, resume: bool,
-           device: torch.device) -> tuple[nn.ModuleList, int | None]:
-    """Start, connect and run this rank's stage; returns its modules and the stop signal received, if any."""
-    loader, modules, progress = _start(config, topology, run, resume, device)
-    links = _connect(config, topology, device)
-    _share_replicas(config, topology, modules, links.replicas)
+def _train(settings: Settings, topology: Topology, run: RunFolder | None, modules: nn.ModuleList,
+           loader: Batches | None, progress: Progress, device: torch.device) -> nn.ModuleList:
+    """Connect and run this rank's stage; a stop signal ends it with TrainingStopped once rank 0 has checkpointed."""
+    links = _connect(settings, topology, device)
+    _share_replicas(settings, topology, modules, links.replicas)
     with StopSignals() as stop:
         if topology.stage == 0:
-            source = _batches(loader, progress, _total_steps(config, loader, topology), topology, config.train, stop)
+            source = _batches(loader, progress, _total_steps(settings.train, loader, topology), topology,
+                              settings.train, stop)
         else:
-            source = links.inbox.messages(config.distributed.timeout)
-        recorder = Recorder(config, topology, run, modules, links.report_inboxes, progress) if run else None
-        Stage(config, topology, modules, links, progress.step).run(source, recorder)
-    return modules, stop.received
+            source = links.inbox.messages(settings.distributed.timeout)
+        recorder = Recorder(settings, topology, run, modules, links.report_inboxes, progress, loader.batch_size) \
+            if topology.rank == 0 else None
+        Stage(settings, topology, modules, links, progress.step).run(source, recorder)
+    if stop.received is not None:
+        where = f"checkpoint {run.latest_checkpoint()}; continue with --resume {run.path}" if topology.rank == 0 \
+            else "rank 0 wrote the checkpoint"
+        raise TrainingStopped(stop.received, f"{topology.name()} stopped by {signal.Signals(stop.received).name}; "
+                                             f"{where}")
+    return modules
 
 
-def _total_steps(config: AnyRunConfig, loader: Loader, topology: Topology) -> int:
+def _total_steps(train: TrainConfig, loader: Batches, topology: Topology) -> int:
     per_epoch = len(loader) // topology.replicas
     if per_epoch == 0:
         raise GimError(f"{len(loader)} batches per epoch do not give each of {topology.replicas} replicas one")
-    total = config.train.epochs * per_epoch
-    return total if config.train.max_steps is None else min(total, config.train.max_steps)
+    total = train.epochs * per_epoch
+    return total if train.max_steps is None else min(total, train.max_steps)
 
 
-def _start(config: AnyRunConfig, topology: Topology, run: RunFolder | None, resume: bool,
-           device: torch.device) -> tuple[Loader | None, nn.ModuleList, Progress]:
-    """Every rank builds all modules from the run's seed (so all start equal); rank 0 reads the newest checkpoint
-    when resuming and sends each rank the input channels, the progress and its modules' states."""
-    loader, in_channels = pretrain_loader(config, device) if topology.stage == 0 else (None, 0)
-    world = dist.group.WORLD
-    if topology.rank == 0:
-        modules = prepare_modules(config, in_channels, device)
-        progress = _resume(config, run, modules, topology) if resume else Progress()
-        for rank in range(1, topology.stages * topology.replicas):
-            states = _states(modules, topology.modules(rank)) if resume else None
-            start = {"in_channels": in_channels, "progress": asdict(progress), "states": states}
-            channel = _channel(rank, world, device, config, topology)
-            channel.send(Message(REPORT, progress.step, END, pack(start, device)))  # END: the only message
-            channel.flush()
-        return loader, modules, progress
-    start = unpack(Inbox(_channel(0, world, device, config, topology), None).take(config.distributed.timeout).tensor)
-    modules = prepare_modules(config, start["in_channels"], device)
-    if start["states"] is not None:
+def _start(settings: Settings, topology: Topology, run: RunFolder | None, modules: nn.ModuleList, resume: bool,
+           device: torch.device) -> Progress:
+    """Rank 0's modules are every rank's start, however each rank built its own: rank 0 reads the newest
+    checkpoint when resuming, then sends each rank the progress and its modules' states."""
+    if any(isinstance(module.objective, (Supervised, SpeechSupervised)) for module in modules):
+        raise GimError("objective: supervised objectives need labels on every rank, which only the local engine "
+                       "passes; run without torchrun")
+    progress = _resume(run, modules, topology) if topology.rank == 0 and resume else Progress()
+    start = _from_first_rank(lambda rank: {"progress": asdict(progress),
+                                           "states": _states(modules, topology.modules(rank))},
+                             settings, topology, device)
+    if topology.rank > 0:
         _load_states(modules, start["states"])
-    return loader, modules, Progress(**start["progress"])
+    return Progress(**start["progress"])
 
 
-def _resume(config: AnyRunConfig, run: RunFolder, modules: nn.ModuleList, topology: Topology) -> Progress:
+def _from_first_rank(packet: Callable[[int], Any], settings: Settings, topology: Topology,
+                     device: torch.device) -> Any:
+    """packet(rank) as rank 0 computes it: rank 0 sends it to every other rank, which waits for it."""
+    if topology.rank > 0:
+        channel = _channel(0, dist.group.WORLD, device, settings, topology)
+        return unpack(Inbox(channel, None).take(settings.distributed.timeout).tensor)
+    for rank in range(1, topology.stages * topology.replicas):
+        channel = _channel(rank, dist.group.WORLD, device, settings, topology)
+        channel.send(Message(REPORT, 0, END, pack(packet(rank), device)))  # END: the only message
+        channel.flush()
+    return packet(0)
+
+
+def _resume(run: RunFolder, modules: nn.ModuleList, topology: Topology) -> Progress:
     """Progress from the newest checkpoint (if any), whose data position counts loader batches: a step of R
     replicas reads R of them, so an unfinished group of R is skipped."""
     progress = Progress()
@@ -216,36 +265,35 @@ def _resume(config: AnyRunConfig, run: RunFolder, modules: nn.ModuleList, topolo
         saved = run.load_checkpoint(modules)
         progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // topology.replicas))
     run.forget_metrics_after(progress.step)
-    run.update_config(config)
     return progress
 
 
-def _channel(peer: int, group: dist.ProcessGroup, device: torch.device, config: AnyRunConfig,
+def _channel(peer: int, group: dist.ProcessGroup, device: torch.device, settings: Settings,
              topology: Topology) -> Channel:
-    return Channel(peer, group, device, config.distributed.timeout, topology.name(), topology.name(peer))
+    return Channel(peer, group, device, settings.distributed.timeout, topology.name(), topology.name(peer))
 
 
-def _connect(config: AnyRunConfig, topology: Topology, device: torch.device) -> Links:
+def _connect(settings: Settings, topology: Topology, device: torch.device) -> Links:
     """One process group per channel and per stage's replicas. Every rank creates every group, in one order."""
-    t, d = topology, config.distributed
+    t, d = topology, settings.distributed
     forward = {(replica, stage): dist.new_group([t.rank_of(stage, replica), t.rank_of(stage + 1, replica)])
                for replica in range(t.replicas) for stage in range(t.stages - 1)}
     reports = {stage: dist.new_group([0, t.rank_of(stage, 0)]) for stage in range(1, t.stages)}
     replicas = [dist.new_group([t.rank_of(stage, r) for r in range(t.replicas)]) for stage in range(t.stages)]
     inbox = successor = report_channel = None
     if t.stage > 0:
-        previous = _channel(t.rank_of(t.stage - 1), forward[t.replica, t.stage - 1], device, config, t)
+        previous = _channel(t.rank_of(t.stage - 1), forward[t.replica, t.stage - 1], device, settings, t)
         inbox = Inbox(previous, d.buffer, d.reuse_cap if d.schedule == "async" else None)
     if t.stage < t.stages - 1:
-        successor = _channel(t.rank_of(t.stage + 1), forward[t.replica, t.stage], device, config, t)
+        successor = _channel(t.rank_of(t.stage + 1), forward[t.replica, t.stage], device, settings, t)
     if t.replica == 0 and t.stage > 0:
-        report_channel = _channel(0, reports[t.stage], device, config, t)
-    report_inboxes = [Inbox(_channel(stage, reports[stage], device, config, t), None)
+        report_channel = _channel(0, reports[t.stage], device, settings, t)
+    report_inboxes = [Inbox(_channel(stage, reports[stage], device, settings, t), None)
                       for stage in range(1, t.stages)] if t.rank == 0 else []
     return Links(inbox, successor, report_channel, report_inboxes, replicas[t.stage] if t.replicas > 1 else None)
 
 
-def _share_replicas(config: AnyRunConfig, topology: Topology, modules: nn.ModuleList,
+def _share_replicas(settings: Settings, topology: Topology, modules: nn.ModuleList,
                     group: dist.ProcessGroup | None) -> None:
     """Data parallelism for this rank's modules: gradients averaged over the stage's replicas before each Adam
     step, and with global negatives the replicas' batches pooled."""
@@ -253,7 +301,7 @@ def _share_replicas(config: AnyRunConfig, topology: Topology, modules: nn.Module
         return
     for index in topology.modules():
         module = modules[index]
-        if config.distributed.negatives == "global":
+        if settings.distributed.negatives == "global":
             module.objective.negatives_group = group
         if module.optimizer is not None:
             module.optimizer.register_step_pre_hook(lambda *_, module=module: _average_gradients(module, group))
@@ -283,15 +331,13 @@ def _load_states(modules: nn.ModuleList, states: dict[int, dict[str, Any]]) -> N
             modules[index].optimizer.load_state_dict(state["optimizer"])
 
 
-def _batches(loader: Loader, progress: Progress, total: int, topology: Topology, train: TrainConfig,
+def _batches(loader: Batches, progress: Progress, total: int, topology: Topology, train: TrainConfig,
              stop: StopSignals) -> Iterator[Message]:
-    """Stage 0's input: its replica's batches (batch b of an epoch goes to replica b % R), each followed by a
-    control where the local engine would log, checkpoint or end; a stop signal ends the run with a checkpoint."""
+    """Stage 0's input: its replica's batches, each followed by a control where the local engine would log,
+    checkpoint or end; a stop signal ends the run with a checkpoint."""
     per_epoch = len(loader) // topology.replicas
     while progress.step < total:
-        batches = loader.epoch(progress.epoch, progress.batch * topology.replicas + topology.replica,
-                               stride=topology.replicas)
-        for x, _ in islice(batches, per_epoch - progress.batch):
+        for x, _ in islice(_replica_batches(loader, progress, topology), per_epoch - progress.batch):
             yield Message(DATA, progress.step, tensor=x)
             progress.advance(per_epoch)
             step = progress.step
@@ -306,13 +352,22 @@ def _batches(loader: Loader, progress: Progress, total: int, topology: Topology,
     yield Message(CONTROL, progress.step, END)  # resumed at the end: nothing left to do
 
 
+def _replica_batches(loader: Batches, progress: Progress, topology: Topology) -> Iterator[tuple[torch.Tensor, Any]]:
+    """The rest of the epoch for this replica: batch b goes to replica b % R, which needs a loader whose epoch()
+    takes a stride (BatchLoader, WindowLoader); a single replica reads any loader of the Batches shape."""
+    if topology.replicas == 1:
+        return loader.epoch(progress.epoch, progress.batch)
+    return loader.epoch(progress.epoch, progress.batch * topology.replicas + topology.replica,
+                        stride=topology.replicas)
+
+
 class Stage:
     """This rank's share of the training loop: its modules stepped on each input, outputs and controls passed on,
     controls answered with a report. Apart from where x comes from and where the output goes, it is the local loop."""
 
-    def __init__(self, config: AnyRunConfig, topology: Topology, modules: nn.ModuleList, links: Links,
+    def __init__(self, settings: Settings, topology: Topology, modules: nn.ModuleList, links: Links,
                  step: int) -> None:
-        self.config = config
+        self.settings = settings
         self.topology = topology
         self.modules = modules
         self.links = links
@@ -339,8 +394,8 @@ class Stage:
 
     def _train(self, message: Message) -> Message | None:
         """Step the owned modules on a received batch; what to send on (None: nothing, async after a skip)."""
-        trained, replica = trained_indices(self.config.train, self.config.model.num_modules), self.topology.replica
-        draws = (self.config.train.seed, self.step) + ((replica,) if replica else ())
+        trained, replica = trained_indices(self.settings.train, len(self.modules)), self.topology.replica
+        draws = (self.settings.train.seed, self.step) + ((replica,) if replica else ())
         self.step += 1
         if message.kind == SKIP:
             self.skipped, self.losses = self.skipped + 1, {}
@@ -348,12 +403,12 @@ class Stage:
         try:
             output, losses = train_step(self.modules, message.tensor, trained, draws, self.topology.modules())
         except NonFiniteLoss as error:
-            if self.config.train.on_nonfinite == "stop":
+            if self.settings.train.on_nonfinite == "stop":
                 raise GimError(f"{self.topology.name()}: module {error.module} diverged at step {self.step} (loss "
                                f"{error.value}); the newest checkpoint holds the last good weights. Lower "
                                "--train.lr, or pass --train.on_nonfinite skip") from None
             self.skipped, self.losses = self.skipped + 1, {}
-            return Message(SKIP, self.step) if self.config.distributed.schedule == "sync" else None
+            return Message(SKIP, self.step) if self.settings.distributed.schedule == "sync" else None
         first = max(self.topology.modules().start, trained.start)
         self.losses = {f"loss/module{first + i + 1}": float(loss) for i, loss in enumerate(losses)}
         return Message(DATA, self.step, tensor=output)
@@ -381,7 +436,7 @@ class Stage:
         started, first = time.perf_counter(), self.topology.modules().start + 1
         shipped = recorder is None and control.flags & CHECKPOINT            # rank 0's own modules are at hand
         statistics = {f"busy/module{first}": 1 - self.idle / (started - self.since)}
-        if self.links.inbox is not None and self.config.distributed.schedule == "async":
+        if self.links.inbox is not None and self.settings.distributed.schedule == "async":
             statistics |= {f"async/module{first}/{key}": value for key, value in self.links.inbox.statistics().items()}
         report = {"step": control.step, "losses": self.losses, "skipped": self.skipped, "statistics": statistics,
                   "states": _states(self.modules, self.topology.modules()) if shipped else {}}
@@ -397,21 +452,22 @@ class Recorder:
     """Rank 0 assembles every stage's reports for a control into the row and the checkpoint a local run writes
     at that step. Rows wait until all stages have reported; checkpoints and the end wait for them."""
 
-    def __init__(self, config: AnyRunConfig, topology: Topology, run: RunFolder, modules: nn.ModuleList,
-                 inboxes: list[Inbox], progress: Progress) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, topology: Topology, run: RunFolder, modules: nn.ModuleList,
+                 inboxes: list[Inbox], progress: Progress, batch_size: int) -> None:
+        self.settings = settings
         self.topology = topology
         self.run = run
         self.modules = modules
         self.inboxes = inboxes
         self.progress = progress
+        self.batch_size = batch_size
         self.pending: dict[int, tuple[Message, dict[str, Any], list[dict[str, Any]]]] = {}
         self.reported = [progress.step] * len(inboxes)  # the newest step each other stage has reported
         self.started, self.first_step = time.perf_counter(), progress.step
 
     def record(self, control: Message, report: dict[str, Any]) -> None:
         p = self.progress
-        rate = (p.step - self.first_step) * self.config.data.batch_size * self.topology.replicas \
+        rate = (p.step - self.first_step) * self.batch_size * self.topology.replicas \
             / (time.perf_counter() - self.started)
         position = {"step": p.step, "epoch": p.epoch, "batch": p.batch * self.topology.replicas}
         self.pending[control.step] = (control, {"epoch": p.epoch, "samples_per_second": rate, **position}, [report])
@@ -422,7 +478,7 @@ class Recorder:
     def _collect(self, wait: bool) -> None:
         """Take the reports that have arrived; with `wait`, all of them up to the newest control, within one
         timeout in all (a silent stage fails naming every stage that has not reported)."""
-        newest, deadline = max(self.pending), time.monotonic() + self.config.distributed.timeout
+        newest, deadline = max(self.pending), time.monotonic() + self.settings.distributed.timeout
         for stage, inbox in enumerate(self.inboxes, start=1):
             while inbox.ready() or (wait and self.reported[stage - 1] < newest):
                 try:

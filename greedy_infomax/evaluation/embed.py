@@ -1,5 +1,6 @@
-"""Frozen features of one module, for use outside the project: a feature extractor loaded from a run, and the
-features of a whole split as a NumPy (.npz) or safetensors file, with the labels when the split has them.
+"""Frozen features of one module, for use outside the project: a feature extractor loaded from a run (images or
+speech), and the features of a whole split as a NumPy (.npz) or safetensors file, with the labels when the split
+has them.
 
 The features are exactly those the probes fit (same loader, transform, batches and pooling), so a linear
 classifier trained on the written arrays reproduces `gim probe`'s accuracy for that module.
@@ -8,14 +9,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, AudioRunConfig
+from greedy_infomax.config import AnyRunConfig, AudioRunConfig, RunConfig
 from greedy_infomax.data import eval_loader, eval_transform, input_channels, load_speech, load_split
+from greedy_infomax.data.librispeech import standardize
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.data.spec import ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
@@ -38,6 +41,26 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return module_features(self.encoder, x, self.pool)[-1]
+
+
+class SpeechFeatureExtractor(nn.Module):
+    """Modules 1..k of a trained speech encoder, frozen: standardised waveforms (B, 1, samples) -> module k's
+    per-frame features (B, frames, D).
+
+    A frame is one step of module k's output (the GRU's, for a module ending in it), `hop` input samples after the
+    one before, and D is that output's channels: the frames that `gim embed` pools to the 10 ms phone labels and
+    averages over 1.28 s segments for the speaker probe.
+    """
+
+    def __init__(self, modules: nn.ModuleList, hop: int, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.encoder = modules.requires_grad_(False)
+        self.hop = hop
+        self.transform = transform
+        """The run's standardisation: float waveforms in [-1, 1] (B, 1, samples) -> encoder input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return module_outputs(self.encoder)(x)[-1].transpose(1, 2)          # (B, D, frames) -> (B, frames, D)
 
 
 def embed(modules: nn.ModuleList, loader: Batches, module: int, pool: int = 1) -> dict[str, np.ndarray]:
@@ -63,20 +86,25 @@ def _embed_speech(run: RunFolder, module: int, role: str, config: AudioRunConfig
                   device: torch.device) -> dict[str, np.ndarray]:
     """The speech probes' features of module `module` on the train split (roles 'pretrain', 'probe_train') or the
     test split: "speaker_features" (segments, D) with "speakers", "phone_features" (frames, D) with "phones"."""
-    modules, _ = load_trained(run, config, 1, device)
-    _check_module(module, len(modules))
     split = "test" if role == "probe_test" else "train"
-    features = speech_features(module_outputs(modules[:module]), config.model.module_hops()[:module],
+    features = speech_features(module_outputs(_speech_encoder(run, config, module, device)),
+                               config.model.module_hops()[:module],
                                load_speech(config.data), split, config.probe.phone_frames, device, f"module {module}")
     return {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy(),
             "phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
 
 
-def load_extractor(path: str | Path, module: int, device: str = "cpu") -> FeatureExtractor:
+def load_extractor(path: str | Path, module: int,
+                   device: str = "cpu") -> FeatureExtractor | SpeechFeatureExtractor:
     """The feature extractor of module `module` of the run in `path` (its newest checkpoint), with the run's
-    evaluation transform as `.transform`: `extractor(extractor.transform(images))` gives (B, D) features."""
+    evaluation transform as `.transform`: `extractor(extractor.transform(x))` gives the (B, D) features of images
+    of a vision run, or the (B, frames, D) features of waveforms (B, 1, samples) of an audio run."""
     run = RunFolder.open(Path(path))
     config = run.config
+    if config.task == "audio":
+        return SpeechFeatureExtractor(_speech_encoder(run, config, module, torch.device(device)),
+                                      config.model.module_hops()[module - 1],
+                                      partial(standardize, spec=load_speech(config.data).spec))
     modules, spec = _trained_encoder(run, config, torch.device(device))
     _check_module(module, len(modules))
     return FeatureExtractor(modules[:module], config.probe.pool, eval_transform(config.data, spec))
@@ -87,12 +115,16 @@ def _check_module(module: int, count: int) -> None:
         raise GimError(f"module: must be in 1..{count}, got {module}")
 
 
-def _trained_encoder(run: RunFolder, config: AnyRunConfig, device: torch.device) -> tuple[nn.ModuleList, ImageSpec]:
-    """The modules of the run's newest checkpoint, and the statistics the probes normalise every split with
+def _speech_encoder(run: RunFolder, config: AudioRunConfig, module: int, device: torch.device) -> nn.ModuleList:
+    """Modules 1..`module` of an audio run's newest checkpoint."""
+    modules, _ = load_trained(run, config, 1, device)
+    _check_module(module, len(modules))
+    return modules[:module]
+
+
+def _trained_encoder(run: RunFolder, config: RunConfig, device: torch.device) -> tuple[nn.ModuleList, ImageSpec]:
+    """The modules of a vision run's newest checkpoint, and the statistics the probes normalise every split with
     (those of the probe-training split)."""
-    if config.task != "vision":
-        raise GimError(f"{run.path} is a {config.task} run: its feature extractor covers vision runs so far "
-                       f"(`gim embed` writes audio runs' features)")
     spec = load_split(config.data, "probe_train").spec
     modules, _ = load_trained(run, config, input_channels(config.data, spec), device)
     return modules, spec

@@ -4,17 +4,12 @@ in-process. Runs are the smoke preset on 48 images (6 batches of 8 per epoch, 2 
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import signal
-import socket
-import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +17,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from conftest import Rank, finish, fork_ranks
 from greedy_infomax.cli import main
 from greedy_infomax.config import PRESETS, DistributedConfig, RunConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.engines.local import prepare_modules, pretrain, seed_module
-from greedy_infomax.engines.module_parallel import Topology
+from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.engines.transport import CONTROL, DATA, END, Channel, Inbox, Message
 from greedy_infomax.errors import GimError
 from greedy_infomax.objectives.negatives import shared_pool
@@ -45,18 +41,6 @@ def smoke(max_steps: int, **distributed) -> RunConfig:
                    distributed=DistributedConfig(**distributed))
 
 
-@dataclass
-class Rank:
-    """A forked rank and the file its output goes to."""
-
-    process: multiprocessing.Process
-    log: Path
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text()
-
-
 def launch(world: int, logs: Path, *options: str) -> list[Rank]:
     """`gim pretrain OPTIONS` in `world` processes with the environment torchrun gives them on one machine."""
     return fork_ranks(world, logs, _pretrain, *options)
@@ -64,51 +48,6 @@ def launch(world: int, logs: Path, *options: str) -> list[Rank]:
 
 def _pretrain(*options: str) -> int:
     return main(["pretrain", *options])
-
-
-def fork_ranks(world: int, logs: Path, target: Callable[..., int], *args: Any) -> list[Rank]:
-    """target(*args) in `world` processes that find each other as torchrun's do (RANK, WORLD_SIZE, MASTER_*).
-    Forked from this process, which has imported torch already: fresh interpreters would cost 3 s each."""
-    with socket.socket() as probe:                       # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ranks = []
-    for rank in range(world):
-        environment = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
-        log = logs / f"rank{rank}.log"
-        process = multiprocessing.get_context("fork").Process(target=_run_rank, args=(environment, log, target, args))
-        process.start()
-        ranks.append(Rank(process, log))
-    return ranks
-
-
-def _run_rank(environment: dict[str, str], log: Path, target: Callable[..., int], args: tuple) -> None:
-    """A rank's life: one thread, output to its log, target's exit code (os._exit: no pytest teardown)."""
-    os.environ.update(environment)
-    torch.set_num_threads(1)
-    sys.stdout = sys.stderr = open(log, "w", buffering=1)        # pytest's capture replaced both
-    os.dup2(sys.stderr.fileno(), 2)                                  # and the C++ runtime's output
-    try:
-        code = target(*args)
-    except BaseException:                                          # noqa: BLE001 - reported, then exit 1
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def finish(ranks: list[Rank], timeout: float = 60) -> list[int]:
-    """The exit codes; kills every rank still running after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    for rank in ranks:
-        rank.process.join(max(deadline - time.monotonic(), 0))
-    for rank in ranks:
-        if rank.process.is_alive():
-            rank.process.kill()
-            rank.process.join()
-    return [rank.process.exitcode for rank in ranks]
 
 
 def assert_same_checkpoint(first: Path, second: Path) -> None:
@@ -125,15 +64,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict):
         return {key: item for k, v in value.items() for key, item in _flatten(v, f"{prefix}{k}/").items()}
     return {prefix: value}
-
-
-@pytest.fixture
-def one_thread():
-    """Bit-for-bit comparisons need the local engine on one thread, as every rank runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sync_pipeline_continues_a_local_run_bit_for_bit_and_a_local_run_continues_it(tmp_path, one_thread):
@@ -226,6 +156,13 @@ def test_async_pipeline_respects_its_buffer_and_reuse_cap(tmp_path):
     run.load_checkpoint(prepare_modules(smoke(12), 1, CPU))
 
 
+def test_a_supervised_objective_is_refused_by_every_rank_at_once(tmp_path):
+    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "s", "--objective.name", "supervised",
+                   "--objective.num_classes", "10", "--distributed.timeout", "30")
+    assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
+    assert all("supervised objectives need labels on every rank" in rank.output for rank in ranks)
+
+
 @pytest.mark.parametrize("how", ["killed", "stalled"])
 def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how):
     """Rank 1 (module 2) of 3 is SIGKILLed or SIGSTOPped after the first checkpoint: ranks 0 and 2 exit with code 2
@@ -314,7 +251,7 @@ def test_inbox_reports_a_lost_sender_by_rank_and_module():
 # -- topology ------------------------------------------------------------------------------------------------------
 
 def test_topology_splits_modules_into_contiguous_stages_and_names_them():
-    topology = Topology.of(smoke(1, stages=2), rank=3, world=4)
+    topology = Topology.of(Settings(smoke(1).train, DistributedConfig(stages=2)), num_modules=3, rank=3, world=4)
     assert (topology.stage, topology.replica, topology.replicas) == (1, 1, 2)
     assert [topology.modules(rank) for rank in range(4)] == [range(0, 1), range(1, 3)] * 2
     assert topology.name() == "rank 3 (modules 2-3)" and topology.name(2) == "rank 2 (module 1)"
@@ -327,4 +264,4 @@ def test_topology_splits_modules_into_contiguous_stages_and_names_them():
 ])
 def test_topology_rejects_impossible_layouts_naming_the_option(world, options, message):
     with pytest.raises(GimError, match=f"distributed.*{message}"):
-        Topology.of(smoke(1, **options), rank=0, world=world)
+        Topology.of(Settings(smoke(1).train, DistributedConfig(**options)), num_modules=3, rank=0, world=world)

@@ -1,5 +1,5 @@
 """gim embed: its .npz loads with NumPy and refits the linear accuracy of gim probe exactly; the feature extractor of a
-run gives the same features; formats, unlabelled splits and bad modules."""
+run (vision or audio) gives the same features; formats, unlabelled splits and bad modules."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,14 +9,17 @@ import pytest
 import torch
 
 from greedy_infomax.cli import main
-from greedy_infomax.data import load_split
+from greedy_infomax.config import PRESETS
+from greedy_infomax.data import load_speech, load_split
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.engines.local import load_trained
+from greedy_infomax.engines.local import load_trained, pretrain
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.embed import array_writer, embed, load_extractor
+from greedy_infomax.evaluation.embed import array_writer, embed, embed_run, load_extractor
 from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.evaluation.protocol import probe_run
+from greedy_infomax.evaluation.speech_features import to_label_frames
+from greedy_infomax.reporting.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,34 @@ def test_the_extractor_of_a_run_gives_the_embedded_features(probe_smoke_run, emb
     written = np.load(embedded[1] / "test.npz")["features"][:5]
     assert not features.requires_grad
     np.testing.assert_allclose(features.numpy(), written, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def speech_run(speech_root, tmp_path_factory) -> RunFolder:
+    """The speech-smoke preset (5 convs and a GRU, 6 modules of 8 channels) trained for 2 steps."""
+    config = PRESETS["speech-smoke"]
+    config = replace(config, data=replace(config.data, root=str(speech_root)),
+                     train=replace(config.train, max_steps=2, device="cpu"))
+    run = RunFolder.create(tmp_path_factory.mktemp("speech"), "speech", config)
+    pretrain(config, run)
+    return run
+
+
+@pytest.mark.parametrize("module", [2, 6])
+def test_the_extractor_of_an_audio_run_gives_the_embedded_frames(speech_run, module):
+    """A test utterance's frames of module 2 (a conv, 20 samples per frame) and module 6 (the GRU, 160), pooled to
+    the 10 ms phone labels as `gim embed` pools them, are the phone features it writes for that utterance."""
+    extractor = load_extractor(speech_run.path, module)
+    corpus = load_speech(speech_run.config.data)
+    utterance = corpus.splits["test"][0]
+    waveform = torch.from_numpy(corpus.waveform(utterance))[None, None]                 # (1, 1, samples)
+    frames = extractor(extractor.transform(waveform))                                   # (1, frames, 8)
+    assert frames.shape[::2] == (1, 8) and not frames.requires_grad
+    assert abs(frames.shape[1] - utterance.num_samples / extractor.hop) <= 1, "one frame every `hop` samples"
+    labels = len(corpus.phones(utterance))
+    per_label = to_label_frames(frames.transpose(1, 2), extractor.hop, labels, corpus.spec, utterance)   # (8, labels)
+    written = embed_run(speech_run, module, "probe_test")["phone_features"][:labels]
+    np.testing.assert_allclose(per_label.T.numpy(), written, rtol=1e-5, atol=1e-6)
 
 
 def test_an_unlabelled_split_gives_features_only(probe_smoke_run):

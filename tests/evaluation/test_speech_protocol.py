@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +50,6 @@ def test_log_mel_has_one_frame_per_label_and_finds_a_tone():
     assert features.shape == (1, 40, 1 + (samples - 400) // 160)
     filterbank = mel_filterbank(40, 512, SPEC.sample_rate)                     # (mels, 257)
     assert features[0].mean(1).argmax() == filterbank[:, round(1000 / 8000 * 256)].argmax()
-
-
-@pytest.fixture(scope="module")
-def speech_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("festival") is None:
-        pytest.skip("needs festival (./setup.sh installs it when run as root)")
-    root = tmp_path_factory.mktemp("speech")
-    assert main(["data", "speech-corpus", "--root", str(root), "--speakers", "3", "--utterances", "3"]) == 0
-    return root
 
 
 def test_features_cover_every_frame_or_a_stride_of_them(speech_root: Path):
