@@ -73,7 +73,8 @@ class Case:
     device: str
     batch_size: int | None
     schedule: Schedule
-    compile: bool = False
+    switches: tuple[tuple[str, bool], ...] = ()
+    """Speed switches of the train section set for this case, e.g. (("compile", True),)."""
     allocator: str = "tuned"
 
     def config(self) -> AnyRunConfig:
@@ -81,7 +82,7 @@ class Case:
         config = PRESETS[self.preset]
         data = config.data if self.batch_size is None else replace(config.data, batch_size=self.batch_size)
         config = replace(config, data=data, train=replace(config.train, precision=self.precision, device=self.device,
-                                                          compile=self.compile))
+                                                          **dict(self.switches)))
         if self.mode == "end-to-end":
             return end_to_end(config)
         if self.mode.startswith("module-"):
@@ -246,9 +247,11 @@ def schedule_for(preset: str, device: str, mode: str, override: Schedule | None)
 
 
 def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[str, ...], device: str = "cpu",
-          batch_size: int | None = None, schedule: Schedule | None = None, compile: bool = False,
+          batch_size: int | None = None, schedule: Schedule | None = None, switches: dict[str, bool] | None = None,
           allocator: str = "tuned", progress: Callable[[str], None] = print) -> dict:
-    """Every case of presets x precisions x modes, plus the matmul ceilings and the data pipelines; the report."""
+    """Every case of presets x precisions x modes, plus the matmul ceilings and the data pipelines; the report.
+
+    `switches` sets train options of every case (compile, channels_last), to measure what each is worth."""
     unknown = sorted(set(presets) - set(PRESETS))
     if unknown:
         raise GimError(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
@@ -258,7 +261,7 @@ def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[st
     records = []
     for preset in presets:
         cases = [Case(preset, mode, precision, device, batch_size, schedule_for(preset, device, mode, schedule),
-                      compile, allocator)
+                      tuple(sorted((switches or {}).items())), allocator)
                  for precision in precisions for mode in modes_of(preset, modes)]
         cases.append(Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE,
                                                                                    schedule)))
@@ -268,7 +271,7 @@ def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[st
             progress(f"{preset} {case.precision} {case.mode}: " + (
                 f"failed: {record['error']}" if "error" in record else
                 f"{record['samples_per_second']:.1f} samples/s ({record['wall_seconds']:.0f} s)"))
-    return {"machine": machine(device), "ceilings_gflops": ceilings, "compile": compile, "allocator": allocator,
+    return {"machine": machine(device), "ceilings_gflops": ceilings, "switches": switches or {}, "allocator": allocator,
             "records": records,
             "wall_seconds": time.perf_counter() - started}
 
@@ -318,7 +321,7 @@ def table(report: dict) -> str:
     info = report["machine"]
     rows += ["", f"matmul ceiling: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items())
              + f"; {info['gpu'] or info['cpu']}, {info['threads']} threads, torch {info['torch']}, {info['date']}; "
-             f"compiled: {'yes' if report['compile'] else 'no'}, allocator: {report['allocator']}"]
+             f"switches: {_switches(report['switches'])}; allocator: {report['allocator']}"]
     return "\n".join(rows)
 
 
@@ -331,10 +334,15 @@ def _references(training: list[dict], record: dict) -> tuple[int | None, int | N
     return (max(singles) if singles else None), (ends[0] if ends else None)
 
 
+def _switches(switches: dict[str, bool]) -> str:
+    return ", ".join(f"train.{name}={value}" for name, value in switches.items()) or "the presets' own"
+
+
 def _ratio(value: int, reference: int | None) -> str:
     return "—" if not reference else f"{value / reference:.2f}"
 
 
 if __name__ == "__main__":
     case = json.loads(sys.argv[1])
-    print(json.dumps(worker(Case(**{**case, "schedule": Schedule(**case["schedule"])}))))
+    print(json.dumps(worker(Case(**{**case, "schedule": Schedule(**case["schedule"]),
+                                    "switches": tuple(map(tuple, case["switches"]))}))))

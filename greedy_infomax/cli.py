@@ -173,6 +173,8 @@ def _bench_parser() -> ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (with --steps)")
     parser.add_argument("--repeats", type=int, default=1, help="groups the timed steps are split into (with --steps)")
     parser.add_argument("--compile", action="store_true", help="train.compile: torch.compile every module's block")
+    parser.add_argument("--channels_last", type=bool, default=None,
+                        help="train.channels_last for every case (default: each preset's own)")
     parser.add_argument("--allocator", choices=["tuned", "exact"], default="tuned", help=(
         "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts) or exact (every "
         "buffer of 64 KiB or more mmapped and returned on free: peak RSS follows live tensors; slower)"))
@@ -295,7 +297,7 @@ def cmd_bench(args: Namespace) -> int:
         raise GimError(f"bench: --repeats must be in 1..--steps ({args.steps}), got {args.repeats}")
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
     report = bench(tuple(args.presets), tuple(args.modes), tuple(args.precisions), args.device, args.batch_size,
-                   schedule, args.compile, args.allocator,
+                   schedule, _switches(args), args.allocator,
                    progress=lambda line: print(line, file=sys.stderr, flush=True))
     output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +306,12 @@ def cmd_bench(args: Namespace) -> int:
     print(table(report))
     print(f"written: {output.with_suffix('.json')}, {output.with_suffix('.md')}")
     return 0
+
+
+def _switches(args: Namespace) -> dict[str, bool]:
+    """The train options `gim bench` sets in every case: only those given on the command line."""
+    return ({"compile": True} if args.compile else {}) | (
+        {} if args.channels_last is None else {"channels_last": args.channels_last})
 
 
 def cmd_demo(args: Namespace) -> int:
