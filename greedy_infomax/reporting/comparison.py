@@ -47,6 +47,9 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 20, 30, 40 rather than 2x10^1 on the log axis
 
     first = summary["methods"][0]["results"]
     probes = first["probes"]
@@ -61,6 +64,8 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
             else:
                 axes.plot(modules, errors, marker="o", label=name, linestyle="--" if name == "random init" else "-")
         axes.set_yscale("log")
+        axes.yaxis.set_major_formatter(plain)
+        axes.yaxis.set_minor_formatter(plain)
         axes.set_xticks(range(1, len(first["trained"]) + 1))
         axes.set_xlabel("module")
         axes.set_ylabel("test error (%)")
