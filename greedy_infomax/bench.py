@@ -37,7 +37,8 @@ from greedy_infomax.errors import GimError
 
 GIB = 1 << 30
 DEFAULT_PRESETS = ("paper-stl10", "fashion-mnist", "paper-librispeech", "speech")
-PRECISIONS = ("fp32", "bf16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = tuple(DTYPES)
 DATA_MODE = "data"
 
 # How a CPU worker's glibc malloc is set up. `tuned` is what training uses (system.tune_allocator): it keeps freed
@@ -214,14 +215,8 @@ def matmul_ceiling(dtype: torch.dtype, device: torch.device, size: int = 2048, s
     synchronize(device)
     once = max(time.perf_counter() - started, 1e-6)
     per_group = max(1, int(seconds / 5 / once))
-    rates = []
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(per_group):
-            torch.mm(a, b)
-        synchronize(device)
-        rates.append(2 * size ** 3 * per_group / (time.perf_counter() - started) / 1e9)
-    return statistics.median(rates)
+    groups = timed_groups(lambda: torch.mm(a, b), Schedule(0, 5 * per_group, 5), device)
+    return 2 * size ** 3 / statistics.median(groups) / 1e9
 
 
 def run_case(case: Case) -> dict:
@@ -275,8 +270,6 @@ def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[st
             "records": records,
             "wall_seconds": time.perf_counter() - started}
 
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def machine(device: str) -> dict:

@@ -161,7 +161,7 @@ def _bench_parser() -> ArgumentParser:
         "Measure the fp32/bf16 matmul ceiling, then train each preset in each mode and precision on random inputs, "
         "each case in a fresh process: samples/s, GFLOP/s (torch's flop counter) as a fraction of the ceiling, peak "
         "memory (RSS on CPU, max allocated on GPU); and the data pipeline alone where the dataset is on disk. "
-        "Prints one table, writes OUTPUT.json and OUTPUT.md. All defaults take about 40 minutes on 2 CPU cores."))
+        "Prints one table, writes OUTPUT.json and OUTPUT.md."))
     parser.add_argument("--presets", type=str, nargs="+", default=list(DEFAULT_PRESETS), help="presets to measure")
     parser.add_argument("--modes", type=str, nargs="+", default=["end-to-end", "simultaneous", "module"],
                         choices=["end-to-end", "simultaneous", "module"],
