@@ -33,6 +33,7 @@ class InfoNCE2d(nn.Module):
         self.negatives_group: torch.distributed.ProcessGroup | None = None
         # All K maps W_k as one bias-free 1x1 convolution with K * C_context outputs.
         self.predictors = nn.Conv2d(channels, prediction_steps * (context_channels or channels), 1, bias=False)
+        self._pair_cache: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Args: z (B, C, H, W) grid of patch vectors; labels are unused (self-supervised)."""
@@ -48,7 +49,7 @@ class InfoNCE2d(nn.Module):
         the R replicas of `negatives_group`)."""
         B, _, H, W = z.shape
         K = self.prediction_steps
-        step, context_row, target_row = self._pairs(H, z.device)               # (P,) each: every valid (k, t)
+        step, context_row, target_row, rows_per_step = self._pairs(H, z.device)  # (P,) each: every valid (k, t)
         wz = self.predictors(z).unflatten(1, (K, -1))                          # (B, K, Cc, H, W)
         wz = wz.permute(1, 0, 3, 4, 2)                                         # (K, B, H, W, Cc)
         queries = c.permute(2, 0, 3, 1)[context_row]                           # (P, B, W, Cc)
@@ -62,16 +63,20 @@ class InfoNCE2d(nn.Module):
         logits = torch.cat([positive_scores, negative_scores], dim=1).float()
         per_query = -F.log_softmax(logits, dim=1)[:, 0]                        # (Q,)
         # Mean over each step's positions, then over steps: steps further ahead have fewer rows.
-        rows_per_step = torch.bincount(step, minlength=K).to(per_query.dtype)
         weights = (1.0 / (K * rows_per_step * B * W))[step_of_query]
         return (per_query * weights).sum()
 
-    def _pairs(self, rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step index, context row and target row of every valid (k, t) pair, k-major."""
-        steps = torch.arange(self.prediction_steps, device=device)
-        offsets = steps + 1 + self.skip_steps
-        context_rows = torch.arange(rows, device=device)
-        step, context_row = torch.meshgrid(steps, context_rows, indexing="ij")
-        valid = context_row + offsets[step] < rows
-        step, context_row = step[valid], context_row[valid]
-        return step, context_row, context_row + offsets[step]
+    def _pairs(self, rows: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Step index, context row and target row of every valid (k, t) pair, k-major, and the number of pairs
+        of each step (float). Built once per grid height and device: boolean indexing on a GPU waits for it."""
+        key = (rows, device)
+        if key not in self._pair_cache:
+            steps = torch.arange(self.prediction_steps)
+            offsets = steps + 1 + self.skip_steps
+            step, context_row = torch.meshgrid(steps, torch.arange(rows), indexing="ij")
+            valid = context_row + offsets[step] < rows
+            step, context_row = step[valid], context_row[valid]
+            rows_per_step = torch.bincount(step, minlength=self.prediction_steps).float()
+            self._pair_cache[key] = tuple(t.to(device) for t in (step, context_row, context_row + offsets[step],
+                                                                  rows_per_step))
+        return self._pair_cache[key]

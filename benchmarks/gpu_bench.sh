@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU measurements of the performance work in one go, most important first, for a GPU lent for minutes:
+# the paper presets in every mode and precision at the paper's batch, the paper's global batch of 256 on one GPU,
+# torch.compile and channels_last at that batch, and a profile of one GIM step. Every `gim bench` writes its JSON
+# and markdown under OUT_DIR; the profile goes to OUT_DIR/profile.txt.
+#
+#   benchmarks/gpu_bench.sh OUT_DIR          (needs a CUDA GPU; runs `python3 -m greedy_infomax.cli`, so the
+#                                             package need not be installed, only its dependencies)
+set -uo pipefail
+out=${1:?usage: benchmarks/gpu_bench.sh OUT_DIR}
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+gim() { python3 -m greedy_infomax.cli "$@"; }
+if [ -z "${GIM_DATA:-}" ]; then
+    # No STL-10 here: 20,000 random images in its format, so the data pipeline is timed (its speed does not
+    # depend on the pixels).
+    mkdir -p /tmp/stl10-random/stl10_binary
+    head -c $((20000 * 96 * 96 * 3)) /dev/urandom >/tmp/stl10-random/stl10_binary/unlabeled_X.bin
+    export GIM_DATA=/tmp/stl10-random
+fi
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+
+gim bench --device cuda --presets paper-stl10 --output "$out/stl10-b32"
+gim bench --device cuda --presets paper-stl10 --modes end-to-end simultaneous --precisions bf16 \
+    --batch_size 256 --output "$out/stl10-b256"
+gim bench --device cuda --presets paper-librispeech --modes end-to-end simultaneous --output "$out/librispeech-b8"
+gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --batch_size 256 \
+    --channels_last false --output "$out/stl10-b256-channels-first"
+
+python3 - "$out/profile.txt" <<'EOF'
+"""Where one GIM simultaneous step (paper-stl10, bf16, batch 256) spends its GPU time."""
+import sys
+import torch
+from torch.profiler import ProfilerActivity, profile
+from greedy_infomax.bench import Case, Schedule, random_inputs
+from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+
+config = Case("paper-stl10", "simultaneous", "bf16", "cuda", 256, Schedule(0, 0, 1)).config()
+device = torch.device("cuda")
+x = random_inputs(config, device)
+modules = prepare_modules(config, in_channels=x.shape[1], device=device)
+trained = trained_indices(config.train, config.model.num_modules)
+for _ in range(3):
+    train_step(modules, x, trained, (0, 0))
+torch.cuda.synchronize()
+with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    for _ in range(5):
+        train_step(modules, x, trained, (0, 0))
+    torch.cuda.synchronize()
+averages = prof.key_averages()
+text = "\n\n".join(averages.table(sort_by=key, row_limit=30) for key in ("self_cuda_time_total", "cpu_time_total"))
+open(sys.argv[1], "w").write(text)
+print(averages.table(sort_by="self_cuda_time_total", row_limit=15))
+EOF
+
+gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --batch_size 256 --compile \
+    --output "$out/stl10-b256-compile"
+gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --compile \
+    --output "$out/stl10-b32-compile"
