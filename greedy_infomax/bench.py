@@ -16,6 +16,7 @@ the JSON next to every raw number.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -194,7 +195,9 @@ def measure_data(case: Case) -> dict:
 
     config = case.config()
     loader, _ = pretrain_loader(config, torch.device("cpu"))
-    batches = loader.epoch(0)
+    if len(loader) == 0:
+        raise GimError(f"{case.preset}: the dataset holds fewer samples than one batch of {loader.batch_size}")
+    batches = (batch for epoch in itertools.count() for batch in loader.epoch(epoch))  # small data: several epochs
     seconds = timed_groups(lambda: next(batches), case.schedule, torch.device("cpu"))
     return {"seconds_per_batch": seconds, "samples_per_second": loader.batch_size / statistics.median(seconds)}
 
