@@ -175,6 +175,8 @@ def _bench_parser() -> ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="train.compile: torch.compile every module's block")
     parser.add_argument("--channels_last", type=bool, default=None,
                         help="train.channels_last for every case (default: each preset's own)")
+    parser.add_argument("--recompute_activations", action="store_true",
+                        help="train.recompute_activations: activation checkpointing in every module's block")
     parser.add_argument("--allocator", choices=["tuned", "exact"], default="tuned", help=(
         "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts) or exact (every "
         "buffer of 64 KiB or more mmapped and returned on free: peak RSS follows live tensors; slower)"))
@@ -311,6 +313,7 @@ def cmd_bench(args: Namespace) -> int:
 def _switches(args: Namespace) -> dict[str, bool]:
     """The train options `gim bench` sets in every case: only those given on the command line."""
     return ({"compile": True} if args.compile else {}) | (
+        {"recompute_activations": True} if args.recompute_activations else {}) | (
         {} if args.channels_last is None else {"channels_last": args.channels_last})
 
 

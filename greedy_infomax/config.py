@@ -146,6 +146,9 @@ class TrainConfig:
     """Channels-last memory format for the convolutions (much faster 1x1 convolutions on CPU)."""
     compile: bool = False
     """torch.compile each module's encoder block (fuses its element-wise work; the first steps pay the compilation)."""
+    recompute_activations: bool = False
+    """Activation checkpointing: each layer of a block (a residual block, a conv) keeps only its input for the
+    backward pass and recomputes the rest there: less memory for one more forward pass of the block."""
     deterministic: bool = True
     """PyTorch's deterministic algorithms: reruns and resumes match bit for bit (about 2% slower on CPU)."""
     checkpoint_every: int = 1000

@@ -5,6 +5,7 @@ models/split.py) on any loader of the `Batches` shape, with the same loop, run f
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils import checkpoint as activation_checkpoint
 from tqdm import tqdm
 
 from greedy_infomax.config import AnyRunConfig, TrainConfig
@@ -79,11 +81,28 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
         modules = modules.to(memory_format=torch.channels_last)
     for index, module in enumerate(modules):
         module.autocast_dtype = torch.bfloat16 if options.precision == "bf16" else None
+        if options.recompute_activations:
+            recompute_in_backward(module.block)
         if options.compile:
             module.block.compile()  # in place: parameter names, and so checkpoints, stay those of the plain block
         if with_optimizers and index in trained_indices(options, len(modules)):
             module.configure_optimizer(options.lr, options.weight_decay)
     return modules
+
+
+def recompute_in_backward(block: nn.Module) -> None:
+    """Activation checkpointing for each layer of the block's (nested) nn.Sequentials, in place, so parameter names
+    stay those of the plain block; under no_grad (frozen modules, probes) the layers run as they are."""
+    for sequential in [m for m in block.modules() if isinstance(m, nn.Sequential)]:
+        for layer in sequential.children():
+            if not isinstance(layer, nn.Sequential):
+                layer.forward = functools.partial(_recomputed, layer.forward)
+
+
+def _recomputed(forward, *inputs: torch.Tensor) -> torch.Tensor:
+    if not torch.is_grad_enabled():
+        return forward(*inputs)
+    return activation_checkpoint.checkpoint(forward, *inputs, use_reentrant=False)
 
 
 def _set_determinism(enabled: bool, device: torch.device) -> None:
