@@ -50,3 +50,15 @@ def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
     torch.testing.assert_close(compiled_losses, plain_losses, rtol=1e-4, atol=1e-5)
     for a, b in zip(plain.parameters(), compiled.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_table_projects_the_paper_schedule_from_the_measured_rate():
+    record = {"preset": "paper-stl10", "mode": "simultaneous", "precision": "bf16",
+              "samples_per_second": 300 * 100_000 / 3600 / 2, "flops_per_step": 2e12, "gflops_per_second": 100.0,
+              "peak_bytes": 2 << 30, "peak_above_model_bytes": 1 << 30}
+    machine = {"gpu": None, "cpu": "test", "threads": 1, "torch": torch.__version__, "date": "today"}
+    report = {"ceilings_gflops": {"bf16": 200.0}, "records": [record, {**record, "preset": "fashion-mnist"}],
+              "machine": machine, "switches": {}, "allocator": "tuned"}
+    rows = [line for line in table(report).splitlines() if line.startswith("| paper-stl10 | bf16")]
+    assert rows and rows[0].endswith("| 2 |")  # 3e7 images at 4167 images/s: 2 hours
+    assert next(line for line in table(report).splitlines() if line.startswith("| fashion-mnist")).endswith("| — |")
