@@ -80,7 +80,7 @@ class Case:
     device: str
     batch_size: int | None
     schedule: Schedule
-    switches: tuple[tuple[str, bool], ...] = ()
+    switches: tuple[tuple[str, bool | int], ...] = ()
     """Speed switches of the train section set for this case, e.g. (("compile", True),)."""
     allocator: str = "tuned"
 
@@ -177,7 +177,8 @@ def measure_training(case: Case) -> dict:
     built = memory_now(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step = lambda: train_step(modules, x, trained, (config.train.seed, 0))  # noqa: E731
+    step = lambda: train_step(modules, x, trained, (config.train.seed, 0),  # noqa: E731
+                              frozen_chunks=config.train.frozen_chunks)
     seconds = timed_groups(step, case.schedule, device)
     peak = memory_peak(device)                 # before counting FLOPs, whose bookkeeping is not training's
     flops = count_flops(step)
@@ -252,11 +253,12 @@ def schedule_for(preset: str, device: str, mode: str, override: Schedule | None)
 
 
 def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[str, ...], device: str = "cpu",
-          batch_size: int | None = None, schedule: Schedule | None = None, switches: dict[str, bool] | None = None,
+          batch_size: int | None = None, schedule: Schedule | None = None, switches: dict[str, bool | int] | None = None,
           allocator: str = "tuned", progress: Callable[[str], None] = print) -> dict:
     """Every case of presets x precisions x modes, plus the matmul ceilings and the data pipelines; the report.
 
-    `switches` sets train options of every case (compile, channels_last), to measure what each is worth."""
+    `switches` sets train options of every case (compile, channels_last, recompute_activations, frozen_chunks),
+    to measure what each is worth."""
     unknown = sorted(set(presets) - set(PRESETS))
     if unknown:
         raise GimError(f"bench: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
@@ -343,7 +345,7 @@ def _paper_hours(record: dict) -> str:
     return "—" if samples is None else f"{samples / record['samples_per_second'] / 3600:.3g}"
 
 
-def _switches(switches: dict[str, bool]) -> str:
+def _switches(switches: dict[str, bool | int]) -> str:
     return ", ".join(f"train.{name}={value}" for name, value in switches.items()) or "the presets' own"
 
 

@@ -177,6 +177,8 @@ def _bench_parser() -> ArgumentParser:
                         help="train.channels_last for every case (default: each preset's own)")
     parser.add_argument("--recompute_activations", action="store_true",
                         help="train.recompute_activations: activation checkpointing in every module's block")
+    parser.add_argument("--frozen_chunks", type=int, default=None,
+                        help="train.frozen_chunks: frozen modules run on the batch in this many parts (module-K)")
     parser.add_argument("--allocator", choices=["tuned", "exact"], default="tuned", help=(
         "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts) or exact (every "
         "buffer of 64 KiB or more mmapped and returned on free: peak RSS follows live tensors; slower)"))
@@ -310,10 +312,11 @@ def cmd_bench(args: Namespace) -> int:
     return 0
 
 
-def _switches(args: Namespace) -> dict[str, bool]:
+def _switches(args: Namespace) -> dict[str, bool | int]:
     """The train options `gim bench` sets in every case: only those given on the command line."""
     return ({"compile": True} if args.compile else {}) | (
         {"recompute_activations": True} if args.recompute_activations else {}) | (
+        {} if args.frozen_chunks is None else {"frozen_chunks": args.frozen_chunks}) | (
         {} if args.channels_last is None else {"channels_last": args.channels_last})
 
 

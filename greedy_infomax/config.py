@@ -146,6 +146,9 @@ class TrainConfig:
     """Channels-last memory format for the convolutions (much faster 1x1 convolutions on CPU)."""
     compile: bool = False
     """torch.compile each module's encoder block (fuses its element-wise work; the first steps pay the compilation)."""
+    frozen_chunks: int = 1
+    """With train_module K > 1: run the frozen modules 1..K-1 on the batch in this many parts, so their transient
+    activations take that much less memory (the trained module still sees the whole batch)."""
     recompute_activations: bool = False
     """Activation checkpointing: each layer of a block (a residual block, a conv) keeps only its input for the
     backward pass and recomputes the rest there: less memory for one more forward pass of the block."""
@@ -160,6 +163,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        _require(self.frozen_chunks >= 1, "train.frozen_chunks", f"must be at least 1, got {self.frozen_chunks}")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         _require(self.epochs > 0, "train.epochs", f"must be positive, got {self.epochs}")
         _require(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")

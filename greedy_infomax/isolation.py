@@ -67,10 +67,18 @@ class IsolatedModule(nn.Module):
         return torch.autocast(device.type, dtype=self.autocast_dtype)
 
 
-def run_frozen(modules: list[IsolatedModule], x: torch.Tensor) -> torch.Tensor:
-    """Run modules without autograd (no graph, no saved activations), e.g. those before the one being trained."""
+def run_frozen(modules: list[IsolatedModule], x: torch.Tensor, chunks: int = 1) -> torch.Tensor:
+    """Run modules without autograd (no graph, no saved activations), e.g. those before the one being trained.
+
+    With `chunks` > 1 the batch goes through in that many parts, so the wide intermediate tensors of the frozen
+    modules exist for one part at a time (samples never interact in a module's forward pass)."""
+    if not modules:
+        return x
     with torch.no_grad():
-        for module in modules:
-            with module.precision(x.device):
-                x = module(x)
-    return x
+        parts = []
+        for part in x.tensor_split(min(chunks, len(x))):
+            for module in modules:
+                with module.precision(part.device):
+                    part = module(part)
+            parts.append(part)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -99,6 +99,15 @@ def test_run_frozen_builds_no_graph(tiny_config):
     assert torch.equal(out, _chain(modules, x.detach()))
 
 
+def test_run_frozen_in_chunks_gives_the_whole_batch_output(tiny_config):
+    config = tiny_config()
+    modules = prepare_modules(config, 1, CPU)
+    x = _images(config)
+    whole = run_frozen(list(modules), x)
+    for chunks in (2, 3, 100):                                  # uneven parts, more parts than samples
+        torch.testing.assert_close(run_frozen(list(modules), x, chunks), whole)
+
+
 def _chain(modules, x: torch.Tensor) -> torch.Tensor:
     for module in modules:
         x = module(x)

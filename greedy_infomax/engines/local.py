@@ -114,8 +114,8 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
 
 
 def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: tuple[int, ...],
-               owned: range | None = None,
-               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+               owned: range | None = None, labels: torch.Tensor | None = None,
+               frozen_chunks: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One batch through the `owned` modules (default: all up to the last trained one), x being the input of the
     first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
     Returns the last owned module's output and the losses.
@@ -126,7 +126,7 @@ def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: t
     """
     owned = range(trained.stop) if owned is None else owned
     frozen = range(owned.start, max(owned.start, min(owned.stop, trained.start)))
-    x = run_frozen([modules[index] for index in frozen], x)
+    x = run_frozen([modules[index] for index in frozen], x, frozen_chunks)
     losses = []
     for index in range(frozen.stop, owned.stop):
         modules[index].train()
@@ -223,7 +223,8 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
                 names = [f"module{index + 1}" for index in trained]
                 try:
-                    _, losses = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels)
+                    _, losses = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels,
+                                           frozen_chunks=options.frozen_chunks)
                 except NonFiniteLoss as error:
                     if options.on_nonfinite == "stop":
                         _diverged(run, modules, progress, error)

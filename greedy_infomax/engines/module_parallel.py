@@ -401,7 +401,8 @@ class Stage:
             self.skipped, self.losses = self.skipped + 1, {}
             return message
         try:
-            output, losses = train_step(self.modules, message.tensor, trained, draws, self.topology.modules())
+            output, losses = train_step(self.modules, message.tensor, trained, draws, self.topology.modules(),
+                                        frozen_chunks=self.settings.train.frozen_chunks)
         except NonFiniteLoss as error:
             if self.settings.train.on_nonfinite == "stop":
                 raise GimError(f"{self.topology.name()}: module {error.module} diverged at step {self.step} (loss "
