@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def recompute_in_backward(block: nn.Module) -> None:
                 layer.forward = functools.partial(_recomputed, layer.forward)
 
 
-def _recomputed(forward, *inputs: torch.Tensor) -> torch.Tensor:
+def _recomputed(forward: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
     if not torch.is_grad_enabled():
         return forward(*inputs)
     return activation_checkpoint.checkpoint(forward, *inputs, use_reentrant=False)

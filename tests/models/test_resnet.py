@@ -88,3 +88,16 @@ def test_patchify_then_pool_is_average_pooling(size, patch, stride):
     grid = (size - patch) // stride + 1
     pooled = PatchGridPool(grid)(Patchify(patch, stride)(images))                       # (B, C, g, g)
     assert torch.allclose(pooled, F.avg_pool2d(images, patch, stride), atol=1e-6)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_pooling_returns_gradients_in_the_layout_of_the_feature_maps(memory_format):
+    """A channels-last encoder must get a channels-last gradient, or its backward mixes layouts at every join."""
+    leaf = torch.randn(2 * 3 * 3, 8, 5, 5).contiguous(memory_format=memory_format).requires_grad_(True)
+    maps = leaf * 1                        # not a leaf: .grad of a leaf is re-laid out like the leaf anyway
+    received = []
+    maps.register_hook(received.append)
+    pooled = PatchGridPool(3)(maps)
+    pooled.backward(torch.randn_like(pooled))
+    assert received[0].is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(pooled, maps.detach().mean(dim=(2, 3)).unflatten(0, (2, 3, 3)).permute(0, 3, 1, 2))
