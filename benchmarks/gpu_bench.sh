@@ -34,20 +34,15 @@ python3 - "$out/profile.txt" <<'EOF'
 import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
-from greedy_infomax.bench import Case, Schedule, random_inputs
-from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+from greedy_infomax.bench import Case, Schedule, build_training
 
-config = Case("paper-stl10", "simultaneous", "bf16", "cuda", 256, Schedule(0, 0, 1)).config()
-device = torch.device("cuda")
-x = random_inputs(config, device)
-modules = prepare_modules(config, in_channels=x.shape[1], device=device)
-trained = trained_indices(config.train, config.model.num_modules)
+step = build_training(Case("paper-stl10", "simultaneous", "bf16", "cuda", 256, Schedule(0, 0, 1))).step
 for _ in range(3):
-    train_step(modules, x, trained, (0, 0))
+    step()
 torch.cuda.synchronize()
 with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
     for _ in range(5):
-        train_step(modules, x, trained, (0, 0))
+        step()
     torch.cuda.synchronize()
 averages = prof.key_averages()
 text = "\n\n".join(averages.table(sort_by=key, row_limit=30) for key in ("self_cuda_time_total", "cpu_time_total"))

@@ -165,8 +165,19 @@ def count_flops(step: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def measure_training(case: Case) -> dict:
-    """Build the modules, train them on one random batch, return speed, FLOPs and memory of this process."""
+@dataclass
+class TrainingCase:
+    """A case built: its modules, one random batch, and one training step of them on it as a call."""
+
+    modules: torch.nn.ModuleList
+    x: torch.Tensor
+    trained: range
+    step: Callable[[], object]
+
+
+def build_training(case: Case) -> TrainingCase:
+    """The modules of the case on its device, a random batch of the preset's shape and the step that trains them
+    (what `gim bench` times; benchmarks/gpu_bench.sh profiles it)."""
     from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
 
     config = case.config()
@@ -174,20 +185,26 @@ def measure_training(case: Case) -> dict:
     x = random_inputs(config, device)
     modules = prepare_modules(config, in_channels=x.shape[1], device=device)
     trained = trained_indices(config.train, config.model.num_modules)
+    return TrainingCase(modules, x, trained, lambda: train_step(modules, x, trained, (config.train.seed, 0),
+                                                                frozen_chunks=config.train.frozen_chunks))
+
+
+def measure_training(case: Case) -> dict:
+    """Build the modules, train them on one random batch, return speed, FLOPs and memory of this process."""
+    device = torch.device(case.device)
+    training = build_training(case)
     built = memory_now(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step = lambda: train_step(modules, x, trained, (config.train.seed, 0),  # noqa: E731
-                              frozen_chunks=config.train.frozen_chunks)
-    seconds = timed_groups(step, case.schedule, device)
+    seconds = timed_groups(training.step, case.schedule, device)
     peak = memory_peak(device)                 # before counting FLOPs, whose bookkeeping is not training's
-    flops = count_flops(step)
+    flops = count_flops(training.step)
     median = statistics.median(seconds)
-    return {"seconds_per_step": seconds, "samples_per_second": x.shape[0] / median,
+    return {"seconds_per_step": seconds, "samples_per_second": training.x.shape[0] / median,
             "flops_per_step": flops, "gflops_per_second": flops / median / 1e9,
             "built_bytes": built, "peak_bytes": peak, "peak_above_model_bytes": peak - built,
-            "parameters": sum(p.numel() for p in modules.parameters()),
-            "trained_modules": [index + 1 for index in trained], "threads": torch.get_num_threads()}
+            "parameters": sum(p.numel() for p in training.modules.parameters()),
+            "trained_modules": [index + 1 for index in training.trained], "threads": torch.get_num_threads()}
 
 
 def measure_data(case: Case) -> dict:
@@ -281,7 +298,6 @@ def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[st
     return {"machine": machine(device), "ceilings_gflops": ceilings, "switches": switches or {}, "allocator": allocator,
             "records": records,
             "wall_seconds": time.perf_counter() - started}
-
 
 
 def machine(device: str) -> dict:
