@@ -97,6 +97,12 @@ class Case:
         return config
 
 
+def default_precisions(device: str) -> tuple[str, ...]:
+    """fp32, and bf16 where the device has it in hardware (emulated, a paper-stl10 bf16 case would take hours)."""
+    from greedy_infomax.system import native_bf16
+    return PRECISIONS if native_bf16(torch.device(device)) else ("fp32",)
+
+
 def modes_of(preset: str, requested: tuple[str, ...]) -> list[str]:
     """The preset's modes among `requested` ('module' stands for every module-K of the preset)."""
     modes = []

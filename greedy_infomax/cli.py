@@ -166,7 +166,8 @@ def _bench_parser() -> ArgumentParser:
     parser.add_argument("--modes", type=str, nargs="+", default=["end-to-end", "simultaneous", "module"],
                         choices=["end-to-end", "simultaneous", "module"],
                         help="modes (module: each module trained alone, earlier ones frozen)")
-    parser.add_argument("--precisions", type=str, nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--precisions", type=str, nargs="+", default=None, choices=list(PRECISIONS),
+                        help="default: fp32, and bf16 where the device computes it natively (emulated bf16 takes hours)")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch_size", type=int, default=None, help="override every preset's batch size")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per preset)")
@@ -295,12 +296,13 @@ def cmd_reproduce(args: Namespace) -> int:
 
 
 def cmd_bench(args: Namespace) -> int:
-    from greedy_infomax.bench import Schedule, bench, table
+    from greedy_infomax.bench import Schedule, bench, default_precisions, table
 
     if args.steps is not None and not 1 <= args.repeats <= args.steps:
         raise GimError(f"bench: --repeats must be in 1..--steps ({args.steps}), got {args.repeats}")
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
-    report = bench(tuple(args.presets), tuple(args.modes), tuple(args.precisions), args.device, args.batch_size,
+    precisions = tuple(args.precisions or default_precisions(args.device))
+    report = bench(tuple(args.presets), tuple(args.modes), precisions, args.device, args.batch_size,
                    schedule, _switches(args), args.allocator,
                    progress=lambda line: print(line, file=sys.stderr, flush=True))
     output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))

@@ -1,8 +1,13 @@
-"""Process-level settings that make training faster on CPU."""
+"""What the hardware can do fast, and process-level settings that make training faster on CPU."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+
+import torch
+
+# CPU features with bf16 arithmetic in hardware (x86 AVX512-BF16 or AMX; Arm BF16 or SVE BF16), as torch names them
+_BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -26,3 +31,13 @@ def tune_allocator() -> None:
     mallopt(_M_MMAP_THRESHOLD, 32 << 20)   # glibc's maximum on 64-bit
     mallopt(_M_TRIM_THRESHOLD, 1 << 30)
     mallopt(_M_TOP_PAD, 256 << 20)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware; elsewhere autocast emulates it, far slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        capabilities = torch.cpu.get_capabilities()
+        return any(capabilities.get(feature, False) for feature in _BF16_CPU_FEATURES)
+    return False

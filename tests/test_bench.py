@@ -4,7 +4,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from greedy_infomax.bench import Schedule, bench, count_flops, matmul_ceiling, table
+from greedy_infomax.bench import Schedule, bench, count_flops, default_precisions, matmul_ceiling, table
 from greedy_infomax.config import PRESETS
 from greedy_infomax.engines.local import prepare_modules, train_step
 
@@ -62,3 +62,10 @@ def test_table_projects_the_paper_schedule_from_the_measured_rate():
     rows = [line for line in table(report).splitlines() if line.startswith("| paper-stl10 | bf16")]
     assert rows and rows[0].endswith("| 2 |")  # 3e7 images at 4167 images/s: 2 hours
     assert next(line for line in table(report).splitlines() if line.startswith("| fashion-mnist")).endswith("| — |")
+
+
+def test_bench_measures_bf16_by_default_only_where_it_is_native(monkeypatch):
+    from greedy_infomax import system
+    for native, expected in ((True, ("fp32", "bf16")), (False, ("fp32",))):
+        monkeypatch.setattr(system, "native_bf16", lambda device: native)
+        assert default_precisions("cpu") == expected

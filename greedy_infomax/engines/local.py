@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.models import build_modules
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.system import native_bf16
 
 
 @dataclass
@@ -79,9 +81,10 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
     _set_determinism(options.deterministic, device)
     modules = modules.to(device)
     if options.channels_last:
-        modules = modules.to(memory_format=torch.channels_last)
+        modules = to_channels_last(modules)
+    dtype = autocast_dtype(options.precision, device)
     for index, module in enumerate(modules):
-        module.autocast_dtype = torch.bfloat16 if options.precision == "bf16" else None
+        module.autocast_dtype = dtype
         if options.recompute_activations:
             recompute_in_backward(module.block)
         if options.compile:
@@ -89,6 +92,34 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
         if with_optimizers and index in trained_indices(options, len(modules)):
             module.configure_optimizer(options.lr, options.weight_decay)
     return modules
+
+
+def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
+    """Channels-last for every convolution except strided 1x1 ones reading fewer than 8 channels: on AVX2-only CPUs
+    oneDNN gets their weight gradient wrong in that layout (torch 2.13: off by 2-50%, and not the same twice), so
+    they keep the standard layout for weight and input. Only tiny encoders have such convolutions."""
+    modules = modules.to(memory_format=torch.channels_last)
+    for conv in modules.modules():
+        if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride != (1, 1)
+                and conv.in_channels < 8):
+            conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
+            conv.register_forward_pre_hook(_standard_layout)
+    return modules
+
+
+def _standard_layout(conv: nn.Conv2d, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(x.clone(memory_format=torch.contiguous_format) for x in inputs)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 when asked for, or for 'auto' where the device computes it natively; None means fp32."""
+    native = native_bf16(device)
+    if precision == "fp32" or (precision == "auto" and not native):
+        return None
+    if not native:
+        warnings.warn(f"train.precision bf16: this {device.type} has no bf16 arithmetic, so autocast emulates it, "
+                      "several times slower than fp32; 'auto' picks bf16 only where it is native", stacklevel=3)
+    return torch.bfloat16
 
 
 def recompute_in_backward(block: nn.Module) -> None:
@@ -216,7 +247,8 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     total = per_phase * (len(modules) if options.curriculum == "sequential" else 1)
     if options.max_steps is not None:
         total = min(total, options.max_steps)
-    bar = tqdm(total=total, initial=progress.step, desc="pretrain", unit="step", dynamic_ncols=True)
+    precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
+    bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step, skipped = time.perf_counter(), progress.step, 0
     with StopSignals() as stop:
         while progress.step < total:

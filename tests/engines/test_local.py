@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -9,8 +10,10 @@ import torch
 
 from conftest import snapshot
 from greedy_infomax.config import PRESETS, RunConfig
-from greedy_infomax.engines.local import pretrain, prepare_modules, train_step
+from greedy_infomax.engines import local
+from greedy_infomax.engines.local import autocast_dtype, pretrain, prepare_modules, train_step
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.system import native_bf16
 
 
 def smoke(device: str = "cpu", **train_options) -> RunConfig:
@@ -230,3 +233,39 @@ def test_recomputed_activations_train_like_stored_ones_and_keep_far_fewer_for_ba
     for a, b in zip(plain.parameters(), recomputed.parameters()):
         torch.testing.assert_close(a, b)
     assert kept < 0.6 * stored
+
+
+@pytest.mark.parametrize("capabilities, expected", [({"avx512_bf16": True}, True), ({"amx_bf16": True}, True),
+                                                    ({"bf16": True}, True), ({"avx2": True}, False), ({}, False)])
+def test_native_bf16_follows_the_cpu_features_torch_detects(monkeypatch, capabilities, expected):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert native_bf16(torch.device("cpu")) is expected
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_native_and_bf16_elsewhere_warns(monkeypatch, native):
+    monkeypatch.setattr(local, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert autocast_dtype("fp32", cpu) is None
+        assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+        assert not caught
+        assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert any("emulates" in str(warning.message) for warning in caught) is not native
+    modules = prepare_modules(smoke(precision="auto"), 1, cpu)
+    assert {module.autocast_dtype for module in modules} == {torch.bfloat16 if native else None}
+
+
+def test_channels_last_computes_the_gradients_of_the_standard_layout():
+    """smoke's module 2 opens with a strided 1x1 shortcut over 4 channels, which oneDNN gets wrong in channels-last
+    on AVX2-only CPUs unless the engine keeps it in the standard layout."""
+    x = torch.randn(8, 1, 28, 28)
+    gradients = []
+    for channels_last in (False, True):
+        modules = prepare_modules(smoke(precision="fp32", channels_last=channels_last), 1, torch.device("cpu"))
+        train_step(modules, x, range(3), (2, 0))
+        gradients.append({name: p.grad for name, p in modules.named_parameters()})
+    standard, channels_last = gradients
+    for name, gradient in standard.items():
+        torch.testing.assert_close(channels_last[name], gradient, rtol=1e-3, atol=1e-6, msg=name)
