@@ -43,9 +43,10 @@ PRECISIONS = tuple(DTYPES)
 DATA_MODE = "data"
 
 # How a CPU worker's glibc malloc is set up. `tuned` is what training uses (system.tune_allocator): it keeps freed
-# heap for speed, and peak RSS counts it. `exact` gives every buffer from 64 KiB up its own mmap, returned on
-# free, so peak RSS follows the live tensors (slower: its speeds are not representative).
-ALLOCATORS = {"tuned": {}, "exact": {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}}
+# heap for speed, and peak RSS counts it. `glibc` leaves glibc's defaults, to see what tuning is worth. `exact`
+# gives every buffer from 64 KiB up its own mmap, returned on free, so peak RSS follows the live tensors (slower:
+# its speeds are not representative).
+ALLOCATORS = {"tuned": {}, "glibc": {}, "exact": {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}}
 
 
 @dataclass(frozen=True)

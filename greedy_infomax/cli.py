@@ -180,9 +180,10 @@ def _bench_parser() -> ArgumentParser:
                         help="train.recompute_activations: activation checkpointing in every module's block")
     parser.add_argument("--frozen_chunks", type=int, default=None,
                         help="train.frozen_chunks: frozen modules run on the batch in this many parts (module-K)")
-    parser.add_argument("--allocator", choices=["tuned", "exact"], default="tuned", help=(
-        "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts) or exact (every "
-        "buffer of 64 KiB or more mmapped and returned on free: peak RSS follows live tensors; slower)"))
+    parser.add_argument("--allocator", choices=["tuned", "glibc", "exact"], default="tuned", help=(
+        "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts), glibc (its "
+        "defaults: what tuning gains) or exact (every buffer of 64 KiB or more mmapped and returned on free: peak RSS "
+        "follows live tensors; slower)"))
     parser.add_argument("--output", type=str, default=None,
                         help="path without suffix for .json and .md (default: runs/bench/bench-DATE-TIME)")
     return parser

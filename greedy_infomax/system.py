@@ -10,15 +10,17 @@ import torch
 _BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
 # glibc mallopt parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 
 
 def tune_allocator() -> None:
-    """Keep freed tensor buffers in the heap instead of returning them to the kernel on every step.
+    """Keep freed tensor buffers in the process for the next step instead of returning them to the kernel.
 
-    glibc serves large allocations with mmap and unmaps them on free, so every training step pays page
-    faults to re-acquire the same buffers; raising the thresholds gave 1.2-1.5x on these 2-core machines
-    (shared/spec/cpu-performance.md). Does nothing where glibc is absent.
+    glibc gives each buffer above its mmap threshold (32 MiB at most) a mapping of its own and unmaps it on free,
+    so every step pays page faults and page zeroing to get the same buffers back: at the paper's geometry (100 MB
+    activations) 3-4 million faults and 13-15 s of kernel time in a 27 s fp32 step on 2 cores. One heap serving
+    every buffer and never trimmed made that step 17.5 s; peak RSS rises (3.9 -> 5.8 GiB there), as the heap keeps
+    its high-water mark. Does nothing where glibc is absent.
     """
     name = ctypes.util.find_library("c")
     if name is None:
@@ -28,9 +30,10 @@ def tune_allocator() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)   # glibc's maximum on 64-bit
-    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    mallopt(_M_TOP_PAD, 256 << 20)
+    mallopt(_M_MMAP_MAX, 0)               # no mapping per buffer: every buffer comes from the heap
+    mallopt(_M_ARENA_MAX, 1)              # one heap for every thread, so that holds in OpenMP threads too
+    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # never hand the heap's top back
+    mallopt(_M_TOP_PAD, 256 << 20)        # and grow it in large steps
 
 
 def native_bf16(device: torch.device) -> bool:
