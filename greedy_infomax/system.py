@@ -40,7 +40,7 @@ def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 in hardware; elsewhere autocast emulates it, far slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
+    if device.type == "cpu" and hasattr(torch.cpu, "get_capabilities"):   # older torch cannot tell: say no (fp32)
         capabilities = torch.cpu.get_capabilities()
         return any(capabilities.get(feature, False) for feature in _BF16_CPU_FEATURES)
     return False
