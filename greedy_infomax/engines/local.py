@@ -97,13 +97,15 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
 def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
     """Channels-last for every convolution except strided 1x1 ones reading fewer than 8 channels: on AVX2-only CPUs
     oneDNN gets their weight gradient wrong in that layout (torch 2.13: off by 2-50%, and not the same twice), so
-    they keep the standard layout for weight and input. Only tiny encoders have such convolutions."""
+    they keep the standard layout for weight and input, and run eagerly under `train.compile` (whose graph could
+    choose channels-last again). Only tiny encoders have such convolutions."""
     modules = modules.to(memory_format=torch.channels_last)
     for conv in modules.modules():
         if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride != (1, 1)
                 and conv.in_channels < 8):
             conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
             conv.register_forward_pre_hook(_standard_layout)
+            conv.forward = torch.compiler.disable(conv.forward)
     return modules
 
 
