@@ -176,6 +176,9 @@ def _bench_parser() -> ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="train.compile: torch.compile every module's block")
     parser.add_argument("--channels_last", type=bool, default=None,
                         help="train.channels_last for every case (default: each preset's own)")
+    parser.add_argument("--deterministic", type=bool, default=None,
+                        help="train.deterministic for every case (default: each preset's own; false also lets cuDNN "
+                             "time its convolution algorithms and keep the fastest)")
     parser.add_argument("--recompute_activations", action="store_true",
                         help="train.recompute_activations: activation checkpointing in every module's block")
     parser.add_argument("--frozen_chunks", type=int, default=None,
@@ -320,7 +323,8 @@ def _switches(args: Namespace) -> dict[str, bool | int]:
     return ({"compile": True} if args.compile else {}) | (
         {"recompute_activations": True} if args.recompute_activations else {}) | (
         {} if args.frozen_chunks is None else {"frozen_chunks": args.frozen_chunks}) | (
-        {} if args.channels_last is None else {"channels_last": args.channels_last})
+        {} if args.channels_last is None else {"channels_last": args.channels_last}) | (
+        {} if args.deterministic is None else {"deterministic": args.deterministic})
 
 
 def cmd_demo(args: Namespace) -> int:

@@ -78,7 +78,7 @@ def _one_step(name: str) -> PresetStep:
     x = random_input(config, 1, torch.Generator().manual_seed(0))
     modules = prepare_modules(config, x.shape[1], torch.device("cpu"))
     before = snapshot(modules)
-    _, losses = train_step(modules, x, trained_indices(config.train, config.model.num_modules), draws=(config.train.seed, 0))
+    _, losses, _ = train_step(modules, x, trained_indices(config.train, config.model.num_modules), draws=(config.train.seed, 0))
     return PresetStep(config, before, modules, losses)
 
 

@@ -43,7 +43,7 @@ def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
     for compiled in (False, True):
         modules = prepare_modules(replace(config, train=replace(config.train, compile=compiled, device="cpu",
                                                                    precision="fp32")), 1, torch.device("cpu"))
-        _, losses = train_step(modules, x, range(3), (2, 0))
+        _, losses, _ = train_step(modules, x, range(3), (2, 0))
         results.append((list(modules.state_dict()), torch.stack(losses), modules))
     (names, plain_losses, plain), (compiled_names, compiled_losses, compiled) = results
     assert names == compiled_names

@@ -25,7 +25,7 @@ def test_stepping_module_k_changes_only_module_k(tiny_config, k):
     config = tiny_config(train_module=k)
     modules = prepare_modules(config, 1, CPU)
     before = snapshot(modules)
-    _, losses = train_step(modules, _images(config), trained_indices(config.train, config.model.num_modules), draws=(0, 0))
+    _, losses, _ = train_step(modules, _images(config), trained_indices(config.train, config.model.num_modules), draws=(0, 0))
     after = snapshot(modules)
     assert len(losses) == 1 and torch.isfinite(losses[0])
     for index in range(1, 4):
@@ -45,7 +45,7 @@ def test_no_gradient_reaches_earlier_modules(tiny_config):
     h = first(x)                                   # built with autograd on purpose: step() must cut it
     assert h.requires_grad
     second.configure_optimizer(1e-3)
-    out, loss = second.step(h)
+    out, loss, _ = second.step(h)
     assert all(p.grad is None for p in first.parameters())
     assert x.grad is None
     assert all(p.grad is not None for p in second.parameters())
@@ -55,6 +55,25 @@ def test_no_gradient_reaches_earlier_modules(tiny_config):
     modules[2].configure_optimizer(1e-3)
     modules[2].step(leaf)
     assert leaf.grad is None
+
+
+@pytest.mark.parametrize("cause", ["nan loss", "hold"])
+def test_a_skipped_step_leaves_weights_and_adam_state_as_they_were(tiny_config, cause):
+    config = tiny_config()
+    module = prepare_modules(config, 1, CPU)[0]
+    module.step(_images(config))                      # Adam has moments and a step count to keep
+    weights = snapshot(module)
+    state = {name: value.clone() for name, value in module.optimizer.state_dict()["state"][0].items()}
+    x, hold = _images(config, seed=1), torch.tensor(cause == "hold")
+    if cause == "nan loss":
+        x[0, 0, 0, 0] = float("nan")
+    _, loss, skipped = module.step(x, hold=hold)
+    assert skipped.item() and torch.isfinite(loss).item() == (cause == "hold")
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in snapshot(module).items())
+    after = module.optimizer.state_dict()["state"][0]
+    assert all(torch.equal(after[name], value) for name, value in state.items())
+    _, _, skipped = module.step(_images(config, seed=2))
+    assert not skipped.item() and snapshot(module)["block.1.0.weight"].ne(weights["block.1.0.weight"]).any()
 
 
 def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
@@ -70,10 +89,10 @@ def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
     isolated = prepare_modules(config, 1, CPU)
     summed = prepare_modules(config, 1, CPU, with_optimizers=False)
     assert all(torch.equal(a, b) for a, b in zip(isolated.parameters(), summed.parameters()))
-    optimizer = torch.optim.Adam(summed.parameters(), lr=config.train.lr)
+    optimizer = torch.optim.Adam(summed.parameters(), lr=config.train.lr, fused=True)
     for step in range(3):
         images = _images(config, seed=step)
-        _, isolated_losses = train_step(isolated, images, trained_indices(config.train, config.model.num_modules), draws=(100, step))
+        _, isolated_losses, _ = train_step(isolated, images, trained_indices(config.train, config.model.num_modules), draws=(100, step))
 
         x, losses = images, []
         for index, module in enumerate(summed):

@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from greedy_infomax.config import AnyRunConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.data.loader import Batches
-from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
+from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.models import build_modules
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -141,36 +141,47 @@ def _recomputed(forward: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> 
 
 def _set_determinism(enabled: bool, device: torch.device) -> None:
     """Without it, multi-threaded CPU kernels (e.g. the accumulating backward of the negatives' gather) and
-    cuDNN add in a varying order, so two runs with one seed drift apart in the last bits."""
+    cuDNN add in a varying order, so two runs with one seed drift apart in the last bits. Off, cuDNN may also time
+    its convolution algorithms for each new shape and keep the fastest, whose choice can differ between runs."""
     if enabled and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
     torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not enabled
 
 
 def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: tuple[int, ...],
-               owned: range | None = None, labels: torch.Tensor | None = None,
-               frozen_chunks: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+               owned: range | None = None, labels: torch.Tensor | None = None, frozen_chunks: int = 1,
+               hold: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """One batch through the `owned` modules (default: all up to the last trained one), x being the input of the
     first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
-    Returns the last owned module's output and the losses.
+    Returns the last owned module's output, the losses, and `held`: a bool tensor on the device, set when some
+    module skipped its update (a non-finite loss, or `hold` set on entry).
 
     `draws` (run seed, step, ...) seeds each module's random draws (see seed_module). Labels reach every
-    objective (self-supervised ones ignore them). A non-finite loss raises NonFiniteLoss naming the module;
-    modules before it have already stepped.
+    objective (self-supervised ones ignore them). Once a module skips, the modules after it hold this batch too;
+    those before it have stepped. Nothing here waits for the device: the caller reads `held` when it chooses.
     """
     owned = range(trained.stop) if owned is None else owned
     frozen = range(owned.start, max(owned.start, min(owned.stop, trained.start)))
     x = run_frozen([modules[index] for index in frozen], x, frozen_chunks)
+    held = torch.zeros((), dtype=torch.bool, device=x.device) if hold is None else hold
     losses = []
     for index in range(frozen.stop, owned.stop):
         modules[index].train()
         seed_module(draws, index)
-        try:
-            x, loss = modules[index].step(x, labels)
-        except NonFiniteLoss as error:
-            raise NonFiniteLoss(error.value, module=index + 1) from None
+        x, loss, held = modules[index].step(x, labels, held)
         losses.append(loss)
-    return x, losses
+    return x, losses, held
+
+
+def first_nonfinite(losses: list[torch.Tensor], first_module: int) -> tuple[int, float] | None:
+    """(1-based module number, loss) of the first non-finite loss of a step whose losses start at module
+    `first_module`, or None."""
+    for number, loss in enumerate(losses, start=first_module):
+        if not torch.isfinite(loss):
+            return number, loss.item()
+    return None
 
 
 def seed_module(draws: tuple[int, ...], index: int) -> None:
@@ -251,28 +262,30 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
         total = min(total, options.max_steps)
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
-    started, first_step, skipped = time.perf_counter(), progress.step, 0
+    started, first_step = time.perf_counter(), progress.step
+    outcomes = _Outcomes(options.on_nonfinite, run, modules)
     with StopSignals() as stop:
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
                 names = [f"module{index + 1}" for index in trained]
-                try:
-                    _, losses = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels,
-                                           frozen_chunks=options.frozen_chunks)
-                except NonFiniteLoss as error:
-                    if options.on_nonfinite == "stop":
-                        _diverged(run, modules, progress, error)
-                    skipped, losses = skipped + 1, []
+                before = replace(progress)
+                _, losses, held = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels,
+                                             frozen_chunks=options.frozen_chunks, hold=outcomes.hold())
+                outcomes.add(before, trained.start + 1, losses, held)   # reads the step before this one
                 progress.advance(len(loader))
                 bar.update()
-                if progress.step % options.log_every == 0 or progress.step == total:
-                    values = {f"loss/{name}": float(loss) for name, loss in zip(names, losses)}
+                log = progress.step % options.log_every == 0 or progress.step == total
+                checkpoint = progress.step % options.checkpoint_every == 0 or progress.step == total
+                if log or checkpoint or stop.received is not None:
+                    outcomes.settle()
+                if log:
+                    values = {f"loss/{name}": float(loss) for name, loss in zip(names, outcomes.last_losses())}
                     rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
                     run.log(progress.step, {**values, "epoch": progress.epoch, "samples_per_second": rate,
-                                            "skipped_batches": skipped})
+                                            "skipped_batches": outcomes.skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
-                if progress.step % options.checkpoint_every == 0 or progress.step == total:
+                if checkpoint:
                     _checkpoint(run, modules, progress)
                 if stop.received is not None:
                     _stopped(run, modules, progress, stop.received)
@@ -282,16 +295,62 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     run.close()
 
 
+class _Outcomes:
+    """Whether each step's update was applied, read one step late: by the time the host asks about step n, step
+    n + 1 is already queued behind it, so a GPU never idles while the host checks. With `on_nonfinite` "stop", a
+    skipped step holds every later update on the device until the host sees it, then the run stops with the
+    last good weights; with "skip", the batch is counted and training goes on."""
+
+    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList) -> None:
+        self.stop_on_nonfinite = on_nonfinite == "stop"
+        self.run = run
+        self.modules = modules
+        self.skipped = 0
+        self._pending: tuple[Progress, int, list[torch.Tensor], torch.Tensor] | None = None
+        self._halted: torch.Tensor | None = None
+        self._losses: list[torch.Tensor] = []
+
+    def hold(self) -> torch.Tensor | None:
+        """The flag the next step starts from: set once a step was skipped, if that stops the run."""
+        return self._halted
+
+    def add(self, before: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
+        """Record a step just queued (`before`: the progress it started from) and settle the one before it."""
+        self.settle()
+        self._pending = (before, first_module, losses, held)
+        if self.stop_on_nonfinite:
+            self._halted = held
+
+    def settle(self) -> None:
+        """Read the outcome of the newest recorded step (a sync); stop the run if it diverged and that stops it."""
+        if self._pending is None:
+            return
+        before, first_module, losses, held = self._pending
+        self._pending = None
+        self._losses = losses
+        if not held.item():
+            return
+        self._losses = []
+        if self.stop_on_nonfinite:
+            _diverged(self.run, self.modules, before, first_nonfinite(losses, first_module))
+        self.skipped += 1
+
+    def last_losses(self) -> list[torch.Tensor]:
+        """The losses of the newest settled step; none if its update was skipped."""
+        return self._losses
+
+
 def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
     """The modules that learn in the given phase: with the sequential curriculum, phase k trains module k alone."""
     return range(phase, phase + 1) if options.curriculum == "sequential" else trained_indices(options, num_modules)
 
 
-def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, error: NonFiniteLoss) -> None:
+def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float]) -> None:
     """Save the weights (still finite: the bad update was never applied) and stop with the module and step."""
     folder = _checkpoint(run, modules, progress)
     run.close()
-    raise GimError(f"module {error.module} diverged at step {progress.step + 1} (loss {error.value}); "
+    module, value = culprit
+    raise GimError(f"module {module} diverged at step {progress.step + 1} (loss {value}); "
                    f"last good state saved in {folder}. Lower --train.lr, or pass --train.on_nonfinite skip")
 
 

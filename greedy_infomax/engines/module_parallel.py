@@ -36,11 +36,11 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.data.loader import Batches
-from greedy_infomax.engines.local import Progress, StopSignals, configure, prepare_modules, resolve_device, \
-    train_step, trained_indices
+from greedy_infomax.engines.local import Progress, StopSignals, configure, first_nonfinite, prepare_modules, \
+    resolve_device, train_step, trained_indices
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
-from greedy_infomax.errors import GimError, NonFiniteLoss, TrainingStopped
+from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.objectives.speech_supervised import SpeechSupervised
 from greedy_infomax.objectives.supervised import Supervised
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -308,13 +308,15 @@ def _share_replicas(settings: Settings, topology: Topology, modules: nn.ModuleLi
 
 
 def _average_gradients(module: nn.Module, group: dist.ProcessGroup) -> None:
-    """Replace each gradient by its mean over the replicas (one all_reduce of them all), so equal replicas stay
-    equal after Adam."""
+    """Replace each gradient by its mean over the replicas and skip the update on every replica where one skips
+    it (one all_reduce of the gradients and the skip flags), so equal replicas stay equal after Adam."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = torch.cat([grad.reshape(-1) for grad in grads])
+    skip = module.optimizer.found_inf
+    flat = torch.cat([grad.reshape(-1) for grad in grads] + [skip.reshape(1).to(grads[0].dtype)])
     dist.all_reduce(flat, group=group)
+    skip.copy_(flat[-1] > 0)
     flat /= dist.get_world_size(group)
-    for grad, mean in zip(grads, flat.split([grad.numel() for grad in grads])):
+    for grad, mean in zip(grads, flat[:-1].split([grad.numel() for grad in grads])):
         grad.copy_(mean.view_as(grad))
 
 
@@ -400,18 +402,19 @@ class Stage:
         if message.kind == SKIP:
             self.skipped, self.losses = self.skipped + 1, {}
             return message
-        try:
-            output, losses = train_step(self.modules, message.tensor, trained, draws, self.topology.modules(),
-                                        frozen_chunks=self.settings.train.frozen_chunks)
-        except NonFiniteLoss as error:
+        output, losses, held = train_step(self.modules, message.tensor, trained, draws, self.topology.modules(),
+                                          frozen_chunks=self.settings.train.frozen_chunks)
+        first = max(self.topology.modules().start, trained.start) + 1
+        if held.item():
             if self.settings.train.on_nonfinite == "stop":
-                raise GimError(f"{self.topology.name()}: module {error.module} diverged at step {self.step} (loss "
-                               f"{error.value}); the newest checkpoint holds the last good weights. Lower "
-                               "--train.lr, or pass --train.on_nonfinite skip") from None
+                module, value = first_nonfinite(losses, first) or (None, None)
+                where = f"module {module}" if module is not None else "a module of another replica"
+                raise GimError(f"{self.topology.name()}: {where} diverged at step {self.step} (loss {value}); the "
+                               "newest checkpoint holds the last good weights. Lower --train.lr, or pass "
+                               "--train.on_nonfinite skip")
             self.skipped, self.losses = self.skipped + 1, {}
             return Message(SKIP, self.step) if self.settings.distributed.schedule == "sync" else None
-        first = max(self.topology.modules().start, trained.start)
-        self.losses = {f"loss/module{first + i + 1}": float(loss) for i, loss in enumerate(losses)}
+        self.losses = {f"loss/module{first + i}": float(loss) for i, loss in enumerate(losses)}
         return Message(DATA, self.step, tensor=output)
 
     def _waited_for(self, source: Iterator[Message]) -> Iterator[Message]:

@@ -110,23 +110,34 @@ def _poison(monkeypatch, module: int, at_steps: set[int], num_modules: int = 3) 
 def test_nan_loss_stops_with_module_and_step_after_saving_finite_weights(tmp_path, monkeypatch):
     from greedy_infomax.errors import GimError
     _poison(monkeypatch, module=2, at_steps={6})
-    run = RunFolder.create(tmp_path, "nan", smoke(max_steps=12))
+    config = smoke(max_steps=12, log_every=100)      # no log at step 6: the divergence is seen one step late
+    run = RunFolder.create(tmp_path, "nan", config)
     with pytest.raises(GimError, match=r"module 2 diverged at step 6"):
-        pretrain(smoke(max_steps=12), run)
+        pretrain(config, run)
     assert run.latest_checkpoint().name == "step-00000005"
+    # The host reads a step's outcome one step late; the held step 7 must not have moved anything either.
+    # Module 1 stepped on batch 6 before module 2 diverged; modules 2 and 3 are as after step 5.
+    monkeypatch.undo()
+    clean = {steps: snapshot(pretrain(smoke(max_steps=steps), RunFolder.create(tmp_path, f"clean{steps}",
+                                                                                smoke(max_steps=steps))))
+             for steps in (5, 6)}
     for k in (1, 2, 3):
         state = torch.load(run.latest_checkpoint() / f"module-{k}.pt", weights_only=True)["state_dict"]
-        assert all(torch.isfinite(tensor).all() for tensor in state.values())
+        expected = clean[6 if k == 1 else 5]
+        assert all(torch.equal(tensor, expected[f"{k - 1}.{name}"]) for name, tensor in state.items()), k
 
 
-def test_nan_loss_skips_the_batch_when_configured(tmp_path, monkeypatch):
+@pytest.mark.parametrize("log_every", [1, 5])
+def test_nan_loss_skips_the_batch_when_configured(tmp_path, monkeypatch, log_every):
     _poison(monkeypatch, module=3, at_steps={3, 7})
-    config = smoke(max_steps=10, on_nonfinite="skip", log_every=1)
+    config = smoke(max_steps=10, on_nonfinite="skip", log_every=log_every)
     run = RunFolder.create(tmp_path, "skip", config)
     modules = pretrain(config, run)
     assert run.latest_checkpoint().name == "step-00000010"
-    assert run.metrics()[-1]["skipped_batches"] == 2
-    assert "loss/module3" not in run.metrics()[2], "the poisoned step logs no loss"
+    skipped = {row["step"]: row["skipped_batches"] for row in run.metrics()}
+    assert (skipped[5], skipped[10]) == (1, 2)
+    if log_every == 1:
+        assert "loss/module3" not in run.metrics()[2], "the poisoned step logs no loss"
     assert all(torch.isfinite(p).all() for p in modules.parameters())
 
 
@@ -225,7 +236,7 @@ def test_recomputed_activations_train_like_stored_ones_and_keep_far_fewer_for_ba
             return tensor
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            _, losses = train_step(modules, x, range(3), (2, 0))
+            _, losses, _ = train_step(modules, x, range(3), (2, 0))
         results.append((list(modules.state_dict()), torch.stack(losses), modules, sum(saved_bytes)))
     (names, losses, plain, stored), (recomputed_names, recomputed_losses, recomputed, kept) = results
     assert names == recomputed_names  # checkpoints load either way

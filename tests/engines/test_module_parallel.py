@@ -90,11 +90,41 @@ def test_data_parallel_replicas_average_their_gradients(tmp_path, one_thread):
     ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "ddp", "--train.max_steps", "2",
                    "--distributed.stages", "1")
     assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
+    _assert_replica_average(tmp_path / "ddp", steps=2)
 
-    config = smoke(2)
+
+def _pretrain_with_a_nan_on_replica_1(*options: str) -> int:
+    """gim pretrain in which replica 1's module 2 has a NaN loss on the first step."""
+    if os.environ["RANK"] == "1":
+        from greedy_infomax.isolation import IsolatedModule
+        original, calls = IsolatedModule.loss, [0]
+
+        def loss(self, x, labels=None):
+            h, value = original(self, x, labels)
+            calls[0] += 1
+            return h, value * float("nan") if calls[0] == 2 else value
+
+        IsolatedModule.loss = loss
+    return main(["pretrain", *options])
+
+
+def test_a_replica_that_skips_a_batch_makes_every_replica_skip_it(tmp_path, one_thread):
+    """All replicas leave module 2 (and module 3 after it) as they were on that step, and none waits forever."""
+    ranks = fork_ranks(2, tmp_path, _pretrain_with_a_nan_on_replica_1, *SMOKE, "--output", str(tmp_path),
+                       "--name", "skip", "--train.max_steps", "2", "--distributed.stages", "1",
+                       "--train.on_nonfinite", "skip", "--train.log_every", "1")
+    assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
+    assert [row["skipped_batches"] for row in RunFolder.open(tmp_path / "skip").metrics()] == [1, 1]
+    _assert_replica_average(tmp_path / "skip", steps=2, held={(0, 1), (0, 2)})
+
+
+def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]] = frozenset()) -> None:
+    """The run's checkpoint equals one process that steps each module on the mean gradient of replica r's batch
+    2 * step + r, except the (step, module index) pairs `held`."""
+    config = smoke(steps)
     modules = prepare_modules(config, 1, CPU)
     batches = [x for x, _ in pretrain_loader(config, CPU)[0].epoch(0)]
-    for step in range(2):
+    for step in range(steps):
         inputs = batches[2 * step:2 * step + 2]                        # replica r takes batch 2 * step + r
         for index, module in enumerate(modules):
             gradients = []
@@ -107,10 +137,11 @@ def test_data_parallel_replicas_average_their_gradients(tmp_path, one_thread):
                 inputs[replica] = output.detach()
             for parameter, first, second in zip(module.parameters(), *gradients):
                 parameter.grad = (first + second) / 2
-            module.optimizer.step()
+            if (step, index) not in held:
+                module.optimizer.step()
     saved = prepare_modules(config, 1, CPU)
-    progress = RunFolder.open(tmp_path / "ddp").load_checkpoint(saved)
-    assert progress == {"step": 2, "epoch": 0, "batch": 4}, "the data position counts loader batches"
+    progress = RunFolder.open(folder).load_checkpoint(saved)
+    assert progress == {"step": steps, "epoch": 0, "batch": 2 * steps}, "the data position counts loader batches"
     for (name, expected), actual in zip(modules.state_dict().items(), saved.state_dict().values()):
         assert torch.equal(expected, actual), name
 

@@ -33,7 +33,7 @@ def _train_a_little(modules, seed: int) -> None:
     torch.manual_seed(seed)
     x = torch.randn(2, 1, 20, 20)
     for module in modules:
-        x, _ = module.step(x)
+        x, _, _ = module.step(x)
 
 
 def test_create_then_open_round_trips(tmp_path, tiny_config):
