@@ -2,10 +2,11 @@
 
 A module is an encoder block, a readout that turns the block's output into what the objective scores, the
 objective itself and the module's own optimiser; a module may end in an autoregressor (the audio GRU), whose
-output c is both the module's output and the context from which the objective predicts the block's output z. `step()` detaches its input, so no gradient ever reaches
-an earlier module, and runs its backward immediately, so its graph is freed before the next module runs:
-peak memory is that of the largest single module, not of the whole network. Whether a step's update is applied
-(not where the loss is NaN or infinite) is decided on the device, so on a GPU the host never waits for a module.
+output c is both the module's output and the context from which the objective predicts the block's output z.
+`step()` detaches its input, so no gradient ever reaches an earlier module, and runs its backward immediately,
+so its graph is freed before the next module runs: peak memory is that of the largest single module, not of the
+whole network. Whether a step's update is applied (not where the loss is NaN or infinite) is decided on the
+device, so on a GPU the host never waits for a module.
 """
 from __future__ import annotations
 

@@ -306,7 +306,7 @@ class _Outcomes:
         self.run = run
         self.modules = modules
         self.skipped = 0
-        self._pending: tuple[Progress, int, list[torch.Tensor], torch.Tensor] | None = None
+        self._pending: tuple[Progress, int, list[torch.Tensor], _HostCopy] | None = None
         self._halted: torch.Tensor | None = None
         self._losses: list[torch.Tensor] = []
 
@@ -317,7 +317,7 @@ class _Outcomes:
     def add(self, before: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
         """Record a step just queued (`before`: the progress it started from) and settle the one before it."""
         self.settle()
-        self._pending = (before, first_module, losses, held)
+        self._pending = (before, first_module, losses, _HostCopy(held))
         if self.stop_on_nonfinite:
             self._halted = held
 
@@ -328,7 +328,7 @@ class _Outcomes:
         before, first_module, losses, held = self._pending
         self._pending = None
         self._losses = losses
-        if not held.item():
+        if not held.read():
             return
         self._losses = []
         if self.stop_on_nonfinite:
@@ -338,6 +338,24 @@ class _Outcomes:
     def last_losses(self) -> list[torch.Tensor]:
         """The losses of the newest settled step; none if its update was skipped."""
         return self._losses
+
+
+class _HostCopy:
+    """A bool flag copied to the host as soon as the work before it is done. On a GPU, `item()` would also wait
+    for every kernel queued after the flag (the whole next step); the copy and its event wait for nothing later."""
+
+    def __init__(self, flag: torch.Tensor) -> None:
+        self.ready = None
+        if flag.is_cuda:
+            flag = flag.to("cpu", non_blocking=True)              # into pinned memory, in stream order
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        self.flag = flag
+
+    def read(self) -> bool:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return bool(self.flag)
 
 
 def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
