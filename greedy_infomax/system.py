@@ -13,6 +13,15 @@ _BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 
 
+def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`. To a GPU it goes through pinned memory without blocking: a plain copy first waits
+    for every kernel queued so far (the previous step's), which leaves the GPU idle while the host prepares the
+    next batch."""
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 def tune_allocator() -> None:
     """Keep freed tensor buffers in the process for the next step instead of returning them to the kernel.
 

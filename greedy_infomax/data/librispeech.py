@@ -26,8 +26,9 @@ import soundfile
 import torch
 
 from greedy_infomax.data.download import download, extract_tar
-from greedy_infomax.data.loader import epoch_order, to_device
+from greedy_infomax.data.loader import epoch_order
 from greedy_infomax.errors import GimError
+from greedy_infomax.system import to_device
 
 AUDIO_FOLDER = Path("LibriSpeech", "train-clean-100")
 LABEL_FOLDER = "LibriSpeech100_labels_split"
@@ -292,12 +293,12 @@ class WindowLoader:
             batch = [self.utterances[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
             starts = self._window_starts(batch, epoch, b)
             clips = np.stack([self._clip(u, s) for u, s in zip(batch, starts)])[:, None]  # (B, 1, window)
-            speakers = to_device(np.array([u.speaker for u in batch], dtype=np.int64), self.device)
+            speakers = to_device(torch.tensor([u.speaker for u in batch], dtype=torch.int64), self.device)
             labels = speakers
             if self.phones:
                 frames = np.stack([self._window_phones(u, s) for u, s in zip(batch, starts)])
-                labels = (speakers, to_device(frames, self.device))
-            yield to_device(clips, self.device), labels
+                labels = (speakers, to_device(torch.from_numpy(frames), self.device))
+            yield to_device(torch.from_numpy(clips), self.device), labels
 
     def _window_phones(self, utterance: Utterance, start: int) -> np.ndarray:
         """The phone label of each 10 ms frame of the window at `start`, -1 where none: the labels are matched to
@@ -341,7 +342,7 @@ class UtteranceLoader:
             utterance = self.utterances[i]
             audio = standardize(self.corpus.waveform(utterance), self.corpus.spec)[None, None]  # (1, 1, N)
             labels = self.corpus.phones(utterance)                                             # (F,)
-            yield to_device(audio, self.device), to_device(labels, self.device)
+            yield to_device(torch.from_numpy(audio), self.device), to_device(torch.from_numpy(labels), self.device)
 
 
 def _split(corpus: LibriSpeechCorpus, split: str) -> tuple[Utterance, ...]:

@@ -9,6 +9,7 @@ import torch
 
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.system import to_device
 
 
 class Batches(Protocol):
@@ -49,25 +50,16 @@ class BatchLoader:
         order = epoch_order(len(self.array), self.seed, epoch)
         for b in range(start_batch, len(self), stride):
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
-            images = to_device(np.ascontiguousarray(self.array.images[index]), self.device)
+            images = to_device(torch.from_numpy(np.ascontiguousarray(self.array.images[index])), self.device)
             labels = None
             if self.array.labels is not None:
-                labels = to_device(np.asarray(self.array.labels[index], dtype=np.int64), self.device)
+                labels = to_device(torch.from_numpy(np.asarray(self.array.labels[index], dtype=np.int64)),
+                                   self.device)
             generator = None
             if self.seed is not None:
                 seed = int(np.random.SeedSequence((self.seed, epoch, b)).generate_state(1)[0])
                 generator = torch.Generator().manual_seed(seed)
             yield self.transform(images, generator), labels
-
-
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host array on the training device. To a GPU it goes through pinned memory without blocking: a plain copy
-    would first wait for every kernel queued so far (the previous step's), leaving the GPU idle while the host
-    prepares the next one."""
-    tensor = torch.from_numpy(array)
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def epoch_order(count: int, seed: int | None, epoch: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from greedy_infomax.data.spec import ImageSpec
+from greedy_infomax.system import to_device
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's "L" mode
 
@@ -18,8 +19,8 @@ def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> 
     B, _, H, W = images.shape
     top = torch.randint(H - size + 1, (B,), generator=generator)
     left = torch.randint(W - size + 1, (B,), generator=generator)
-    rows = (top[:, None] + torch.arange(size)).to(images.device)               # (B, size)
-    cols = (left[:, None] + torch.arange(size)).to(images.device)              # (B, size)
+    rows = to_device(top[:, None] + torch.arange(size), images.device)          # (B, size)
+    cols = to_device(left[:, None] + torch.arange(size), images.device)         # (B, size)
     batch = torch.arange(B, device=images.device)[:, None, None]
     return images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
@@ -32,7 +33,7 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror a random half of the batch left-right."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    flip = to_device(torch.rand(images.shape[0], generator=generator) < 0.5, images.device)
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
@@ -40,7 +41,7 @@ def to_grayscale(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) float -> (B, 1, H, W) luma; one-channel input passes through."""
     if images.shape[1] == 1:
         return images
-    weights = torch.tensor(LUMA, dtype=images.dtype, device=images.device)
+    weights = to_device(torch.tensor(LUMA, dtype=images.dtype), images.device)
     return torch.einsum("bchw,c->bhw", images, weights)[:, None]
 
 
@@ -65,8 +66,8 @@ class ImageTransform:
         x = images.float() / 255.0
         if self.grayscale:
             x = to_grayscale(x)
-        mean = torch.tensor(self.mean, device=x.device)[:, None, None]
-        std = torch.tensor(self.std, device=x.device)[:, None, None]
+        mean = to_device(torch.tensor(self.mean), x.device)[:, None, None]
+        std = to_device(torch.tensor(self.std), x.device)[:, None, None]
         return (x - mean) / std
 
     @classmethod
