@@ -29,6 +29,9 @@ from greedy_infomax.engines.local import prepare_modules, pretrain, train_step, 
 from greedy_infomax.objectives.negatives import sample_negatives
 from greedy_infomax.reporting.run_folder import RunFolder
 
+# What device-parametrised tests run on: the CPU, and a GPU where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 
 def make_tiny_config(**train_options) -> RunConfig:
     """20x20 crops -> a 4x4 grid of 8x8 patches (stride 4); basic blocks of 4/8/8 channels in 3 modules."""

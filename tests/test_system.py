@@ -6,9 +6,8 @@ import sys
 import pytest
 import torch
 
+from conftest import DEVICES
 from greedy_infomax.system import to_device
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 FAULTS_OF_A_SECOND_BUFFER = """
 import resource, sys, torch

@@ -165,13 +165,14 @@ def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: t
     owned = range(trained.stop) if owned is None else owned
     frozen = range(owned.start, max(owned.start, min(owned.stop, trained.start)))
     x = run_frozen([modules[index] for index in frozen], x, frozen_chunks)
-    held = torch.zeros((), dtype=torch.bool, device=x.device) if hold is None else hold
-    losses = []
+    held, losses = hold, []
     for index in range(frozen.stop, owned.stop):
         modules[index].train()
         seed_module(draws, index)
         x, loss, held = modules[index].step(x, labels, held)
         losses.append(loss)
+    if held is None:                                  # no module stepped here and nothing held on entry
+        held = torch.zeros((), dtype=torch.bool, device=x.device)
     return x, losses, held
 
 

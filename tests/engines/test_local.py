@@ -8,15 +8,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import snapshot
+from conftest import DEVICES, snapshot
 from greedy_infomax.config import PRESETS, RunConfig
 from greedy_infomax.engines import local
 from greedy_infomax.engines.local import autocast_dtype, pretrain, prepare_modules, train_step
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.system import native_bf16
-
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def smoke(device: str = "cpu", **train_options) -> RunConfig:
