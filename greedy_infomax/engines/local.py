@@ -144,7 +144,8 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
     cuDNN add in a varying order, so two runs with one seed drift apart in the last bits. Off, cuDNN may also time
     its convolution algorithms for each new shape and keep the fastest, whose choice can differ between runs.
     PyTorch's deterministic mode also fills every new buffer with NaN, a debugging aid that catches kernels that
-    read memory they never wrote; no kernel here does, and those fills took 5% of a CPU step, so they stay off."""
+    read memory they never wrote. No kernel here does, and the fills cost 2.6% of the GPU time of a paper-stl10
+    step on an H200 (profile of benchmarks/results/h200-2026-11-28/run1-739f683), so they stay off."""
     if enabled and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
     torch.use_deterministic_algorithms(enabled, warn_only=True)

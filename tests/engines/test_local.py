@@ -205,7 +205,7 @@ def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
 
 
 def test_deterministic_mode_leaves_new_buffers_unfilled():
-    """PyTorch's deterministic mode NaN-fills every new buffer by default: 5% of a paper-stl10 CPU step."""
+    """PyTorch's deterministic mode NaN-fills every new buffer by default, a pass over memory no step needs."""
     prepare_modules(PRESETS["smoke"], 1, torch.device("cpu"))
     assert torch.are_deterministic_algorithms_enabled()
     assert not torch.utils.deterministic.fill_uninitialized_memory
