@@ -7,6 +7,7 @@ from torch import nn
 from greedy_infomax.bench import Schedule, bench, count_flops, default_precisions, matmul_ceiling, table
 from greedy_infomax.config import PRESETS
 from greedy_infomax.engines.local import prepare_modules, train_step
+from greedy_infomax.isolation import run_frozen
 
 
 def test_flop_count_covers_forward_and_backward():
@@ -50,6 +51,21 @@ def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
     torch.testing.assert_close(compiled_losses, plain_losses, rtol=1e-4, atol=1e-5)
     for a, b in zip(plain.parameters(), compiled.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_each_compiled_block_is_one_graph_with_a_dynamo_cache_of_its_own():
+    """nn.Module.compile() traced an nn.Sequential one residual block at a time, into one cache of 8 graphs shared by
+    every module, which no-grad passes at new batch sizes (probes, frozen modules) filled: dynamo then ran eagerly."""
+    from torch._dynamo.utils import counters
+    config = PRESETS["smoke"]
+    train = replace(config.train, compile=True, device="cpu", precision="fp32", channels_last=False)
+    modules = prepare_modules(replace(config, train=train), 1, torch.device("cpu"))
+    counters.clear()
+    train_step(modules, torch.randn(4, 1, 28, 28), range(3), (2, 0))
+    assert counters["stats"]["unique_graphs"] == len(modules)
+    for batch in (8, 5, 3, 2):
+        run_frozen(list(modules), torch.randn(batch, 1, 28, 28))
+    assert counters["frames"]["ok"] == counters["frames"]["total"], dict(counters["frames"])
 
 
 def test_table_projects_the_paper_schedule_from_the_measured_rate():

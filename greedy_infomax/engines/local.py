@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -88,7 +89,7 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
         if options.recompute_activations:
             recompute_in_backward(module.block)
         if options.compile:
-            module.block.compile()  # in place: parameter names, and so checkpoints, stay those of the plain block
+            compile_in_place(module.block)
         if with_optimizers and index in trained_indices(options, len(modules)):
             module.configure_optimizer(options.lr, options.weight_decay)
     return modules
@@ -107,6 +108,24 @@ def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
             conv.register_forward_pre_hook(_standard_layout)
             conv.forward = torch.compiler.disable(conv.forward)
     return modules
+
+
+def compile_in_place(block: nn.Module) -> None:
+    """torch.compile the block's forward as one graph with a dynamo cache of its own; parameter names, and so
+    checkpoints, stay those of the plain block. (`nn.Module.compile()` fell short on both counts: dynamo does not
+    start tracing inside torch.nn's own files, so an nn.Sequential was compiled one residual block at a time, and
+    it keeps one cache of at most 8 graphs per code object, so the blocks of all modules shared one: the second
+    module's shapes made them dynamic, and one probe's no-grad pass after training filled it, which sends every
+    later shape to eager mode.)"""
+    forward = block.forward
+
+    def compiled(*inputs: torch.Tensor) -> torch.Tensor:
+        return forward(*inputs)
+
+    # A copy of the code object per block: dynamo keys its cache on the code object.
+    code = compiled.__code__.replace()
+    block.forward = torch.compile(types.FunctionType(code, compiled.__globals__, compiled.__name__, None,
+                                                     compiled.__closure__))
 
 
 def _standard_layout(conv: nn.Conv2d, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
