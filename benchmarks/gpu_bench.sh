@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GPU measurements of the performance work in one go, most important first, for a GPU lent for minutes (8-9
-# minutes on an H200): GIM at the paper's global batch of 256 on one GPU with torch.compile, deterministic and
-# not (cuDNN's timed algorithm choice); the CUDA-only tests and 240 steps of real pre-training at batch 256; the
-# paper-stl10 preset in both precisions at the paper's batch of 32 and at 256; a profile of one GIM step;
-# paper-librispeech; compile at batch 32. Every `gim bench` writes its JSON and markdown under OUT_DIR; the
-# profile goes to OUT_DIR/profile.txt.
+# The GPU measurements of the performance work in one go, most important first, for a GPU lent for minutes
+# (about 10 minutes on an H200, an estimate; a run cut short keeps what it wrote): GIM at the paper's global
+# batch of 256 on one GPU with torch.compile, deterministic and not (cuDNN's timed algorithm choice); the
+# CUDA-only tests and 240 steps of real pre-training at batch 256; the paper-stl10 preset in both precisions at
+# the paper's batch of 32 and at 256; a profile of one GIM step; paper-librispeech; compile at batch 32. Every
+# `gim bench` writes its JSON and markdown under OUT_DIR; the profile goes to OUT_DIR/profile.txt.
 #
 #   benchmarks/gpu_bench.sh OUT_DIR          (needs a CUDA GPU; runs `python3 -m greedy_infomax.cli`, so the
 #                                             package need not be installed, only its dependencies and, for
