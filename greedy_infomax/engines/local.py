@@ -111,12 +111,11 @@ def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
 
 
 def compile_in_place(block: nn.Module) -> None:
-    """torch.compile the block's forward as one graph with a dynamo cache of its own; parameter names, and so
-    checkpoints, stay those of the plain block. (`nn.Module.compile()` fell short on both counts: dynamo does not
-    start tracing inside torch.nn's own files, so an nn.Sequential was compiled one residual block at a time, and
-    it keeps one cache of at most 8 graphs per code object, so the blocks of all modules shared one: the second
-    module's shapes made them dynamic, and one probe's no-grad pass after training filled it, which sends every
-    later shape to eager mode.)"""
+    """torch.compile the block's forward as one graph with a dynamo cache of its own, in place (parameter names,
+    and so checkpoints, stay those of the plain block). Not `nn.Module.compile()`: dynamo does not start tracing in
+    torch.nn's own files, so that compiled an nn.Sequential one residual block at a time, the blocks of all modules
+    sharing one cache of 8 graphs: dynamic shapes from the second module on, eager mode once a probe's no-grad
+    passes had filled it."""
     forward = block.forward
 
     def compiled(*inputs: torch.Tensor) -> torch.Tensor:
