@@ -1,10 +1,11 @@
 """gim bench: FLOP counting, the matmul ceiling, one real bench of the smoke preset, and train.compile."""
 from dataclasses import replace
 
+import pytest
 import torch
 from torch import nn
 
-from greedy_infomax.bench import Schedule, bench, count_flops, default_precisions, matmul_ceiling, table
+from greedy_infomax.bench import Case, Schedule, bench, count_flops, default_precisions, matmul_ceiling, table
 from greedy_infomax.config import PRESETS
 from greedy_infomax.engines.local import prepare_modules, train_step
 from greedy_infomax.isolation import run_frozen
@@ -35,6 +36,17 @@ def test_bench_of_the_smoke_preset_measures_every_case(tmp_path):
     assert report["ceilings_gflops"]["fp32"] > 0
     text = table(report)
     assert "| smoke | fp32 | simultaneous |" in text and "data / training" in text
+
+
+def test_each_timed_group_is_divided_by_the_ceiling_measured_just_before_it(monkeypatch):
+    """A shared CPU's ceiling drifts within minutes, so each group of steps is compared with its own."""
+    from greedy_infomax import bench as bench_module
+    measured = iter([100.0, 200.0, 400.0])
+    monkeypatch.setattr(bench_module, "matmul_ceiling", lambda dtype, device, seconds: next(measured))
+    record = bench_module.measure_training(Case("smoke", "simultaneous", "fp32", "cpu", None, Schedule(1, 3, 3)))
+    assert record["ceilings_gflops"] == [100.0, 200.0, 400.0]
+    rates = [record["flops_per_step"] / seconds / 1e9 for seconds in record["seconds_per_step"]]
+    assert record["ceiling_fraction"] == pytest.approx(sorted(r / c for r, c in zip(rates, (100, 200, 400)))[1])
 
 
 def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
@@ -71,7 +83,7 @@ def test_each_compiled_block_is_one_graph_with_a_dynamo_cache_of_its_own():
 def test_table_projects_the_paper_schedule_from_the_measured_rate():
     record = {"preset": "paper-stl10", "mode": "simultaneous", "precision": "bf16",
               "samples_per_second": 300 * 100_000 / 3600 / 2, "flops_per_step": 2e12, "gflops_per_second": 100.0,
-              "peak_bytes": 2 << 30, "peak_above_model_bytes": 1 << 30}
+              "ceiling_fraction": 0.5, "peak_bytes": 2 << 30, "peak_above_model_bytes": 1 << 30}
     machine = {"gpu": None, "cpu": "test", "threads": 1, "torch": torch.__version__, "date": "today"}
     report = {"ceilings_gflops": {"bf16": 200.0}, "records": [record, {**record, "preset": "fashion-mnist"}],
               "machine": machine, "switches": {}, "allocator": "tuned"}
