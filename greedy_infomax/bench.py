@@ -9,10 +9,10 @@ preset, precision and mode, each in a fresh process so that its peak memory is i
 
 training samples (images or 1.28 s windows) per second on random inputs of the preset's shape, the FLOPs of one
 step (counted by torch's FlopCounterMode, forward and backward) and so the achieved GFLOP/s as a fraction of the
-ceiling (measured again before each timed group), and peak memory (peak RSS on CPU, `torch.cuda.max_memory_allocated` on GPU) above the built model. Where
-a preset's dataset is on disk it also times the data pipeline alone (reading, cropping, augmenting, batching),
-which must outrun training. Timings are medians over groups of steps; the machine, date and command go into
-the JSON next to every raw number.
+ceiling (measured again before each timed group), and peak memory (peak RSS on CPU,
+`torch.cuda.max_memory_allocated` on GPU) above the built model. Where a preset's dataset is on disk it also times
+the data pipeline alone (reading, cropping, augmenting, batching), which must outrun training. Timings are medians
+over groups of steps; the machine, date and command go into the JSON next to every raw number.
 """
 from __future__ import annotations
 
