@@ -51,7 +51,8 @@ ALLOCATORS = {"tuned": {}, "glibc": {}, "exact": {"MALLOC_MMAP_THRESHOLD_": "655
 
 @dataclass(frozen=True)
 class Schedule:
-    """Untimed warm-up steps, then `steps` timed steps split into `repeats` groups whose median is kept."""
+    """Untimed warm-up steps (more while memory still grows: `warm_up`), then `steps` timed steps split into
+    `repeats` groups whose median is kept."""
 
     warmup: int
     steps: int
@@ -64,6 +65,8 @@ CPU_SCHEDULES = {"paper-stl10": Schedule(1, 3, 3), "paper-librispeech": Schedule
                  "fashion-mnist": Schedule(5, 40, 4), "speech": Schedule(3, 20, 4)}
 GPU_SCHEDULE = Schedule(5, 50, 5)
 SMALL_SCHEDULE = Schedule(2, 10, 2)
+SETTLE_LIMIT = 6
+"""Warm-up steps at most beyond a schedule's own, waiting for the process's memory to stop growing (`warm_up`)."""
 
 # Training samples of the paper's full schedules, to project their duration from a measured rate: 300 epochs of the
 # 100,000 unlabelled STL-10 images; 1000 epochs of one 1.28 s window per utterance, counting all 28,539 utterances
@@ -148,12 +151,25 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def warm_up(step: Callable[[], object], steps: int, device: torch.device) -> int:
+    """Run `steps` untimed steps, then more while the last one still raised the peak memory by over 1% (at most
+    SETTLE_LIMIT more); returns how many ran. The tuned CPU heap grows over a paper-scale case's first 2-4 steps,
+    and a step that grows it pays page faults: a paper-stl10 end-to-end step at batch 16 took 14.3 s in step 2,
+    9.3-9.9 s from step 3 on."""
+    done, grew = 0, True
+    while done < steps or (grew and 0 < steps and done < steps + SETTLE_LIMIT):
+        before = memory_peak(device)
+        step()
+        synchronize(device)
+        done += 1
+        grew = memory_peak(device) > before * 1.01
+    return done
+
+
 def timed_groups(step: Callable[[], object], schedule: Schedule, device: torch.device,
                  before_group: Callable[[], object] = lambda: None) -> list[float]:
     """Seconds per step of each timed group, after the warm-up; `before_group` runs, untimed, before each group."""
-    for _ in range(schedule.warmup):
-        step()
-    synchronize(device)
+    warm_up(step, schedule.warmup, device)
     sizes = [schedule.steps // schedule.repeats + (i < schedule.steps % schedule.repeats)
              for i in range(schedule.repeats)]
     seconds = []
@@ -209,8 +225,12 @@ def measure_training(case: Case) -> dict:
     training = build_training(case)
     built = memory_now(device)
     ceilings: list[float] = []
-    seconds = timed_groups(training.step, case.schedule, device, before_group=lambda: ceilings.append(
-        matmul_ceiling(DTYPES[case.precision], device, seconds=0.5)))
+
+    def measure_ceiling() -> None:
+        ceilings.append(matmul_ceiling(DTYPES[case.precision], device, seconds=0.5))
+
+    warmed = warm_up(training.step, case.schedule.warmup, device)
+    seconds = timed_groups(training.step, replace(case.schedule, warmup=0), device, before_group=measure_ceiling)
     if device.type == "cuda":  # the peak of a training step, not of the ceiling's matrices
         torch.cuda.reset_peak_memory_stats(device)
         training.step()
@@ -218,7 +238,7 @@ def measure_training(case: Case) -> dict:
     peak = memory_peak(device)                 # before counting FLOPs, whose bookkeeping is not training's
     flops = count_flops(training.step)
     median = statistics.median(seconds)
-    return {"seconds_per_step": seconds, "samples_per_second": training.x.shape[0] / median,
+    return {"warmup_steps": warmed, "seconds_per_step": seconds, "samples_per_second": training.x.shape[0] / median,
             "flops_per_step": flops, "gflops_per_second": flops / median / 1e9,
             "ceilings_gflops": ceilings, "ceiling_fraction": statistics.median(
                 flops / group / 1e9 / ceiling for group, ceiling in zip(seconds, ceilings)),

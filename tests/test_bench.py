@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_infomax.bench import Case, Schedule, bench, count_flops, default_precisions, matmul_ceiling, table
+from greedy_infomax.bench import (SETTLE_LIMIT, Case, Schedule, bench, count_flops, default_precisions, matmul_ceiling,
+                                  table, warm_up)
 from greedy_infomax.config import PRESETS
 from greedy_infomax.engines.local import prepare_modules, train_step
 from greedy_infomax.isolation import run_frozen
@@ -47,6 +48,16 @@ def test_each_timed_group_is_divided_by_the_ceiling_measured_just_before_it(monk
     assert record["ceilings_gflops"] == [100.0, 200.0, 400.0]
     rates = [record["flops_per_step"] / seconds / 1e9 for seconds in record["seconds_per_step"]]
     assert record["ceiling_fraction"] == pytest.approx(sorted(r / c for r, c in zip(rates, (100, 200, 400)))[1])
+
+
+@pytest.mark.parametrize("growing_steps, warmup, expected", [(0, 1, 1), (3, 1, 4), (3, 5, 5), (100, 1, 1 + SETTLE_LIMIT),
+                                                           (100, 0, 0)])
+def test_warm_up_goes_on_while_steps_still_raise_the_peak_memory(monkeypatch, growing_steps, warmup, expected):
+    """A step that grows the heap pays page faults, so timing starts once a step leaves the peak where it was."""
+    from greedy_infomax import bench as bench_module
+    steps = []
+    monkeypatch.setattr(bench_module, "memory_peak", lambda device: 1000 * (1 + min(len(steps), growing_steps)))
+    assert warm_up(lambda: steps.append(1), warmup, torch.device("cpu")) == expected == len(steps)
 
 
 def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():

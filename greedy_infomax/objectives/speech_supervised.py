@@ -11,10 +11,10 @@ from greedy_infomax.errors import GimError
 class SpeechSupervised(nn.Module):
     """L = CE(W_s mean_t h_t + b_s, speaker) + mean_f CE(W_p h_f + b_p, phone_f)
 
-    h is the module's output (the context c for a module that ends in the GRU). The speaker classifier reads its
-    time average; the phone classifier reads it average-pooled to the label frames (10 ms), frames without a
-    label (-1) left out
-    (a window of 20,480 samples gives 4,095 steps after the first convolution: bins of 31-32 steps). The two tasks the probes measure, trained jointly, so one baseline serves both columns.
+    The two tasks the probes measure, trained jointly, so that one baseline serves both columns. h is the module's
+    output (the context c for a module that ends in the GRU). The speaker classifier reads its time average; the
+    phone classifier reads it average-pooled to the 10 ms label frames (after the first convolution a window of
+    20,480 samples has 4,095 steps: bins of 31-32 steps), leaving out frames without a label (-1).
 
     Args:
         channels: C of the output z (B, C, T).
