@@ -3,8 +3,9 @@
 # (about 10 minutes on an H200, an estimate; a run cut short keeps what it wrote): GIM at the paper's global
 # batch of 256 on one GPU with torch.compile, deterministic and not (cuDNN's timed algorithm choice); the
 # CUDA-only tests and 240 steps of real pre-training at batch 256; the paper-stl10 preset in both precisions at
-# the paper's batch of 32 and at 256; a profile of one GIM step; paper-librispeech; compile at batch 32. Every
-# `gim bench` writes its JSON and markdown under OUT_DIR; the profile goes to OUT_DIR/profile.txt.
+# the paper's batch of 32 and at 256; a profile of one GIM step; each module's objective eager and compiled
+# (benchmarks/infonce_scoring.py); paper-librispeech; compile at batch 32. Every `gim bench` writes its JSON and
+# markdown under OUT_DIR; the profile goes to OUT_DIR/profile.txt.
 #
 #   benchmarks/gpu_bench.sh OUT_DIR          (needs a CUDA GPU; runs `python3 -m greedy_infomax.cli`, so the
 #                                             package need not be installed, only its dependencies and, for
@@ -74,6 +75,9 @@ text = "\n\n".join(averages.table(sort_by=key, row_limit=40) for key in ("self_c
 open(sys.argv[1], "w").write(text)
 print(averages.table(sort_by="self_cuda_time_total", row_limit=15))
 EOF
+
+python3 benchmarks/infonce_scoring.py --device cuda --batch_size 256 --precision bf16 --deterministic false \
+    --json "$out/infonce-scoring.json"
 
 gim bench --device cuda --presets paper-librispeech --modes end-to-end simultaneous --output "$out/librispeech-b8"
 gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --compile \

@@ -147,7 +147,8 @@ class TrainConfig:
     channels_last: bool = True
     """Channels-last memory format for the convolutions (much faster 1x1 convolutions on CPU)."""
     compile: bool = False
-    """torch.compile each module's encoder block (fuses its element-wise work; the first steps pay the compilation)."""
+    """torch.compile each module's encoder block and objective (fuses the block's element-wise work, and the
+    objective's gather of negatives with their scoring; the first steps pay the compilation)."""
     frozen_chunks: int = 1
     """With train_module K > 1: run the frozen modules 1..K-1 on the batch in this many parts, so their transient
     activations take that much less memory (the trained module still sees the whole batch)."""

@@ -50,8 +50,8 @@ def test_each_timed_group_is_divided_by_the_ceiling_measured_just_before_it(monk
     assert record["ceiling_fraction"] == pytest.approx(sorted(r / c for r, c in zip(rates, (100, 200, 400)))[1])
 
 
-@pytest.mark.parametrize("growing_steps, warmup, expected", [(0, 1, 1), (3, 1, 4), (3, 5, 5), (100, 1, 1 + SETTLE_LIMIT),
-                                                           (100, 0, 0)])
+@pytest.mark.parametrize("growing_steps, warmup, expected",
+                         [(0, 1, 1), (3, 1, 4), (3, 5, 5), (100, 1, 1 + SETTLE_LIMIT), (100, 0, 0)])
 def test_warm_up_goes_on_while_steps_still_raise_the_peak_memory(monkeypatch, growing_steps, warmup, expected):
     """A step that grows the heap pays page faults, so timing starts once a step leaves the peak where it was."""
     from greedy_infomax import bench as bench_module
@@ -60,7 +60,8 @@ def test_warm_up_goes_on_while_steps_still_raise_the_peak_memory(monkeypatch, gr
     assert warm_up(lambda: steps.append(1), warmup, torch.device("cpu")) == expected == len(steps)
 
 
-def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
+def test_compiled_modules_train_like_plain_ones_and_keep_parameter_names():
+    """Blocks and objectives compiled: the same negatives are drawn, so the losses agree up to rounding."""
     config = PRESETS["smoke"]
     x = torch.randn(4, 1, 28, 28)
     results = []
@@ -76,16 +77,17 @@ def test_compiled_blocks_train_like_plain_ones_and_keep_parameter_names():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_each_compiled_block_is_one_graph_with_a_dynamo_cache_of_its_own():
+def test_each_compiled_block_and_objective_is_one_graph_with_a_dynamo_cache_of_its_own():
     """nn.Module.compile() traced an nn.Sequential one residual block at a time, into one cache of 8 graphs shared by
-    every module, which no-grad passes at new batch sizes (probes, frozen modules) filled: dynamo then ran eagerly."""
+    every module, which no-grad passes at new batch sizes (probes, frozen modules) filled: dynamo then ran eagerly.
+    The objective, negative sampling included, is one graph too."""
     from torch._dynamo.utils import counters
     config = PRESETS["smoke"]
     train = replace(config.train, compile=True, device="cpu", precision="fp32", channels_last=False)
     modules = prepare_modules(replace(config, train=train), 1, torch.device("cpu"))
     counters.clear()
     train_step(modules, torch.randn(4, 1, 28, 28), range(3), (2, 0))
-    assert counters["stats"]["unique_graphs"] == len(modules)
+    assert counters["stats"]["unique_graphs"] == 2 * len(modules)
     for batch in (8, 5, 3, 2):
         run_frozen(list(modules), torch.randn(batch, 1, 28, 28))
     assert counters["frames"]["ok"] == counters["frames"]["total"], dict(counters["frames"])

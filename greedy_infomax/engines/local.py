@@ -90,6 +90,7 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
             recompute_in_backward(module.block)
         if options.compile:
             compile_in_place(module.block)
+            compile_in_place(module.objective)
         if with_optimizers and index in trained_indices(options, len(modules)):
             module.configure_optimizer(options.lr, options.weight_decay)
     return modules
@@ -115,11 +116,14 @@ def compile_in_place(block: nn.Module) -> None:
     and so checkpoints, stay those of the plain block). Not `nn.Module.compile()`: dynamo does not start tracing in
     torch.nn's own files, so that compiled an nn.Sequential one residual block at a time, the blocks of all modules
     sharing one cache of 8 graphs: dynamic shapes from the second module on, eager mode once a probe's no-grad
-    passes had filled it."""
+    passes had filled it. Compiled code draws random numbers (an objective's negatives) as eager code does, so
+    compiling changes results only by rounding."""
+    import torch._inductor.config  # inductor only when compiling: it takes a second to import
+    torch._inductor.config.fallback_random = True
     forward = block.forward
 
-    def compiled(*inputs: torch.Tensor) -> torch.Tensor:
-        return forward(*inputs)
+    def compiled(*inputs: Any, **named: Any) -> torch.Tensor:
+        return forward(*inputs, **named)
 
     # A copy of the code object per block: dynamo keys its cache on the code object.
     code = compiled.__code__.replace()

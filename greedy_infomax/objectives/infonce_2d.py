@@ -68,15 +68,14 @@ class InfoNCE2d(nn.Module):
 
     def _pairs(self, rows: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """Step index, context row and target row of every valid (k, t) pair, k-major, and the number of pairs
-        of each step (float). Built once per grid height and device: boolean indexing on a GPU waits for it."""
+        of each step (float). Built once per grid height and device, from Python lists: no host-device copy per
+        call, and nothing whose shape depends on tensor data, which torch.compile could not trace."""
         key = (rows, device)
         if key not in self._pair_cache:
-            steps = torch.arange(self.prediction_steps)
-            offsets = steps + 1 + self.skip_steps
-            step, context_row = torch.meshgrid(steps, torch.arange(rows), indexing="ij")
-            valid = context_row + offsets[step] < rows
-            step, context_row = step[valid], context_row[valid]
-            rows_per_step = torch.bincount(step, minlength=self.prediction_steps).float()
-            self._pair_cache[key] = tuple(t.to(device) for t in (step, context_row, context_row + offsets[step],
-                                                                  rows_per_step))
+            pairs = [(k, t, t + k + 1 + self.skip_steps) for k in range(self.prediction_steps)
+                     for t in range(rows - (k + 1 + self.skip_steps))]
+            rows_per_step = [max(rows - (k + 1 + self.skip_steps), 0) for k in range(self.prediction_steps)]
+            step, context_row, target_row = torch.tensor(pairs, device=device).unbind(1)
+            self._pair_cache[key] = (step, context_row, target_row,
+                                     torch.tensor(rows_per_step, dtype=torch.float, device=device))
         return self._pair_cache[key]
