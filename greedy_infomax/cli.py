@@ -173,7 +173,8 @@ def _bench_parser() -> ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per preset)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (with --steps)")
     parser.add_argument("--repeats", type=int, default=1, help="groups the timed steps are split into (with --steps)")
-    parser.add_argument("--compile", action="store_true", help="train.compile: torch.compile every module's block and objective")
+    parser.add_argument("--compile", action="store_true",
+                        help="train.compile: torch.compile every module's block and objective")
     parser.add_argument("--channels_last", type=bool, default=None,
                         help="train.channels_last for every case (default: each preset's own)")
     parser.add_argument("--deterministic", type=bool, default=None,

@@ -111,23 +111,23 @@ def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
     return modules
 
 
-def compile_in_place(block: nn.Module) -> None:
-    """torch.compile the block's forward as one graph with a dynamo cache of its own, in place (parameter names,
-    and so checkpoints, stay those of the plain block). Not `nn.Module.compile()`: dynamo does not start tracing in
-    torch.nn's own files, so that compiled an nn.Sequential one residual block at a time, the blocks of all modules
-    sharing one cache of 8 graphs: dynamic shapes from the second module on, eager mode once a probe's no-grad
-    passes had filled it. Compiled code draws random numbers (an objective's negatives) as eager code does, so
-    compiling changes results only by rounding."""
+def compile_in_place(module: nn.Module) -> None:
+    """torch.compile a module's forward (an encoder block, an objective) as one graph with a dynamo cache of its own,
+    in place (parameter names, and so checkpoints, stay those of the plain module). Not `nn.Module.compile()`:
+    dynamo does not start tracing in torch.nn's own files, so that compiled an nn.Sequential block one residual
+    block at a time, the blocks of all modules sharing one cache of 8 graphs: dynamic shapes from the second module
+    on, eager mode once a probe's no-grad passes had filled it. Compiled code draws random numbers (an objective's
+    negatives) as eager code does, so compiling changes results only by rounding."""
     import torch._inductor.config  # inductor only when compiling: it takes a second to import
     torch._inductor.config.fallback_random = True
-    forward = block.forward
+    forward = module.forward
 
     def compiled(*inputs: Any, **named: Any) -> torch.Tensor:
         return forward(*inputs, **named)
 
-    # A copy of the code object per block: dynamo keys its cache on the code object.
+    # A copy of the code object per module: dynamo keys its cache on the code object.
     code = compiled.__code__.replace()
-    block.forward = torch.compile(types.FunctionType(code, compiled.__globals__, compiled.__name__, None,
+    module.forward = torch.compile(types.FunctionType(code, compiled.__globals__, compiled.__name__, None,
                                                      compiled.__closure__))
 
 
