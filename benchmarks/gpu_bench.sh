@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements of the performance work in one go, most important first, for a GPU lent for minutes
-# (about 10 minutes on an H200, an estimate; a run cut short keeps what it wrote): GIM at the paper's global
+# (about 12 minutes on an H200, an estimate; a run cut short keeps what it wrote): GIM at the paper's global
 # batch of 256 on one GPU with torch.compile, deterministic and not (cuDNN's timed algorithm choice); the
 # CUDA-only tests and 240 steps of real pre-training at batch 256; the paper-stl10 preset in both precisions at
 # the paper's batch of 32 and at 256; a profile of one GIM step; each module's objective eager and compiled
