@@ -56,25 +56,26 @@ class InfoNCE1d(nn.Module):
         negatives = sample_negatives(contexts, self.num_negatives, pool, z.device)
         return self.loss(z, c, negatives, start, length)
 
-    def window(self, steps: int) -> tuple[int, int]:
-        """(start, length) of the steps that give contexts and positives: a random window when subsampling."""
+    def window(self, steps: int) -> tuple[int | torch.Tensor, int]:
+        """(start, length) of the steps that give contexts and positives: a random window when subsampling, whose
+        start stays a (host) tensor: as a Python int it would break a compiled graph and recompile it per value."""
         if not self.subsample or steps <= self.subsample_window:
             return 0, steps
-        start = int(torch.randint(steps - self.subsample_window + 1, ()))
-        return start, self.subsample_window
+        return torch.randint(steps - self.subsample_window + 1, ()), self.subsample_window
 
     def num_contexts(self, batch: int, length: int) -> int:
         """Rows of the negative index tensor: one per context step with a target, (length - 1) per sequence."""
         self._check_length(length)
         return batch * (length - 1)
 
-    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int = 0,
+    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
              length: int | None = None) -> torch.Tensor:
         """The loss for given negative indices (B*(length-1), N) into the pool of all B*T steps (entry b*T + t;
         R*B*T with the R replicas of `negatives_group`, replica i's entries from i*B*T on).
 
-        Contexts and positives come from steps start .. start + length - 1 (default: all); row
-        b * (length - 1) + (t - start) of `negatives` holds the negatives of context step t of sequence b.
+        Contexts and positives come from steps start .. start + length - 1 (default: all; a tensor start needs the
+        length); row b * (length - 1) + (t - start) of `negatives` holds the negatives of context step t of
+        sequence b.
         """
         B, C, T = z.shape
         K = self.prediction_steps
@@ -82,7 +83,8 @@ class InfoNCE1d(nn.Module):
         self._check_length(length)
         L = length - 1                                                          # context steps with a target
         z_rows = z.transpose(1, 2)                                              # (B, T, C)
-        predictions = self.predictors(c.transpose(1, 2)[:, start:start + L])    # (B, L, K*C): W_k c_t
+        context_step = start + torch.arange(L, device=z.device)                 # (L,)
+        predictions = self.predictors(c.transpose(1, 2)[:, context_step])       # (B, L, K*C): W_k c_t
         predictions = predictions.reshape(B * L, K, C)                          # (B*L, K, C)
         target_step, weights = self._targets(start, length, z.device)           # (L, K) each
         positives = z_rows[:, target_step].reshape(B * L, K, C)                 # (B*L, K, C): z_{t+k}
@@ -94,7 +96,8 @@ class InfoNCE1d(nn.Module):
         per_query = -F.log_softmax(logits, dim=2)[:, :, 0].reshape(B, L, K)     # (B, L, K)
         return (per_query * weights).sum() / (B * K)
 
-    def _targets(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _targets(self, start: int | torch.Tensor, length: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Target step t + k of every (context t, step k) in the window, and its weight in the mean over
         step k's positions: 1 / (length - k) inside the window, 0 past its end (clamped there)."""
         steps = torch.arange(1, self.prediction_steps + 1, device=device)                  # (K,): k
