@@ -166,3 +166,21 @@ def test_sequence_not_longer_than_the_steps_names_prediction_steps():
     objective = InfoNCE1d(3, prediction_steps=4)
     with pytest.raises(ValueError, match="prediction_steps=4"):
         objective(torch.randn(2, 3, 4))
+
+
+def test_a_compiled_subsampling_objective_is_one_graph_whatever_window_it_draws():
+    """A Python-int window start broke the graph under train.compile and recompiled it for every new start."""
+    from torch._dynamo.utils import counters
+    from greedy_infomax.engines.local import compile_in_place
+    objective = InfoNCE1d(3, prediction_steps=2, num_negatives=4, subsample=True, subsample_window=6)
+    compile_in_place(objective)
+    z = torch.randn(2, 3, 20, requires_grad=True)
+    counters.clear()
+    starts = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        starts.add(int(objective.window(20)[0]))        # the window the forward below draws first
+        torch.manual_seed(seed)
+        objective(z).backward()
+    assert len(starts) > 1
+    assert counters["stats"]["unique_graphs"] == 1 and counters["frames"]["total"] == 1, dict(counters["frames"])
