@@ -30,9 +30,8 @@ from greedy_infomax.isolation import IsolatedModule
 
 def readout_outputs(config: RunConfig, device: torch.device) -> tuple[torch.nn.ModuleList, list[torch.Tensor]]:
     """The modules of the preset and what each one's objective scores, for one random batch."""
-    modules = prepare_modules(config, in_channels=1 if config.data.grayscale else 3, device=device,
-                              with_optimizers=False)
     x, outputs = random_inputs(config, device), []
+    modules = prepare_modules(config, in_channels=x.shape[1], device=device, with_optimizers=False)
     with torch.no_grad():
         for module in modules:
             with module.precision(device):

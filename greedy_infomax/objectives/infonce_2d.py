@@ -72,9 +72,9 @@ class InfoNCE2d(nn.Module):
         call, and nothing whose shape depends on tensor data, which torch.compile could not trace."""
         key = (rows, device)
         if key not in self._pair_cache:
-            pairs = [(k, t, t + k + 1 + self.skip_steps) for k in range(self.prediction_steps)
-                     for t in range(rows - (k + 1 + self.skip_steps))]
-            rows_per_step = [max(rows - (k + 1 + self.skip_steps), 0) for k in range(self.prediction_steps)]
+            offsets = [k + 1 + self.skip_steps for k in range(self.prediction_steps)]   # rows from context to target
+            pairs = [(k, t, t + offset) for k, offset in enumerate(offsets) for t in range(rows - offset)]
+            rows_per_step = [max(rows - offset, 0) for offset in offsets]
             step, context_row, target_row = torch.tensor(pairs, device=device).unbind(1)
             self._pair_cache[key] = (step, context_row, target_row,
                                      torch.tensor(rows_per_step, dtype=torch.float, device=device))
