@@ -11,7 +11,7 @@ import torch
 
 from greedy_infomax.config import AnyRunConfig, AudioDataConfig, DataConfig, RunConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
-from greedy_infomax.data.image_folder import read_image_folder
+from greedy_infomax.data.image_folder import class_names, read_image_folder
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
@@ -22,10 +22,10 @@ from greedy_infomax.errors import GimError
 
 
 def _read_split_folder(root: Path | None, split: str) -> ImageArray:
-    """An image folder laid out as root/train/<class>/* and root/test/<class>/*."""
+    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, with the same classes."""
     if root is None:
         raise GimError("data.root: the image-folder dataset needs --data.root (a folder with train/ and test/)")
-    return read_image_folder(root / split)
+    return read_image_folder(root / split, classes=class_names(root / "train"))
 
 
 @dataclass(frozen=True)

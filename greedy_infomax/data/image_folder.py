@@ -10,10 +10,8 @@ import numpy as np
 from PIL import Image
 
 from greedy_infomax.data.spec import ImageArray, ImageSpec
+from greedy_infomax.data.transforms import LUMA
 from greedy_infomax.errors import GimError
-
-LUMA = np.array([0.299, 0.587, 0.114])
-"""ITU-R 601 luma weights, the ones Pillow's "L" conversion uses."""
 
 
 def class_names(root: Path, layout: str = "<class>/<image>") -> list[str]:
@@ -29,9 +27,15 @@ def class_names(root: Path, layout: str = "<class>/<image>") -> list[str]:
     return names
 
 
-def read_image_folder(root: Path, grayscale: bool = False) -> ImageArray:
-    """Read every image under `root/<class>/` as RGB (or luma if `grayscale`); all must share one size."""
+def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | None = None) -> ImageArray:
+    """Read every image under `root/<class>/` as RGB (or luma if `grayscale`); all must share one size.
+
+    `classes`: the class folders `root` must have (another split's), so that label i means the same class in both.
+    """
     names = class_names(root)
+    if classes is not None and names != classes:
+        raise GimError(f"{root}: class folders {names} differ from {classes} of the training split; "
+                       f"every split needs the same classes")
     paths, labels = _list_images(root, names)
     images = _read_all(paths, "L" if grayscale else "RGB")  # (N, C, H, W)
     return ImageArray(images, np.array(labels, dtype=np.int64), _measure(images, len(names)))
@@ -74,7 +78,7 @@ def _read(path: Path, mode: str) -> np.ndarray:
 def _measure(images: np.ndarray, num_classes: int) -> ImageSpec:
     """The spec of these (N, C, H, W) images: per-channel and luma mean/std of pixels scaled to [0, 1]."""
     pixels = images / 255.0
-    luma = pixels[:, 0] if pixels.shape[1] == 1 else np.einsum("c,nchw->nhw", LUMA, pixels)  # (N, H, W)
+    luma = pixels[:, 0] if pixels.shape[1] == 1 else np.einsum("c,nchw->nhw", np.array(LUMA), pixels)  # (N, H, W)
     return ImageSpec(
         channels=images.shape[1],
         height=images.shape[2],

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from greedy_infomax.data.spec import ImageSpec
+from greedy_infomax.errors import GimError
 from greedy_infomax.system import to_device
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's "L" mode
@@ -57,9 +58,9 @@ class ImageTransform:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         training = generator is not None
-        if training and images.shape[2] > self.crop:
+        if training and images.shape[2:] != (self.crop, self.crop):
             images = random_crop(images, self.crop, generator)
-        elif images.shape[2] > self.crop:
+        elif images.shape[2:] != (self.crop, self.crop):
             images = center_crop(images, self.crop)
         if training and self.flip:
             images = random_hflip(images, generator)
@@ -73,6 +74,8 @@ class ImageTransform:
     @classmethod
     def for_data(cls, crop: int, flip: bool, grayscale: bool, spec: ImageSpec) -> ImageTransform:
         """The transform for a dataset, normalised with the spec's statistics of the channels kept."""
+        if crop > min(spec.height, spec.width):
+            raise GimError(f"data.crop: {crop} does not fit in the dataset's {spec.width}x{spec.height} images")
         if grayscale:
             return cls(crop, flip, True, (spec.grayscale_mean,), (spec.grayscale_std,))
         return cls(crop, flip, False, spec.mean, spec.std)

@@ -116,3 +116,10 @@ def test_corrupted_png_is_read_or_named(tmp_path: Path, data: st.DataObject) -> 
         assert "b.png" in str(error)
     else:
         assert array.images.shape == (2, 3, 4, 6)
+
+
+def test_a_split_with_other_classes_is_an_error(folder: Path) -> None:
+    """Labels index the sorted class folders, so a test split missing a class would shift every later label."""
+    with pytest.raises(GimError, match=r"class folders \['cat', 'dog'\] differ from \['cat', 'dog', 'emu'\]"):
+        read_image_folder(folder, classes=["cat", "dog", "emu"])
+    assert read_image_folder(folder, classes=["cat", "dog"]).labels.tolist() == [0, 0, 1]

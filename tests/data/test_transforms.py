@@ -1,0 +1,34 @@
+"""ImageTransform: every output is a crop-sized square, and a crop the images cannot hold is a config error."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from greedy_infomax.data.spec import ImageSpec
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.errors import GimError
+
+
+def _spec(height: int, width: int) -> ImageSpec:
+    return ImageSpec(3, height, width, 10, (0.5,) * 3, (0.25,) * 3, 0.5, 0.25)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(("height", "width"), [(8, 12), (12, 8), (8, 8)])
+def test_non_square_images_are_cut_to_the_square_crop(training: bool, height: int, width: int) -> None:
+    transform = ImageTransform.for_data(8, True, True, _spec(height, width))
+    images = torch.randint(0, 256, (5, 3, height, width), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0) if training else None
+    assert transform(images, generator).shape == (5, 1, 8, 8)
+
+
+def test_the_centre_crop_of_a_wide_image_is_its_middle() -> None:
+    images = torch.arange(4 * 8, dtype=torch.uint8).reshape(1, 1, 4, 8).expand(1, 3, 4, 8)
+    transform = ImageTransform(4, False, False, (0.0,) * 3, (1 / 255,) * 3)
+    torch.testing.assert_close(transform(images)[0, 0], images[0, 0, :, 2:6].float())
+
+
+@pytest.mark.parametrize(("height", "width"), [(28, 28), (40, 28), (28, 40)])
+def test_a_crop_larger_than_the_images_names_the_option(height: int, width: int) -> None:
+    with pytest.raises(GimError, match=rf"data.crop: 32 does not fit in the dataset's {width}x{height} images"):
+        ImageTransform.for_data(32, False, False, _spec(height, width))
