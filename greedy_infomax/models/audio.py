@@ -15,9 +15,9 @@ from torch import nn
 
 from greedy_infomax.config import AudioRunConfig
 from greedy_infomax.data.librispeech import AudioSpec
+from greedy_infomax.errors import GimError
 from greedy_infomax.models.split import isolate, split
-from greedy_infomax.objectives.infonce_1d import InfoNCE1d
-from greedy_infomax.objectives.speech_supervised import SpeechSupervised
+from greedy_infomax.objectives import OBJECTIVES
 
 
 class GRUStage(nn.Module):
@@ -86,12 +86,26 @@ def build_modules(config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList
     """
     m, o = config.model, config.objective
     encoder = AudioEncoder(in_channels, m.channels, m.kernels, m.strides, m.paddings, m.gru_hidden)
+    _check_steps(encoder, m.stages_per_module, o.prediction_steps if o.name == "infonce_1d" else 0)
     convs = nn.Sequential(*encoder.stages[:-1])                       # child "i" is conv i + 1
     blocks = split(convs, after=[str(end - 1) for end in accumulate(m.stages_per_module)][:-1])
-    if o.name == "supervised":
-        objective = partial(SpeechSupervised, num_speakers=o.num_speakers, num_phones=o.num_phones)
-    else:
-        objective = partial(InfoNCE1d, prediction_steps=o.prediction_steps, num_negatives=o.num_negatives,
-                            subsample=o.subsample, subsample_window=o.subsample_window)
+    options = ({"num_speakers": o.num_speakers, "num_phones": o.num_phones} if o.name == "supervised" else
+               {"prediction_steps": o.prediction_steps, "num_negatives": o.num_negatives, "subsample": o.subsample,
+                "subsample_window": o.subsample_window})
+    objective = partial(OBJECTIVES["audio"][o.name], **options)
     sample = torch.zeros(1, in_channels, AudioSpec.window)           # one training window (any length would do)
     return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])
+
+
+def _check_steps(encoder: AudioEncoder, stages_per_module: tuple[int, ...], prediction_steps: int) -> None:
+    """The encoder must step by the label hop (the probes pool every module to it), and every module must output
+    more steps per training window than InfoNCE predicts ahead."""
+    if encoder.hop != AudioSpec.hop:
+        raise GimError(f"model.strides: their product is {encoder.hop}, it must be the {AudioSpec.hop}-sample hop "
+                       f"of the phone labels")
+    steps = encoder.lengths(AudioSpec.window)
+    for index, end in enumerate(accumulate(stages_per_module), start=1):
+        if steps[end - 1] <= prediction_steps:
+            raise GimError(f"objective.prediction_steps: module {index} outputs {steps[end - 1]} steps per "
+                           f"{AudioSpec.window}-sample window, fewer than the {prediction_steps + 1} that predicting "
+                           f"{prediction_steps} ahead needs")

@@ -40,7 +40,7 @@ def _objective(config: RunConfig) -> partial:
     o = config.objective
     options = ({"num_classes": o.num_classes} if o.name == "supervised" else
                {"prediction_steps": o.prediction_steps, "skip_steps": o.skip_steps, "num_negatives": o.num_negatives})
-    return partial(OBJECTIVES[o.name], **options)
+    return partial(OBJECTIVES["vision"][o.name], **options)
 
 
 def _with_pixelcnn(objective: partial, channels: int, layers: int) -> nn.Module:

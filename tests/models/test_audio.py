@@ -1,4 +1,4 @@
-"""The CPC audio encoder's surface (stages, out_channels, hop, lengths), parameter counts, and its modules:
+"""The CPC audio encoder's surface (stages, out_channels, hop, lengths), parameter counts, its checks, and its modules:
 objectives sized per module, gradients to every parameter, a step of one module leaves the others alone."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 
 from conftest import snapshot
 from greedy_infomax.config import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
+from greedy_infomax.errors import GimError
 from greedy_infomax.models.audio import AudioEncoder, GRUStage, build_modules
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 
@@ -26,9 +27,11 @@ def _gru(inputs: int, hidden: int) -> int:
     return 3 * (hidden * inputs + hidden * hidden + 2 * hidden)                     # reset, update, new gates
 
 
-TINY = AudioModelConfig(channels=(6, 6, 6), kernels=(4, 4, 3), strides=(2, 2, 1), paddings=(1, 1, 1), gru_hidden=5,
+TINY = AudioModelConfig(channels=(6, 6, 6), kernels=(5, 4, 8), strides=(5, 4, 8), paddings=(0, 0, 0), gru_hidden=5,
                         stages_per_module=(1, 1, 1, 1))
-"""64 samples -> 32 -> 16 -> 16 steps, 6 channels, GRU 6 -> 5: small enough for a step per module."""
+"""A hop of 160 samples like the paper's: 2,560 samples -> 512 -> 128 -> 16 -> 16 steps, 6 channels, GRU 6 -> 5;
+small enough for a step per module."""
+SAMPLES = 2_560
 
 
 def _tiny_encoder() -> AudioEncoder:
@@ -98,6 +101,16 @@ def test_gru_stage_is_causal():
     assert torch.equal(before[:, :, :6], after[:, :, :6]) and not torch.equal(before[:, :, 6:], after[:, :, 6:])
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"model": replace(TINY, strides=(5, 4, 4))}, r"model.strides: their product is 80, it must be the 160-sample"),
+    ({"objective": AudioObjectiveConfig(prediction_steps=128, subsample_window=200)},
+     r"objective.prediction_steps: module 3 outputs 128 steps per 20480-sample window, fewer than the 129"),
+])
+def test_an_encoder_the_data_cannot_feed_is_a_config_error(change, message):
+    with pytest.raises(GimError, match=message):
+        build_modules(replace(AudioRunConfig(model=TINY), **change))
+
+
 def test_mismatched_layer_lists_are_rejected():
     with pytest.raises(ValueError, match="one entry per conv layer"):
         AudioEncoder(channels=(8, 8), kernels=(4,), strides=(2,), paddings=(1,))
@@ -114,7 +127,7 @@ def test_modules_chain_the_stages_with_objectives_sized_to_their_outputs(stages_
     """Conv modules score their own output; a module ending in the GRU predicts the last conv's output
     (C = 6) from the GRU's (Cc = 5), and outputs the GRU's."""
     encoder = _tiny_encoder()
-    x = torch.randn(2, 1, 64)
+    x = torch.randn(2, 1, SAMPLES)
     with torch.no_grad():
         expected = encoder(x)
     modules = _tiny_modules(stages_per_module)
@@ -130,7 +143,7 @@ def test_modules_chain_the_stages_with_objectives_sized_to_their_outputs(stages_
         assert module.objective.subsample and module.objective.subsample_window == 8
         with torch.no_grad():
             x = module(x)
-        assert x.shape == (2, encoder.out_channels[last - 1], encoder.lengths(64)[last - 1])
+        assert x.shape == (2, encoder.out_channels[last - 1], encoder.lengths(SAMPLES)[last - 1])
     assert torch.equal(x, expected), "the modules together are the encoder"
 
 
@@ -138,7 +151,7 @@ def test_modules_chain_the_stages_with_objectives_sized_to_their_outputs(stages_
 def test_every_parameter_of_every_module_gets_a_gradient_from_its_module_loss(stages_per_module):
     torch.manual_seed(0)
     modules = _tiny_modules(stages_per_module)
-    x = torch.randn(3, 1, 64)
+    x = torch.randn(3, 1, SAMPLES)
     for index, module in enumerate(modules, start=1):
         h, loss = module.loss(x)
         loss.backward()
@@ -153,7 +166,7 @@ def test_stepping_module_k_changes_only_module_k(k):
     modules = _tiny_modules((1, 1, 1, 1))
     for module in modules:
         module.configure_optimizer(lr=1e-2)
-    x = torch.randn(3, 1, 64)
+    x = torch.randn(3, 1, SAMPLES)
     with torch.no_grad():
         for module in modules[:k - 1]:
             x = module(x)
