@@ -150,8 +150,9 @@ class TrainConfig:
     """torch.compile each module's encoder block and objective (fuses the block's element-wise work, and the
     objective's gather of negatives with their scoring; the first steps pay the compilation)."""
     frozen_chunks: int = 1
-    """With train_module K > 1: run the frozen modules 1..K-1 on the batch in this many parts, so their transient
-    activations take that much less memory (the trained module still sees the whole batch)."""
+    """With train_module K > 1, or module K > 1 of the sequential curriculum: run the frozen modules 1..K-1 on the
+    batch in this many parts, so their transient activations take that much less memory (the trained module still
+    sees the whole batch)."""
     recompute_activations: bool = False
     """Activation checkpointing: each layer of a block (a residual block, a conv) keeps only its input for the
     backward pass and recomputes the rest there: less memory for one more forward pass of the block."""

@@ -35,8 +35,9 @@ class IsolatedModule(nn.Module):
         return z if self.autoregressor is None else self.autoregressor(z)
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-        """Give this module its own Adam over block, readout and objective parameters: the fused one, which can skip
-        an update on a device-side flag (and on a CPU is several times faster than the per-tensor loops)."""
+        """Give this module its own Adam over all its parameters (block, readout, objective, autoregressor): the
+        fused one, which can skip an update on a device-side flag (and on a CPU is several times faster than the
+        per-tensor loops)."""
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
         return self.optimizer
 

@@ -321,30 +321,6 @@ class WindowLoader:
         return standardize(self.corpus.waveform(utterance, start, self.corpus.spec.window), self.corpus.spec)
 
 
-class UtteranceLoader:
-    """Whole utterances one at a time, for the phone probe: standardised audio (1, 1, N) and labels (F,).
-
-    F is a little less than N / hop: the labels match the encoder's frames counted from the end.
-    With a seed, the order of epoch e is shuffled by (seed, e); without, it is the split file's order.
-    """
-
-    def __init__(self, corpus: LibriSpeechCorpus, split: str, device: torch.device, seed: int | None = None) -> None:
-        self.corpus = corpus
-        self.utterances = _split(corpus, split)
-        self.device = device
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.utterances)
-
-    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for i in epoch_order(len(self.utterances), self.seed, epoch)[start:]:
-            utterance = self.utterances[i]
-            audio = standardize(self.corpus.waveform(utterance), self.corpus.spec)[None, None]  # (1, 1, N)
-            labels = self.corpus.phones(utterance)                                             # (F,)
-            yield to_device(torch.from_numpy(audio), self.device), to_device(torch.from_numpy(labels), self.device)
-
-
 def _split(corpus: LibriSpeechCorpus, split: str) -> tuple[Utterance, ...]:
     if split not in corpus.splits:
         raise GimError(f"unknown speech split {split!r}: choose one of {', '.join(corpus.splits)}")

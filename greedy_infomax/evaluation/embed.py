@@ -85,13 +85,16 @@ def embed_run(run: RunFolder, module: int, role: str, config: AnyRunConfig | Non
 def _embed_speech(run: RunFolder, module: int, role: str, config: AudioRunConfig,
                   device: torch.device) -> dict[str, np.ndarray]:
     """The speech probes' features of module `module` on the train split (roles 'pretrain', 'probe_train') or the
-    test split: "speaker_features" (segments, D) with "speakers", "phone_features" (frames, D) with "phones"."""
+    test split: "speaker_features" (segments, D) with "speakers", and, when the corpus has phone alignments,
+    "phone_features" (frames, D) with "phones"."""
     split = "test" if role == "probe_test" else "train"
     features = speech_features(module_outputs(_speech_encoder(run, config, module, device)),
                                config.model.module_hops()[:module],
                                load_speech(config.data), split, config.probe.phone_frames, device, f"module {module}")
-    return {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy(),
-            "phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
+    arrays = {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy()}
+    if features.phone is not None and features.phones is not None:
+        arrays |= {"phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
+    return arrays
 
 
 def load_extractor(path: str | Path, module: int,

@@ -31,12 +31,13 @@ Encoder = Callable[[torch.Tensor], list[torch.Tensor]]
 
 @dataclass
 class SpeechFeatures:
-    """Per module (or baseline), speaker features (segments, C) and phone features (frames, C), with labels."""
+    """Per module (or baseline), speaker features (segments, C) and phone features (frames, C), with labels; no
+    phone features when the corpus has no phone alignments (a speech folder may lack them)."""
 
     speaker: list[torch.Tensor]
     speakers: torch.Tensor
-    phone: list[torch.Tensor]
-    phones: torch.Tensor
+    phone: list[torch.Tensor] | None
+    phones: torch.Tensor | None
 
 
 def module_outputs(modules: nn.ModuleList) -> Encoder:
@@ -74,11 +75,14 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
                     max_frames: int | None, device: torch.device, description: str) -> SpeechFeatures:
     """Speaker and phone features of one split, one output of `encode` each (`hops`: its samples per step).
 
-    With `max_frames`, the phone probe keeps every s-th label frame only, s chosen to stay below it.
+    With `max_frames`, the phone probe keeps every s-th label frame only, s chosen to stay below it. Without phone
+    labels, the frames all outputs have, counted from the end, make the speaker features.
     """
     utterances = corpus.splits[split]
-    all_labels = [torch.from_numpy(corpus.phones(u)) for u in utterances]
-    stride = 1 if max_frames is None else max(1, math.ceil(sum(map(len, all_labels)) / max_frames))
+    with_phones = corpus.alignment_file is not None
+    all_labels = [torch.from_numpy(corpus.phones(u)) if with_phones else None for u in utterances]
+    total = sum(len(labels) for labels in all_labels) if with_phones else 0
+    stride = 1 if max_frames is None else max(1, math.ceil(total / max_frames))
     segment = corpus.spec.frames_per_window
     speaker: list[list[torch.Tensor]] = [[] for _ in hops]
     phone: list[list[torch.Tensor]] = [[] for _ in hops]
@@ -87,26 +91,34 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
                                   unit="utt", leave=False, dynamic_ncols=True):
         samples = standardize(corpus.waveform(utterance), corpus.spec)
         audio = torch.from_numpy(samples[None, None]).to(device)                               # (1, 1, N)
-        keep = torch.arange(offset, len(labels), stride)
-        offset = (offset - len(labels)) % stride
-        segments = [s for s in torch.arange(len(labels)).split(segment) if len(s) * 2 >= segment]
-        for speaker_store, phone_store, output, hop in zip(speaker, phone, encode(audio), hops):
-            frames = to_label_frames(output, hop, len(labels), corpus.spec, utterance).cpu()   # (C, F)
-            phone_store.append(frames[:, keep].T)
-            speaker_store.append(torch.stack([frames[:, s].mean(1) for s in segments]))
-        phones.append(labels[keep])
+        pooled = [to_label_hop(output, hop, corpus.spec) for output, hop in zip(encode(audio), hops)]  # (1, C, T)
+        count = min(p.shape[2] for p in pooled) if labels is None else len(labels)
+        segments = [s for s in torch.arange(count).split(segment) if len(s) * 2 >= segment]
+        if labels is not None:
+            keep = torch.arange(offset, count, stride)
+            offset = (offset - count) % stride
+            phones.append(labels[keep])
+        for speaker_store, phone_store, output in zip(speaker, phone, pooled):
+            frames = last_frames(output, count, utterance).cpu()                             # (C, count)
+            if labels is not None:
+                phone_store.append(frames[:, keep].T)
+            speaker_store += [frames[:, s].mean(1) for s in segments]
         speakers += [utterance.speaker] * len(segments)
-    return SpeechFeatures([torch.cat(store) for store in speaker], torch.tensor(speakers),
-                          [torch.cat(store) for store in phone], torch.cat(phones))
+    return SpeechFeatures([torch.stack(store) for store in speaker], torch.tensor(speakers),
+                          [torch.cat(store) for store in phone] if with_phones else None,
+                          torch.cat(phones) if with_phones else None)
 
 
-def to_label_frames(output: torch.Tensor, hop: int, num_frames: int, spec: AudioSpec,
-                    utterance: Utterance) -> torch.Tensor:
-    """(1, C, T) output with `hop` samples per step -> (C, num_frames): pooled to the label hop, last frames kept."""
+def to_label_hop(output: torch.Tensor, hop: int, spec: AudioSpec) -> torch.Tensor:
+    """(1, C, T) output with `hop` samples per step -> (1, C, T') average-pooled to the label hop."""
     if spec.hop % hop:
         raise GimError(f"a module output with a step of {hop} samples cannot be pooled to the {spec.hop}-sample "
                          f"label frames")
-    pooled = F.avg_pool1d(output, spec.hop // hop) if hop < spec.hop else output         # (1, C, T')
+    return F.avg_pool1d(output, spec.hop // hop) if hop < spec.hop else output
+
+
+def last_frames(pooled: torch.Tensor, num_frames: int, utterance: Utterance) -> torch.Tensor:
+    """(1, C, T') at the label hop -> (C, num_frames): the last frames, which the labels describe."""
     if pooled.shape[2] < num_frames:
         raise GimError(f"{utterance.path}: {pooled.shape[2]} feature frames for {num_frames} phone labels")
     return pooled[0, :, pooled.shape[2] - num_frames:]

@@ -45,7 +45,7 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
         "train_utterances": len(corpus.splits["train"]),
         "test_utterances": len(corpus.splits["test"]),
         "step": progress["step"],
-        "probes": ["speaker", "phone"],
+        "probes": ["speaker", "phone"] if corpus.alignment_file else ["speaker"],
         "trained": _probe_encoder(trained, config, corpus, device, "trained"),
     }
     if p.random_init:
@@ -79,8 +79,10 @@ def _probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: Lib
 def _classify(train: SpeechFeatures, test: SpeechFeatures, index: int, config: AudioRunConfig,
               corpus: LibriSpeechCorpus) -> dict[str, Any]:
     p, seed = config.probe, config.train.seed
-    speaker = linear_probe(train.speaker[index], train.speakers, test.speaker[index], test.speakers,
-                           corpus.spec.num_speakers, p.speaker_epochs, p.lr, p.batch_size, seed)
-    phone = linear_probe(train.phone[index], train.phones, test.phone[index], test.phones,
-                         corpus.spec.num_phones, p.phone_epochs, p.lr, p.batch_size, seed)
-    return {"features": train.speaker[index].shape[1], "speaker": speaker, "phone": phone}
+    row = {"features": train.speaker[index].shape[1],
+           "speaker": linear_probe(train.speaker[index], train.speakers, test.speaker[index], test.speakers,
+                                   corpus.spec.num_speakers, p.speaker_epochs, p.lr, p.batch_size, seed)}
+    if train.phone is not None and test.phone is not None:
+        row["phone"] = linear_probe(train.phone[index], train.phones, test.phone[index], test.phones,
+                                    corpus.spec.num_phones, p.phone_epochs, p.lr, p.batch_size, seed)
+    return row

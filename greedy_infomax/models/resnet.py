@@ -1,7 +1,7 @@
 """Pre-activation ResNet without BatchNorm, encoding each image patch independently (paper, Sec. 4.1).
 
 Every model exposes the same surface: `stages` (an nn.ModuleList) and `out_channels` (one per stage).
-How stages are grouped into gradient-isolated modules is configuration (see isolation.build_modules).
+How stages are grouped into gradient-isolated modules is configuration (see models/vision.py and models/split.py).
 """
 from __future__ import annotations
 

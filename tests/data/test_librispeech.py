@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import corrupt
 from greedy_infomax.data import librispeech
-from greedy_infomax.data.librispeech import (LABELS_URL, AudioSpec, UtteranceLoader, WindowLoader,
+from greedy_infomax.data.librispeech import (LABELS_URL, AudioSpec, WindowLoader,
                                              download_librispeech, read_librispeech)
 from greedy_infomax.errors import GimError
 
@@ -122,21 +122,6 @@ def test_window_loader_order_depends_only_on_seed_epoch_and_batch(tmp_path: Path
     assert len(evaluation) == 3
     speakers = torch.cat([labels for _, labels in evaluation.epoch()])
     assert speakers.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-
-
-def test_utterance_loader_yields_whole_standardised_utterances_with_labels(
-        corpus: librispeech.LibriSpeechCorpus) -> None:
-    loader = UtteranceLoader(corpus, "train", torch.device("cpu"))
-    batches = list(loader.epoch())
-    assert len(loader) == len(batches) == 3
-    audio, labels = batches[2]
-    assert audio.shape == (1, 1, 32_000)
-    expected = (_ramp(32_000) - corpus.spec.mean) / corpus.spec.std
-    np.testing.assert_allclose(audio[0, 0].numpy(), expected, rtol=1e-6, atol=1e-4)
-    assert labels.tolist() == _labels(32_000)
-    shuffled = [audio.shape[-1] for audio, _ in UtteranceLoader(corpus, "train", torch.device("cpu"), 1).epoch(4)]
-    assert sorted(shuffled) == [20_480, 30_000, 32_000]
-    assert [a.shape[-1] for a, _ in loader.epoch(start=1)] == [30_000, 32_000]
 
 
 def test_unknown_split(corpus: librispeech.LibriSpeechCorpus) -> None:

@@ -2,6 +2,7 @@
 the speech loaders and `gim pretrain` read it unchanged."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,22 @@ def test_the_window_loader_and_gim_pretrain_read_it(folder: Path, tmp_path: Path
     assert main(["pretrain", "--preset", "speech-smoke", "--data.dataset", "speech-folder", "--data.root", str(folder),
                  "--train.max_steps", "1", "--output", str(tmp_path / "runs"), "--name", "mine"]) == 0
     assert (tmp_path / "runs" / "mine" / "checkpoints" / "step-00000001").is_dir()
+
+
+@pytest.mark.parametrize("aligned", [False, True], ids=["speaker-only", "with-alignments"])
+def test_gim_probe_and_embed_need_alignments_only_for_phones(folder: Path, tmp_path: Path, aligned: bool) -> None:
+    if aligned:
+        _alignments(folder)
+    run = tmp_path / "runs" / "mine"
+    assert main(["pretrain", "--preset", "speech-smoke", "--data.dataset", "speech-folder", "--data.root", str(folder),
+                 "--train.max_steps", "1", "--output", str(run.parent), "--name", run.name]) == 0
+    assert main(["probe", str(run), "--probe.speaker_epochs", "1", "--probe.phone_epochs", "1",
+                 "--probe.random_init", "false", "--probe.log_mel", "false"]) == 0
+    results = json.loads((run / "probe.json").read_text())
+    probes = ["speaker", "phone"] if aligned else ["speaker"]
+    assert results["probes"] == probes
+    assert all(sorted(row) == sorted(["module", "features", *probes]) for row in results["trained"])
+    assert main(["embed", str(run), "--module", "6", "--split", "test", "--output", str(tmp_path / "test.npz")]) == 0
+    arrays = np.load(tmp_path / "test.npz")
+    assert sorted(arrays) == sorted(["speaker_features", "speakers"] + (["phone_features", "phones"] if aligned else []))
+    assert len(arrays["speaker_features"]) == len(arrays["speakers"]) == 2, "one segment per test recording"

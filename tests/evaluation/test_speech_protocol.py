@@ -15,8 +15,8 @@ from greedy_infomax.config import AudioModelConfig, AudioRunConfig, load_config,
 from greedy_infomax.data.librispeech import AudioSpec, Utterance, read_librispeech
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.evaluation.speech_features import (log_mel_output, mel_filterbank, speech_features,
-                                                        to_label_frames)
+from greedy_infomax.evaluation.speech_features import (last_frames, log_mel_output, mel_filterbank,
+                                                        speech_features, to_label_hop)
 
 SPEC = AudioSpec(num_speakers=1)
 UTTERANCE = Utterance("1-2-3", Path("1-2-3.flac"), 0, 20_480)
@@ -30,16 +30,16 @@ def test_module_hops_follow_the_strides():
 
 def test_label_frames_are_pooled_to_the_label_hop_and_kept_from_the_end():
     output = torch.arange(2 * 64, dtype=torch.float32).reshape(1, 2, 64)       # (1, C, T), 5 samples per step
-    frames = to_label_frames(output, 80, 3, SPEC, UTTERANCE)                   # 2 steps per 160-sample frame
+    frames = last_frames(to_label_hop(output, 80, SPEC), 3, UTTERANCE)        # 2 steps per 160-sample frame
     pooled = output[0].reshape(2, 32, 2).mean(2)                               # (C, 32)
     assert torch.equal(frames, pooled[:, -3:])
 
 
 def test_label_frames_refuse_a_step_that_does_not_divide_the_hop_and_too_few_frames():
     with pytest.raises(GimError, match="cannot be pooled"):
-        to_label_frames(torch.zeros(1, 2, 10), 3, 2, SPEC, UTTERANCE)
+        to_label_hop(torch.zeros(1, 2, 10), 3, SPEC)
     with pytest.raises(GimError, match="1-2-3.flac: 4 feature frames for 5 phone labels"):
-        to_label_frames(torch.zeros(1, 2, 4), 160, 5, SPEC, UTTERANCE)
+        last_frames(torch.zeros(1, 2, 4), 5, UTTERANCE)
 
 
 def test_log_mel_has_one_frame_per_label_and_finds_a_tone():
