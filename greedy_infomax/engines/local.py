@@ -296,11 +296,10 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
                 names = [f"module{index + 1}" for index in trained]
-                before = replace(progress)
                 _, losses, held = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels,
                                              frozen_chunks=options.frozen_chunks, hold=outcomes.hold())
-                outcomes.add(before, trained.start + 1, losses, held)   # reads the step before this one
                 progress.advance(len(loader))
+                outcomes.add(replace(progress), trained.start + 1, losses, held)   # reads the step before this one
                 bar.update()
                 log = progress.step % options.log_every == 0 or progress.step == total
                 checkpoint = progress.step % options.checkpoint_every == 0 or progress.step == total
@@ -341,10 +340,10 @@ class _Outcomes:
         """The flag the next step starts from: set once a step was skipped, if that stops the run."""
         return self._halted
 
-    def add(self, before: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
-        """Record a step just queued (`before`: the progress it started from) and settle the one before it."""
+    def add(self, after: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
+        """Record a step just queued (`after`: the progress once it is done) and settle the one before it."""
         self.settle()
-        self._pending = (before, first_module, losses, _HostCopy(held))
+        self._pending = (after, first_module, losses, _HostCopy(held))
         if self.stop_on_nonfinite:
             self._halted = held
 
@@ -352,14 +351,14 @@ class _Outcomes:
         """Read the outcome of the newest recorded step (a sync); stop the run if it diverged and that stops it."""
         if self._pending is None:
             return
-        before, first_module, losses, held = self._pending
+        after, first_module, losses, held = self._pending
         self._pending = None
         self._losses = losses
         if not held.read():
             return
         self._losses = []
         if self.stop_on_nonfinite:
-            _diverged(self.run, self.modules, before, first_nonfinite(losses, first_module))
+            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module))
         self.skipped += 1
 
     def last_losses(self) -> list[torch.Tensor]:
@@ -391,12 +390,17 @@ def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
 
 
 def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float]) -> None:
-    """Save the weights (still finite: the bad update was never applied) and stop with the module and step."""
+    """Save the weights (still finite: the bad update was never applied) and stop with the module and step.
+
+    The modules before the culprit have learned from the bad step's batch, so the checkpoint counts that step as
+    done, the culprit and the modules after it having skipped it, as `on_nonfinite` "skip" would: a resume does
+    not feed that batch to the earlier modules twice."""
     folder = _checkpoint(run, modules, progress)
     run.close()
     module, value = culprit
-    raise GimError(f"module {module} diverged at step {progress.step + 1} (loss {value}); "
-                   f"last good state saved in {folder}. Lower --train.lr, or pass --train.on_nonfinite skip")
+    raise GimError(f"module {module} diverged at step {progress.step} (loss {value}); saved in {folder} with that "
+                   f"step's update skipped from module {module} on. Lower --train.lr and resume, or pass "
+                   f"--train.on_nonfinite skip")
 
 
 def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int) -> None:

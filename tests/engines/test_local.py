@@ -115,9 +115,10 @@ def test_nan_loss_stops_with_module_and_step_after_saving_finite_weights(tmp_pat
     run = RunFolder.create(tmp_path, "nan", config)
     with pytest.raises(GimError, match=r"module 2 diverged at step 6"):
         pretrain(config, run)
-    assert run.latest_checkpoint().name == "step-00000005"
+    assert run.latest_checkpoint().name == "step-00000006"
     # The host reads a step's outcome one step late; the held step 7 must not have moved anything either.
-    # Module 1 stepped on batch 6 before module 2 diverged; modules 2 and 3 are as after step 5.
+    # Module 1 stepped on batch 6 before module 2 diverged; modules 2 and 3 are as after step 5. The checkpoint
+    # counts step 6 as done, so a resume does not feed batch 6 to module 1 again.
     monkeypatch.undo()
     clean = {steps: snapshot(pretrain(smoke(device, max_steps=steps),
                                       RunFolder.create(tmp_path, f"clean{steps}", smoke(device, max_steps=steps))))
@@ -128,6 +129,26 @@ def test_nan_loss_stops_with_module_and_step_after_saving_finite_weights(tmp_pat
         tolerance = 0 if device == "cpu" else 1e-6   # GPU kernels may differ in the last bits; an Adam step is 1e-3
         for name, tensor in state.items():
             torch.testing.assert_close(tensor, expected[f"{k - 1}.{name}"], rtol=0, atol=tolerance)
+
+
+def test_resuming_after_divergence_equals_skipping_the_bad_batch(tmp_path, monkeypatch):
+    """The checkpoint written on divergence counts the bad step as done and skipped from the culprit on, so a
+    resume neither replays its batch to the earlier modules nor loses a later one."""
+    from greedy_infomax.errors import GimError
+    config = smoke(max_steps=12, log_every=100)
+    with monkeypatch.context() as patch:
+        _poison(patch, module=2, at_steps={6})
+        skipped = snapshot(pretrain(replace(config, train=replace(config.train, on_nonfinite="skip")),
+                                    RunFolder.create(tmp_path, "skip", config)))
+    with monkeypatch.context() as patch:
+        _poison(patch, module=2, at_steps={6})
+        run = RunFolder.create(tmp_path, "stop", config)
+        with pytest.raises(GimError, match="diverged at step 6"):
+            pretrain(config, run)
+    resumed = snapshot(pretrain(config, RunFolder.open(run.path), resume=True))
+    assert resumed.keys() == skipped.keys()
+    for name, tensor in resumed.items():
+        torch.testing.assert_close(tensor, skipped[name], rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("device", DEVICES)
