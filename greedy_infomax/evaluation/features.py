@@ -50,12 +50,13 @@ def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[
     return frozen_pass(modules, x, lambda module, h: pool_positions(module.readout(h).float(), pool))
 
 
-def extract_features(modules: nn.ModuleList, loader: Batches, pool: int,
-                     description: str = "features") -> tuple[list[torch.Tensor], torch.Tensor | None]:
-    """Per module, (N, D) features of every batch of one epoch; and the (N,) labels, None for an unlabelled split."""
+def extract_features(modules: nn.ModuleList, loader: Batches, pool: int, description: str = "features",
+                     epoch: int = 0) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Per module, (N, D) features of every batch of the loader's epoch `epoch`; and the (N,) labels, None for an
+    unlabelled split."""
     per_module: list[list[torch.Tensor]] = [[] for _ in modules]
     labels = []
-    for inputs, batch_labels in tqdm(loader.epoch(), total=len(loader), desc=description, unit="batch",
+    for inputs, batch_labels in tqdm(loader.epoch(epoch), total=len(loader), desc=description, unit="batch",
                                      leave=False, dynamic_ncols=True):
         for store, features in zip(per_module, module_features(modules, inputs, pool)):
             store.append(features.cpu())

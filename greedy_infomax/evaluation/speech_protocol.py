@@ -81,8 +81,8 @@ def _classify(train: SpeechFeatures, test: SpeechFeatures, index: int, config: A
     p, seed = config.probe, config.train.seed
     row = {"features": train.speaker[index].shape[1],
            "speaker": linear_probe(train.speaker[index], train.speakers, test.speaker[index], test.speakers,
-                                   corpus.spec.num_speakers, p.speaker_epochs, p.lr, p.batch_size, seed)}
+                                   corpus.spec.num_speakers, p.speaker_epochs, p.speaker_lr, p.batch_size, seed)}
     if train.phone is not None and test.phone is not None:
         row["phone"] = linear_probe(train.phone[index], train.phones, test.phone[index], test.phones,
-                                    corpus.spec.num_phones, p.phone_epochs, p.lr, p.batch_size, seed)
+                                    corpus.spec.num_phones, p.phone_epochs, p.phone_lr, p.batch_size, seed)
     return row

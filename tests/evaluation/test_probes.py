@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -100,3 +101,26 @@ def test_probe_run_fails_if_feature_extraction_touches_the_encoder(monkeypatch, 
     monkeypatch.setattr(protocol, "extract_features", tampering)
     with pytest.raises(RuntimeError, match="changed the trained encoder"):
         probe_run(probe_smoke_run)
+
+
+def test_augmented_views_add_flipped_and_cropped_copies_of_the_training_images(monkeypatch, probe_smoke_run):
+    """The smoke preset crops 28 of 28 pixels, so its views are the images, some mirrored, in a seeded order."""
+    fitted = []
+
+    def record(train_x, train_y, *args, **kwargs):
+        fitted.append((train_x, train_y))
+        return 0.5
+
+    monkeypatch.setattr(protocol, "linear_probe", record)
+    config = probe_smoke_run.config
+    options = replace(config.probe, augmented_views=2, random_init=False, raw_pixels=False, knn_k=0)
+    results = probe_run(probe_smoke_run, replace(config, probe=options))
+    assert results["features"].endswith("fitted on centre crops and 2 augmented views of each image")
+    features, labels = fitted[0]                                   # module 1
+    assert features.shape[0] == labels.shape[0] == 3 * 64
+    centre, *views = features.split(64)
+    for view, view_labels in zip(views, labels.split(64)[1:]):
+        assert sorted(view_labels.tolist()) == sorted(labels[:64].tolist()), "every image once per view"
+        same = (view[:, None] - centre[None]).abs().amax(-1).amin(1) < 1e-6     # row found among the centre crops
+        assert 0 < same.sum() < 64, "some images mirrored, some not"
+    assert not torch.equal(views[0], views[1]), "each view draws anew"

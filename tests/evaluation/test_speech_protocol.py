@@ -90,11 +90,11 @@ def _check_embeddings_reproduce_the_probe(run: Path, config: AudioRunConfig, res
         arrays[split] = np.load(run / f"{split}.npz")
     p, seed = config.probe, config.train.seed
     speakers = int(max(arrays["train"]["speakers"].max(), arrays["test"]["speakers"].max())) + 1
-    for probe, labels, classes, epochs in (("speaker", "speakers", speakers, p.speaker_epochs),
-                                           ("phone", "phones", SPEC.num_phones, p.phone_epochs)):
+    for probe, labels, classes, epochs, lr in (("speaker", "speakers", speakers, p.speaker_epochs, p.speaker_lr),
+                                               ("phone", "phones", SPEC.num_phones, p.phone_epochs, p.phone_lr)):
         train, test = ([torch.from_numpy(arrays[s][f"{probe}_features"]), torch.from_numpy(arrays[s][labels])]
                        for s in ("train", "test"))
-        accuracy = linear_probe(*train, *test, classes, epochs, p.lr, p.batch_size, seed)
+        accuracy = linear_probe(*train, *test, classes, epochs, lr, p.batch_size, seed)
         assert accuracy == results["trained"][5][probe], probe
 
 
