@@ -74,6 +74,8 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     words = [word for word in rest if not word.startswith("-")]
     command = words[0] if words else None
     if known.resume:
+        if known.preset:
+            raise GimError("--preset: a resumed run keeps its own config; pass only the options to change")
         return _open_run(known.resume).config
     if known.preset:
         return preset(known.preset)

@@ -125,6 +125,11 @@ def test_resume_with_equals_sign_continues_the_run(run_copy):
     assert run.config.model == config.model and run.config.data == config.data
 
 
+def test_resume_refuses_a_preset_rather_than_ignoring_it(run_copy, capsys):
+    assert _exit_code(["pretrain", "--resume", str(run_copy), "--preset", "fashion-mnist"]) == 2
+    assert "--preset: a resumed run keeps its own config" in capsys.readouterr().err
+
+
 def test_failed_resume_leaves_the_run_config_unchanged(run_copy, capsys):
     """Resuming with an architecture that does not fit the checkpoints fails and must not rewrite config.yaml,
     or the run can no longer be probed or resumed."""

@@ -3,8 +3,7 @@
 
 Features are extracted once per encoder (all modules in one pass, centre-crop evaluation transform, plus
 `probe.augmented_views` views of each training image under the training transform) and reused by the linear and
-kNN probes; the encoder's parameters are hashed before and after to prove that
-probing left them unchanged.
+kNN probes; the encoder's parameters are hashed before and after to prove that probing left them unchanged.
 """
 from __future__ import annotations
 
@@ -17,11 +16,11 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig, ProbeConfig, RunConfig, training_method
 from greedy_infomax.data import eval_loader, input_channels
 from greedy_infomax.data.loader import BatchLoader, Batches
-from greedy_infomax.engines.local import load_trained, prepare_modules, resolve_device
-from greedy_infomax.evaluation.features import extract_features, fingerprint, raw_pixel_features
+from greedy_infomax.engines.local import resolve_device
+from greedy_infomax.evaluation.encoders import left_unchanged, probed_encoder, random_encoder
+from greedy_infomax.evaluation.features import extract_features, raw_pixel_features
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
 from greedy_infomax.evaluation.speech_protocol import probe_speech_run
-from greedy_infomax.models import copy_stages, cut_at
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
@@ -35,10 +34,7 @@ def probe_run(run: RunFolder, config: AnyRunConfig | None = None) -> dict[str, A
     test_loader = eval_loader(config, "probe_test", device, train_loader.array.spec)
     augmented = _augmented(train_loader, config)
     in_channels = input_channels(config.data, train_loader.array.spec)
-    trained, progress = load_trained(run, config, in_channels, device)
-    if config.probe.stages_per_module is not None:
-        config = cut_at(config, config.probe.stages_per_module)
-        trained = copy_stages(trained, prepare_modules(config, in_channels, device, with_optimizers=False))
+    trained, config, progress = probed_encoder(run, config, in_channels, device)
     classes = train_loader.array.spec.num_classes
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
@@ -52,10 +48,8 @@ def probe_run(run: RunFolder, config: AnyRunConfig | None = None) -> dict[str, A
                                  "trained", augmented),
     }
     if config.probe.random_init:
-        random_config = replace(config, train=replace(config.train, seed=config.train.seed + 1))
-        random_encoder = prepare_modules(random_config, in_channels, device, with_optimizers=False)
-        results["random"] = probe_modules(random_encoder, train_loader, test_loader, config.probe, classes,
-                                          config.train.seed, "random init", augmented)
+        results["random"] = probe_modules(random_encoder(config, in_channels, device), train_loader, test_loader,
+                                          config.probe, classes, config.train.seed, "random init", augmented)
     if config.probe.raw_pixels:
         raw = _probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader), config.probe,
                               classes, config.train.seed, knn=False)
@@ -84,15 +78,13 @@ def probe_modules(modules: nn.ModuleList, train_loader: Batches, test_loader: Ba
     on the test loader's; fails if extracting features changed any parameter."""
     if options.augmented_views and augmented is None:
         raise ValueError("probe.augmented_views needs the augmented loader of the training images")
-    before = fingerprint(modules)
-    train_features, train_labels = extract_features(modules, train_loader, options.pool, f"{name}: train")
-    for view in range(options.augmented_views):
-        features, labels = extract_features(modules, augmented, options.pool, f"{name}: view {view + 1}", view)
-        train_features = [torch.cat(pair) for pair in zip(train_features, features)]
-        train_labels = torch.cat([train_labels, labels])
-    test_features, test_labels = extract_features(modules, test_loader, options.pool, f"{name}: test")
-    if fingerprint(modules) != before:
-        raise RuntimeError(f"probing changed the {name} encoder's parameters")
+    with left_unchanged(modules, name):
+        train_features, train_labels = extract_features(modules, train_loader, options.pool, f"{name}: train")
+        for view in range(options.augmented_views):
+            features, labels = extract_features(modules, augmented, options.pool, f"{name}: view {view + 1}", view)
+            train_features = [torch.cat(pair) for pair in zip(train_features, features)]
+            train_labels = torch.cat([train_labels, labels])
+        test_features, test_labels = extract_features(modules, test_loader, options.pool, f"{name}: test")
     return [
         {"module": index, **_probe_features((train, train_labels), (test, test_labels), options, num_classes, seed)}
         for index, (train, test) in enumerate(zip(train_features, test_features), start=1)

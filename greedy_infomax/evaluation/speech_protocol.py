@@ -6,7 +6,6 @@ the encoder's parameters are hashed before and after to prove that probing left 
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -15,10 +14,9 @@ from torch import nn
 from greedy_infomax.config import AudioRunConfig, training_method
 from greedy_infomax.data import load_speech
 from greedy_infomax.data.librispeech import LibriSpeechCorpus
-from greedy_infomax.engines.local import prepare_modules, resolve_device
-from greedy_infomax.evaluation.features import fingerprint
+from greedy_infomax.engines.local import resolve_device
+from greedy_infomax.evaluation.encoders import left_unchanged, probed_encoder, random_encoder
 from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.models import copy_stages, cut_at
 from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
                                                         speech_features)
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -28,16 +26,11 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
     """Probe every module of the run's newest checkpoint, a random encoder (seed + 1) and log-mel features."""
     device = resolve_device(config.train.device)
     corpus = load_speech(config.data)
-    trained = prepare_modules(config, 1, device, with_optimizers=False)
-    progress = run.load_checkpoint(trained, with_optimizers=False)
-    method = training_method(config)
-    if config.probe.stages_per_module is not None:
-        config = cut_at(config, config.probe.stages_per_module)
-        trained = copy_stages(trained, prepare_modules(config, 1, device, with_optimizers=False))
+    trained, config, progress = probed_encoder(run, config, 1, device)
     p = config.probe
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
-        "method": method,
+        "method": training_method(run.config),
         "features": (f"speaker: each module's output averaged over every {corpus.spec.window}-sample segment of "
                      f"whole utterances; phone: each module's output per {corpus.spec.hop}-sample label frame"
                      + (f", at most {p.phone_frames} frames per split" if p.phone_frames else "")),
@@ -49,9 +42,7 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
         "trained": _probe_encoder(trained, config, corpus, device, "trained"),
     }
     if p.random_init:
-        random_config = replace(config, train=replace(config.train, seed=config.train.seed + 1))
-        random_encoder = prepare_modules(random_config, 1, device, with_optimizers=False)
-        results["random"] = _probe_encoder(random_encoder, config, corpus, device, "random init")
+        results["random"] = _probe_encoder(random_encoder(config, 1, device), config, corpus, device, "random init")
     if p.log_mel:
         [baseline] = _probe(log_mel_output(corpus.spec), [corpus.spec.hop], config, corpus, device, "log-mel")
         results["baseline"] = {"name": "log-mel", **baseline}
@@ -60,10 +51,8 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
 
 def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus,
                    device: torch.device, name: str) -> list[dict[str, Any]]:
-    before = fingerprint(modules)
-    rows = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
-    if fingerprint(modules) != before:
-        raise RuntimeError(f"probing changed the {name} encoder's parameters")
+    with left_unchanged(modules, name):
+        rows = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
     return [{"module": index, **row} for index, row in enumerate(rows, start=1)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from greedy_infomax.reporting.probe_report import PROBE_NAMES
+from greedy_infomax.reporting.probe_report import PROBE_NAMES, percent
 
 
 def comparison_rows(summary: dict[str, Any], probe: str) -> list[tuple[str, list[float | None]]]:
@@ -35,7 +35,7 @@ def format_comparison(summary: dict[str, Any]) -> str:
         for name, accuracies in comparison_rows(summary, probe):
             paper = summary["paper"].get(name)
             paper = paper.get(probe) if isinstance(paper, dict) else paper
-            cells = [name, *[_percent(value) for value in accuracies], "" if paper is None else f"{paper:.1f}",
+            cells = [name, *[percent(value) for value in accuracies], "" if paper is None else f"{paper:.1f}",
                      _minutes(seconds.get(name))]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append(f"### {PROBE_NAMES[probe]} probe: test accuracy (%)\n\n" + "\n".join(lines))
@@ -87,10 +87,6 @@ def write_comparison(summary: dict[str, Any], folder: Path) -> str:
         f"paper's setting (STL-10 / LibriSpeech-100), not this dataset's. Commands: commands.sh.\n")
     plot_comparison(summary, folder / "comparison.png")
     return tables
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.1f}"
 
 
 def _minutes(seconds: float | None) -> str:

@@ -24,11 +24,11 @@ def format_table(results: dict[str, Any]) -> str:
     for position, row in enumerate(results["trained"]):
         cells = [str(row["module"]), str(row["features"])]
         for encoder in encoders:
-            cells += [_percent(results[encoder][position].get(probe)) for probe in probes]
+            cells += [percent(results[encoder][position].get(probe)) for probe in probes]
         rows.append(cells)
     if "baseline" in results:
         baseline = results["baseline"]
-        cells = [baseline["name"], str(baseline["features"])] + [_percent(baseline.get(p)) for p in probes]
+        cells = [baseline["name"], str(baseline["features"])] + [percent(baseline.get(p)) for p in probes]
         rows.append(cells + [""] * (len(header) - len(cells)))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
@@ -78,5 +78,6 @@ def _label(results: dict[str, Any], encoder: str) -> str:
     return results["method"] if encoder == "trained" else "random init"
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """An accuracy in [0, 1] as a table cell in percent; empty when missing."""
     return "" if value is None else f"{100 * value:.1f}"
