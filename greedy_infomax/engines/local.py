@@ -249,7 +249,7 @@ def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.M
     device = resolve_device(config.train.device)
     loader, in_channels = pretrain_loader(config, device)
     modules = prepare_modules(config, in_channels, device)
-    progress = _resume(run, modules) if resume else Progress()
+    progress = resume_progress(run, modules) if resume else Progress()
     run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
     train_loop(config.train, run, modules, loader, progress)
     return modules
@@ -263,17 +263,19 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
     augmentation, and must yield batches on `options.device`.
     """
     modules = configure(modules, options, resolve_device(options.device))
-    progress = _resume(run, modules) if resume else Progress()
+    progress = resume_progress(run, modules) if resume else Progress()
     train_loop(options, run, modules, loader, progress)
     return modules
 
 
-def _resume(run: RunFolder, modules: nn.ModuleList) -> Progress:
-    """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it."""
+def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1) -> Progress:
+    """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it. The data position
+    counts steps of `batches_per_step` loader batches (R data-parallel replicas read R), so an unfinished group of
+    batches is skipped."""
     progress = Progress()
     if run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
-        progress = Progress(saved["step"], saved["epoch"], saved["batch"])
+        progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step))
     run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
     return progress
 

@@ -37,7 +37,7 @@ from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.engines.local import Progress, StopSignals, configure, first_nonfinite, prepare_modules, \
-    resolve_device, train_step, trained_indices
+    resolve_device, resume_progress, train_step, trained_indices
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
 from greedy_infomax.errors import GimError, TrainingStopped
@@ -235,7 +235,7 @@ def _start(settings: Settings, topology: Topology, run: RunFolder | None, module
     if any(isinstance(module.objective, (Supervised, SpeechSupervised)) for module in modules):
         raise GimError("objective: supervised objectives need labels on every rank, which only the local engine "
                        "passes; run without torchrun")
-    progress = _resume(run, modules, topology) if topology.rank == 0 and resume else Progress()
+    progress = resume_progress(run, modules, topology.replicas) if topology.rank == 0 and resume else Progress()
     start = _from_first_rank(lambda rank: {"progress": asdict(progress),
                                            "states": _states(modules, topology.modules(rank))},
                              settings, topology, device)
@@ -255,17 +255,6 @@ def _from_first_rank(packet: Callable[[int], Any], settings: Settings, topology:
         channel.send(Message(REPORT, 0, END, pack(packet(rank), device)))  # END: the only message
         channel.flush()
     return packet(0)
-
-
-def _resume(run: RunFolder, modules: nn.ModuleList, topology: Topology) -> Progress:
-    """Progress from the newest checkpoint (if any), whose data position counts loader batches: a step of R
-    replicas reads R of them, so an unfinished group of R is skipped."""
-    progress = Progress()
-    if run.latest_checkpoint() is not None:
-        saved = run.load_checkpoint(modules)
-        progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // topology.replicas))
-    run.forget_metrics_after(progress.step)
-    return progress
 
 
 def _channel(peer: int, group: dist.ProcessGroup, device: torch.device, settings: Settings,
