@@ -363,6 +363,10 @@ def _ensure_speech_corpus(config: AnyRunConfig) -> None:
 
 
 def cmd_data(args: Namespace) -> int:
+    try:
+        Path(args.root).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GimError(f"--root: cannot create the folder {args.root} ({error.strerror})") from error
     print(f"{args.name} ready in {DATA_COMMANDS[args.name](args)}")
     return 0
 

@@ -6,6 +6,7 @@ docstrings below are the user documentation of every option.
 """
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -309,8 +310,9 @@ class AudioModelConfig:
         layers = len(self.channels)
         _require(len(self.kernels) == len(self.strides) == len(self.paddings) == layers, "model.channels",
                  f"kernels, strides and paddings need one entry per conv layer ({layers})")
-        _require(layers > 0 and all(c > 0 for c in self.channels) and self.gru_hidden > 0, "model.channels",
+        _require(layers > 0 and all(c > 0 for c in self.channels), "model.channels",
                  "needs at least one conv layer, and all sizes positive")
+        _require(self.gru_hidden > 0, "model.gru_hidden", f"must be positive, got {self.gru_hidden}")
         _require(sum(self.stages_per_module) == layers + 1 and min(self.stages_per_module) > 0,
                  "model.stages_per_module",
                  f"must be positive and add up to the {layers + 1} stages ({layers} convs + GRU), "
@@ -455,7 +457,7 @@ PRESETS: dict[str, AnyRunConfig] = {
         model=AudioModelConfig(channels=(8,) * 5, gru_hidden=8),
         objective=AudioObjectiveConfig(prediction_steps=3, num_negatives=4, subsample_window=32),
         train=TrainConfig(lr=1e-3, epochs=2, channels_last=False, checkpoint_every=2, log_every=1),
-        probe=AudioProbeConfig(speaker_epochs=2, phone_epochs=1, batch_size=64),
+        probe=AudioProbeConfig(speaker_epochs=2, phone_epochs=1, phone_lr=1e-3, batch_size=64),
     ),
 }
 
@@ -520,6 +522,9 @@ def load_config(path: Path) -> AnyRunConfig:
         if task not in CONFIG_TYPES:
             raise ValueError(f"task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
         parser = config_parser(CONFIG_TYPES[task]())
+        parser.exit_on_error = False  # an option this version lacks is one line naming the file, not a usage dump
         return from_namespace(parser, parser.parse_path(str(path)))
+    except argparse.ArgumentError as error:
+        raise GimError(f"{path}: {error} (`gim pretrain --help` lists this version's options)") from error
     except (ValueError, TypeError, AttributeError, yaml.YAMLError) as error:
         raise GimError(f"{path}: {error}") from error

@@ -206,3 +206,22 @@ def test_sequential_curriculum_with_one_trained_module_is_one_line(tmp_path, cap
                  "--output", str(tmp_path)])
     assert code == 2
     assert "train.curriculum" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "train.device: 'gpu' is not a device"),
+    ("cuda:7", "train.device: cuda:7 asked for, but torch sees"),
+])
+def test_an_unusable_device_is_one_line_and_the_name_can_be_used_again(tmp_path, capsys, device, message):
+    argv = ["pretrain", "--preset", "smoke", "--data.limit", "64", "--train.max_steps", "1",
+            "--output", str(tmp_path), "--name", "again"]
+    assert _exit_code([*argv, "--train.device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: {message}") and len(err.strip().splitlines()) == 1
+    assert _exit_code([*argv, "--train.device", "cpu"]) == 0, "the failed start left no run in the way"
+
+
+def test_data_with_a_root_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert _exit_code(["data", "speech-corpus", "--root", str(tmp_path / "a-file"), "--speakers", "1"]) == 2
+    assert "--root: cannot create the folder" in capsys.readouterr().err

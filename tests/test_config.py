@@ -92,6 +92,16 @@ def test_load_config_rejects_a_bad_value_naming_file_and_option(tmp_path):
     assert str(path) in str(error.value)
 
 
+def test_load_config_names_an_option_this_version_lacks_in_one_line(tmp_path, capsys):
+    values = to_dict(PRESETS["speech-smoke"])
+    values["probe"]["lr"] = 1e-3                                   # renamed speaker_lr / phone_lr since
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(GimError, match=r"config.yaml: .*'probe' does not accept option 'lr'.*pretrain --help"):
+        load_config(path)
+    assert capsys.readouterr().err == "", "no usage dump"
+
+
 def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(GimError, match="nope") as error:
         preset("nope")

@@ -49,9 +49,16 @@ class Progress:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device `train.device` names, "auto" being a GPU if torch sees one; one it cannot use is a config error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise GimError(f"train.device: {name!r} is not a device (e.g. cpu, cuda, cuda:1, auto)") from error
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise GimError(f"train.device: {name} asked for, but torch sees {torch.cuda.device_count()} CUDA GPUs")
+    return device
 
 
 def trained_indices(options: TrainConfig, num_modules: int) -> range:

@@ -4,7 +4,9 @@ views of log-mel energies.
 
 A module whose output has a finer step than the label frames (the first convolutions) is average-pooled to the
 label hop; frames are then matched to the labels from the end, since the labels describe slightly fewer frames
-than the audio holds (a 25 ms analysis window every 10 ms). Speaker features average the frames of each
+than the audio holds (a 25 ms analysis window every 10 ms). Where an output has fewer frames than there are labels
+(the readers accept up to one label per started 10 ms; a convolution or the log-mel window may end a frame or two
+short), the earliest labels are left out. Speaker features average the frames of each
 `window`-sample segment (1.28 s; a shorter last segment counts if it holds at least half a window), so every
 second of every utterance is used and the encoder runs once per utterance for both probes. Unlike the paper's
 protocol, the GRU's state at a segment's start carries the utterance before it.
@@ -21,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from greedy_infomax.data.librispeech import AudioSpec, LibriSpeechCorpus, Utterance, standardize
+from greedy_infomax.data.librispeech import AudioSpec, LibriSpeechCorpus, standardize
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import frozen_pass
 
@@ -92,14 +94,17 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
         samples = standardize(corpus.waveform(utterance), corpus.spec)
         audio = torch.from_numpy(samples[None, None]).to(device)                               # (1, 1, N)
         pooled = [to_label_hop(output, hop, corpus.spec) for output, hop in zip(encode(audio), hops)]  # (1, C, T)
-        count = min(p.shape[2] for p in pooled) if labels is None else len(labels)
+        count = min(p.shape[2] for p in pooled)
+        if labels is not None:
+            count = min(count, len(labels))
+            labels = labels[len(labels) - count:]
         segments = [s for s in torch.arange(count).split(segment) if len(s) * 2 >= segment]
         if labels is not None:
             keep = torch.arange(offset, count, stride)
             offset = (offset - count) % stride
             phones.append(labels[keep])
         for speaker_store, phone_store, output in zip(speaker, phone, pooled):
-            frames = last_frames(output, count, utterance).cpu()                             # (C, count)
+            frames = last_frames(output, count).cpu()                                        # (C, count)
             if labels is not None:
                 phone_store.append(frames[:, keep].T)
             speaker_store += [frames[:, s].mean(1) for s in segments]
@@ -117,8 +122,6 @@ def to_label_hop(output: torch.Tensor, hop: int, spec: AudioSpec) -> torch.Tenso
     return F.avg_pool1d(output, spec.hop // hop) if hop < spec.hop else output
 
 
-def last_frames(pooled: torch.Tensor, num_frames: int, utterance: Utterance) -> torch.Tensor:
+def last_frames(pooled: torch.Tensor, num_frames: int) -> torch.Tensor:
     """(1, C, T') at the label hop -> (C, num_frames): the last frames, which the labels describe."""
-    if pooled.shape[2] < num_frames:
-        raise GimError(f"{utterance.path}: {pooled.shape[2]} feature frames for {num_frames} phone labels")
     return pooled[0, :, pooled.shape[2] - num_frames:]

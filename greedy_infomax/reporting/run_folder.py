@@ -42,12 +42,14 @@ class RunFolder:
         """A new, empty run folder with the config written into it.
 
         config None: a custom run, whose network is built in the user's Python code (the `train` API); the folder
-        then holds its metrics and checkpoints, and the code that built the modules loads them back.
+        then holds its metrics and checkpoints, and the code that built the modules loads them back. A folder whose
+        run stopped before it logged or saved anything (bad data, a bad option) is created again.
         """
         name = name or time.strftime("%Y%m%d-%H%M%S")
         path = Path(parent) / name
         last_file = path / ("meta.json" if config is None else "config.yaml")  # written last: the run exists
-        if last_file.exists():
+        started = (path / "metrics.jsonl").exists() or cls(path).latest_checkpoint() is not None
+        if last_file.exists() and started:
             raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)

@@ -79,7 +79,7 @@ def test_the_extractor_of_an_audio_run_gives_the_embedded_frames(speech_run, mod
     assert frames.shape[::2] == (1, 8) and not frames.requires_grad
     assert abs(frames.shape[1] - utterance.num_samples / extractor.hop) <= 1, "one frame every `hop` samples"
     labels = len(corpus.phones(utterance))
-    per_label = last_frames(to_label_hop(frames.transpose(1, 2), extractor.hop, corpus.spec), labels, utterance)  # (8, labels)
+    per_label = last_frames(to_label_hop(frames.transpose(1, 2), extractor.hop, corpus.spec), labels)   # (8, labels)
     written = embed_run(speech_run, module, "probe_test")["phone_features"][:labels]
     np.testing.assert_allclose(per_label.T.numpy(), written, rtol=1e-5, atol=1e-6)
 

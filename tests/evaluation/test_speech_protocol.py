@@ -30,16 +30,33 @@ def test_module_hops_follow_the_strides():
 
 def test_label_frames_are_pooled_to_the_label_hop_and_kept_from_the_end():
     output = torch.arange(2 * 64, dtype=torch.float32).reshape(1, 2, 64)       # (1, C, T), 5 samples per step
-    frames = last_frames(to_label_hop(output, 80, SPEC), 3, UTTERANCE)        # 2 steps per 160-sample frame
+    frames = last_frames(to_label_hop(output, 80, SPEC), 3)                   # 2 steps per 160-sample frame
     pooled = output[0].reshape(2, 32, 2).mean(2)                               # (C, 32)
     assert torch.equal(frames, pooled[:, -3:])
 
 
-def test_label_frames_refuse_a_step_that_does_not_divide_the_hop_and_too_few_frames():
+def test_label_frames_refuse_a_step_that_does_not_divide_the_hop():
     with pytest.raises(GimError, match="cannot be pooled"):
         to_label_hop(torch.zeros(1, 2, 10), 3, SPEC)
-    with pytest.raises(GimError, match="1-2-3.flac: 4 feature frames for 5 phone labels"):
-        last_frames(torch.zeros(1, 2, 4), 5, UTTERANCE)
+
+
+def test_labels_beyond_the_frames_of_an_output_are_dropped_from_the_start(speech_root: Path):
+    """An encoder three frames short of N // hop: each utterance keeps its last labels, matched to its frames."""
+    corpus = read_librispeech(speech_root)
+
+    def encode(x: torch.Tensor) -> list[torch.Tensor]:
+        frames = x.shape[-1] // SPEC.hop - 3
+        return [torch.arange(frames, dtype=torch.float32).expand(1, 2, frames)]             # (1, C, T): frame index
+
+    features = speech_features(encode, [SPEC.hop], corpus, "train", None, torch.device("cpu"), "test")
+    expected, indices = [], []
+    for utterance in corpus.splits["train"]:
+        labels, frames = corpus.phones(utterance), utterance.num_samples // SPEC.hop - 3
+        assert len(labels) > frames, "the case under test"
+        expected.append(labels[-frames:])
+        indices.append(np.arange(frames))
+    assert features.phones.tolist() == np.concatenate(expected).tolist()
+    assert features.phone[0][:, 0].tolist() == np.concatenate(indices).tolist()
 
 
 def test_log_mel_has_one_frame_per_label_and_finds_a_tone():

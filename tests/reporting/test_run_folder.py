@@ -48,9 +48,23 @@ def test_create_then_open_round_trips(tmp_path, tiny_config):
         opened.load_checkpoint(_modules(config))
 
 
-def test_create_refuses_to_overwrite_a_run(run, tiny_config):
+@pytest.mark.parametrize("started", ["logged", "checkpointed"])
+def test_create_refuses_to_overwrite_a_run(run, tiny_config, started):
+    if started == "logged":
+        run.log(1, {"loss/module1": 1.0})
+        run.close()
+    else:
+        config = tiny_config()
+        run.save_checkpoint(_modules(config), {"step": 1, "epoch": 0, "batch": 1})
     with pytest.raises(GimError, match="already holds a run"):
         RunFolder.create(run.path.parent, run.path.name, tiny_config())
+
+
+def test_a_run_that_failed_before_logging_anything_can_be_created_again(run, tiny_config):
+    """A start-up failure (missing data, a bad device) must not block rerunning the same command."""
+    other = replace(tiny_config(), train=replace(tiny_config().train, lr=0.5))
+    again = RunFolder.create(run.path.parent, run.path.name, other)
+    assert again.path == run.path and again.config == other
 
 
 def test_open_without_meta_json_fails(tmp_path):
