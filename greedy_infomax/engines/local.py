@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 import types
@@ -287,6 +288,16 @@ def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: in
     return progress
 
 
+def settle_resumed(progress: Progress, total: int, batches_per_epoch: int) -> None:
+    """Say when a resumed run has nothing left to train; start the next epoch when the saved position is past the
+    end of this one (a resume with larger batches), or the loader would yield nothing, forever."""
+    if progress.step >= total:
+        print(f"nothing to train: the run is at step {progress.step} of {total}; raise --train.epochs or "
+              f"--train.max_steps to go on", file=sys.stderr)
+    if progress.batch >= batches_per_epoch:
+        progress.epoch, progress.batch = progress.epoch + 1, 0
+
+
 def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loader: Batches,
                progress: Progress) -> None:
     """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done (with the
@@ -296,6 +307,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     total = per_phase * (len(modules) if options.curriculum == "sequential" else 1)
     if options.max_steps is not None:
         total = min(total, options.max_steps)
+    settle_resumed(progress, total, len(loader))
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step

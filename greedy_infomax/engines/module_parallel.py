@@ -37,7 +37,7 @@ from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.engines.local import Progress, StopSignals, configure, first_nonfinite, prepare_modules, \
-    resolve_device, resume_progress, train_step, trained_indices
+    resolve_device, resume_progress, settle_resumed, train_step, trained_indices
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
 from greedy_infomax.errors import GimError, TrainingStopped
@@ -327,6 +327,7 @@ def _batches(loader: Batches, progress: Progress, total: int, topology: Topology
     """Stage 0's input: its replica's batches, each followed by a control where the local engine would log,
     checkpoint or end; a stop signal ends the run with a checkpoint."""
     per_epoch = len(loader) // topology.replicas
+    settle_resumed(progress, total, per_epoch)
     while progress.step < total:
         for x, _ in islice(_replica_batches(loader, progress, topology), per_epoch - progress.batch):
             yield Message(DATA, progress.step, tensor=x)

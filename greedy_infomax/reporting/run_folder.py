@@ -67,7 +67,10 @@ class RunFolder:
         meta_path = path / "meta.json"
         if not meta_path.exists():
             raise GimError(f"{path} is not a run folder (no meta.json); `gim pretrain` creates one")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise GimError(f"{meta_path}: not a run's metadata ({error})") from error
         if meta.get("format_version") != FORMAT_VERSION:
             raise GimError(f"{meta_path}: run format {meta.get('format_version')} is not {FORMAT_VERSION}, "
                            "the one this version of greedy-infomax reads")
@@ -147,7 +150,10 @@ class RunFolder:
         return folders[-1] if folders else None
 
     def load_checkpoint(self, modules: nn.ModuleList, with_optimizers: bool = True) -> dict[str, Any]:
-        """Load the newest checkpoint into `modules` (and their optimisers); returns the saved progress."""
+        """Load the newest checkpoint into `modules` (and their optimisers); returns the saved progress.
+
+        The optimisers' moments and step counts come from the checkpoint, their learning rate and weight decay stay
+        the configured ones: a resume may change them."""
         folder = self.latest_checkpoint()
         if folder is None:
             raise GimError(f"{self.path} has no checkpoint yet")
@@ -155,18 +161,30 @@ class RunFolder:
             path = folder / f"module-{index}.pt"
             if not path.exists():
                 raise GimError(f"{path} is missing: the run has fewer modules than its config describes")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _load(path)
             try:
                 module.load_state_dict(state["state_dict"])
             except RuntimeError as error:
                 first_line = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
                 raise GimError(f"{path} does not fit the configured architecture: {first_line}") from error
             if with_optimizers and module.optimizer is not None and state["optimizer"] is not None:
+                configured = [{"lr": g["lr"], "weight_decay": g["weight_decay"]} for g in module.optimizer.param_groups]
                 module.optimizer.load_state_dict(state["optimizer"])
-        return torch.load(folder / "progress.pt", map_location="cpu", weights_only=False)
+                for group, values in zip(module.optimizer.param_groups, configured, strict=True):
+                    group.update(values)
+        return _load(folder / "progress.pt")
 
     def _checkpoint_folders(self) -> list[Path]:
         return sorted(self.checkpoints.glob("step-*")) if self.checkpoints.exists() else []
+
+
+def _load(path: Path) -> Any:
+    """A checkpoint file; a damaged one is an error that names it and the way out."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a damaged file raises RuntimeError, EOFError, UnpicklingError, ...
+        raise GimError(f"{path}: cannot be read ({type(error).__name__}), the checkpoint is damaged; delete its folder "
+                       f"to resume from the one before") from error
 
 
 def _save_synced(obj: Any, path: Path) -> None:

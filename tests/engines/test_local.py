@@ -48,6 +48,26 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path):
         assert resumed_losses[step] == straight_losses[step]
 
 
+def test_a_resume_takes_the_new_learning_rate_and_keeps_the_moments(tmp_path):
+    run = RunFolder.create(tmp_path, "lr", smoke(max_steps=4))
+    pretrain(smoke(max_steps=4), run)
+    resumed = pretrain(smoke(max_steps=8, lr=1e-5), run, resume=True)
+    for module in resumed:
+        assert [group["lr"] for group in module.optimizer.param_groups] == [1e-5]
+        assert all(int(state["step"]) == 8 for state in module.optimizer.state.values())
+
+
+def test_a_resume_with_larger_batches_starts_the_next_epoch(tmp_path):
+    """Saved at batch 4 of 6 batches of 8; with batches of 16 an epoch has 3, so batch 4 is past its end."""
+    run = RunFolder.create(tmp_path, "bigger", smoke(max_steps=4))
+    pretrain(smoke(max_steps=4), run)
+    bigger = smoke(max_steps=6)
+    bigger = replace(bigger, data=replace(bigger.data, batch_size=16))
+    pretrain(bigger, run, resume=True)
+    assert run.latest_checkpoint().name == "step-00000006"
+    assert torch.load(run.latest_checkpoint() / "progress.pt") == {"step": 6, "epoch": 1, "batch": 2}
+
+
 def test_train_module_two_trains_only_module_two(tmp_path):
     config = smoke(max_steps=3, train_module=2)
     initial = snapshot(prepare_modules(config, 1, torch.device("cpu")))

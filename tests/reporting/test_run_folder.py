@@ -147,6 +147,22 @@ def test_a_missing_module_file_is_named(run, tiny_config):
         run.load_checkpoint(_modules(config))
 
 
+@pytest.mark.parametrize(("name", "damage"), [("module-2.pt", lambda data: data[:1000]),
+                                              ("progress.pt", lambda data: b"garbage")])
+def test_a_damaged_checkpoint_file_is_named(run, tiny_config, name, damage):
+    config = tiny_config()
+    folder = run.save_checkpoint(_modules(config), {"step": 1, "epoch": 0, "batch": 1})
+    (folder / name).write_bytes(damage((folder / name).read_bytes()))
+    with pytest.raises(GimError, match=rf"{name}: cannot be read .* delete its folder"):
+        run.load_checkpoint(_modules(config))
+
+
+def test_a_damaged_meta_json_is_named(run):
+    (run.path / "meta.json").write_text("{bad")
+    with pytest.raises(GimError, match="meta.json: not a run's metadata"):
+        RunFolder.open(run.path)
+
+
 def _no_space(*args, **kwargs):
     raise OSError(28, "No space left on device")
 
