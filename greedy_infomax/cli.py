@@ -57,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gim: error: {error}", file=sys.stderr)
         return 2
+    except argparse.ArgumentError as error:
+        if debug:
+            raise
+        message = " ".join(line.strip() for line in str(error).splitlines())
+        command = " ".join(["gim", *[word for word in argv[:1] if word in COMMANDS]])
+        print(f"gim: error: {message} (`{command} --help` lists the options)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gim: interrupted", file=sys.stderr)
         return 130
@@ -88,8 +95,14 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     return PRESETS[PRETRAIN_PRESET]
 
 
+def _parser(**options) -> ArgumentParser:
+    """A parser whose errors raise argparse.ArgumentError, which `main` prints as one line, instead of printing
+    the whole usage (`--help` shows it) and exiting."""
+    return ArgumentParser(exit_on_error=False, **options)
+
+
 def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
-    parser = ArgumentParser(prog="gim", description="Greedy InfoMax: gradient-isolated training, module by module.")
+    parser = _parser(prog="gim", description="Greedy InfoMax: gradient-isolated training, module by module.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subcommands(dest="command", required=True)
     commands.add_subcommand("pretrain", _pretrain_parser(defaults), help="pre-train an encoder module by module")
@@ -99,7 +112,7 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
     commands.add_subcommand("embed", _embed_parser(), help="write the frozen features of one module of a run")
     commands.add_subcommand("reproduce", _reproduce_parser(),
                             help="train and probe every method of the paper's comparison: tables and plots")
-    data = ArgumentParser(description=(
+    data = _parser(description=(
         "Download a dataset (needs a network) into --root, or generate the offline speech corpus there."))
     data.add_argument("name", choices=list(DATA_COMMANDS))
     data.add_argument("--root", type=str, default="data", help="where to put it")
@@ -131,7 +144,7 @@ def _demo_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 
 def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
-    parser = ArgumentParser(description="Linear and kNN probes of every module of a run (defaults: the run's).")
+    parser = _parser(description="Linear and kNN probes of every module of a run (defaults: the run's).")
     parser.add_argument("run", type=str, help="run folder")
     parser.add_class_arguments(type(defaults.probe), "probe", default=defaults.probe, sub_configs=False)
     parser.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
@@ -140,7 +153,7 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 def _reproduce_parser() -> ArgumentParser:
     from greedy_infomax.reproduce import METHODS  # late, as in _open_run
-    parser = ArgumentParser(description=(
+    parser = _parser(description=(
         "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
         "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
         "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
@@ -159,7 +172,7 @@ def _reproduce_parser() -> ArgumentParser:
 
 def _bench_parser() -> ArgumentParser:
     from greedy_infomax.bench import DEFAULT_PRESETS, PRECISIONS
-    parser = ArgumentParser(description=(
+    parser = _parser(description=(
         "Measure the fp32/bf16 matmul ceiling, then train each preset in each mode and precision on random inputs, "
         "each case in a fresh process: samples/s, GFLOP/s (torch's flop counter) as a fraction of the ceiling, peak "
         "memory (RSS on CPU, max allocated on GPU); and the data pipeline alone where the dataset is on disk. "
@@ -200,7 +213,7 @@ EMBED_SPLITS = {"train": "probe_train", "test": "probe_test", "pretrain": "pretr
 
 
 def _embed_parser() -> ArgumentParser:
-    parser = ArgumentParser(description=(
+    parser = _parser(description=(
         "Write module K's frozen features of a split (pooled as the run's probes pool them) to a NumPy .npz file "
         "holding `features` (N, D) and, when the split is labelled, `labels` (N,); a .safetensors output needs the "
         "optional safetensors package. Data options default to the run's."))

@@ -496,9 +496,10 @@ def to_dict(config: AnyRunConfig) -> dict:
 
 def config_parser(defaults: AnyRunConfig, **parser_options) -> ArgumentParser:
     """Flags `--data.batch_size`, `--model.stages_per_module`, ... and `--config FILE`, generated from the
-    dataclasses of the defaults' task (vision or audio)."""
+    dataclasses of the defaults' task (vision or audio). A bad value raises argparse.ArgumentError, for the caller to
+    report in one line, rather than printing the whole usage and exiting."""
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    parser = ArgumentParser(**parser_options)
+    parser = ArgumentParser(exit_on_error=False, **parser_options)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file of options (a run's config.yaml works)")
     parser.add_argument("--task", choices=[defaults.task], default=defaults.task,
                         help="vision or audio: set by --preset (a config file must match it)")
@@ -522,7 +523,6 @@ def load_config(path: Path) -> AnyRunConfig:
         if task not in CONFIG_TYPES:
             raise ValueError(f"task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
         parser = config_parser(CONFIG_TYPES[task]())
-        parser.exit_on_error = False  # an option this version lacks is one line naming the file, not a usage dump
         return from_namespace(parser, parser.parse_path(str(path)))
     except argparse.ArgumentError as error:
         raise GimError(f"{path}: {error} (`gim pretrain --help` lists this version's options)") from error

@@ -107,6 +107,20 @@ def test_unknown_option_fails(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["pretrain", "--train.precision", "fp16"], 'Parser key "train.precision"'),
+    (["pretrain", "--presett", "smoke"], "unrecognized arguments: --presett smoke"),
+    (["pretrain", "--model.stages_per_module", "3"], 'Parser key "model.stages_per_module"'),
+    (["probe"], "the following arguments are required: probe.run"),
+    (["nope"], "invalid choice: 'nope'"),
+])
+def test_an_option_the_parser_refuses_is_one_line_not_the_usage(capsys, argv, message):
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("gim: error: ") and message in err
+    assert err.strip().endswith("--help` lists the options)")
+
+
 def test_pretrain_help_lists_options_with_defaults(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["pretrain", "--help"])
