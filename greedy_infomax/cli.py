@@ -224,7 +224,8 @@ def _embed_parser() -> ArgumentParser:
                         help="file to write, .npz or .safetensors (default: RUN/embeddings/module-K-SPLIT.npz)")
     parser.add_argument("--data.dataset", type=str, default=None, help="embed another dataset (same image format)")
     parser.add_argument("--data.root", type=str, default=None, help="its folder, or the run's dataset's new place")
-    parser.add_argument("--data.limit", type=int, default=None, help="only the first N images of the split")
+    parser.add_argument("--data.limit", type=int, default=None,
+                        help="only the first N images of the split; 0: all of it (default: the run's limit)")
     parser.add_argument("--probe.pool", type=int, default=None, help="pool each grid to pool x pool cells")
     return parser
 
@@ -296,6 +297,8 @@ def cmd_embed(args: Namespace) -> int:
 def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
     """The run's config with the data and probe options given on the command line; a bad value is one line."""
     data = {name: value for name, value in args.data.as_dict().items() if value is not None}
+    if data.get("limit") == 0:  # the whole split, whatever the run was trained on
+        data["limit"] = None
     probe = {name: value for name, value in args.probe.as_dict().items() if value is not None}
     try:
         return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe))

@@ -111,3 +111,11 @@ def test_safetensors_output_round_trips_or_names_the_missing_package(tmp_path):
         return
     loaded = safetensors.numpy.load_file(str(array_writer(tmp_path / "x.safetensors")(arrays)))
     assert all(np.array_equal(loaded[name], arrays[name]) for name in arrays)
+
+
+@pytest.mark.parametrize(("limit", "images"), [("32", 32), ("0", 10_000)], ids=["fewer", "whole-split"])
+def test_embed_limit_overrides_the_runs_and_zero_means_the_whole_split(probe_smoke_run, tmp_path, limit, images):
+    """The smoke run trained and probed on 64 images; Fashion-MNIST's test split has 10,000."""
+    output = tmp_path / "test.npz"
+    assert main(["embed", str(probe_smoke_run.path), "--module", "1", "--data.limit", limit, "--output", str(output)]) == 0
+    assert np.load(output)["features"].shape[0] == images
