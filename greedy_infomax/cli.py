@@ -158,7 +158,8 @@ def _reproduce_parser() -> ArgumentParser:
         "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
         "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
         "cpu (Fashion-MNIST / the generated speech corpus, under an hour each on 2 cores), paper (STL-10 / "
-        "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again."))
+        "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
+        "the report lists every method probed there."))
     parser.add_argument("task", choices=["vision", "audio"], help="which comparison")
     parser.add_argument("--budget", choices=["smoke", "cpu", "paper"], default="cpu", help="training budget")
     parser.add_argument("--output", type=str, default=None, help="folder for the runs and reports "

@@ -116,19 +116,30 @@ def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
 
 def reproduce(task: str, budget: str, output: Path, root: str | None = None, device: str | None = None,
               methods: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Train and probe every method (or the named slugs) into output/<slug>/ and write the comparison there."""
+    """Train and probe every method (or the named slugs) into output/<slug>/ and write the comparison there, with
+    every method probed in `output` so far (a method probed before keeps the training time then measured)."""
     base = budget_config(task, budget, root, device)
     chosen = [m for m in METHODS if methods is None or m.slug in methods]
     output.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_seconds(output / "comparison.json")
     rows, commands = [], [f"# {task}, budget {budget}: preset {BUDGETS[task][budget]}"]
-    for number, method in enumerate(chosen, start=1):
-        config = method_config(method, base)
-        print(f"[{number}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
-              f"{config.objective.name}, curriculum {config.train.curriculum}", flush=True)
-        started = time.perf_counter()
-        results = _train_and_probe(config, output / method.slug)
-        rows.append({"method": method.name, "slug": method.slug, "seconds": time.perf_counter() - started,
-                     "results": results})
+    for method in METHODS:
+        config, path = method_config(method, base), output / method.slug
+        seconds = earlier.get(method.slug)
+        if method in chosen:
+            print(f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
+                  f"{config.objective.name}, curriculum {config.train.curriculum}", flush=True)
+        if method in chosen and not (path / "probe.json").exists():
+            started = time.perf_counter()
+            _train_and_probe(config, path)
+            seconds = time.perf_counter() - started
+        elif (path / "probe.json").exists():
+            print(f"  already done: {path / 'probe.json'}" if method in chosen else f"  also in the report: {path}",
+                  flush=True)
+        else:
+            continue
+        results = json.loads((path / "probe.json").read_text())
+        rows.append({"method": method.name, "slug": method.slug, "seconds": seconds, "results": results})
         commands += [f"# {method.name}", *_commands(BUDGETS[task][budget], config, output, method.slug)]
     summary = {"task": task, "budget": budget, "preset": BUDGETS[task][budget], "seed": base.train.seed,
                "date": time.strftime("%Y-%m-%d"), "methods": rows, "paper": PAPER[task]}
@@ -138,17 +149,19 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     return summary
 
 
-def _train_and_probe(config: AnyRunConfig, path: Path) -> dict[str, Any]:
-    """Pre-train (continuing a run cut short) and probe; a run that holds its probe results is only read."""
-    if (path / "probe.json").exists():
-        print(f"  already done: {path / 'probe.json'}", flush=True)
-        return json.loads((path / "probe.json").read_text())
+def _earlier_seconds(path: Path) -> dict[str, float | None]:
+    """Each method's training time in an earlier comparison.json of the same folder (none if there is none)."""
+    if not path.exists():
+        return {}
+    return {row["slug"]: row.get("seconds") for row in json.loads(path.read_text()).get("methods", [])}
+
+
+def _train_and_probe(config: AnyRunConfig, path: Path) -> None:
+    """Pre-train (continuing a run cut short) and probe into `path`."""
     resume = (path / "config.yaml").exists()
     run = RunFolder.open(path) if resume else RunFolder.create(path.parent, path.name, config)
     pretrain(config, run, resume=resume)
-    results = probe_run(run, config)
-    write_probe_report(run.path, results)
-    return results
+    write_probe_report(run.path, probe_run(run, config))
 
 
 def _commands(preset: str, config: AnyRunConfig, output: Path, slug: str) -> list[str]:

@@ -64,10 +64,15 @@ def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path
     remade = json.loads((again / "cpc" / "probe.json").read_text())
     assert [row["linear"] for row in remade["trained"]] == accuracy["cpc"]
 
-    # A second call finds every method probed and only rewrites the report.
+    # A second call for one method finds it probed and rewrites the report, which keeps every method probed so far
+    # and the training times measured then.
     capsys.readouterr()
     assert main(["reproduce", "vision", "--budget", "smoke", "--output", str(output), "--methods", "gim"]) == 0
     assert "already done" in capsys.readouterr().out
+    again = json.loads((output / "comparison.json").read_text())
+    assert [(m["method"], m["seconds"]) for m in again["methods"]] == [(m["method"], m["seconds"])
+                                                                       for m in summary["methods"]]
+    assert list(_table_rows((output / "comparison.md").read_text())) == ROWS + ["random init", "raw pixels"]
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival (./setup.sh installs it as root)")
