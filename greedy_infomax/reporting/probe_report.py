@@ -57,7 +57,8 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
         axes.set_ylabel("test accuracy (%)")
         axes.set_title(f"{PROBE_NAMES[probe]} probe")
         axes.grid(alpha=0.3)
-    panels[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    entries = {label: line for axes in panels[0] for line, label in zip(*axes.get_legend_handles_labels())}
+    panels[0][-1].legend(entries.values(), entries.keys(), fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.suptitle(f"{results['dataset']}: {results['method']}, every module", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
