@@ -104,8 +104,8 @@ def pretrain_loader(config: AnyRunConfig, device: torch.device) -> tuple[BatchLo
     if config.task == "audio":
         corpus = load_speech(config.data)
         if supervised and corpus.alignment_file is None:
-            raise GimError(f"objective.name: the supervised objective trains a phone classifier, and {config.data.root} "
-                           f"has no phone alignments")
+            raise GimError("objective.name: the supervised objective trains a phone classifier, and the corpus has no "
+                           "phone alignments")
         if supervised:
             _check_classes("objective.num_speakers", config.objective.num_speakers, corpus.spec.num_speakers)
             _check_classes("objective.num_phones", config.objective.num_phones, corpus.spec.num_phones)

@@ -98,11 +98,10 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
         if labels is not None:
             count = min(count, len(labels))
             labels = labels[len(labels) - count:]
-        segments = [s for s in torch.arange(count).split(segment) if len(s) * 2 >= segment]
-        if labels is not None:
             keep = torch.arange(offset, count, stride)
             offset = (offset - count) % stride
             phones.append(labels[keep])
+        segments = [s for s in torch.arange(count).split(segment) if len(s) * 2 >= segment]
         for speaker_store, phone_store, output in zip(speaker, phone, pooled):
             frames = last_frames(output, count).cpu()                                        # (C, count)
             if labels is not None:
