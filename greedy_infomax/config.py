@@ -165,7 +165,8 @@ class TrainConfig:
     log_every: int = 10
     """Log losses every N steps."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
-    """A NaN/infinite loss either stops the run (after a checkpoint of the last good weights) or skips the batch."""
+    """A NaN/infinite loss either stops the run (after a checkpoint of the last good weights) or skips the batch
+    (100 batches skipped in a row still stop it)."""
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")

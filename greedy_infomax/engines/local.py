@@ -210,6 +210,18 @@ def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: t
     return x, losses, held
 
 
+SKIP_LIMIT = 100
+"""With on_nonfinite "skip": batches skipped in a row after which a run counts as diverged for good and stops,
+rather than running to its end without learning."""
+
+
+def check_skips_in_a_row(count: int, where: str = "") -> None:
+    """Stop a run whose last SKIP_LIMIT batches were all skipped: it diverged for good."""
+    if count >= SKIP_LIMIT:
+        raise GimError(f"{where}{count} batches in a row were skipped for a non-finite loss: the run diverged for "
+                       "good. Lower --train.lr and resume from the newest checkpoint")
+
+
 def first_nonfinite(losses: list[torch.Tensor], first_module: int) -> tuple[int, float] | None:
     """(1-based module number, loss) of the first non-finite loss of a step whose losses start at module
     `first_module`, or None."""
@@ -353,6 +365,7 @@ class _Outcomes:
         self.run = run
         self.modules = modules
         self.skipped = 0
+        self.in_a_row = 0
         self._pending: tuple[Progress, int, list[torch.Tensor], _HostCopy] | None = None
         self._halted: torch.Tensor | None = None
         self._losses: list[torch.Tensor] = []
@@ -376,11 +389,17 @@ class _Outcomes:
         self._pending = None
         self._losses = losses
         if not held.read():
+            self.in_a_row = 0
             return
         self._losses = []
         if self.stop_on_nonfinite:
             _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module))
-        self.skipped += 1
+        self.skipped, self.in_a_row = self.skipped + 1, self.in_a_row + 1
+        try:
+            check_skips_in_a_row(self.in_a_row)
+        except GimError:
+            self.run.close()
+            raise
 
     def last_losses(self) -> list[torch.Tensor]:
         """The losses of the newest settled step; none if its update was skipped."""

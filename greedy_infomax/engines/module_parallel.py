@@ -36,8 +36,8 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
 from greedy_infomax.data import pretrain_loader
 from greedy_infomax.data.loader import Batches
-from greedy_infomax.engines.local import Progress, StopSignals, configure, first_nonfinite, prepare_modules, \
-    resolve_device, resume_progress, settle_resumed, train_step, trained_indices
+from greedy_infomax.engines.local import Progress, StopSignals, check_skips_in_a_row, configure, first_nonfinite, \
+    prepare_modules, resolve_device, resume_progress, settle_resumed, train_step, trained_indices
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
 from greedy_infomax.errors import GimError, TrainingStopped
@@ -366,6 +366,7 @@ class Stage:
         self.step = step                       # steps this stage has taken, the version of what it sends
         self.losses: dict[str, float] = {}
         self.skipped = 0
+        self.in_a_row = 0                      # own batches skipped in a row (on_nonfinite skip)
         self.idle = 0.0                        # seconds spent waiting on other ranks since the last report
         self.since = time.perf_counter()
 
@@ -402,8 +403,10 @@ class Stage:
                 raise GimError(f"{self.topology.name()}: {where} diverged at step {self.step} (loss {value}); the "
                                "newest checkpoint holds the last good weights. Lower --train.lr, or pass "
                                "--train.on_nonfinite skip")
-            self.skipped, self.losses = self.skipped + 1, {}
+            self.skipped, self.losses, self.in_a_row = self.skipped + 1, {}, self.in_a_row + 1
+            check_skips_in_a_row(self.in_a_row, f"{self.topology.name()}: ")
             return Message(SKIP, self.step) if self.settings.distributed.schedule == "sync" else None
+        self.in_a_row = 0
         self.losses = {f"loss/module{first + i}": float(loss) for i, loss in enumerate(losses)}
         return Message(DATA, self.step, tensor=output)
 

@@ -186,6 +186,20 @@ def test_nan_loss_skips_the_batch_when_configured(tmp_path, monkeypatch, log_eve
     assert all(torch.isfinite(p).all() for p in modules.parameters())
 
 
+def test_a_run_that_skips_batch_after_batch_stops_instead_of_running_on(tmp_path, monkeypatch):
+    """Skips in a row up to the limit stop the run; the same number of skips with a good step between them does not."""
+    from greedy_infomax.errors import GimError
+    monkeypatch.setattr(local, "SKIP_LIMIT", 3)
+    config = smoke(max_steps=12, on_nonfinite="skip", log_every=100)
+    with monkeypatch.context() as patch:
+        _poison(patch, module=1, at_steps={2, 3, 5, 6})
+        pretrain(config, RunFolder.create(tmp_path, "apart", config))
+    with monkeypatch.context() as patch:
+        _poison(patch, module=1, at_steps={2, 3, 4})
+        with pytest.raises(GimError, match="3 batches in a row were skipped for a non-finite loss"):
+            pretrain(config, RunFolder.create(tmp_path, "in-a-row", config))
+
+
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_signal_writes_a_checkpoint_and_the_run_resumes_to_the_same_result(tmp_path, monkeypatch, signal_name):
     import os

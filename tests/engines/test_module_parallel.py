@@ -118,6 +118,32 @@ def test_a_replica_that_skips_a_batch_makes_every_replica_skip_it(tmp_path, one_
     _assert_replica_average(tmp_path / "skip", steps=2, held={(0, 1), (0, 2)})
 
 
+def _pretrain_with_module_1_diverged_for_good(*options: str) -> int:
+    """gim pretrain in which module 1 (rank 0 of a 2-stage run) has a NaN loss from step 2 on; 3 skips stop a run."""
+    from greedy_infomax.engines import local
+    from greedy_infomax.isolation import IsolatedModule
+    local.SKIP_LIMIT = 3
+    if os.environ["RANK"] == "0":
+        original, calls = IsolatedModule.loss, [0]
+
+        def loss(self, x, labels=None):
+            h, value = original(self, x, labels)
+            calls[0] += 1
+            return h, value * float("nan") if calls[0] >= 2 else value
+
+        IsolatedModule.loss = loss
+    return main(["pretrain", *options])
+
+
+def test_a_stage_that_skips_batch_after_batch_stops_the_run(tmp_path, one_thread):
+    ranks = fork_ranks(2, tmp_path, _pretrain_with_module_1_diverged_for_good, *SMOKE, "--output", str(tmp_path),
+                       "--name", "gone", "--train.max_steps", "12", "--distributed.stages", "2",
+                       "--train.on_nonfinite", "skip", "--distributed.timeout", "5")
+    assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
+    assert "3 batches in a row were skipped for a non-finite loss" in ranks[0].output
+    assert "Traceback" not in ranks[0].output + ranks[1].output
+
+
 def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]] = frozenset()) -> None:
     """The run's checkpoint equals one process that steps each module on the mean gradient of replica r's batch
     2 * step + r, except the (step, module index) pairs `held`."""
