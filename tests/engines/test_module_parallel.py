@@ -9,6 +9,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,16 +94,19 @@ def test_data_parallel_replicas_average_their_gradients(tmp_path, one_thread):
     _assert_replica_average(tmp_path / "ddp", steps=2)
 
 
-def _pretrain_with_a_nan_on_replica_1(*options: str) -> int:
-    """gim pretrain in which replica 1's module 2 has a NaN loss on the first step."""
-    if os.environ["RANK"] == "1":
-        from greedy_infomax.isolation import IsolatedModule
+def _pretrain_with_nans(rank: str, nan_at: Callable[[int], bool], *options: str) -> int:
+    """gim pretrain in which rank `rank`'s module loss is NaN at the calls `nan_at` picks (counted from 1 over its
+    modules); 3 batches skipped in a row stop a run."""
+    from greedy_infomax.engines import local
+    from greedy_infomax.isolation import IsolatedModule
+    local.SKIP_LIMIT = 3
+    if os.environ["RANK"] == rank:
         original, calls = IsolatedModule.loss, [0]
 
         def loss(self, x, labels=None):
             h, value = original(self, x, labels)
             calls[0] += 1
-            return h, value * float("nan") if calls[0] == 2 else value
+            return h, value * float("nan") if nan_at(calls[0]) else value
 
         IsolatedModule.loss = loss
     return main(["pretrain", *options])
@@ -110,34 +114,18 @@ def _pretrain_with_a_nan_on_replica_1(*options: str) -> int:
 
 def test_a_replica_that_skips_a_batch_makes_every_replica_skip_it(tmp_path, one_thread):
     """All replicas leave module 2 (and module 3 after it) as they were on that step, and none waits forever."""
-    ranks = fork_ranks(2, tmp_path, _pretrain_with_a_nan_on_replica_1, *SMOKE, "--output", str(tmp_path),
-                       "--name", "skip", "--train.max_steps", "2", "--distributed.stages", "1",
+    ranks = fork_ranks(2, tmp_path, _pretrain_with_nans, "1", lambda call: call == 2, *SMOKE,
+                       "--output", str(tmp_path), "--name", "skip", "--train.max_steps", "2", "--distributed.stages", "1",
                        "--train.on_nonfinite", "skip", "--train.log_every", "1")
     assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
     assert [row["skipped_batches"] for row in RunFolder.open(tmp_path / "skip").metrics()] == [1, 1]
     _assert_replica_average(tmp_path / "skip", steps=2, held={(0, 1), (0, 2)})
 
 
-def _pretrain_with_module_1_diverged_for_good(*options: str) -> int:
-    """gim pretrain in which module 1 (rank 0 of a 2-stage run) has a NaN loss from step 2 on; 3 skips stop a run."""
-    from greedy_infomax.engines import local
-    from greedy_infomax.isolation import IsolatedModule
-    local.SKIP_LIMIT = 3
-    if os.environ["RANK"] == "0":
-        original, calls = IsolatedModule.loss, [0]
-
-        def loss(self, x, labels=None):
-            h, value = original(self, x, labels)
-            calls[0] += 1
-            return h, value * float("nan") if calls[0] >= 2 else value
-
-        IsolatedModule.loss = loss
-    return main(["pretrain", *options])
-
-
 def test_a_stage_that_skips_batch_after_batch_stops_the_run(tmp_path, one_thread):
-    ranks = fork_ranks(2, tmp_path, _pretrain_with_module_1_diverged_for_good, *SMOKE, "--output", str(tmp_path),
-                       "--name", "gone", "--train.max_steps", "12", "--distributed.stages", "2",
+    """Rank 0, the first of 2 stages, has NaN losses from its second module call on: every batch is skipped."""
+    ranks = fork_ranks(2, tmp_path, _pretrain_with_nans, "0", lambda call: call >= 2, *SMOKE,
+                       "--output", str(tmp_path), "--name", "gone", "--train.max_steps", "12", "--distributed.stages", "2",
                        "--train.on_nonfinite", "skip", "--distributed.timeout", "5")
     assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
     assert "3 batches in a row were skipped for a non-finite loss" in ranks[0].output
