@@ -125,20 +125,21 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     rows, commands = [], [f"# {task}, budget {budget}: preset {BUDGETS[task][budget]}"]
     for method in METHODS:
         config, path = method_config(method, base), output / method.slug
-        seconds = earlier.get(method.slug)
+        probed, seconds = path / "probe.json", earlier.get(method.slug)
         if method in chosen:
             print(f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
                   f"{config.objective.name}, curriculum {config.train.curriculum}", flush=True)
-        if method in chosen and not (path / "probe.json").exists():
-            started = time.perf_counter()
-            _train_and_probe(config, path)
-            seconds = time.perf_counter() - started
-        elif (path / "probe.json").exists():
-            print(f"  already done: {path / 'probe.json'}" if method in chosen else f"  also in the report: {path}",
-                  flush=True)
+            if probed.exists():
+                print(f"  already done: {probed}", flush=True)
+            else:
+                started = time.perf_counter()
+                _train_and_probe(config, path)
+                seconds = time.perf_counter() - started
+        elif probed.exists():
+            print(f"  also in the report: {path}", flush=True)
         else:
             continue
-        results = json.loads((path / "probe.json").read_text())
+        results = json.loads(probed.read_text())
         rows.append({"method": method.name, "slug": method.slug, "seconds": seconds, "results": results})
         commands += [f"# {method.name}", *_commands(BUDGETS[task][budget], config, output, method.slug)]
     summary = {"task": task, "budget": budget, "preset": BUDGETS[task][budget], "seed": base.train.seed,

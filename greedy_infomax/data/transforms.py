@@ -58,10 +58,8 @@ class ImageTransform:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         training = generator is not None
-        if training and images.shape[2:] != (self.crop, self.crop):
-            images = random_crop(images, self.crop, generator)
-        elif images.shape[2:] != (self.crop, self.crop):
-            images = center_crop(images, self.crop)
+        if images.shape[2:] != (self.crop, self.crop):
+            images = random_crop(images, self.crop, generator) if training else center_crop(images, self.crop)
         if training and self.flip:
             images = random_hflip(images, generator)
         x = images.float() / 255.0
