@@ -380,7 +380,7 @@ def table(report: dict) -> str:
         rows.append(f"| {record['preset']} | {rate:.0f} | " + ("— | — |" if training_rate is None else
                                                                f"{training_rate:.3g} | {rate / training_rate:.1f} |"))
     info = report["machine"]
-    rows += ["", f"matmul ceiling at the start: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items())
+    rows += ["", "matmul ceiling at the start: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items())
              + f"; {info['gpu'] or info['cpu']}, {info['threads']} threads, torch {info['torch']}, {info['date']}; "
              f"switches: {_switches(report['switches'])}; allocator: {report['allocator']}"]
     return "\n".join(rows)

@@ -14,6 +14,7 @@ from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import class_names, read_image_folder
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.roots import gim_data
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.speech_folder import read_speech_folder
 from greedy_infomax.data.stl10 import read_stl10
@@ -76,9 +77,9 @@ def eval_transform(config: DataConfig, spec: ImageSpec) -> ImageTransform:
 
 def speech_corpus_root() -> Path:
     """Where the generated speech corpus lives by default: $GIM_DATA/speech-corpus, else the user's cache."""
-    data = os.environ.get("GIM_DATA")
+    data = gim_data()
     if data:
-        return Path(data) / "speech-corpus"
+        return data / "speech-corpus"
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "greedy-infomax", "speech-corpus")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from greedy_infomax.data.download import download
+from greedy_infomax.data.roots import gim_data
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.errors import GimError
 
@@ -113,8 +113,8 @@ def _existing(folder: Path, name: str) -> Path:
 
 def search_folders() -> list[Path]:
     """Where `read_fashion_mnist(None, ...)` looks, in order: `$GIM_DATA/fashion-mnist`, then Debian's folder."""
-    data = os.environ.get("GIM_DATA")
-    return ([Path(data) / "fashion-mnist"] if data else []) + [SYSTEM_FOLDER]
+    data = gim_data()
+    return ([data / "fashion-mnist"] if data else []) + [SYSTEM_FOLDER]
 
 
 def _find_folder(images_name: str) -> Path:
@@ -124,7 +124,7 @@ def _find_folder(images_name: str) -> Path:
         if _locate(folder, images_name) is not None:
             return folder
     looked = ", ".join(str(folder) for folder in folders)
-    unset = "" if os.environ.get("GIM_DATA") else " ($GIM_DATA is not set)"
+    unset = "" if gim_data() else " ($GIM_DATA is not set)"
     raise GimError(f"Fashion-MNIST not found; looked in {looked}{unset}: {_how_to_get()}")
 
 

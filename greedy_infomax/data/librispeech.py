@@ -15,7 +15,6 @@ Waveforms are float32 in [-1, 1]; the loaders standardise them with the spec's m
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import torch
 
 from greedy_infomax.data.download import download, extract_tar
 from greedy_infomax.data.loader import epoch_order
+from greedy_infomax.data.roots import required_gim_data
 from greedy_infomax.errors import GimError
 from greedy_infomax.system import to_device
 
@@ -123,7 +123,7 @@ def read_librispeech(root: Path | None, limit: int | None = None) -> LibriSpeech
     Checked now: folders and files exist, utterance ids, sample rate, mono, at least one window of audio, and
     that the alignment file has exactly one line per split utterance. Checked on use: labels, sample data.
     """
-    root = _default_root() if root is None else root
+    root = required_gim_data("LibriSpeech", f"{AUDIO_FOLDER.parts[0]}/ and {LABEL_FOLDER}/") if root is None else root
     audio = _existing_audio_folder(root)
     ids = {split: _read_split(_existing_label_file(root, name))[:limit] for split, name in SPLIT_FILES.items()}
     alignment_file = _existing_label_file(root, ALIGNMENT_FILE)
@@ -136,14 +136,6 @@ def read_librispeech(root: Path | None, limit: int | None = None) -> LibriSpeech
         for split, split_ids in ids.items()
     }
     return LibriSpeechCorpus(alignment_file, spec, speakers, splits, index_alignments(alignment_file, splits))
-
-
-def _default_root() -> Path:
-    data = os.environ.get("GIM_DATA")
-    if not data:
-        raise GimError(f"LibriSpeech needs a data root (the folder holding {AUDIO_FOLDER.parts[0]}/ and "
-                       f"{LABEL_FOLDER}/): pass one or set $GIM_DATA")
-    return Path(data)
 
 
 def _existing_audio_folder(root: Path) -> Path:

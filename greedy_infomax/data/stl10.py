@@ -5,12 +5,12 @@ channel-major and, within a channel, column-major; `{split}_y.bin` holds one uin
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from greedy_infomax.data.download import download, extract_tar
+from greedy_infomax.data.roots import required_gim_data
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.errors import GimError
 
@@ -34,18 +34,10 @@ def read_stl10(root: Path | None, split: str) -> ImageArray:
     """Read one split from `root/stl10_binary/` (root None: `$GIM_DATA`); `unlabeled` has no labels."""
     if split not in SPLITS:
         raise GimError(f"unknown STL-10 split {split!r}: choose one of {', '.join(SPLITS)}")
-    root = _default_root() if root is None else root
+    root = required_gim_data("STL-10", f"{FOLDER}/") if root is None else root
     images = _read_images(_existing(root, f"{split}_X.bin"))
     labels = None if split == "unlabeled" else _read_labels(_existing(root, f"{split}_y.bin"), len(images))
     return ImageArray(images, labels, STL10_SPEC)
-
-
-def _default_root() -> Path:
-    """`$GIM_DATA`, used when no root is given: unlike Fashion-MNIST, STL-10 has no system-wide install."""
-    data = os.environ.get("GIM_DATA")
-    if not data:
-        raise GimError(f"STL-10 needs a data root (the folder holding {FOLDER}/): pass one or set $GIM_DATA")
-    return Path(data)
 
 
 def _existing(root: Path, name: str) -> Path:

@@ -23,7 +23,7 @@ def build_modules(config: RunConfig, in_channels: int) -> nn.ModuleList:
     loss scores, while the next module receives the unpooled maps. With `model.autoregressor: pixelcnn` the last
     module's InfoNCE predicts from a PixelCNN's context (end-to-end CPC); the module's output stays the encoder's.
     """
-    m, o = config.model, config.objective
+    m = config.model
     encoder = PatchResNet(in_channels, m.block, m.blocks_per_stage, m.planes, m.stem_channels, m.stem_kernel)
     layers = nn.Sequential(Patchify(m.patch_size, m.patch_stride), *encoder.stages)   # child "i" is stage i
     blocks = split(layers, after=[str(end) for end in accumulate(m.stages_per_module)][:-1])

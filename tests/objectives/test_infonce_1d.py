@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from conftest import negatives_avoiding
 from greedy_infomax.models.audio import GRUStage
