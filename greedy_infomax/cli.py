@@ -234,7 +234,7 @@ def _embed_parser() -> ArgumentParser:
 def _add_run_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--preset", type=str, default=None,
                         help=f"start from a named preset: {', '.join(PRESETS)}")
-    parser.add_argument("--output", type=str, default="runs", help="folder holding run folders")
+    parser.add_argument("--output", type=str, default=None, help="folder holding run folders (default: runs)")
     parser.add_argument("--name", type=str, default=None, help="run folder name (default: the date and time)")
 
 
@@ -256,10 +256,12 @@ def cmd_pretrain(args: Namespace) -> int:
     from greedy_infomax.engines import module_parallel, pretrain
     from greedy_infomax.reporting.run_folder import RunFolder
 
+    if args.resume and (args.name or args.output):
+        raise GimError(f"--{'name' if args.name else 'output'}: a resumed run stays in its folder {args.resume}")
     config = _config(args)
     run = None
     if module_parallel.is_first_rank():
-        run = _open_run(args.resume) if args.resume else RunFolder.create(Path(args.output), args.name, config)
+        run = _open_run(args.resume) if args.resume else RunFolder.create(Path(args.output or "runs"), args.name, config)
         print(f"run folder: {run.path}")
     pretrain(config, run, resume=bool(args.resume))
     return 0
@@ -356,7 +358,7 @@ def cmd_demo(args: Namespace) -> int:
     config = _config(args)
     if config.task == "audio":
         _ensure_speech_corpus(config)
-    run = RunFolder.create(Path(args.output), args.name or time.strftime(f"demo-{config.task}-%Y%m%d-%H%M%S"), config)
+    run = RunFolder.create(Path(args.output or "runs"), args.name or time.strftime(f"demo-{config.task}-%Y%m%d-%H%M%S"), config)
     print(f"run folder: {run.path}\n1/2 pre-training {config.model.num_modules} gradient-isolated modules")
     pretrain(config, run)
     print("2/2 probing every module (trained and random-init encoders, and a baseline on the raw input)")

@@ -144,6 +144,12 @@ def test_resume_refuses_a_preset_rather_than_ignoring_it(run_copy, capsys):
     assert "--preset: a resumed run keeps its own config" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--name", "--output"])
+def test_resume_refuses_a_new_folder_rather_than_ignoring_it(run_copy, capsys, option):
+    assert _exit_code(["pretrain", "--resume", str(run_copy), option, "elsewhere"]) == 2
+    assert f"{option}: a resumed run stays in its folder {run_copy}" in capsys.readouterr().err
+
+
 def test_failed_resume_leaves_the_run_config_unchanged(run_copy, capsys):
     """Resuming with an architecture that does not fit the checkpoints fails and must not rewrite config.yaml,
     or the run can no longer be probed or resumed."""
