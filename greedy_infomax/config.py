@@ -280,7 +280,7 @@ class AudioDataConfig:
     """Folder holding LibriSpeech/ and LibriSpeech100_labels_split/ (or the speaker folders); None: $GIM_DATA
     (librispeech) or $GIM_DATA/speech-corpus, else ~/.cache/greedy-infomax/speech-corpus (speech-corpus)."""
     limit: int | None = None
-    """Use only the first N utterances of every split (quick experiments and tests)."""
+    """Use only N utterances of every split, taken from each speaker in turn (quick experiments and tests)."""
     batch_size: int = 8
     """Windows per training step."""
 

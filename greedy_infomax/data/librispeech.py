@@ -15,10 +15,12 @@ Waveforms are float32 in [-1, 1]; the loaders standardise them with the spec's m
 """
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import soundfile
@@ -29,6 +31,8 @@ from greedy_infomax.data.loader import epoch_order
 from greedy_infomax.data.roots import required_gim_data
 from greedy_infomax.errors import GimError
 from greedy_infomax.system import to_device
+
+T = TypeVar("T")
 
 AUDIO_FOLDER = Path("LibriSpeech", "train-clean-100")
 LABEL_FOLDER = "LibriSpeech100_labels_split"
@@ -119,13 +123,14 @@ class LibriSpeechCorpus:
 def read_librispeech(root: Path | None, limit: int | None = None) -> LibriSpeechCorpus:
     """Check the layout, both split files and every split utterance's FLAC header; root None: `$GIM_DATA`.
 
-    `limit` keeps only the first N utterances of each split file.
+    `limit` keeps N utterances of each split file, spread over its speakers (`spread_over_speakers`).
     Checked now: folders and files exist, utterance ids, sample rate, mono, at least one window of audio, and
     that the alignment file has exactly one line per split utterance. Checked on use: labels, sample data.
     """
     root = required_gim_data("LibriSpeech", f"{AUDIO_FOLDER.parts[0]}/ and {LABEL_FOLDER}/") if root is None else root
     audio = _existing_audio_folder(root)
-    ids = {split: _read_split(_existing_label_file(root, name))[:limit] for split, name in SPLIT_FILES.items()}
+    ids = {split: spread_over_speakers(_read_split(_existing_label_file(root, name)), limit, _speaker_number)
+           for split, name in SPLIT_FILES.items()}
     alignment_file = _existing_label_file(root, ALIGNMENT_FILE)
     speakers = tuple(sorted({_speaker_id(i) for split_ids in ids.values() for i in split_ids}, key=int))
     spec = AudioSpec(num_speakers=len(speakers))
@@ -175,6 +180,26 @@ def _read_split(path: Path) -> list[str]:
 
 def _speaker_id(utterance_id: str) -> str:
     return utterance_id.split("-")[0]
+
+
+def _speaker_number(utterance_id: str) -> int:
+    return int(_speaker_id(utterance_id))
+
+
+def spread_over_speakers(items: Sequence[T], limit: int | None, speaker: Callable[[T], int]) -> list[T]:
+    """The first `limit` items taken in turn from each speaker in speaker order, each speaker's in stored order.
+
+    The first N of a split file would be one or two speakers' utterances, and not the same speakers in both
+    splits, so the speaker probe would be tested on speakers it never saw; in turn, a small limit covers the
+    same speakers in both splits as long as each speaker has as many training as test utterances.
+    """
+    if limit is None:
+        return list(items)
+    by_speaker: dict[int, list[T]] = {}
+    for item in items:
+        by_speaker.setdefault(speaker(item), []).append(item)
+    rounds = itertools.zip_longest(*(by_speaker[key] for key in sorted(by_speaker)))
+    return [item for turn in rounds for item in turn if item is not None][:limit]
 
 
 def _utterance(audio: Path, utterance_id: str, speaker: int, spec: AudioSpec, split_file: Path) -> Utterance:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from greedy_infomax.data.image_folder import class_names
 from greedy_infomax.data.librispeech import (ALIGNMENT_FILE, AudioSpec, LibriSpeechCorpus, Utterance, audio_frames,
-                                             index_alignments)
+                                             index_alignments, spread_over_speakers)
 from greedy_infomax.errors import GimError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -27,7 +27,7 @@ TEST_EVERY = 5
 def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpus:
     """Check every recording's header and, if present, that the alignments have one line per recording.
 
-    `limit` keeps only the first N utterances of each split.
+    `limit` keeps N utterances of each split, spread over the speakers (`spread_over_speakers`).
     """
     speakers = tuple(class_names(root, "<speaker>/<utterance>.flac"))
     spec = AudioSpec(num_speakers=len(speakers))
@@ -40,7 +40,8 @@ def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpu
     if not splits["test"]:
         raise GimError(f"{root}: no speaker has {TEST_EVERY} recordings, so the test split (every "
                        f"{TEST_EVERY}th recording of a speaker) is empty")
-    kept = {split: tuple(utterances[:limit]) for split, utterances in splits.items()}
+    kept = {split: tuple(spread_over_speakers(utterances, limit, lambda utterance: utterance.speaker))
+            for split, utterances in splits.items()}
     alignment_file = root / ALIGNMENT_FILE
     if not alignment_file.is_file():
         return LibriSpeechCorpus(None, spec, speakers, kept, {})

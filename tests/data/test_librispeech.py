@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from conftest import corrupt
 from greedy_infomax.data import librispeech
 from greedy_infomax.data.librispeech import (LABELS_URL, AudioSpec, WindowLoader,
-                                             download_librispeech, read_librispeech)
+                                             download_librispeech, read_librispeech, spread_over_speakers)
 from greedy_infomax.errors import GimError
 
 WINDOW, HOP = 20_480, 160
@@ -74,6 +74,30 @@ def test_splits_speakers_in_numeric_order_and_lengths(corpus: librispeech.LibriS
     assert [(u.id, u.speaker, u.num_samples) for u in corpus.splits["train"]] == [
         ("103-1240-0000", 1, 20_480), ("19-198-0000", 0, 30_000), ("1034-121-0002", 2, 32_000)]
     assert [u.id for u in corpus.splits["test"]] == ["19-198-0001"]
+
+
+def test_limit_takes_utterances_from_each_speaker_in_turn(tmp_path: Path) -> None:
+    """With the first N of each split file, a small limit trained on speaker 103 alone and tested on speaker 19."""
+    lengths = {**LENGTHS, "103-1240-0001": 20_480, "103-1240-0002": 20_480}
+    splits = {"train": ["103-1240-0000", "103-1240-0001", "103-1240-0002", "19-198-0000", "1034-121-0002"],
+              "test": ["19-198-0001"]}
+    _write_corpus(tmp_path, lengths, splits)
+    corpus = read_librispeech(tmp_path, limit=2)
+    assert [u.id for u in corpus.splits["train"]] == ["19-198-0000", "103-1240-0000"]
+    assert [u.id for u in corpus.splits["test"]] == ["19-198-0001"]
+    assert [u.id for u in read_librispeech(tmp_path, limit=4).splits["train"]] == [
+        "19-198-0000", "103-1240-0000", "1034-121-0002", "103-1240-0001"]
+
+
+def test_spread_over_speakers_keeps_each_speakers_order_and_no_limit_keeps_all() -> None:
+    items = ["2-a1", "1-b1", "2-a2", "2-a3", "1-b2", "3-c1"]
+
+    def speaker(item: str) -> int:
+        return int(item.split("-")[0])
+
+    assert spread_over_speakers(items, 4, speaker) == ["1-b1", "2-a1", "3-c1", "1-b2"]
+    assert spread_over_speakers(items, 100, speaker) == ["1-b1", "2-a1", "3-c1", "1-b2", "2-a2", "2-a3"]
+    assert spread_over_speakers(items, None, speaker) == items
 
 
 def test_waveform_and_phones(corpus: librispeech.LibriSpeechCorpus) -> None:
