@@ -48,6 +48,10 @@ class Progress:
         if self.batch == batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
 
+    def epochs_done(self, batches_per_epoch: int) -> float:
+        """Epochs trained so far, fractional within one: 1.0 right after the first epoch's last batch."""
+        return self.epoch + self.batch / batches_per_epoch
+
 
 def resolve_device(name: str) -> torch.device:
     """The device `train.device` names, "auto" being a GPU if torch sees one; one it cannot use is a config error."""
@@ -341,7 +345,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                 if log:
                     values = {f"loss/{name}": float(loss) for name, loss in zip(names, outcomes.last_losses())}
                     rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
-                    run.log(progress.step, {**values, "epoch": progress.epoch, "samples_per_second": rate,
+                    run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)), "samples_per_second": rate,
                                             "skipped_batches": outcomes.skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
                 if checkpoint:

@@ -209,7 +209,7 @@ def _train(settings: Settings, topology: Topology, run: RunFolder | None, module
                               settings.train, stop)
         else:
             source = links.inbox.messages(settings.distributed.timeout)
-        recorder = Recorder(settings, topology, run, modules, links.report_inboxes, progress, loader.batch_size) \
+        recorder = Recorder(settings, topology, run, modules, links.report_inboxes, progress, loader) \
             if topology.rank == 0 else None
         Stage(settings, topology, modules, links, progress.step).run(source, recorder)
     if stop.received is not None:
@@ -450,14 +450,15 @@ class Recorder:
     at that step. Rows wait until all stages have reported; checkpoints and the end wait for them."""
 
     def __init__(self, settings: Settings, topology: Topology, run: RunFolder, modules: nn.ModuleList,
-                 inboxes: list[Inbox], progress: Progress, batch_size: int) -> None:
+                 inboxes: list[Inbox], progress: Progress, loader: Batches) -> None:
         self.settings = settings
         self.topology = topology
         self.run = run
         self.modules = modules
         self.inboxes = inboxes
         self.progress = progress
-        self.batch_size = batch_size
+        self.batch_size = loader.batch_size
+        self.per_epoch = len(loader) // topology.replicas
         self.pending: dict[int, tuple[Message, dict[str, Any], list[dict[str, Any]]]] = {}
         self.reported = [progress.step] * len(inboxes)  # the newest step each other stage has reported
         self.started, self.first_step = time.perf_counter(), progress.step
@@ -467,7 +468,8 @@ class Recorder:
         rate = (p.step - self.first_step) * self.batch_size * self.topology.replicas \
             / (time.perf_counter() - self.started)
         position = {"step": p.step, "epoch": p.epoch, "batch": p.batch * self.topology.replicas}
-        self.pending[control.step] = (control, {"epoch": p.epoch, "samples_per_second": rate, **position}, [report])
+        logged = {"epochs_done": p.epochs_done(self.per_epoch), "samples_per_second": rate}
+        self.pending[control.step] = (control, {**logged, **position}, [report])
         self._collect(wait=bool(control.flags & (CHECKPOINT | END)))
         if control.ends:
             self.run.close()
@@ -492,7 +494,7 @@ class Recorder:
         if control.flags & LOG:
             losses = {key: value for report in reports for key, value in report["losses"].items()}
             statistics = {key: value for report in reports for key, value in report["statistics"].items()}
-            self.run.log(control.step, {**dict(sorted(losses.items())), "epoch": own["epoch"],
+            self.run.log(control.step, {**dict(sorted(losses.items())), "epoch": own["epochs_done"],
                                         "samples_per_second": own["samples_per_second"],
                                         "skipped_batches": max(report["skipped"] for report in reports), **statistics})
         if control.flags & CHECKPOINT:
