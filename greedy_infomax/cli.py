@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as stopped:
         print(f"gim: {stopped}", file=sys.stderr)
         return 128 + stopped.signal_number
-    except GimError as error:
+    except (GimError, OSError) as error:  # OSError: a path the user gave cannot be written or read
         if debug:
             raise
         print(f"gim: error: {error}", file=sys.stderr)
@@ -140,6 +142,7 @@ def _demo_parser(defaults: AnyRunConfig) -> ArgumentParser:
         "`gim demo audio` on the generated speech corpus (generated first if missing)."))
     parser.add_argument("demo", nargs="?", choices=list(DEMO_PRESETS), default="vision", help="which demo")
     _add_run_arguments(parser)
+    parser.add_argument("--resume", type=str, default=None, help="continue this demo's run folder, then probe it")
     return parser
 
 
@@ -254,17 +257,40 @@ def _config(args: Namespace) -> AnyRunConfig:
 def cmd_pretrain(args: Namespace) -> int:
     """One process, or under torchrun (WORLD_SIZE > 1) the module-parallel engine, whose rank 0 holds the run."""
     from greedy_infomax.engines import module_parallel, pretrain
+
+    config = _config(args)
+    if not module_parallel.launched_by_torchrun():  # under torchrun every rank would generate it at once
+        _ensure_speech_corpus(config)
+    if not module_parallel.is_first_rank():
+        pretrain(config, None, resume=bool(args.resume))
+        return 0
+    with _run_folder("pretrain", args, config) as run:
+        pretrain(config, run, resume=bool(args.resume))
+    return 0
+
+
+@contextmanager
+def _run_folder(command: str, args: Namespace, config: AnyRunConfig, default_name: str | None = None
+                ) -> Iterator[RunFolder]:
+    """The run folder to train in: --resume's, else a new one under --output. A new folder in which the run failed
+    before it logged or saved anything (bad data, a bad device) is removed, so failed starts leave no litter.
+    A stop signal's message gets the command that continues the run."""
     from greedy_infomax.reporting.run_folder import RunFolder
 
     if args.resume and (args.name or args.output):
         raise GimError(f"--{'name' if args.name else 'output'}: a resumed run stays in its folder {args.resume}")
-    config = _config(args)
-    run = None
-    if module_parallel.is_first_rank():
-        run = _open_run(args.resume) if args.resume else RunFolder.create(Path(args.output or "runs"), args.name, config)
-        print(f"run folder: {run.path}")
-    pretrain(config, run, resume=bool(args.resume))
-    return 0
+    run = _open_run(args.resume) if args.resume else \
+        RunFolder.create(Path(args.output or "runs"), args.name or default_name, config)
+    print(f"run folder: {run.path}")
+    try:
+        yield run
+    except TrainingStopped as stopped:
+        raise TrainingStopped(stopped.signal_number,
+                              f"{stopped}; continue with: gim {command} --resume {run.path}") from None
+    except GimError:
+        if not args.resume and not run.started():
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def cmd_probe(args: Namespace) -> int:
@@ -323,16 +349,18 @@ def cmd_reproduce(args: Namespace) -> int:
 
 def cmd_bench(args: Namespace) -> int:
     from greedy_infomax.bench import Schedule, bench, default_precisions, table
+    from greedy_infomax.engines.local import resolve_device
 
     if args.steps is not None and not 1 <= args.repeats <= args.steps:
         raise GimError(f"bench: --repeats must be in 1..--steps ({args.steps}), got {args.repeats}")
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
+    resolve_device(args.device, "--device")  # checked now, as is the output folder: not after minutes of measuring
+    output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
+    output.parent.mkdir(parents=True, exist_ok=True)
     precisions = tuple(args.precisions or default_precisions(args.device))
     report = bench(tuple(args.presets), tuple(args.modes), precisions, args.device, args.batch_size,
                    schedule, _switches(args), args.allocator,
                    progress=lambda line: print(line, file=sys.stderr, flush=True))
-    output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
-    output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     output.with_suffix(".md").write_text(table(report) + "\n")
     print(table(report))
@@ -353,14 +381,14 @@ def cmd_demo(args: Namespace) -> int:
     from greedy_infomax.engines.local import pretrain
     from greedy_infomax.evaluation.protocol import probe_run
     from greedy_infomax.reporting.probe_report import write_probe_report
-    from greedy_infomax.reporting.run_folder import RunFolder
 
     config = _config(args)
-    if config.task == "audio":
-        _ensure_speech_corpus(config)
-    run = RunFolder.create(Path(args.output or "runs"), args.name or time.strftime(f"demo-{config.task}-%Y%m%d-%H%M%S"), config)
-    print(f"run folder: {run.path}\n1/2 pre-training {config.model.num_modules} gradient-isolated modules")
-    pretrain(config, run)
+    if args.preset and config.task != args.demo:
+        raise GimError(f"--preset {args.preset}: a {config.task} preset, but this is the {args.demo} demo")
+    _ensure_speech_corpus(config)
+    with _run_folder("demo", args, config, time.strftime(f"demo-{config.task}-%Y%m%d-%H%M%S")) as run:
+        print(f"1/2 pre-training {config.model.num_modules} gradient-isolated modules")
+        pretrain(config, run, resume=bool(args.resume))
     print("2/2 probing every module (trained and random-init encoders, and a baseline on the raw input)")
     print(write_probe_report(run.path, probe_run(run)))
     print(f"plot: {run.path / 'probe.png'}")
@@ -377,7 +405,7 @@ def _ensure_speech_corpus(config: AnyRunConfig) -> None:
         return
     root = Path(config.data.root).expanduser() if config.data.root else speech_corpus_root()
     if not (root / LABEL_FOLDER).is_dir():
-        print(f"0/2 generating the speech corpus in {root} (once; about a minute on 2 cores)")
+        print(f"generating the speech corpus in {root} (once; about a minute on 2 cores)")
         generate_speech_corpus(root)
 
 

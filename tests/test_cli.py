@@ -193,17 +193,39 @@ def test_pretrain_with_fewer_images_than_one_batch_is_an_error(tmp_path, capsys)
     assert code == 2 and any(line.startswith("gim: error: ") for line in err.splitlines()), (code, err)
 
 
-def test_stopped_training_exits_128_plus_the_signal_with_one_line(tmp_path, capsys, monkeypatch):
+def _stopping_after_two_steps(monkeypatch):
+    """Make local pre-training stop as SIGTERM would after step 2, once; the next call trains for real."""
     import greedy_infomax.engines.local as local
     from greedy_infomax.errors import TrainingStopped
+    real = local.pretrain
 
     def stopped(config, run, resume=False):
-        raise TrainingStopped(15, f"stopped by SIGTERM after step 3; continue with: gim pretrain --resume {run.path}")
+        monkeypatch.setattr(local, "pretrain", real)
+        real(replace(config, train=replace(config.train, max_steps=2)), run, resume)
+        run.update_config(config)
+        raise TrainingStopped(15, f"stopped by SIGTERM after step 2; checkpoint {run.latest_checkpoint()}")
 
     monkeypatch.setattr(local, "pretrain", stopped)
-    assert main(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r"]) == 143
+
+
+@pytest.mark.parametrize("command", [["pretrain"], ["demo"]])
+def test_stopped_training_exits_128_plus_the_signal_with_one_line_saying_how_to_continue(
+        tmp_path, capsys, monkeypatch, command):
+    _stopping_after_two_steps(monkeypatch)
+    argv = [*command, "--preset", "smoke", "--data.limit", "64", "--train.max_steps", "4"]
+    assert main([*argv, "--output", str(tmp_path), "--name", "r"]) == 143
     error = capsys.readouterr().err.strip().splitlines()
-    assert error[-1].startswith("gim: stopped by SIGTERM") and "--resume" in error[-1]
+    resume = f"gim {command[0]} --resume {tmp_path / 'r'}"
+    assert error[-1].startswith("gim: stopped by SIGTERM") and error[-1].endswith(f"continue with: {resume}")
+    assert main([*command, "--resume", str(tmp_path / "r")]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    assert [row["step"] for row in run.metrics()] == [2, 4]
+    assert (run.path / "probe.json").exists() == (command == ["demo"]), "a resumed demo goes on to probe"
+
+
+def test_a_demo_refuses_a_preset_of_the_other_task(tmp_path, capsys):
+    assert _exit_code(["demo", "audio", "--preset", "smoke", "--output", str(tmp_path)]) == 2
+    assert "--preset smoke: a vision preset, but this is the audio demo" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="needs Debian's festival (setup.sh installs it)")
@@ -230,6 +252,7 @@ def test_sequential_curriculum_with_one_trained_module_is_one_line(tmp_path, cap
 
 @pytest.mark.parametrize(("device", "message"), [
     ("gpu", "train.device: 'gpu' is not a device"),
+    ("mps", "train.device: 'mps' is not a device this runs on"),
     ("cuda:7", "train.device: cuda:7 asked for, but torch sees"),
 ])
 def test_an_unusable_device_is_one_line_and_the_name_can_be_used_again(tmp_path, capsys, device, message):
@@ -238,7 +261,20 @@ def test_an_unusable_device_is_one_line_and_the_name_can_be_used_again(tmp_path,
     assert _exit_code([*argv, "--train.device", device]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"gim: error: {message}") and len(err.strip().splitlines()) == 1
-    assert _exit_code([*argv, "--train.device", "cpu"]) == 0, "the failed start left no run in the way"
+    assert not (tmp_path / "again").exists(), "a failed start leaves no run folder behind"
+    assert _exit_code([*argv, "--train.device", "cpu"]) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--presets", "smoke", "--steps", "1", "--output", "/proc/no/bench"],
+    ["bench", "--presets", "smoke", "--steps", "1", "--device", "cuda:7"],
+    ["embed", "RUN", "--module", "1", "--output", "/proc/no/such.npz"],
+    ["pretrain", "--preset", "smoke", "--output", "RUN/metrics.jsonl"],
+])
+def test_a_path_or_device_that_cannot_be_used_is_one_line_before_any_work(run_copy, capsys, argv):
+    assert _exit_code([word.replace("RUN", str(run_copy)) for word in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gim: error: ") and len(err.strip().splitlines()) == 1, "one line and no progress: " + err
 
 
 def test_data_with_a_root_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):

@@ -53,16 +53,18 @@ class Progress:
         return self.epoch + self.batch / batches_per_epoch
 
 
-def resolve_device(name: str) -> torch.device:
-    """The device `train.device` names, "auto" being a GPU if torch sees one; one it cannot use is a config error."""
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """The device `option` names, "auto" being a GPU if torch sees one; one it cannot use is a config error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as error:
-        raise GimError(f"train.device: {name!r} is not a device (e.g. cpu, cuda, cuda:1, auto)") from error
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise GimError(f"{option}: {name!r} is not a device this runs on (cpu, cuda, cuda:1, auto)")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise GimError(f"train.device: {name} asked for, but torch sees {torch.cuda.device_count()} CUDA GPUs")
+        raise GimError(f"{option}: {name} asked for, but torch sees {torch.cuda.device_count()} CUDA GPUs")
     return device
 
 
@@ -266,6 +268,9 @@ class StopSignals:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = number
+        # os.write, not print: the signal may arrive while the progress bar is printing
+        os.write(2, f"\n{signal.Signals(number).name}: stopping after this step, with a checkpoint "
+                    f"(a second signal stops at once, without one)\n".encode())
 
 
 def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
@@ -451,7 +456,7 @@ def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number:
     folder = _checkpoint(run, modules, progress)
     run.close()
     raise TrainingStopped(number, f"stopped by {signal.Signals(number).name} after step {progress.step}; "
-                                  f"checkpoint {folder}; continue with: gim pretrain --resume {run.path}")
+                                  f"checkpoint {folder}")
 
 
 def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> Path:

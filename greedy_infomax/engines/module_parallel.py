@@ -213,8 +213,7 @@ def _train(settings: Settings, topology: Topology, run: RunFolder | None, module
             if topology.rank == 0 else None
         Stage(settings, topology, modules, links, progress.step).run(source, recorder)
     if stop.received is not None:
-        where = f"checkpoint {run.latest_checkpoint()}; continue with --resume {run.path}" if topology.rank == 0 \
-            else "rank 0 wrote the checkpoint"
+        where = f"checkpoint {run.latest_checkpoint()}" if topology.rank == 0 else "rank 0 wrote the checkpoint"
         raise TrainingStopped(stop.received, f"{topology.name()} stopped by {signal.Signals(stop.received).name}; "
                                              f"{where}")
     return modules

@@ -164,9 +164,9 @@ def array_writer(path: Path) -> Callable[[dict[str, np.ndarray]], Path]:
     if path.suffix not in FORMATS:
         raise GimError(f"{path}: unknown format {path.suffix!r}; choose one of: {', '.join(FORMATS)}")
     encode = FORMATS[path.suffix]()
+    path.parent.mkdir(parents=True, exist_ok=True)  # now: a folder that cannot be made fails before the work
 
     def write(arrays: dict[str, np.ndarray]) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, encode(arrays))
         return path
     return write

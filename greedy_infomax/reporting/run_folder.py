@@ -48,8 +48,7 @@ class RunFolder:
         name = name or time.strftime("%Y%m%d-%H%M%S")
         path = Path(parent) / name
         last_file = path / ("meta.json" if config is None else "config.yaml")  # written last: the run exists
-        started = (path / "metrics.jsonl").exists() or cls(path).latest_checkpoint() is not None
-        if last_file.exists() and started:
+        if last_file.exists() and cls(path).started():
             raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
@@ -59,6 +58,10 @@ class RunFolder:
         if config is not None:
             run.update_config(config)  # last: a folder killed before this point can simply be created again
         return run
+
+    def started(self) -> bool:
+        """Whether a run has logged or saved anything here."""
+        return (self.path / "metrics.jsonl").exists() or self.latest_checkpoint() is not None
 
     @classmethod
     def open(cls, path: Path) -> RunFolder:
