@@ -17,9 +17,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args, get_type_hints
 
 from jsonargparse import ArgumentParser, Namespace
 
@@ -151,6 +151,7 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser.add_argument("run", type=str, help="run folder")
     parser.add_class_arguments(type(defaults.probe), "probe", default=defaults.probe, sub_configs=False)
     parser.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
+    _add_device_argument(parser)
     return parser
 
 
@@ -231,7 +232,13 @@ def _embed_parser() -> ArgumentParser:
     parser.add_argument("--data.limit", type=int, default=None,
                         help="only the first N images of the split; 0: all of it (default: the run's limit)")
     parser.add_argument("--probe.pool", type=int, default=None, help="pool each grid to pool x pool cells")
+    _add_device_argument(parser)
     return parser
+
+
+def _add_device_argument(parser: ArgumentParser) -> None:
+    parser.add_argument("--device", type=str, default="auto",
+                        help="cpu, cuda or cuda:N; auto: a GPU if torch sees one (whatever the run trained on)")
 
 
 def _add_run_arguments(parser: ArgumentParser) -> None:
@@ -301,7 +308,8 @@ def cmd_probe(args: Namespace) -> int:
     config = run.config
     data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
-        config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data)
+        config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data,
+                         train=replace(config.train, device=_checked_device(args.device)))
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
     results = probe_run(run, config)
@@ -324,15 +332,31 @@ def cmd_embed(args: Namespace) -> int:
 
 
 def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
-    """The run's config with the data and probe options given on the command line; a bad value is one line."""
+    """The run's config with the data, probe and device options given on the command line; a bad value is one
+    line. Embedding has no batch to fill, so a limit below the training batch shrinks the batch."""
     data = {name: value for name, value in args.data.as_dict().items() if value is not None}
+    datasets = get_args(get_type_hints(type(config.data))["dataset"])
+    if data.get("dataset", config.data.dataset) not in datasets:
+        raise GimError(f"--data.dataset {data['dataset']}: {config.task} runs embed one of {', '.join(datasets)}")
     if data.get("limit") == 0:  # the whole split, whatever the run was trained on
         data["limit"] = None
+    elif data.get("limit") is not None:
+        data["batch_size"] = min(config.data.batch_size, max(data["limit"], 2))
     probe = {name: value for name, value in args.probe.as_dict().items() if value is not None}
+    for name in probe.keys() - {field.name for field in fields(config.probe)}:
+        raise GimError(f"--probe.{name}: not an option of {config.task} runs")
     try:
-        return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe))
+        return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe),
+                       train=replace(config.train, device=_checked_device(args.device)))
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
+
+
+def _checked_device(name: str) -> str:
+    """--device of probe and embed, checked under its own name rather than as the run's train.device."""
+    from greedy_infomax.engines.local import resolve_device
+    resolve_device(name, "--device")
+    return name
 
 
 def cmd_reproduce(args: Namespace) -> int:

@@ -269,6 +269,8 @@ def test_an_unusable_device_is_one_line_and_the_name_can_be_used_again(tmp_path,
     ["bench", "--presets", "smoke", "--steps", "1", "--output", "/proc/no/bench"],
     ["bench", "--presets", "smoke", "--steps", "1", "--device", "cuda:7"],
     ["embed", "RUN", "--module", "1", "--output", "/proc/no/such.npz"],
+    ["embed", "RUN", "--module", "1", "--device", "cuda:7"],
+    ["probe", "RUN", "--device", "cuda:7"],
     ["pretrain", "--preset", "smoke", "--output", "RUN/metrics.jsonl"],
 ])
 def test_a_path_or_device_that_cannot_be_used_is_one_line_before_any_work(run_copy, capsys, argv):

@@ -2,6 +2,7 @@
 run (vision or audio) gives the same features; formats, unlabelled splits and bad modules."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -113,9 +114,29 @@ def test_safetensors_output_round_trips_or_names_the_missing_package(tmp_path):
     assert all(np.array_equal(loaded[name], arrays[name]) for name in arrays)
 
 
-@pytest.mark.parametrize(("limit", "images"), [("32", 32), ("0", 10_000)], ids=["fewer", "whole-split"])
+@pytest.mark.parametrize(("limit", "images"), [("32", 32), ("5", 5), ("0", 10_000)],
+                         ids=["fewer", "less-than-a-training-batch", "whole-split"])
 def test_embed_limit_overrides_the_runs_and_zero_means_the_whole_split(probe_smoke_run, tmp_path, limit, images):
     """The smoke run trained and probed on 64 images; Fashion-MNIST's test split has 10,000."""
     output = tmp_path / "test.npz"
     assert main(["embed", str(probe_smoke_run.path), "--module", "1", "--data.limit", limit, "--output", str(output)]) == 0
     assert np.load(output)["features"].shape[0] == images
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--probe.pool", "2"], "--probe.pool: not an option of audio runs"),
+    (["--data.dataset", "fashion-mnist"], "--data.dataset fashion-mnist: audio runs embed one of librispeech"),
+])
+def test_embed_options_an_audio_run_lacks_are_one_line(speech_run, tmp_path, capsys, option, message):
+    assert main(["embed", str(speech_run.path), "--module", "1", *option, "--output", str(tmp_path / "x.npz")]) == 2
+    assert capsys.readouterr().err.startswith(f"gim: error: {message}")
+
+
+def test_a_run_trained_on_a_gpu_this_machine_lacks_embeds_on_what_it_has(probe_smoke_run, tmp_path, capsys):
+    run = RunFolder.open(shutil.copytree(probe_smoke_run.path, tmp_path / "run"))
+    config = run.config
+    run.update_config(replace(config, train=replace(config.train, device=f"cuda:{torch.cuda.device_count()}")))
+    assert main(["embed", str(run.path), "--module", "1", "--output", str(tmp_path / "auto.npz")]) == 0
+    assert main(["embed", str(run.path), "--module", "1", "--device", "cpu", "--output", str(tmp_path / "cpu.npz")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "cpu.npz")["features"], np.load(tmp_path / "auto.npz")["features"],
+                               rtol=1e-4, atol=1e-5)
