@@ -29,6 +29,7 @@ from greedy_infomax.config import (
     AnyRunConfig,
     config_parser,
     from_namespace,
+    load_config,
     preset,
 )
 from greedy_infomax.errors import GimError, TrainingStopped
@@ -73,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_defaults(argv: list[str]) -> AnyRunConfig:
     """The config whose values the options of this command line override: the resumed or probed run's, else the
-    named preset, else the command's default preset. Read before the real parse, because which options exist
-    depends on the task (vision or audio); the real parse then checks everything.
+    named preset, else the --config file's, else the command's default preset. Read before the real parse,
+    because which options exist depends on the task (vision or audio); the real parse then checks everything.
     """
     peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--preset")
     peek.add_argument("--resume")
+    peek.add_argument("--config")
     known, rest = peek.parse_known_args(argv)
     words = [word for word in rest if not word.startswith("-")]
     command = words[0] if words else None
@@ -88,6 +90,8 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
         return _open_run(known.resume).config
     if known.preset:
         return preset(known.preset)
+    if known.config:  # its task (vision or audio) decides which options exist
+        return load_config(Path(known.config))
     if command == "demo":
         return PRESETS[DEMO_PRESETS["audio" if "audio" in words[1:] else "vision"]]
     if command == "probe":  # the run folder is the positional argument that holds a config.yaml

@@ -528,4 +528,4 @@ def load_config(path: Path) -> AnyRunConfig:
     except argparse.ArgumentError as error:
         raise GimError(f"{path}: {error} (`gim pretrain --help` lists this version's options)") from error
     except (ValueError, TypeError, AttributeError, yaml.YAMLError) as error:
-        raise GimError(f"{path}: {error}") from error
+        raise GimError(f"{path}: {' '.join(str(error).split())}") from error

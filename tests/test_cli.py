@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import PRESETS
@@ -283,3 +284,21 @@ def test_data_with_a_root_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     assert _exit_code(["data", "speech-corpus", "--root", str(tmp_path / "a-file"), "--speakers", "1"]) == 2
     assert "--root: cannot create the folder" in capsys.readouterr().err
+
+
+def test_a_config_file_of_an_audio_run_starts_an_audio_run(tmp_path, speech_root):
+    """Without --preset the options were the default vision preset's, and an audio file was refused."""
+    from greedy_infomax.config import to_dict
+    config = PRESETS["speech-smoke"]
+    data = replace(config.data, root=str(speech_root), limit=4)
+    (tmp_path / "audio.yaml").write_text(yaml.safe_dump(to_dict(replace(config, data=data))))
+    assert _exit_code(["pretrain", "--config", str(tmp_path / "audio.yaml"), "--train.max_steps", "1",
+                       "--output", str(tmp_path), "--name", "a"]) == 0
+    assert RunFolder.open(tmp_path / "a").config == replace(config, data=data, train=replace(config.train, max_steps=1))
+
+
+def test_a_damaged_config_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("train:\n  lr: [1e-3\n")
+    assert _exit_code(["pretrain", "--config", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: {tmp_path / 'bad.yaml'}: ") and len(err.strip().splitlines()) == 1, err
