@@ -309,12 +309,13 @@ def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: in
     return progress
 
 
-def settle_resumed(progress: Progress, total: int, batches_per_epoch: int) -> None:
+def settle_resumed(progress: Progress, total: int, batches_per_epoch: int, options: TrainConfig) -> None:
     """Say when a resumed run has nothing left to train; start the next epoch when the saved position is past the
     end of this one (a resume with larger batches), or the loader would yield nothing, forever."""
     if progress.step >= total:
-        print(f"nothing to train: the run is at step {progress.step} of {total}; raise --train.epochs or "
-              f"--train.max_steps to go on", file=sys.stderr)
+        limit = "max_steps" if options.max_steps == total else "epochs"
+        print(f"nothing to train: the run is at step {progress.step} of the {total} that --train.{limit} "
+              f"{getattr(options, limit)} allows; raise it to go on", file=sys.stderr)
     if progress.batch >= batches_per_epoch:
         progress.epoch, progress.batch = progress.epoch + 1, 0
 
@@ -328,7 +329,10 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     total = per_phase * (len(modules) if options.curriculum == "sequential" else 1)
     if options.max_steps is not None:
         total = min(total, options.max_steps)
-    settle_resumed(progress, total, len(loader))
+        if total < per_phase * (len(modules) - 1) + 1 and options.curriculum == "sequential":
+            print(f"note: --train.max_steps {total} ends the sequential curriculum within module "
+                  f"{-(-total // per_phase)}'s {per_phase} steps; the modules after it stay untrained", file=sys.stderr)
+    settle_resumed(progress, total, len(loader), options)
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step

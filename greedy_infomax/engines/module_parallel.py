@@ -326,7 +326,7 @@ def _batches(loader: Batches, progress: Progress, total: int, topology: Topology
     """Stage 0's input: its replica's batches, each followed by a control where the local engine would log,
     checkpoint or end; a stop signal ends the run with a checkpoint."""
     per_epoch = len(loader) // topology.replicas
-    settle_resumed(progress, total, per_epoch)
+    settle_resumed(progress, total, per_epoch, train)
     while progress.step < total:
         for x, _ in islice(_replica_batches(loader, progress, topology), per_epoch - progress.batch):
             yield Message(DATA, progress.step, tensor=x)

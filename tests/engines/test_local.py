@@ -290,6 +290,32 @@ def test_sequential_curriculum_trains_each_module_alone_in_turn(tmp_path):
     assert all(torch.equal(tensor, resumed[name]) for name, tensor in final.items())
 
 
+@pytest.mark.parametrize(("max_steps", "note"), [
+    (6, "--train.max_steps 6 ends the sequential curriculum within module 1's 6 steps"),
+    (12, "--train.max_steps 12 ends the sequential curriculum within module 2's 6 steps"),
+    (13, None),
+])
+def test_a_step_limit_that_cuts_the_sequential_curriculum_says_so(tmp_path, capsys, max_steps, note):
+    config = smoke(curriculum="sequential", max_steps=max_steps)
+    config = replace(config, train=replace(config.train, epochs=1))   # 6 steps per phase, 18 in all
+    pretrain(config, RunFolder.create(tmp_path, "r", config))
+    err = capsys.readouterr().err
+    assert ("stay untrained" in err) == (note is not None) and (note is None or note in err)
+
+
+@pytest.mark.parametrize(("trained", "resumed", "message"), [
+    (None, 100, "at step 18 of the 18 that --train.epochs 3 allows"),
+    (8, 8, "at step 8 of the 8 that --train.max_steps 8 allows"),
+])
+def test_a_resume_with_nothing_left_names_the_limit_that_binds(tmp_path, capsys, trained, resumed, message):
+    """It used to ask for more --train.max_steps when the epochs were what ended the run."""
+    run = RunFolder.create(tmp_path, "r", smoke(max_steps=trained))
+    pretrain(smoke(max_steps=trained), run)
+    capsys.readouterr()
+    pretrain(smoke(max_steps=resumed), run, resume=True)
+    assert f"nothing to train: the run is {message}; raise it to go on" in capsys.readouterr().err
+
+
 def test_recomputed_activations_train_like_stored_ones_and_keep_far_fewer_for_backward():
     x = torch.randn(4, 1, 28, 28)
     results = []
