@@ -15,11 +15,12 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args, get_type_hints
+from typing import TYPE_CHECKING, Literal, get_args, get_type_hints
 
 from jsonargparse import ArgumentParser, Namespace
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     tune_allocator()
+    warnings.formatwarning = _one_line_warning
     try:
         namespace = _build_parser(_run_defaults(argv)).parse_args(argv)
         command = namespace.command
@@ -70,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gim: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as `gim: warning: ...`, like the errors, without the source line that Python prints."""
+    return f"gim: warning: {message}\n"
 
 
 def _run_defaults(argv: list[str]) -> AnyRunConfig:
@@ -142,7 +149,7 @@ def _pretrain_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 def _demo_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser = config_parser(defaults, description=(
-        "Pre-train, probe every module and print the table: `gim demo` on Fashion-MNIST (about 9 min on 2 cores), "
+        "Pre-train, probe every module and print the table: `gim demo` on Fashion-MNIST (9-15 min on 2 cores), "
         "`gim demo audio` on the generated speech corpus (generated first if missing)."))
     parser.add_argument("demo", nargs="?", choices=list(DEMO_PRESETS), default="vision", help="which demo")
     _add_run_arguments(parser)
@@ -174,7 +181,7 @@ def _reproduce_parser() -> ArgumentParser:
                         "(default: runs/reproduce-TASK-BUDGET)")
     parser.add_argument("--root", type=str, default=None, help="dataset folder (data.root of every run)")
     parser.add_argument("--device", type=str, default=None, help="train.device of every run (default: auto)")
-    parser.add_argument("--methods", type=str, nargs="+", default=None, choices=[m.slug for m in METHODS],
+    parser.add_argument("--methods", type=Literal[tuple(m.slug for m in METHODS)], nargs="+", default=None,
                         help="only these methods (default: all)")
     return parser
 
@@ -187,10 +194,10 @@ def _bench_parser() -> ArgumentParser:
         "memory (RSS on CPU, max allocated on GPU); and the data pipeline alone where the dataset is on disk. "
         "Prints one table, writes OUTPUT.json and OUTPUT.md."))
     parser.add_argument("--presets", type=str, nargs="+", default=list(DEFAULT_PRESETS), help="presets to measure")
-    parser.add_argument("--modes", type=str, nargs="+", default=["end-to-end", "simultaneous", "module"],
-                        choices=["end-to-end", "simultaneous", "module"],
+    parser.add_argument("--modes", type=Literal["end-to-end", "simultaneous", "module"], nargs="+",
+                        default=["end-to-end", "simultaneous", "module"],
                         help="modes (module: each module trained alone, earlier ones frozen)")
-    parser.add_argument("--precisions", type=str, nargs="+", default=None, choices=list(PRECISIONS),
+    parser.add_argument("--precisions", type=Literal[PRECISIONS], nargs="+", default=None,
                         help="default: fp32, and bf16 where the device computes it natively (emulated bf16 takes hours)")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch_size", type=int, default=None, help="override every preset's batch size")

@@ -32,7 +32,8 @@ class DataConfig:
     dataset: Literal["fashion-mnist", "stl10", "image-folder"] = "stl10"
     """Dataset name."""
     root: str | None = None
-    """Folder holding the dataset; None searches the default places (see `gim data --help`)."""
+    """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
+    /usr/share/datasets/fashion-mnist (fashion-mnist)."""
     crop: int = 64
     """Side of the square crop fed to the encoder (random when training, centred when evaluating)."""
     flip: bool = True
