@@ -33,7 +33,34 @@ def test_every_preset_builds_and_runs_one_step(preset_step, name):
     assert all(not torch.equal(result.before[key], after[key]) for key in after), "one Adam step moves every weight"
 
 
-def test_paper_preset_is_the_default_config():
+PAPER_VISION = {  # shared/spec/paper-gim.md, "Vision (STL-10)"
+    "data": {"dataset": "stl10", "crop": 64, "flip": True, "grayscale": True, "batch_size": 32},
+    "model": {"block": "bottleneck", "blocks_per_stage": [3, 4, 6], "planes": [64, 128, 256], "stem_channels": 64,
+              "stem_kernel": 5, "patch_size": 16, "patch_stride": 8, "stages_per_module": [1, 1, 1],
+              "autoregressor": "none", "pixelcnn_layers": 4},
+    "objective": {"name": "infonce_2d", "prediction_steps": 5, "skip_steps": 1, "num_negatives": 16,
+                  "num_classes": 10},
+    "train": {"lr": 2e-4, "weight_decay": 0.0, "epochs": 300, "seed": 2, "curriculum": "simultaneous"},
+    "probe": {"pool": 1, "lr": 1e-3},
+}
+PAPER_AUDIO = {  # shared/spec/paper-gim.md, "Audio (LibriSpeech train-clean-100)"
+    "data": {"dataset": "librispeech", "batch_size": 8},
+    "model": {"channels": [512] * 5, "kernels": [10, 8, 4, 4, 4], "strides": [5, 4, 2, 2, 2],
+              "paddings": [2, 2, 2, 2, 1], "gru_hidden": 256, "stages_per_module": [1] * 6},
+    "objective": {"name": "infonce_1d", "prediction_steps": 12, "num_negatives": 10, "subsample": True,
+                  "subsample_window": 128, "num_speakers": 251, "num_phones": 41},
+    "train": {"lr": 2e-4, "weight_decay": 0.0, "epochs": 1000, "seed": 2, "curriculum": "simultaneous"},
+    "probe": {"speaker_epochs": 50, "phone_epochs": 20, "speaker_lr": 1e-3, "phone_lr": 1e-4, "batch_size": 64},
+}
+
+
+@pytest.mark.parametrize(("name", "paper"), [("paper-stl10", PAPER_VISION), ("paper-librispeech", PAPER_AUDIO)])
+def test_paper_presets_hold_the_papers_values(name, paper):
+    values = to_dict(preset(name))
+    assert {section: {key: values[section][key] for key in keys} for section, keys in paper.items()} == paper
+
+
+def test_paper_vision_preset_is_the_default_config_and_cuts_a_7x7_grid():
     assert preset("paper-stl10") == RunConfig()
     assert RunConfig().model.grid(RunConfig().data.crop) == 7
 

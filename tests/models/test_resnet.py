@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from greedy_infomax.config import PRESETS
 from greedy_infomax.models.patches import PatchGridPool, Patchify
-from greedy_infomax.models.resnet import PatchResNet
+from greedy_infomax.models.resnet import PatchResNet, PreActBasicBlock, PreActBottleneck
 
 
 def _parameters(model: torch.nn.Module) -> int:
@@ -37,6 +37,24 @@ def test_out_channels_and_spatial_sizes(block, planes, out_channels):
             assert x.shape[:2] == (2, channels)
             sizes.append(tuple(x.shape[2:]))
     assert sizes == [(16, 16), (8, 8), (4, 4)]
+
+
+@pytest.mark.parametrize(("in_channels", "stride"), [(16, 1), (8, 2)], ids=["identity", "projection"])
+def test_blocks_are_pre_activation_residuals_as_the_spec_writes_them(in_channels, stride):
+    """Basic: conv2(relu(conv1(relu x))) + s; bottleneck: conv3(relu(conv2(relu(conv1(relu x))))) + s, where s is
+    x itself, or a strided 1x1 conv of relu x when the shape changes (spec: "on the activated input")."""
+    torch.manual_seed(0)
+    x = torch.randn(2, in_channels, 8, 8)          # negative values too, so every missing or extra ReLU shows
+    for block in (PreActBasicBlock(in_channels, 16, stride), PreActBottleneck(in_channels, 4, stride)):
+        a = F.relu(x)
+        shortcut = x if stride == 1 else F.conv2d(a, block.shortcut.weight, block.shortcut.bias, stride=stride)
+        convs = [block.conv1, block.conv2] + ([block.conv3] if isinstance(block, PreActBottleneck) else [])
+        h = a
+        for index, conv in enumerate(convs):
+            h = F.conv2d(h if index == 0 else F.relu(h), conv.weight, conv.bias, stride=conv.stride,
+                         padding=conv.padding)
+        assert (block.shortcut is None) == (stride == 1)
+        torch.testing.assert_close(block(x), h + shortcut)
 
 
 def test_unknown_block_lists_the_valid_ones():
