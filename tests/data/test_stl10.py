@@ -147,3 +147,12 @@ def test_download_stl10_fetches_and_extracts_once(tmp_path: Path, monkeypatch: p
     assert download_stl10(tmp_path) == tmp_path / "stl10_binary"
     assert calls == [(stl10.URL, tmp_path / "stl10_binary.tar.gz", stl10.MD5)]
     assert read_stl10(tmp_path, "test").labels.tolist() == [3]
+
+
+def test_spec_holds_the_release_statistics_and_pretraining_reads_the_unlabeled_split() -> None:
+    """The spec's numbers (shared/spec/paper-gim.md); self-supervised training on the 100k unlabelled images."""
+    from greedy_infomax.data import DATASETS
+    assert (STL10_SPEC.mean, STL10_SPEC.std) == ((0.4313, 0.4156, 0.3663), (0.2683, 0.2610, 0.2687))
+    assert (STL10_SPEC.grayscale_mean, STL10_SPEC.grayscale_std) == (0.4120, 0.2570)
+    entry = DATASETS["stl10"]
+    assert (entry.read, entry.pretrain, entry.probe_train, entry.probe_test) == (read_stl10, "unlabeled", "train", "test")

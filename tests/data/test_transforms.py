@@ -1,11 +1,12 @@
-"""ImageTransform: every output is a crop-sized square, and a crop the images cannot hold is a config error."""
+"""ImageTransform: random windows and left-right mirrors when training, the centre otherwise; luma weights; every
+output is a crop-sized square, and a crop the images cannot hold is a config error."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from greedy_infomax.data.spec import ImageSpec
-from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.data.transforms import ImageTransform, random_hflip, to_grayscale
 from greedy_infomax.errors import GimError
 
 
@@ -32,3 +33,29 @@ def test_the_centre_crop_of_a_wide_image_is_its_middle() -> None:
 def test_a_crop_larger_than_the_images_names_the_option(height: int, width: int) -> None:
     with pytest.raises(GimError, match=rf"data.crop: 32 does not fit in the dataset's {width}x{height} images"):
         ImageTransform.for_data(32, False, False, _spec(height, width))
+
+
+def test_training_crops_are_random_windows_and_evaluation_crops_the_centre() -> None:
+    """Pixel values that encode their own position tell which window each crop is."""
+    images = (torch.arange(12)[:, None] * 16 + torch.arange(12)).to(torch.uint8).expand(64, 1, 12, 12)
+    transform = ImageTransform(4, False, False, (0.0,), (1 / 255,))
+    crops = transform(images, torch.Generator().manual_seed(0)).round().long()       # (64, 1, 4, 4)
+    top, left = crops[:, 0, 0, 0] // 16, crops[:, 0, 0, 0] % 16
+    expected = (top[:, None, None] + torch.arange(4)[:, None]) * 16 + left[:, None, None] + torch.arange(4)
+    assert torch.equal(crops[:, 0], expected), "each crop is one whole window of its image"
+    assert len(set(zip(top.tolist(), left.tolist()))) > 20, "windows drawn over all 9 x 9 positions"
+    centre = transform(images[:1]).round().long()
+    assert centre[0, 0, 0, 0] == 4 * 16 + 4
+
+
+def test_the_training_flip_mirrors_left_and_right() -> None:
+    images = torch.arange(2 * 3, dtype=torch.uint8).reshape(1, 1, 2, 3).expand(32, 1, 2, 3)
+    flipped = random_hflip(images, torch.Generator().manual_seed(0))
+    mirrored = (flipped == images.flip(3)).flatten(1).all(1)
+    assert torch.equal(mirrored, ~(flipped == images).flatten(1).all(1)) and 0 < mirrored.sum() < 32
+
+
+def test_grayscale_is_itu_601_luma() -> None:
+    red, green, blue = torch.eye(3).reshape(3, 3, 1, 1)
+    luma = to_grayscale(torch.stack([red, green, blue])).flatten()
+    torch.testing.assert_close(luma, torch.tensor([0.299, 0.587, 0.114]))
