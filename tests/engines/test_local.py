@@ -372,3 +372,18 @@ def test_channels_last_computes_the_gradients_of_the_standard_layout():
     standard, channels_last = gradients
     for name, gradient in standard.items():
         torch.testing.assert_close(channels_last[name], gradient, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_negatives_are_drawn_anew_for_every_step_and_module_and_alike_for_the_same_ones(record_negatives):
+    """The draws of a step are a function of (seed, step, module) alone: that is what makes resumed and
+    module-parallel runs equal a local one, but it must not repeat the same negatives every step."""
+    from greedy_infomax.objectives import infonce_2d
+    sampled = record_negatives(infonce_2d)
+    modules = prepare_modules(smoke(precision="fp32"), 1, torch.device("cpu"))
+    x = torch.randn(4, 1, 28, 28)
+    for step in (0, 0, 1):
+        train_step(modules, x, range(3), (2, step))
+    first, again, next_step = (sampled[index:index + 3] for index in (0, 3, 6))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again)), "same seed and step: same negatives"
+    assert not any(torch.equal(a[0], b[0]) for a, b in zip(first, next_step)), "a new step draws new negatives"
+    assert not torch.equal(first[1][0], first[2][0]), "modules 2 and 3 (same pool size) draw apart"
