@@ -50,9 +50,10 @@ def test_own_network_trains_probes_every_module_and_embeds(example, tmp_path):
     rows = example("own_network").main(tmp_path, limit=128)
     assert [row["module"] for row in rows] == [1, 2, 3]
     assert all(0.0 <= row["linear"] <= 1.0 and 0.0 <= row["knn"] <= 1.0 for row in rows)
-    written = np.load(tmp_path / "own-network" / "module-2-test.npz")
+    run, = (tmp_path / "own-network").iterdir()                  # named by the date and time
+    written = np.load(run / "module-2-test.npz")
     assert written["features"].shape == (128, 64 * 2 * 2) and written["labels"].shape == (128,)
-    assert (tmp_path / "own-network" / "checkpoints" / "step-00000004").is_dir()
+    assert (run / "checkpoints" / "step-00000004").is_dir()
 
 
 def test_own_objective_trains_beside_a_supervised_module(example, tmp_path):
@@ -77,16 +78,20 @@ def test_parallel_under_three_processes_equals_its_run_in_one(example, tmp_path,
     local = parallel.main(tmp_path / "local", limit=128).latest_checkpoint()
     ranks = fork_ranks(3, tmp_path, _run_example, parallel.main, tmp_path / "torchrun", 128)
     assert finish(ranks) == [0, 0, 0], [rank.output for rank in ranks]
-    checkpoint = tmp_path / "torchrun" / "parallel" / "checkpoints" / local.name
+    run, = (tmp_path / "torchrun" / "parallel").iterdir()
+    checkpoint = run / "checkpoints" / local.name
     for name in ("module-1.pt", "module-2.pt", "module-3.pt"):
         weights, expected = (torch.load(folder / name)["state_dict"] for folder in (checkpoint, local))
         assert all(torch.equal(weights[key], expected[key]) for key in expected), name
 
 
-def test_own_data_trains_on_an_image_folder_and_a_speech_folder(example, tmp_path):
-    example("own_data").main(tmp_path / "data", tmp_path / "runs", per_class=4, recordings=5)
-    assert (tmp_path / "runs" / "image-folder" / "metrics.jsonl").is_file()
-    assert (tmp_path / "runs" / "speech-folder" / "metrics.jsonl").is_file()
+def test_own_data_trains_on_an_image_folder_and_a_speech_folder_and_runs_again(example, tmp_path):
+    """Run twice, an example makes a second run folder of each kind rather than failing on the first."""
+    for _ in range(2):
+        example("own_data").main(tmp_path / "data", tmp_path / "runs", per_class=4, recordings=5)
+    for kind in ("image-folder", "speech-folder"):
+        runs = sorted((tmp_path / "runs" / kind).iterdir())
+        assert len(runs) == 2 and all((run / "metrics.jsonl").is_file() for run in runs)
 
 
 def test_the_shell_sessions_run(tmp_path, monkeypatch):

@@ -51,7 +51,7 @@ def train_on_images(root: Path, output: Path) -> list[dict]:
     torch.manual_seed(0)
     blocks = gim.split(network(), after=["relu1", "relu2"])
     modules = gim.isolate(blocks, partial(gim.InfoNCE2d, prediction_steps=2), sample=next(loader.epoch())[0][:1])
-    gim.train(modules, loader, gim.RunFolder.create(output, "image-folder"), gim.TrainConfig(epochs=1, device="cpu"))
+    gim.train(modules, loader, gim.RunFolder.create(output / "image-folder"), gim.TrainConfig(epochs=1, device="cpu"))
     evaluation = gim.ImageTransform.for_data(crop=28, flip=False, grayscale=True, spec=train.spec)
     probe_train, probe_test = (gim.BatchLoader(split, 256, evaluation, torch.device("cpu")) for split in (train, test))
     return gim.probe_modules(modules, probe_train, probe_test, gim.ProbeConfig(pool=2, knn_k=0),
@@ -69,7 +69,7 @@ def train_on_speech(root: Path, output: Path) -> list[dict]:
     torch.manual_seed(0)
     modules = gim.isolate(gim.split(convs, after=["1"]), infonce, sample=next(loader.epoch())[0][:1],
                           autoregressor=gim.GRUStage(32, 16))
-    run = gim.RunFolder.create(output, "speech-folder")
+    run = gim.RunFolder.create(output / "speech-folder")
     gim.train(modules, loader, run, gim.TrainConfig(epochs=1, lr=1e-3, device="cpu", log_every=1))
     return run.metrics()
 

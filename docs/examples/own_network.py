@@ -42,7 +42,7 @@ def main(output: Path = Path("runs"), limit: int | None = None, epochs: int = 1)
     images, _ = next(loader.epoch())
     modules = gim.isolate(blocks, infonce, sample=images[:1], readouts=[gim.PatchGridPool(6) for _ in blocks])
 
-    run = gim.RunFolder.create(output, "own-network")                           # metrics.jsonl, checkpoints
+    run = gim.RunFolder.create(output / "own-network")      # runs/own-network/DATE-TIME: metrics, checkpoints
     gim.train(modules, loader, run, gim.TrainConfig(epochs=epochs, lr=1e-3, device="cpu"))
 
     # Frozen features of every module, its grid average-pooled to 2 x 2 cells: linear and kNN probes.

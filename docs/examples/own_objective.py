@@ -45,7 +45,7 @@ def main(output: Path = Path("runs"), limit: int = 10_000) -> list[dict]:
     torch.manual_seed(0)
     objectives = [RightNeighbourNCE, RightNeighbourNCE, partial(gim.Supervised, num_classes=10)]   # one per module
     modules = gim.isolate(gim.split(network(), after=["relu1", "relu2"]), objectives, sample=images[:1])
-    run = gim.RunFolder.create(output, "own-objective")
+    run = gim.RunFolder.create(output / "own-objective")
     gim.train(modules, loader, run, gim.TrainConfig(epochs=1, lr=1e-3, device="cpu", log_every=2))
     print(run.metrics()[-1])                       # {"step": ..., "loss/module1": ..., "loss/module3": ..., ...}
     return run.metrics()

@@ -26,7 +26,7 @@ def main(output: Path = Path("runs"), limit: int | None = None, epochs: int = 1)
     blocks = gim.split(network(), after=["relu1", "relu2"])
     modules = gim.isolate(blocks, partial(gim.InfoNCE2d, prediction_steps=2), sample=next(loader.epoch())[0][:1])
 
-    run = gim.RunFolder.create(output, "parallel") if gim.is_first_rank() else None
+    run = gim.RunFolder.create(output / "parallel") if gim.is_first_rank() else None
     gim.train(modules, loader, run, gim.TrainConfig(epochs=epochs, lr=1e-3, device="cpu"))
     return run                                   # rank 0: metrics.jsonl and one checkpoint file per module
 

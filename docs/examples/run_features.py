@@ -16,7 +16,7 @@ def main(output: Path = Path("runs"), limit: int | None = None, max_steps: int |
     """Returns the (8, D) features of module 3 for the first 8 test images."""
     config = gim.PRESETS["fashion-mnist"]
     config = replace(config, data=replace(config.data, limit=limit), train=replace(config.train, max_steps=max_steps))
-    run = gim.RunFolder.create(output, "fashion-mnist", config)               # config.yaml describes the run
+    run = gim.RunFolder.create(output / "fashion-mnist", config=config)      # config.yaml describes the run
     gim.pretrain(config, run)                                                  # what `gim pretrain` runs
 
     extractor = gim.load_extractor(run.path, module=3)                        # frozen modules 1-3, newest checkpoint

@@ -12,6 +12,7 @@ A checkpoint folder is written under a temporary name, flushed to disk and renam
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -38,15 +39,15 @@ class RunFolder:
         self._purge_step: int | None = None
 
     @classmethod
-    def create(cls, parent: Path, name: str | None, config: AnyRunConfig | None = None) -> RunFolder:
+    def create(cls, parent: Path, name: str | None = None, config: AnyRunConfig | None = None) -> RunFolder:
         """A new, empty run folder with the config written into it.
 
-        config None: a custom run, whose network is built in the user's Python code (the `train` API); the folder
-        then holds its metrics and checkpoints, and the code that built the modules loads them back. A folder whose
-        run stopped before it logged or saved anything (bad data, a bad option) is created again.
+        name None: the date and time, with -2, -3, ... when that folder exists, so a script run twice gets two
+        runs. config None: a custom run, whose network is built in the user's Python code (the `train` API); the
+        folder then holds its metrics and checkpoints, and the code that built the modules loads them back. A named
+        folder whose run stopped before it logged or saved anything (bad data, a bad option) is created again.
         """
-        name = name or time.strftime("%Y%m%d-%H%M%S")
-        path = Path(parent) / name
+        path = Path(parent) / (name or _unused_name(Path(parent), time.strftime("%Y%m%d-%H%M%S")))
         last_file = path / ("meta.json" if config is None else "config.yaml")  # written last: the run exists
         if last_file.exists() and cls(path).started():
             raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
@@ -212,3 +213,8 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _unused_name(parent: Path, base: str) -> str:
+    names = (base if number == 1 else f"{base}-{number}" for number in itertools.count(1))
+    return next(name for name in names if not (parent / name).exists())

@@ -67,6 +67,12 @@ def test_a_run_that_failed_before_logging_anything_can_be_created_again(run, tin
     assert again.path == run.path and again.config == other
 
 
+def test_unnamed_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_folder.time, "strftime", lambda pattern, *args: "20261129-170000")
+    names = [RunFolder.create(tmp_path).path.name for _ in range(3)]
+    assert names == ["20261129-170000", "20261129-170000-2", "20261129-170000-3"]
+
+
 def test_open_without_meta_json_fails(tmp_path):
     with pytest.raises(GimError, match="meta.json"):
         RunFolder.open(tmp_path)
