@@ -376,7 +376,11 @@ def cmd_reproduce(args: Namespace) -> int:
     if args.root is None:
         _ensure_speech_corpus(PRESETS[BUDGETS[args.task][args.budget]])
     output = Path(args.output or f"runs/reproduce-{args.task}-{args.budget}")
-    reproduce(args.task, args.budget, output, args.root, args.device, tuple(args.methods) if args.methods else None)
+    try:
+        reproduce(args.task, args.budget, output, args.root, args.device, tuple(args.methods) if args.methods else None)
+    except TrainingStopped as stopped:
+        raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with the same gim reproduce command, "
+                                                     f"which keeps what {output} holds") from None
     print((output / "comparison.md").read_text())
     print(f"written: {output / 'comparison.md'}, {output / 'comparison.png'}, {output / 'commands.sh'}")
     return 0

@@ -121,26 +121,24 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     base = budget_config(task, budget, root, device)
     chosen = [m for m in METHODS if methods is None or m.slug in methods]
     output.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier_seconds(output / "comparison.json")
     rows, commands = [], [f"# {task}, budget {budget}: preset {BUDGETS[task][budget]}"]
     for method in METHODS:
         config, path = method_config(method, base), output / method.slug
-        probed, seconds = path / "probe.json", earlier.get(method.slug)
+        probed = path / "probe.json"
         if method in chosen:
             print(f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
                   f"{config.objective.name}, curriculum {config.train.curriculum}", flush=True)
             if probed.exists():
                 print(f"  already done: {probed}", flush=True)
             else:
-                started = time.perf_counter()
                 _train_and_probe(config, path)
-                seconds = time.perf_counter() - started
         elif probed.exists():
             print(f"  also in the report: {path}", flush=True)
         else:
             continue
         results = json.loads(probed.read_text())
-        rows.append({"method": method.name, "slug": method.slug, "seconds": seconds, "results": results})
+        rows.append({"method": method.name, "slug": method.slug, "seconds": _seconds_spent(path),
+                     "results": results})
         commands += [f"# {method.name}", *_commands(BUDGETS[task][budget], config, output, method.slug)]
     summary = {"task": task, "budget": budget, "preset": BUDGETS[task][budget], "seed": base.train.seed,
                "date": time.strftime("%Y-%m-%d"), "methods": rows, "paper": PAPER[task]}
@@ -150,19 +148,28 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     return summary
 
 
-def _earlier_seconds(path: Path) -> dict[str, float | None]:
-    """Each method's training time in an earlier comparison.json of the same folder (none if there is none)."""
-    if not path.exists():
-        return {}
-    return {row["slug"]: row.get("seconds") for row in json.loads(path.read_text()).get("methods", [])}
+SECONDS_FILE = "reproduce-seconds.txt"
+"""In a method's folder: the seconds spent training and probing it, summed over interrupted attempts."""
 
 
 def _train_and_probe(config: AnyRunConfig, path: Path) -> None:
-    """Pre-train (continuing a run cut short) and probe into `path`."""
+    """Pre-train (continuing a run cut short) and probe into `path`, adding the time spent to its SECONDS_FILE
+    even when interrupted, so a method finished in several attempts reports its whole time."""
     resume = (path / "config.yaml").exists()
-    run = RunFolder.open(path) if resume else RunFolder.create(path.parent, path.name, config)
-    pretrain(config, run, resume=resume)
-    write_probe_report(run.path, probe_run(run, config))
+    started = time.perf_counter()
+    try:
+        run = RunFolder.open(path) if resume else RunFolder.create(path.parent, path.name, config)
+        pretrain(config, run, resume=resume)
+        write_probe_report(run.path, probe_run(run, config))
+    finally:
+        if path.is_dir():
+            spent = (_seconds_spent(path) or 0.0) + time.perf_counter() - started
+            (path / SECONDS_FILE).write_text(f"{spent:.1f}\n")
+
+
+def _seconds_spent(path: Path) -> float | None:
+    file = path / SECONDS_FILE
+    return float(file.read_text()) if file.exists() else None
 
 
 def _commands(preset: str, config: AnyRunConfig, output: Path, slug: str) -> list[str]:

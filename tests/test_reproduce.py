@@ -90,3 +90,23 @@ def test_audio_smoke_writes_speaker_and_phone_tables(tmp_path: Path):
     assert set(_table_rows(markdown)) == set(ROWS) | {"random init", "log-mel"}
     supervised = json.loads((output / "greedy-supervised" / "config.yaml").with_name("probe.json").read_text())
     assert supervised["method"] == "greedy supervised (6 modules)"
+
+
+def test_an_interrupted_method_reports_the_time_of_all_its_attempts(tmp_path: Path, monkeypatch, capsys):
+    """Stopped while probing, then run again: the time column adds both attempts, not the second alone."""
+    import greedy_infomax.reproduce as reproduce_module
+    from greedy_infomax.errors import TrainingStopped
+    real = reproduce_module.write_probe_report
+
+    def stopped(*args, **kwargs):
+        monkeypatch.setattr(reproduce_module, "write_probe_report", real)
+        raise TrainingStopped(2, "stopped by SIGINT")
+
+    monkeypatch.setattr(reproduce_module, "write_probe_report", stopped)
+    argv = ["reproduce", "vision", "--budget", "smoke", "--output", str(tmp_path), "--methods", "gim"]
+    assert main(argv) == 130
+    assert "continue with the same gim reproduce command" in capsys.readouterr().err
+    first = float((tmp_path / "gim" / "reproduce-seconds.txt").read_text())
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "comparison.json").read_text())
+    assert summary["methods"][0]["seconds"] > first > 0
