@@ -449,11 +449,18 @@ def _ensure_speech_corpus(config: AnyRunConfig) -> None:
 
 
 def cmd_data(args: Namespace) -> int:
+    root = Path(args.root)
+    created = not root.exists()
     try:
-        Path(args.root).mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise GimError(f"--root: cannot create the folder {args.root} ({error.strerror})") from error
-    print(f"{args.name} ready in {DATA_COMMANDS[args.name](args)}")
+    try:
+        print(f"{args.name} ready in {DATA_COMMANDS[args.name](args)}")
+    except GimError:
+        if created and not any(root.iterdir()):  # a bad option: leave no empty folder behind
+            root.rmdir()
+        raise
     return 0
 
 

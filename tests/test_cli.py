@@ -280,6 +280,11 @@ def test_a_path_or_device_that_cannot_be_used_is_one_line_before_any_work(run_co
     assert err.startswith("gim: error: ") and len(err.strip().splitlines()) == 1, "one line and no progress: " + err
 
 
+def test_data_with_a_bad_option_leaves_no_new_folder(tmp_path, capsys):
+    assert _exit_code(["data", "speech-corpus", "--root", str(tmp_path / "new"), "--speakers", "0"]) == 2
+    assert "at least 1 speaker" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
 def test_data_with_a_root_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     assert _exit_code(["data", "speech-corpus", "--root", str(tmp_path / "a-file"), "--speakers", "1"]) == 2
