@@ -29,8 +29,8 @@ from greedy_infomax.config import (
     PRESETS,
     AnyRunConfig,
     config_parser,
+    config_task,
     from_namespace,
-    load_config,
     preset,
 )
 from greedy_infomax.errors import GimError, TrainingStopped
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from greedy_infomax.reporting.run_folder import RunFolder
 
 DEMO_PRESETS = {"vision": "fashion-mnist", "audio": "speech"}
-PRETRAIN_PRESET = "paper-stl10"
+PRETRAIN_PRESETS = {"vision": "paper-stl10", "audio": "paper-librispeech"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +87,8 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--preset")
     peek.add_argument("--resume")
+    peek.add_argument("--name")
+    peek.add_argument("--output")
     peek.add_argument("--config")
     known, rest = peek.parse_known_args(argv)
     words = [word for word in rest if not word.startswith("-")]
@@ -94,18 +96,19 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     if known.resume:
         if known.preset:
             raise GimError("--preset: a resumed run keeps its own config; pass only the options to change")
+        if known.name or known.output:  # checked here, on every torchrun rank alike
+            raise GimError(f"--{'name' if known.name else 'output'}: a resumed run stays in its folder {known.resume}")
         return _open_run(known.resume).config
     if known.preset:
         return preset(known.preset)
-    if known.config:  # its task (vision or audio) decides which options exist
-        return load_config(Path(known.config))
-    if command == "demo":
-        return PRESETS[DEMO_PRESETS["audio" if "audio" in words[1:] else "vision"]]
     if command == "probe":  # the run folder is the positional argument that holds a config.yaml
         runs = [Path(word) for word in words[1:] if (Path(word) / "config.yaml").is_file()]
         if runs:
             return _open_run(str(runs[0])).config
-    return PRESETS[PRETRAIN_PRESET]
+    task = "audio" if command == "demo" and "audio" in words[1:] else "vision"
+    if known.config:  # the file's task decides which options exist; the real parse applies the file
+        task = config_task(Path(known.config))
+    return PRESETS[(DEMO_PRESETS if command == "demo" else PRETRAIN_PRESETS)[task]]
 
 
 def _parser(**options) -> ArgumentParser:
@@ -140,8 +143,9 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 def _pretrain_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser = config_parser(defaults, description=(
-        f"Pre-train an encoder greedily. Options override --preset (default {PRETRAIN_PRESET}) or the resumed run; "
-        f"`--preset NAME --help` lists the options of that preset's task. Presets: {', '.join(PRESETS)}."))
+        f"Pre-train an encoder greedily. Options, a --config file's among them, apply in order over --preset "
+        f"(default {PRETRAIN_PRESETS['vision']}; {PRETRAIN_PRESETS['audio']} for an audio --config file) or the "
+        f"resumed run; `--preset NAME --help` lists the options of that preset's task. Presets: {', '.join(PRESETS)}."))
     _add_run_arguments(parser)
     parser.add_argument("--resume", type=str, default=None, help="continue this run folder where it stopped")
     return parser
@@ -288,25 +292,28 @@ def cmd_pretrain(args: Namespace) -> int:
 
 
 @contextmanager
-def _run_folder(command: str, args: Namespace, config: AnyRunConfig, default_name: str | None = None
-                ) -> Iterator[RunFolder]:
-    """The run folder to train in: --resume's, else a new one under --output. A new folder in which the run failed
-    before it logged or saved anything (bad data, a bad device) is removed, so failed starts leave no litter.
-    A stop signal's message gets the command that continues the run."""
+def _run_folder(command: str, args: Namespace, config: AnyRunConfig, prefix: str = "") -> Iterator[RunFolder]:
+    """The run folder to train in: --resume's, else a new one under --output. A folder this call made, in which
+    the run failed before it logged or saved anything (bad data, a bad device, Ctrl-C while loading), is removed
+    again, so failed starts leave no litter; a folder that was there before is never removed. A stop signal's
+    message gets the command that continues the run."""
+    from greedy_infomax.engines.module_parallel import launched_by_torchrun
     from greedy_infomax.reporting.run_folder import RunFolder
 
-    if args.resume and (args.name or args.output):
-        raise GimError(f"--{'name' if args.name else 'output'}: a resumed run stays in its folder {args.resume}")
-    run = _open_run(args.resume) if args.resume else \
-        RunFolder.create(Path(args.output or "runs"), args.name or default_name, config)
+    if args.resume:
+        run, made = _open_run(args.resume), False
+    else:
+        parent = Path(args.output or "runs")
+        made = args.name is None or not (parent / args.name).exists()
+        run = RunFolder.create(parent, args.name, config, prefix)
     print(f"run folder: {run.path}")
     try:
         yield run
     except TrainingStopped as stopped:
-        raise TrainingStopped(stopped.signal_number,
-                              f"{stopped}; continue with: gim {command} --resume {run.path}") from None
-    except GimError:
-        if not args.resume and not run.started():
+        again = "the same torchrun command with" if launched_by_torchrun() else f"gim {command}"
+        raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with: {again} --resume {run.path}") from None
+    except BaseException:
+        if made and not run.started():
             shutil.rmtree(run.path, ignore_errors=True)
         raise
 
@@ -422,10 +429,10 @@ def cmd_demo(args: Namespace) -> int:
     from greedy_infomax.reporting.probe_report import write_probe_report
 
     config = _config(args)
-    if args.preset and config.task != args.demo:
-        raise GimError(f"--preset {args.preset}: a {config.task} preset, but this is the {args.demo} demo")
+    if not args.resume and config.task != args.demo:
+        raise GimError(f"--preset/--config: they make a {config.task} run, but this is the {args.demo} demo")
     _ensure_speech_corpus(config)
-    with _run_folder("demo", args, config, time.strftime(f"demo-{config.task}-%Y%m%d-%H%M%S")) as run:
+    with _run_folder("demo", args, config, prefix=f"demo-{config.task}-") as run:
         print(f"1/2 pre-training {config.model.num_modules} gradient-isolated modules")
         pretrain(config, run, resume=bool(args.resume))
     print("2/2 probing every module (trained and random-init encoders, and a baseline on the raw input)")

@@ -504,7 +504,7 @@ def config_parser(defaults: AnyRunConfig, **parser_options) -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False, **parser_options)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file of options (a run's config.yaml works)")
     parser.add_argument("--task", choices=[defaults.task], default=defaults.task,
-                        help="vision or audio: set by --preset (a config file must match it)")
+                        help="vision or audio: set by --preset or by a --config file's task")
     parser.add_class_arguments(type(defaults), None, default=defaults, sub_configs=False)
     return parser
 
@@ -517,14 +517,23 @@ def from_namespace(parser: ArgumentParser, namespace: Namespace) -> AnyRunConfig
     return config_type(**{f.name: parts[f.name] for f in fields(config_type)})
 
 
+def config_task(path: Path) -> str:
+    """The task (vision or audio) of a config file; no `task` key means vision."""
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise GimError(f"{path}: {' '.join(str(error).split())}") from error
+    task = values.get("task", "vision") if isinstance(values, dict) else "vision"
+    if task not in CONFIG_TYPES:
+        raise GimError(f"{path}: task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
+    return task
+
+
 def load_config(path: Path) -> AnyRunConfig:
     """Read a config file written by `to_dict` (or by hand; no `task` key means vision), validated like
     command-line options."""
     try:
-        task = (yaml.safe_load(path.read_text()) or {}).get("task", "vision")
-        if task not in CONFIG_TYPES:
-            raise ValueError(f"task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
-        parser = config_parser(CONFIG_TYPES[task]())
+        parser = config_parser(CONFIG_TYPES[config_task(path)]())
         return from_namespace(parser, parser.parse_path(str(path)))
     except argparse.ArgumentError as error:
         raise GimError(f"{path}: {error} (`gim pretrain --help` lists this version's options)") from error

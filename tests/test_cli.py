@@ -224,9 +224,25 @@ def test_stopped_training_exits_128_plus_the_signal_with_one_line_saying_how_to_
     assert (run.path / "probe.json").exists() == (command == ["demo"]), "a resumed demo goes on to probe"
 
 
-def test_a_demo_refuses_a_preset_of_the_other_task(tmp_path, capsys):
-    assert _exit_code(["demo", "audio", "--preset", "smoke", "--output", str(tmp_path)]) == 2
-    assert "--preset smoke: a vision preset, but this is the audio demo" in capsys.readouterr().err
+def test_a_demo_refuses_a_preset_or_config_file_of_the_other_task(tmp_path, capsys):
+    from greedy_infomax.config import to_dict
+    (tmp_path / "audio.yaml").write_text(yaml.safe_dump(to_dict(PRESETS["speech-smoke"])))
+    for argv in (["demo", "audio", "--preset", "smoke"], ["demo", "--config", str(tmp_path / "audio.yaml")]):
+        assert _exit_code([*argv, "--output", str(tmp_path)]) == 2
+        assert "but this is the" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "audio.yaml"], "nothing made"
+
+
+def test_a_config_file_combines_with_the_options_after_it(tmp_path):
+    """The file alone (a limit of 8 under batches of 16) is invalid; with --data.batch_size 4 after it, it is not."""
+    from greedy_infomax.config import to_dict
+    values = to_dict(PRESETS["smoke"])
+    values["data"]["limit"] = 8
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(values))
+    argv = ["pretrain", "--config", str(tmp_path / "smoke.yaml"), "--data.batch_size", "4",
+            "--train.max_steps", "1", "--output", str(tmp_path), "--name", "r"]
+    assert _exit_code(argv) == 0
+    assert RunFolder.open(tmp_path / "r").config.data.limit == 8
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="needs Debian's festival (setup.sh installs it)")
@@ -264,6 +280,16 @@ def test_an_unusable_device_is_one_line_and_the_name_can_be_used_again(tmp_path,
     assert err.startswith(f"gim: error: {message}") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "again").exists(), "a failed start leaves no run folder behind"
     assert _exit_code([*argv, "--train.device", "cpu"]) == 0
+
+
+@pytest.mark.parametrize("name", ["mine", "."])
+def test_a_failed_start_in_a_folder_that_was_there_removes_nothing_of_it(tmp_path, capsys, name):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    output = tmp_path / "mine" if name == "." else tmp_path
+    argv = ["pretrain", "--preset", "smoke", "--train.device", "cuda:7", "--output", str(output), "--name", name]
+    assert _exit_code(argv) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("argv", [

@@ -39,18 +39,21 @@ class RunFolder:
         self._purge_step: int | None = None
 
     @classmethod
-    def create(cls, parent: Path, name: str | None = None, config: AnyRunConfig | None = None) -> RunFolder:
+    def create(cls, parent: Path, name: str | None = None, config: AnyRunConfig | None = None,
+               prefix: str = "") -> RunFolder:
         """A new, empty run folder with the config written into it.
 
-        name None: the date and time, with -2, -3, ... when that folder exists, so a script run twice gets two
-        runs. config None: a custom run, whose network is built in the user's Python code (the `train` API); the
-        folder then holds its metrics and checkpoints, and the code that built the modules loads them back. A named
-        folder whose run stopped before it logged or saved anything (bad data, a bad option) is created again.
+        name None: `prefix` and the date and time, with -2, -3, ... when that folder exists (made at once, so two
+        processes started in the same second get two), so a script run twice makes two runs. config None: a
+        custom run, whose network is built in the user's Python code (the `train` API); the folder then holds its
+        metrics and checkpoints, and the code that built the modules loads them back. A named folder whose run
+        stopped before it logged or saved anything (bad data, a bad option) is created again.
         """
-        path = Path(parent) / (name or _unused_name(Path(parent), time.strftime("%Y%m%d-%H%M%S")))
+        path = Path(parent) / name if name else _new_folder(Path(parent), prefix + time.strftime("%Y%m%d-%H%M%S"))
         last_file = path / ("meta.json" if config is None else "config.yaml")  # written last: the run exists
         if last_file.exists() and cls(path).started():
-            raise GimError(f"{path} already holds a run; choose another --name or continue it with --resume {path}")
+            raise GimError(f"{path} already holds a run: choose another name, or continue it (`gim pretrain "
+                           f"--resume {path}`; in Python, resume=True)")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         kind = "custom" if config is None else config.task
@@ -215,6 +218,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def _unused_name(parent: Path, base: str) -> str:
-    names = (base if number == 1 else f"{base}-{number}" for number in itertools.count(1))
-    return next(name for name in names if not (parent / name).exists())
+def _new_folder(parent: Path, base: str) -> Path:
+    """parent/base, or base-2, base-3, ...: the first that this call could make."""
+    for number in itertools.count(1):
+        path = parent / (base if number == 1 else f"{base}-{number}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
