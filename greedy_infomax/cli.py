@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     tune_allocator()
-    warnings.formatwarning = _one_line_warning
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         namespace = _build_parser(_run_defaults(argv)).parse_args(argv)
         command = namespace.command
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as stopped:
         print(f"gim: {stopped}", file=sys.stderr)
         return 128 + stopped.signal_number
-    except (GimError, OSError) as error:  # OSError: a path the user gave cannot be written or read
+    except (GimError, OSError) as error:  # OSError: mostly a path given that cannot be read or written; --debug
         if debug:
             raise
         print(f"gim: error: {error}", file=sys.stderr)
@@ -72,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gim: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings as `gim: warning: ...`, like the errors, without the source line that Python prints."""
-    return f"gim: warning: {message}\n"
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings as one line, like the errors, without the source line that Python prints."""
+    kind = "warning" if category is UserWarning else category.__name__
+    return f"gim: {kind}: {message}\n"
 
 
 def _run_defaults(argv: list[str]) -> AnyRunConfig:
@@ -358,11 +362,11 @@ def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
         raise GimError(f"--data.dataset {data['dataset']}: {config.task} runs embed one of {', '.join(datasets)}")
     if data.get("limit") == 0:  # the whole split, whatever the run was trained on
         data["limit"] = None
-    elif data.get("limit") is not None:
+    elif data.get("limit") is not None:  # the batch shrinks to the limit, down to the 2 a data config allows
         data["batch_size"] = min(config.data.batch_size, max(data["limit"], 2))
     probe = {name: value for name, value in args.probe.as_dict().items() if value is not None}
-    for name in probe.keys() - {field.name for field in fields(config.probe)}:
-        raise GimError(f"--probe.{name}: not an option of {config.task} runs")
+    if unknown := sorted(probe.keys() - {field.name for field in fields(config.probe)}):
+        raise GimError(f"--probe.{unknown[0]}: not an option of {config.task} runs")
     try:
         return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe),
                        train=replace(config.train, device=_checked_device(args.device)))

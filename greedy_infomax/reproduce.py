@@ -19,10 +19,14 @@ from typing import Any
 from greedy_infomax.config import PRESETS, AnyRunConfig, end_to_end, to_dict
 from greedy_infomax.data import load_speech, load_split
 from greedy_infomax.engines.local import pretrain
+from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.protocol import probe_run
 from greedy_infomax.reporting.comparison import write_comparison
 from greedy_infomax.reporting.probe_report import write_probe_report
 from greedy_infomax.reporting.run_folder import RunFolder
+
+SECONDS_FILE = "reproduce-seconds.txt"
+"""In a method's folder: the seconds spent training and probing it, summed over interrupted attempts."""
 
 BUDGETS: dict[str, dict[str, str]] = {
     "vision": {"smoke": "smoke", "cpu": "fashion-mnist", "paper": "paper-stl10"},
@@ -148,10 +152,6 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     return summary
 
 
-SECONDS_FILE = "reproduce-seconds.txt"
-"""In a method's folder: the seconds spent training and probing it, summed over interrupted attempts."""
-
-
 def _train_and_probe(config: AnyRunConfig, path: Path) -> None:
     """Pre-train (continuing a run cut short) and probe into `path`, adding the time spent to its SECONDS_FILE
     even when interrupted, so a method finished in several attempts reports its whole time."""
@@ -169,7 +169,12 @@ def _train_and_probe(config: AnyRunConfig, path: Path) -> None:
 
 def _seconds_spent(path: Path) -> float | None:
     file = path / SECONDS_FILE
-    return float(file.read_text()) if file.exists() else None
+    if not file.exists():
+        return None
+    try:
+        return float(file.read_text())
+    except ValueError as error:
+        raise GimError(f"{file}: not a number of seconds ({error}); delete it to restart the count") from error
 
 
 def _commands(preset: str, config: AnyRunConfig, output: Path, slug: str) -> list[str]:

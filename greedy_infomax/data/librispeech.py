@@ -190,16 +190,17 @@ def spread_over_speakers(items: Sequence[T], limit: int | None, speaker: Callabl
     """The first `limit` items taken in turn from each speaker in speaker order, each speaker's in stored order.
 
     The first N of a split file would be one or two speakers' utterances, and not the same speakers in both
-    splits, so the speaker probe would be tested on speakers it never saw; in turn, a small limit covers the
-    same speakers in both splits as long as each speaker has as many training as test utterances.
+    splits, so the speaker probe would be tested on speakers it never saw. In turn, a limit below the number of
+    speakers takes the same first speakers in both splits (when each has utterances in both).
     """
     if limit is None:
         return list(items)
     by_speaker: dict[int, list[T]] = {}
     for item in items:
         by_speaker.setdefault(speaker(item), []).append(item)
-    rounds = itertools.zip_longest(*(by_speaker[key] for key in sorted(by_speaker)))
-    return [item for turn in rounds for item in turn if item is not None][:limit]
+    missing = object()
+    rounds = itertools.zip_longest(*(by_speaker[key] for key in sorted(by_speaker)), fillvalue=missing)
+    return [item for turn in rounds for item in turn if item is not missing][:limit]
 
 
 def _utterance(audio: Path, utterance_id: str, speaker: int, spec: AudioSpec, split_file: Path) -> Utterance:

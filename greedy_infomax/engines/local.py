@@ -314,7 +314,7 @@ def settle_resumed(progress: Progress, total: int, batches_per_epoch: int, optio
     end of this one (a resume with larger batches), or the loader would yield nothing, forever."""
     if progress.step >= total:
         limit = "max_steps" if options.max_steps == total else "epochs"
-        print(f"nothing to train: the run is at step {progress.step} of the {total} that --train.{limit} "
+        print(f"nothing to train: the run is at step {progress.step} of the {total} that train.{limit} "
               f"{getattr(options, limit)} allows; raise it to go on", file=sys.stderr)
     if progress.batch >= batches_per_epoch:
         progress.epoch, progress.batch = progress.epoch + 1, 0
@@ -329,9 +329,10 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     total = per_phase * (len(modules) if options.curriculum == "sequential" else 1)
     if options.max_steps is not None:
         total = min(total, options.max_steps)
-        if total < per_phase * (len(modules) - 1) + 1 and options.curriculum == "sequential":
-            print(f"note: --train.max_steps {total} ends the sequential curriculum within module "
-                  f"{-(-total // per_phase)}'s {per_phase} steps; the modules after it stay untrained", file=sys.stderr)
+        last = -(-total // per_phase)  # the last module the sequential curriculum reaches
+        if options.curriculum == "sequential" and last < len(modules):
+            print(f"note: train.max_steps {total} stops the sequential curriculum ({per_phase} steps per module) "
+                  f"at module {last} of {len(modules)}; the modules after it stay untrained", file=sys.stderr)
     settle_resumed(progress, total, len(loader), options)
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
@@ -354,8 +355,8 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                 if log:
                     values = {f"loss/{name}": float(loss) for name, loss in zip(names, outcomes.last_losses())}
                     rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
-                    run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)), "samples_per_second": rate,
-                                            "skipped_batches": outcomes.skipped})
+                    run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)),
+                                            "samples_per_second": rate, "skipped_batches": outcomes.skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
                 if checkpoint:
                     _checkpoint(run, modules, progress)

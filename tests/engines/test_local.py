@@ -291,8 +291,8 @@ def test_sequential_curriculum_trains_each_module_alone_in_turn(tmp_path):
 
 
 @pytest.mark.parametrize(("max_steps", "note"), [
-    (6, "--train.max_steps 6 ends the sequential curriculum within module 1's 6 steps"),
-    (12, "--train.max_steps 12 ends the sequential curriculum within module 2's 6 steps"),
+    (6, "train.max_steps 6 stops the sequential curriculum (6 steps per module) at module 1 of 3"),
+    (11, "train.max_steps 11 stops the sequential curriculum (6 steps per module) at module 2 of 3"),
     (13, None),
 ])
 def test_a_step_limit_that_cuts_the_sequential_curriculum_says_so(tmp_path, capsys, max_steps, note):
@@ -304,8 +304,8 @@ def test_a_step_limit_that_cuts_the_sequential_curriculum_says_so(tmp_path, caps
 
 
 @pytest.mark.parametrize(("trained", "resumed", "message"), [
-    (None, 100, "at step 18 of the 18 that --train.epochs 3 allows"),
-    (8, 8, "at step 8 of the 8 that --train.max_steps 8 allows"),
+    (None, 100, "at step 18 of the 18 that train.epochs 3 allows"),
+    (8, 8, "at step 8 of the 8 that train.max_steps 8 allows"),
 ])
 def test_a_resume_with_nothing_left_names_the_limit_that_binds(tmp_path, capsys, trained, resumed, message):
     """It used to ask for more --train.max_steps when the epochs were what ended the run."""
