@@ -11,7 +11,7 @@ import torch
 
 from greedy_infomax.config import AnyRunConfig, AudioDataConfig, DataConfig, RunConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
-from greedy_infomax.data.image_folder import class_names, read_image_folder
+from greedy_infomax.data.image_folder import check_classes, class_names, list_images, read_image_folder
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.roots import gim_data
@@ -23,10 +23,15 @@ from greedy_infomax.errors import GimError
 
 
 def _read_split_folder(root: Path | None, split: str) -> ImageArray:
-    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, with the same classes."""
+    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, with the same classes. Reading
+    train/ also checks test/'s layout, if there is one, so a pre-training run does not end in a probe that fails."""
     if root is None:
         raise GimError("data.root: the image-folder dataset needs --data.root (a folder with train/ and test/)")
-    return read_image_folder(root / split, classes=class_names(root / "train"))
+    classes = class_names(root / "train")
+    if split == "train" and (root / "test").is_dir():
+        check_classes(root / "test", classes)
+        list_images(root / "test", classes)
+    return read_image_folder(root / split, classes=classes)
 
 
 @dataclass(frozen=True)

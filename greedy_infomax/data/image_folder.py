@@ -27,26 +27,35 @@ def class_names(root: Path, layout: str = "<class>/<image>") -> list[str]:
     return names
 
 
+def check_classes(root: Path, classes: list[str]) -> list[str]:
+    """The class folders of `root`, which must be `classes` (another split's), so label i means one class."""
+    names = class_names(root)
+    if names != classes:
+        raise GimError(f"{root}: class folders {names} differ from {classes} of the training split; "
+                       f"every split needs the same classes")
+    return names
+
+
 def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | None = None) -> ImageArray:
     """Read every image under `root/<class>/` as RGB (or luma if `grayscale`); all must share one size.
 
     `classes`: the class folders `root` must have (another split's), so that label i means the same class in both.
     """
-    names = class_names(root)
-    if classes is not None and names != classes:
-        raise GimError(f"{root}: class folders {names} differ from {classes} of the training split; "
-                       f"every split needs the same classes")
-    paths, labels = _list_images(root, names)
+    names = class_names(root) if classes is None else check_classes(root, classes)
+    paths, labels = list_images(root, names)
     images = _read_all(paths, "L" if grayscale else "RGB")  # (N, C, H, W)
     return ImageArray(images, np.array(labels, dtype=np.int64), _measure(images, len(names)))
 
 
-def _list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
-    """Every non-hidden file directly in each class folder, sorted, with its class index."""
+def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
+    """Every image file directly in each class folder (by suffix, so notes and Thumbs.db are passed over; hidden
+    files too), sorted, with its class index."""
+    suffixes = set(Image.registered_extensions())
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(names):
-        files = sorted(path for path in (root / name).iterdir() if path.is_file() and not path.name.startswith("."))
+        files = sorted(path for path in (root / name).iterdir()
+                       if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes)
         if not files:
             raise GimError(f"{root / name}: class folder has no images")
         paths += files
@@ -70,9 +79,19 @@ def _read(path: Path, mode: str) -> np.ndarray:
     """One image converted to `mode`, as (H, W, C) uint8."""
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I") or image.mode == "F":
+                image = _to_8_bits(path, image)
             return np.atleast_3d(np.asarray(image.convert(mode)))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise GimError(f"{path}: cannot read as an image ({error})") from error
+
+
+def _to_8_bits(path: Path, image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image scaled to 8 bits: PIL's own conversion clips every value above 255 to white."""
+    values = np.asarray(image)
+    if image.mode == "F" or values.min() < 0 or values.max() > 65535:
+        raise GimError(f"{path}: {image.mode} pixels outside 0..65535 (float or 32-bit); save it as 8 or 16 bits")
+    return Image.fromarray(np.round(values / 257).astype(np.uint8), "L")
 
 
 def _measure(images: np.ndarray, num_classes: int) -> ImageSpec:

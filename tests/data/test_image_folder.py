@@ -74,10 +74,38 @@ def test_differing_size_names_the_file_and_both_sizes(folder: Path) -> None:
         read_image_folder(folder)
 
 
-def test_unreadable_file_is_named(folder: Path) -> None:
+def test_files_that_are_not_images_by_name_are_passed_over_and_a_broken_image_is_named(folder: Path) -> None:
     (folder / "dog" / "notes.txt").write_text("not an image")
-    with pytest.raises(GimError, match=r"notes\.txt"):
+    (folder / "dog" / "Thumbs.db").write_bytes(b"\0" * 64)
+    assert len(read_image_folder(folder).images) == 3
+    (folder / "dog" / "broken.jpg").write_text("not an image")
+    with pytest.raises(GimError, match=r"broken\.jpg"):
         read_image_folder(folder)
+
+
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(folder: Path) -> None:
+    """PIL converts I;16 to L by clipping: everything above 255 of 65535 became white."""
+    wide = (np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800)            # 0 .. 64400
+    Image.fromarray(wide).save(folder / "dog" / "wide.png")
+    assert Image.open(folder / "dog" / "wide.png").mode.startswith("I")
+    images = read_image_folder(folder, grayscale=True).images
+    np.testing.assert_array_equal(images[-1, 0], np.round(wide / 257).astype(np.uint8))
+
+
+def test_an_image_folder_checks_its_test_split_when_pretraining_reads_train(tmp_path: Path) -> None:
+    from greedy_infomax.config import DataConfig
+    from greedy_infomax.data import load_split
+    for split, classes in (("train", ("cat", "dog")), ("test", ("cat",))):
+        for name in classes:
+            _save(tmp_path / split / name / "a.png", _solid((1, 2, 3)))
+    config = DataConfig(dataset="image-folder", root=str(tmp_path), crop=4, batch_size=2)
+    with pytest.raises(GimError, match=r"test: class folders \['cat'\] differ"):
+        load_split(config, "pretrain")
+    (tmp_path / "test" / "dog").mkdir()
+    with pytest.raises(GimError, match="dog: class folder has no images"):
+        load_split(config, "pretrain")
+    _save(tmp_path / "test" / "dog" / "a.png", _solid((1, 2, 3)))
+    assert len(load_split(config, "pretrain").images) == 2
 
 
 def test_truncated_png_is_named(folder: Path) -> None:
