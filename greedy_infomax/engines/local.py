@@ -275,6 +275,8 @@ class StopSignals:
 
 def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
     """Self-supervised training of the run's modules; resumes from the newest checkpoint when asked."""
+    if resume and run.latest_checkpoint() is not None:
+        _check_phases(run.config, config)
     device = resolve_device(config.train.device)
     loader, in_channels = pretrain_loader(config, device)
     modules = prepare_modules(config, in_channels, device)
@@ -436,6 +438,20 @@ class _HostCopy:
         if self.ready is not None:
             self.ready.synchronize()
         return bool(self.flag)
+
+
+def _check_phases(saved: AnyRunConfig, config: AnyRunConfig) -> None:
+    """A sequential run's phases are train.epochs x batches-per-epoch steps each; resumed with other epochs or
+    other batches, the steps done would fall into other phases, and modules would be retrained out of order."""
+    def phases(c: AnyRunConfig) -> tuple:
+        return c.train.curriculum, c.train.epochs, c.data.limit, c.data.batch_size
+
+    if "sequential" in (saved.train.curriculum, config.train.curriculum) and phases(saved) != phases(config):
+        changed = [f"{name} {a} -> {b}" for name, a, b in zip(
+            ("train.curriculum", "train.epochs", "data.limit", "data.batch_size"), phases(saved), phases(config))
+            if a != b]
+        raise GimError(f"{', '.join(changed)}: that would re-cut the phases of a sequential curriculum under way "
+                       "(each module's steps); resume it as it was, or start a new run")
 
 
 def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:

@@ -12,6 +12,7 @@ from conftest import DEVICES, snapshot
 from greedy_infomax.config import PRESETS, RunConfig
 from greedy_infomax.engines import local
 from greedy_infomax.engines.local import autocast_dtype, pretrain, prepare_modules, train_step
+from greedy_infomax.errors import GimError
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.system import native_bf16
 
@@ -288,6 +289,19 @@ def test_sequential_curriculum_trains_each_module_alone_in_turn(tmp_path):
     pretrain(replace(config, train=replace(config.train, max_steps=8)), interrupted)
     resumed = snapshot(pretrain(config, interrupted, resume=True))
     assert all(torch.equal(tensor, resumed[name]) for name, tensor in final.items())
+
+
+@pytest.mark.parametrize("change", [{"epochs": 2}, {"curriculum": "simultaneous"}])
+def test_a_sequential_run_refuses_a_resume_that_would_re_cut_its_phases(tmp_path, change):
+    """With 2 epochs, step 13 of a finished 1-epoch run would fall in module 2's phase: module 2 retrained after
+    module 3 had fitted to it, and module 1 never trained further."""
+    config = smoke(curriculum="sequential")
+    config = replace(config, train=replace(config.train, epochs=1))
+    run = RunFolder.create(tmp_path, "r", config)
+    pretrain(config, run)
+    with pytest.raises(GimError, match="re-cut the phases of a sequential curriculum"):
+        pretrain(replace(config, train=replace(config.train, **change)), run, resume=True)
+    assert run.config == config, "the run's config is left as it was"
 
 
 @pytest.mark.parametrize(("max_steps", "note"), [
