@@ -340,7 +340,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step
     outcomes = _Outcomes(options.on_nonfinite, run, modules)
-    with StopSignals() as stop:
+    with bar, StopSignals() as stop:  # the bar ends its line even on an error, which then starts a line of its own
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
@@ -366,7 +366,9 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                     _stopped(run, modules, progress, stop.received)
                 if progress.step >= total:
                     break
-    bar.close()
+    if outcomes.skipped:
+        print(f"note: {outcomes.skipped} of {progress.step - first_step} batches were skipped for a non-finite loss "
+              f"(train.on_nonfinite skip); metrics.jsonl has them step by step", file=sys.stderr)
     run.close()
 
 

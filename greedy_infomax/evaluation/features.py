@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from greedy_infomax.data.loader import Batches, BatchLoader
+from greedy_infomax.errors import GimError
 
 POOLS = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 """Average pooling by the number of position axes after (B, C): time, grid rows and columns, ..."""
@@ -62,7 +63,17 @@ def extract_features(modules: nn.ModuleList, loader: Batches, pool: int, descrip
             store.append(features.cpu())
         if batch_labels is not None:
             labels.append(batch_labels.cpu())
-    return [torch.cat(store) for store in per_module], torch.cat(labels) if labels else None
+    return finite([torch.cat(store) for store in per_module], description), torch.cat(labels) if labels else None
+
+
+def finite(per_module: list[torch.Tensor], description: str) -> list[torch.Tensor]:
+    """The features of each module, or an error naming the first module whose features are not all finite: a
+    classifier fitted on inf or NaN reports chance, or NaN, without saying why."""
+    for index, features in enumerate(per_module, start=1):
+        if not torch.isfinite(features).all():
+            raise GimError(f"{description}: module {index} gives non-finite features; its weights have diverged "
+                           "(metrics.jsonl counts the skipped_batches of a run with on_nonfinite skip)")
+    return per_module
 
 
 def raw_pixel_features(loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:

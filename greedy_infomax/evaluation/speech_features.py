@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from greedy_infomax.data.librispeech import AudioSpec, LibriSpeechCorpus, standardize
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.features import frozen_pass
+from greedy_infomax.evaluation.features import finite, frozen_pass
 
 Encoder = Callable[[torch.Tensor], list[torch.Tensor]]
 """Maps a (B, 1, samples) batch to one (B, C, T) output per module (or a single baseline output)."""
@@ -108,8 +108,9 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
                 phone_store.append(frames[:, keep].T)
             speaker_store += [frames[:, s].mean(1) for s in segments]
         speakers += [utterance.speaker] * len(segments)
-    return SpeechFeatures([torch.stack(store) for store in speaker], torch.tensor(speakers),
-                          [torch.cat(store) for store in phone] if with_phones else None,
+    name = f"{description}: {split}"
+    return SpeechFeatures(finite([torch.stack(store) for store in speaker], name), torch.tensor(speakers),
+                          finite([torch.cat(store) for store in phone], name) if with_phones else None,
                           torch.cat(phones) if with_phones else None)
 
 

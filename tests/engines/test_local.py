@@ -174,11 +174,12 @@ def test_resuming_after_divergence_equals_skipping_the_bad_batch(tmp_path, monke
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("log_every", [1, 5])
-def test_nan_loss_skips_the_batch_when_configured(tmp_path, monkeypatch, log_every, device):
+def test_nan_loss_skips_the_batch_when_configured(tmp_path, monkeypatch, capsys, log_every, device):
     _poison(monkeypatch, module=3, at_steps={3, 7})
     config = smoke(device, max_steps=10, on_nonfinite="skip", log_every=log_every)
     run = RunFolder.create(tmp_path, "skip", config)
     modules = pretrain(config, run)
+    assert "note: 2 of 10 batches were skipped for a non-finite loss" in capsys.readouterr().err
     assert run.latest_checkpoint().name == "step-00000010"
     skipped = {row["step"]: row["skipped_batches"] for row in run.metrics()}
     assert (skipped[5], skipped[10]) == (1, 2)

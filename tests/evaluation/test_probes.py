@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -153,3 +154,19 @@ def test_augmented_views_add_flipped_and_cropped_copies_of_the_training_images(m
         same = (view[:, None] - centre[None]).abs().amax(-1).amin(1) < 1e-6     # row found among the centre crops
         assert 0 < same.sum() < 64, "some images mirrored, some not"
     assert not torch.equal(views[0], views[1]), "each view draws anew"
+
+
+def test_a_module_whose_weights_diverged_is_named_instead_of_probed_at_chance(probe_smoke_run, tmp_path):
+    """A run with on_nonfinite skip can end with huge weights whose features overflow: say so, not "10%"."""
+    from greedy_infomax.errors import GimError
+    from greedy_infomax.evaluation.features import finite
+    ok = torch.ones(3, 2)
+    assert finite([ok, ok], "x") == [ok, ok]
+    with pytest.raises(GimError, match="test: module 2 gives non-finite features; its weights have diverged"):
+        finite([ok, torch.tensor([[1.0, float("inf")]])], "test")
+    run = RunFolder.open(shutil.copytree(probe_smoke_run.path, tmp_path / "run"))
+    state = torch.load(run.latest_checkpoint() / "module-3.pt")
+    state["state_dict"] = {name: torch.full_like(value, 1e30) for name, value in state["state_dict"].items()}
+    torch.save(state, run.latest_checkpoint() / "module-3.pt")
+    with pytest.raises(GimError, match="module 3 gives non-finite features"):
+        probe_run(run)
