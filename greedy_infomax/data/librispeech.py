@@ -212,8 +212,9 @@ def _utterance(audio: Path, utterance_id: str, speaker: int, spec: AudioSpec, sp
     return Utterance(utterance_id, path, speaker, audio_frames(path, spec))
 
 
-def audio_frames(path: Path, spec: AudioSpec) -> int:
-    """The samples in an audio file, after checking its header: readable, mono, at the spec's rate, one window."""
+def audio_frames(path: Path, spec: AudioSpec, whole_window: bool = True) -> int:
+    """The samples in an audio file, after checking its header: readable, mono, at the spec's rate, and (with
+    `whole_window`) at least one window long."""
     try:
         info = soundfile.info(path)
     except soundfile.SoundFileError as error:
@@ -221,7 +222,7 @@ def audio_frames(path: Path, spec: AudioSpec) -> int:
     if info.samplerate != spec.sample_rate or info.channels != 1:
         raise GimError(f"{path}: {info.channels} channel(s) at {info.samplerate} Hz; expected mono at "
                        f"{spec.sample_rate} Hz")
-    if info.frames < spec.window:
+    if whole_window and info.frames < spec.window:
         raise GimError(f"{path}: {info.frames} samples is shorter than one {spec.window}-sample window")
     return info.frames
 

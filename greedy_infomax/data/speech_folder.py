@@ -5,13 +5,14 @@ the speech loaders, pre-training and probes work on it unchanged.
     ROOT/converted_aligned_phones.txt                  optional: per line an utterance (its file name without the
                                                        suffix), then one phone label 0..40 per 10 ms frame
 
-Speakers are the sorted folder names; utterance names must be unique across speakers, since the alignments are
-keyed by them. Each speaker's recordings, sorted by name, go to the training split except every fifth (the 5th,
+Speakers are the sorted folder names; with alignments, utterance names must be unique across speakers, since
+the alignments are keyed by them. Recordings shorter than one window are left out, with a warning. Each speaker's recordings, sorted by name, go to the training split except every fifth (the 5th,
 10th, ...), which is held out for testing: a speaker probe then meets every speaker with 5 or more recordings
 in both splits, on recordings it was not fitted on. Waveforms are standardised with LibriSpeech's statistics.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from greedy_infomax.data.image_folder import class_names
@@ -32,11 +33,19 @@ def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpu
     speakers = tuple(class_names(root, "<speaker>/<utterance>.flac"))
     spec = AudioSpec(num_speakers=len(speakers))
     splits: dict[str, list[Utterance]] = {"train": [], "test": []}
+    short: list[Path] = []
     for label, speaker in enumerate(speakers):
-        for position, path in enumerate(_recordings(root / speaker), start=1):
+        recordings = [(path, audio_frames(path, spec, whole_window=False)) for path in _recordings(root / speaker)]
+        short += [path for path, frames in recordings if frames < spec.window]
+        usable = [(path, frames) for path, frames in recordings if frames >= spec.window]
+        if not usable:
+            raise GimError(f"{root / speaker}: every recording is shorter than one {spec.window}-sample window")
+        for position, (path, frames) in enumerate(usable, start=1):
             split = "test" if position % TEST_EVERY == 0 else "train"
-            splits[split].append(Utterance(path.stem, path, label, audio_frames(path, spec)))
-    _check_names(splits["train"] + splits["test"])
+            splits[split].append(Utterance(path.stem, path, label, frames))
+    if short:
+        warnings.warn(f"{root}: {len(short)} recording(s) shorter than one {spec.window}-sample window "
+                      f"({spec.window / spec.sample_rate} s) left out, e.g. {short[0]}", stacklevel=2)
     if not splits["test"]:
         raise GimError(f"{root}: no speaker has {TEST_EVERY} recordings, so the test split (every "
                        f"{TEST_EVERY}th recording of a speaker) is empty")
@@ -45,6 +54,7 @@ def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpu
     alignment_file = root / ALIGNMENT_FILE
     if not alignment_file.is_file():
         return LibriSpeechCorpus(None, spec, speakers, kept, {})
+    _check_names(splits["train"] + splits["test"])
     lists = {split: f"{root}'s {split} split" for split in kept}
     return LibriSpeechCorpus(alignment_file, spec, speakers, kept, index_alignments(alignment_file, kept, lists))
 

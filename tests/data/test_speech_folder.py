@@ -70,15 +70,26 @@ def test_a_recording_missing_from_the_alignments_is_named(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda root: _write(root / "amy" / "bob-0.flac"), "also .*bob-0.flac; utterance names must be unique"),
+    (lambda root: (_write(root / "amy" / "bob-0.flac"), _alignments(root)),
+     "also .*bob-0.flac; utterance names must be unique"),
     (lambda root: _write(root / "amy" / "amy-7.wav", rate=8_000), r"amy-7.wav: 1 channel\(s\) at 8000 Hz"),
-    (lambda root: _write(root / "amy" / "amy-7.wav", length=WINDOW - 1), "shorter than one 20480-sample window"),
+    (lambda root: _write(root / "eve" / "eve-0.wav", length=WINDOW - 1),
+     "eve: every recording is shorter than one 20480-sample window"),
     (lambda root: (root / "eve").mkdir(), "eve: no .flac or .wav recordings"),
 ])
 def test_bad_folders_fail_with_the_file_and_the_reason(folder: Path, damage, message) -> None:
     damage(folder)
     with pytest.raises(GimError, match=message):
         read_speech_folder(folder)
+
+
+def test_without_alignments_names_may_repeat_and_short_recordings_are_left_out_with_a_warning(folder: Path) -> None:
+    _write(folder / "amy" / "bob-0.flac")                       # the name of one of bob's recordings
+    _write(folder / "amy" / "amy-00.wav", length=WINDOW - 1)    # sorts first among amy's: left out, not counted
+    with pytest.warns(UserWarning, match=r"1 recording\(s\) shorter than one 20480-sample window .* left out"):
+        corpus = read_speech_folder(folder)
+    amy = {split: [u.id for u in corpus.splits[split] if u.speaker == 0] for split in ("train", "test")}
+    assert amy == {"train": ["amy-0", "amy-1", "amy-2", "amy-3", "bob-0"], "test": ["amy-4"]}
 
 
 def test_a_folder_without_test_recordings_is_refused(tmp_path: Path) -> None:
