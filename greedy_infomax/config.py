@@ -478,13 +478,17 @@ def end_to_end(config: AnyRunConfig) -> AnyRunConfig:
 
 
 def training_method(config: AnyRunConfig) -> str:
-    """How the run was trained, in words: its objective, and end-to-end or how many modules."""
+    """How the run was trained, in words: its objective, end-to-end or how many modules, and what set it apart
+    (the sequential curriculum, one module trained, a PixelCNN in the last module)."""
     supervised = "supervised" if config.objective.name == "supervised" else None
+    pixelcnn = config.task == "vision" and config.model.autoregressor == "pixelcnn"
     if config.model.num_modules == 1:
-        cpc = "CPC" if config.task == "audio" or config.model.autoregressor == "pixelcnn" else "InfoNCE"
-        return f"end-to-end {supervised or cpc}"
-    sequential = ", sequential" if config.train.curriculum == "sequential" else ""
-    return f"{'greedy supervised' if supervised else 'GIM'} ({config.model.num_modules} modules{sequential})"
+        return f"end-to-end {supervised or ('CPC' if config.task == 'audio' or pixelcnn else 'InfoNCE')}"
+    details = [f"{config.model.num_modules} modules"]
+    details += ["sequential"] if config.train.curriculum == "sequential" else []
+    details += [f"train_module {config.train.train_module}"] if config.train.train_module else []
+    details += [f"PixelCNN in module {config.model.num_modules}"] if pixelcnn else []
+    return f"{'greedy supervised' if supervised else 'GIM'} ({', '.join(details)})"
 
 
 def to_dict(config: AnyRunConfig) -> dict:

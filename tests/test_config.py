@@ -133,3 +133,21 @@ def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(GimError, match="nope") as error:
         preset("nope")
     assert all(name in str(error.value) for name in PRESETS)
+
+
+@pytest.mark.parametrize(("name", "changes", "method"), [
+    ("paper-stl10", {}, "GIM (3 modules)"),
+    ("paper-stl10", {"train": {"curriculum": "sequential"}}, "GIM (3 modules, sequential)"),
+    ("paper-stl10", {"train": {"train_module": 2}}, "GIM (3 modules, train_module 2)"),
+    ("paper-stl10", {"model": {"autoregressor": "pixelcnn"}}, "GIM (3 modules, PixelCNN in module 3)"),
+    ("paper-stl10", {"model": {"stages_per_module": (3,), "autoregressor": "pixelcnn"}}, "end-to-end CPC"),
+    ("paper-stl10", {"model": {"stages_per_module": (3,)}}, "end-to-end InfoNCE"),
+    ("paper-stl10", {"objective": {"name": "supervised"}}, "greedy supervised (3 modules)"),
+    ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
+])
+def test_training_method_names_what_sets_a_run_apart(name, changes, method):
+    from greedy_infomax.config import training_method
+    config = preset(name)
+    config = replace(config, **{section: replace(getattr(config, section), **values)
+                                for section, values in changes.items()})
+    assert training_method(config) == method

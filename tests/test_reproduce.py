@@ -3,6 +3,7 @@ end-to-end encoder be probed at GIM's module boundaries."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -50,6 +51,7 @@ def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path
     rows = _table_rows((output / "comparison.md").read_text())
     assert list(rows) == ROWS + ["random init", "raw pixels"]
     assert rows["GIM"][3] == "81.9" and rows["end-to-end CPC"][3] == "80.5"       # the paper's column
+    assert re.fullmatch(r"\d+ s", rows["GIM"][4]), "seconds, not 0.0 min, for a method that takes seconds"
     accuracy = {method["slug"]: [row["linear"] for row in method["results"]["trained"]]
                 for method in summary["methods"]}
     assert rows["end-to-end CPC"][:3] == [f"{100 * a:.1f}" for a in accuracy["cpc"]]

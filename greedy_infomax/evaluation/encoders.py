@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig
+from greedy_infomax.config import AnyRunConfig, training_method
 from greedy_infomax.engines.local import load_trained, prepare_modules
 from greedy_infomax.evaluation.features import fingerprint
 from greedy_infomax.models import copy_stages, cut_at
@@ -26,6 +26,12 @@ def probed_encoder(run: RunFolder, config: AnyRunConfig, in_channels: int,
         config = cut_at(config, config.probe.stages_per_module)
         trained = copy_stages(trained, prepare_modules(config, in_channels, device, with_optimizers=False))
     return trained, config, progress
+
+
+def probed_method(run: RunFolder, config: AnyRunConfig) -> str:
+    """The run's training method in words, and the cut the probe made, if any, since it renumbers the modules."""
+    cut = config.probe.stages_per_module
+    return training_method(run.config) + ("" if cut is None else f", probed as modules of {list(cut)} stages")
 
 
 def random_encoder(config: AnyRunConfig, in_channels: int, device: torch.device) -> nn.ModuleList:

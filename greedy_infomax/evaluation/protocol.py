@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, ProbeConfig, RunConfig, training_method
+from greedy_infomax.config import AnyRunConfig, ProbeConfig, RunConfig
 from greedy_infomax.data import eval_loader, input_channels
 from greedy_infomax.data.loader import BatchLoader, Batches
 from greedy_infomax.engines.local import resolve_device
-from greedy_infomax.evaluation.encoders import left_unchanged, probed_encoder, random_encoder
+from greedy_infomax.evaluation.encoders import left_unchanged, probed_encoder, probed_method, random_encoder
 from greedy_infomax.evaluation.features import extract_features, raw_pixel_features
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
 from greedy_infomax.evaluation.speech_protocol import probe_speech_run
@@ -38,7 +38,7 @@ def probe_run(run: RunFolder, config: AnyRunConfig | None = None) -> dict[str, A
     classes = train_loader.array.spec.num_classes
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
-        "method": training_method(run.config),
+        "method": probed_method(run, config),
         "features": _features(config.probe),
         "train_images": len(train_loader.array),
         "test_images": len(test_loader.array),

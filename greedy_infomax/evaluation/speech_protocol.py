@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_infomax.config import AudioRunConfig, training_method
+from greedy_infomax.config import AudioRunConfig
 from greedy_infomax.data import load_speech
 from greedy_infomax.data.librispeech import LibriSpeechCorpus
 from greedy_infomax.engines.local import resolve_device
-from greedy_infomax.evaluation.encoders import left_unchanged, probed_encoder, random_encoder
+from greedy_infomax.evaluation.encoders import left_unchanged, probed_encoder, probed_method, random_encoder
 from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
                                                         speech_features)
@@ -30,7 +30,7 @@ def probe_speech_run(run: RunFolder, config: AudioRunConfig) -> dict[str, Any]:
     p = config.probe
     results: dict[str, Any] = {
         "dataset": config.data.dataset,
-        "method": training_method(run.config),
+        "method": probed_method(run, config),
         "features": (f"speaker: each module's output averaged over every {corpus.spec.window}-sample segment of "
                      f"whole utterances; phone: each module's output per {corpus.spec.hop}-sample label frame"
                      + (f", at most {p.phone_frames} frames per split" if p.phone_frames else "")),

@@ -36,7 +36,7 @@ def format_comparison(summary: dict[str, Any]) -> str:
             paper = summary["paper"].get(name)
             paper = paper.get(probe) if isinstance(paper, dict) else paper
             cells = [name, *[percent(value) for value in accuracies], "" if paper is None else f"{paper:.1f}",
-                     _minutes(seconds.get(name))]
+                     _duration(seconds.get(name))]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append(f"### {PROBE_NAMES[probe]} probe: test accuracy (%)\n\n" + "\n".join(lines))
     return "\n\n".join(sections)
@@ -89,5 +89,8 @@ def write_comparison(summary: dict[str, Any], folder: Path) -> str:
     return tables
 
 
-def _minutes(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 60:.1f} min"
+def _duration(seconds: float | None) -> str:
+    """Seconds under a minute (the smoke budget's methods take a few), else minutes."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"

@@ -170,3 +170,11 @@ def test_a_module_whose_weights_diverged_is_named_instead_of_probed_at_chance(pr
     torch.save(state, run.latest_checkpoint() / "module-3.pt")
     with pytest.raises(GimError, match="module 3 gives non-finite features"):
         probe_run(run)
+
+
+def test_a_probe_that_recuts_the_encoder_says_so_in_its_method(probe_smoke_run):
+    config = probe_smoke_run.config
+    options = replace(config.probe, stages_per_module=(1, 2), random_init=False, raw_pixels=False, knn_k=0)
+    results = probe_run(probe_smoke_run, replace(config, probe=options))
+    assert results["method"] == "GIM (3 modules), probed as modules of [1, 2] stages"
+    assert [row["module"] for row in results["trained"]] == [1, 2]
