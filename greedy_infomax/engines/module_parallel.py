@@ -460,7 +460,9 @@ class Recorder:
         self.batch_size = loader.batch_size
         self.per_epoch = len(loader) // topology.replicas
         self.pending: dict[int, tuple[Message, dict[str, Any], list[dict[str, Any]]]] = {}
-        self.reported = [progress.step] * len(inboxes)  # the newest step each other stage has reported
+        # the newest step each other stage has reported: none yet, not even for a resumed run's first step, whose
+        # END control a run resumed at its end sends at once, and every stage reports before rank 0 may exit
+        self.reported = [progress.step - 1] * len(inboxes)
         self.started, self.first_step = time.perf_counter(), progress.step
 
     def record(self, control: Message, report: dict[str, Any]) -> None:

@@ -86,6 +86,15 @@ def test_sync_pipeline_continues_a_local_run_bit_for_bit_and_a_local_run_continu
     assert [(row["step"], row["epoch"]) for row in mixed.metrics()] == [(2, 1 / 3), (4, 2 / 3), (6, 1.0), (8, 4 / 3)]
 
 
+def test_resuming_a_finished_run_on_three_processes_ends_cleanly_on_every_rank(tmp_path, one_thread):
+    """Rank 0 used to exit at once, and the other ranks then failed to send it their last report."""
+    run = RunFolder.create(tmp_path, "done", smoke(4))
+    pretrain(smoke(4), run)
+    ranks = launch(3, tmp_path, "--resume", str(run.path), "--train.epochs", "2")
+    assert finish(ranks) == [0, 0, 0], [rank.output for rank in ranks]
+    assert run.latest_checkpoint().name == "step-00000004"
+
+
 def test_data_parallel_replicas_average_their_gradients(tmp_path, one_thread):
     """2 replicas of one stage == one process stepping each module on the mean of its gradients on both batches."""
     ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "ddp", "--train.max_steps", "2",
