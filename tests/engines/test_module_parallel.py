@@ -313,9 +313,11 @@ def test_topology_splits_modules_into_contiguous_stages_and_names_them():
 
 @pytest.mark.parametrize("world, options, message", [
     (4, {"stages": 3}, "do not divide"),
-    (4, {"stages": 4}, "4 stages for 3 modules"),
+    (4, {"stages": 4}, "4 stages for the 3 modules that run"),
+    (3, {"stages": 3, "train_module": 2}, r"3 stages for the 2 modules that run \(every module up to the last one"),
     (4, {"stages": 2, "schedule": "async"}, "async runs one replica"),
 ])
 def test_topology_rejects_impossible_layouts_naming_the_option(world, options, message):
+    train = replace(smoke(1).train, train_module=options.pop("train_module", None))
     with pytest.raises(GimError, match=f"distributed.*{message}"):
-        Topology.of(Settings(smoke(1).train, DistributedConfig(**options)), num_modules=3, rank=0, world=world)
+        Topology.of(Settings(train, DistributedConfig(**options)), num_modules=3, rank=0, world=world)
