@@ -41,6 +41,8 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch: int = 0
+    steps_per_module: int | None = None
+    """Sequential curriculum: the steps each module trains alone, kept so a resume can tell if they moved."""
 
     def advance(self, batches_per_epoch: int) -> None:
         self.step += 1
@@ -275,12 +277,11 @@ class StopSignals:
 
 def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
     """Self-supervised training of the run's modules; resumes from the newest checkpoint when asked."""
-    if resume and run.latest_checkpoint() is not None:
-        _check_phases(run.config, config)
     device = resolve_device(config.train.device)
     loader, in_channels = pretrain_loader(config, device)
     modules = prepare_modules(config, in_channels, device)
     progress = resume_progress(run, modules) if resume else Progress()
+    settle_phases(progress, config.train, len(loader))
     run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
     train_loop(config.train, run, modules, loader, progress)
     return modules
@@ -295,6 +296,7 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
     """
     modules = configure(modules, options, resolve_device(options.device))
     progress = resume_progress(run, modules) if resume else Progress()
+    settle_phases(progress, options, len(loader))
     train_loop(options, run, modules, loader, progress)
     return modules
 
@@ -306,9 +308,25 @@ def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: in
     progress = Progress()
     if run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
-        progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step))
+        progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step),
+                            saved.get("steps_per_module"))
     run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
     return progress
+
+
+def settle_phases(progress: Progress, options: TrainConfig, batches_per_epoch: int) -> None:
+    """Record the steps per module of a sequential curriculum (train.epochs x batches per epoch). A resume under
+    which they differ (other epochs, batches, limit or data) would put steps already done into other modules'
+    phases and retrain modules out of order, so it is refused, unless every step done is still module 1's."""
+    if options.curriculum != "sequential":
+        progress.steps_per_module = None
+        return
+    now, saved = options.epochs * batches_per_epoch, progress.steps_per_module
+    if saved is not None and saved != now and progress.step > min(saved, now):
+        raise GimError(f"train.curriculum sequential: {saved} steps per module when saved, {now} now (other "
+                       f"train.epochs, batches or data); at step {progress.step} that would re-cut the phases of "
+                       f"the modules already trained. Resume with the saved options, or start a new run")
+    progress.steps_per_module = now
 
 
 def settle_resumed(progress: Progress, total: int, batches_per_epoch: int, options: TrainConfig) -> None:
@@ -440,20 +458,6 @@ class _HostCopy:
         if self.ready is not None:
             self.ready.synchronize()
         return bool(self.flag)
-
-
-def _check_phases(saved: AnyRunConfig, config: AnyRunConfig) -> None:
-    """A sequential run's phases are train.epochs x batches-per-epoch steps each; resumed with other epochs or
-    other batches, the steps done would fall into other phases, and modules would be retrained out of order."""
-    def phases(c: AnyRunConfig) -> tuple:
-        return c.train.curriculum, c.train.epochs, c.data.limit, c.data.batch_size
-
-    if "sequential" in (saved.train.curriculum, config.train.curriculum) and phases(saved) != phases(config):
-        changed = [f"{name} {a} -> {b}" for name, a, b in zip(
-            ("train.curriculum", "train.epochs", "data.limit", "data.batch_size"), phases(saved), phases(config))
-            if a != b]
-        raise GimError(f"{', '.join(changed)}: that would re-cut the phases of a sequential curriculum under way "
-                       "(each module's steps); resume it as it was, or start a new run")
 
 
 def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:

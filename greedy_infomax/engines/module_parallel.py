@@ -469,7 +469,7 @@ class Recorder:
         p = self.progress
         rate = (p.step - self.first_step) * self.batch_size * self.topology.replicas \
             / (time.perf_counter() - self.started)
-        position = {"step": p.step, "epoch": p.epoch, "batch": p.batch * self.topology.replicas}
+        position = {**asdict(p), "batch": p.batch * self.topology.replicas}  # as a local run would save it
         logged = {"epochs_done": p.epochs_done(self.per_epoch), "samples_per_second": rate}
         self.pending[control.step] = (control, {**logged, **position}, [report])
         self._collect(wait=bool(control.flags & (CHECKPOINT | END)))
@@ -502,4 +502,4 @@ class Recorder:
         if control.flags & CHECKPOINT:
             for report in reports:
                 _load_states(self.modules, report["states"])
-            self.run.save_checkpoint(self.modules, {key: own[key] for key in ("step", "epoch", "batch")})
+            self.run.save_checkpoint(self.modules, {key: own[key] for key in asdict(self.progress)})

@@ -66,7 +66,7 @@ def test_a_resume_with_larger_batches_starts_the_next_epoch(tmp_path):
     bigger = replace(bigger, data=replace(bigger.data, batch_size=16))
     pretrain(bigger, run, resume=True)
     assert run.latest_checkpoint().name == "step-00000006"
-    assert torch.load(run.latest_checkpoint() / "progress.pt") == {"step": 6, "epoch": 1, "batch": 2}
+    assert torch.load(run.latest_checkpoint() / "progress.pt") == {"step": 6, "epoch": 1, "batch": 2, "steps_per_module": None}
 
 
 def test_train_module_two_trains_only_module_two(tmp_path):
@@ -292,17 +292,24 @@ def test_sequential_curriculum_trains_each_module_alone_in_turn(tmp_path):
     assert all(torch.equal(tensor, resumed[name]) for name, tensor in final.items())
 
 
-@pytest.mark.parametrize("change", [{"epochs": 2}, {"curriculum": "simultaneous"}])
-def test_a_sequential_run_refuses_a_resume_that_would_re_cut_its_phases(tmp_path, change):
+@pytest.mark.parametrize(("trained", "allowed"), [(18, False), (3, True)], ids=["module-3-done", "in-module-1"])
+def test_a_sequential_run_refuses_a_resume_that_would_re_cut_the_phases_of_trained_modules(tmp_path, trained,
+                                                                                             allowed):
     """With 2 epochs, step 13 of a finished 1-epoch run would fall in module 2's phase: module 2 retrained after
-    module 3 had fitted to it, and module 1 never trained further."""
+    module 3 had fitted to it, and module 1 never trained further. Within module 1's phase nothing moves."""
     config = smoke(curriculum="sequential")
-    config = replace(config, train=replace(config.train, epochs=1))
+    config = replace(config, train=replace(config.train, epochs=1))   # 6 steps per module
     run = RunFolder.create(tmp_path, "r", config)
-    pretrain(config, run)
-    with pytest.raises(GimError, match="re-cut the phases of a sequential curriculum"):
-        pretrain(replace(config, train=replace(config.train, **change)), run, resume=True)
-    assert run.config == config, "the run's config is left as it was"
+    pretrain(replace(config, train=replace(config.train, max_steps=trained)), run)
+    more = replace(config, train=replace(config.train, epochs=2, max_steps=trained + 1))
+    if allowed:
+        pretrain(more, run, resume=True)
+        assert {key for key in run.metrics()[-1] if key.startswith("loss/")} == {"loss/module1"}
+    else:
+        before = run.config
+        with pytest.raises(GimError, match="6 steps per module when saved, 12 now"):
+            pretrain(more, run, resume=True)
+        assert run.config == before, "the run's config is left as it was"
 
 
 @pytest.mark.parametrize(("max_steps", "note"), [
