@@ -50,14 +50,16 @@ def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | 
 def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
     """Every image file directly in each class folder (by suffix, so notes and Thumbs.db are passed over; hidden
     files too), sorted, with its class index."""
-    suffixes = set(Image.registered_extensions())
+    suffixes = {suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN}
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(names):
-        files = sorted(path for path in (root / name).iterdir()
-                       if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes)
+        visible = [path for path in (root / name).iterdir() if path.is_file() and not path.name.startswith(".")]
+        files = sorted(path for path in visible if path.suffix.lower() in suffixes)
         if not files:
-            raise GimError(f"{root / name}: class folder has no images")
+            others = sorted({path.suffix or "no suffix" for path in visible})
+            raise GimError(f"{root / name}: class folder has no images"
+                           + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else ""))
         paths += files
         labels += [label] * len(files)
     return paths, labels
@@ -87,11 +89,14 @@ def _read(path: Path, mode: str) -> np.ndarray:
 
 
 def _to_8_bits(path: Path, image: Image.Image) -> Image.Image:
-    """A 16-bit grayscale image scaled to 8 bits: PIL's own conversion clips every value above 255 to white."""
+    """A 16-bit grayscale image scaled from 0..65535 to 8 bits (PIL's own conversion clips every value above 255
+    to white); a 32-bit integer one that holds 8-bit values kept as it is; float or wider values refused."""
     values = np.asarray(image)
-    if image.mode == "F" or values.min() < 0 or values.max() > 65535:
-        raise GimError(f"{path}: {image.mode} pixels outside 0..65535 (float or 32-bit); save it as 8 or 16 bits")
-    return Image.fromarray(np.round(values / 257).astype(np.uint8), "L")
+    sixteen = image.mode.startswith("I;16")
+    if image.mode == "F" or values.min() < 0 or values.max() > (65535 if sixteen else 255):
+        raise GimError(f"{path}: {image.mode} pixels ({values.min()}..{values.max()}) are not 8 or 16-bit "
+                       "grayscale; save the image as 8 or 16 bits")
+    return Image.fromarray(np.round(values / 257 if sixteen else values).astype(np.uint8), "L")
 
 
 def _measure(images: np.ndarray, num_classes: int) -> ImageSpec:

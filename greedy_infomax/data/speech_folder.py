@@ -1,14 +1,15 @@
 """Speech of your own: one folder of recordings per speaker, read into the same corpus type as LibriSpeech, so
 the speech loaders, pre-training and probes work on it unchanged.
 
-    ROOT/<speaker>/<utterance>.flac | .wav            16 kHz mono, at least one 20,480-sample window each
+    ROOT/<speaker>/<utterance>.flac | .wav            16 kHz mono; shorter than one 20,480-sample window: left out
     ROOT/converted_aligned_phones.txt                  optional: per line an utterance (its file name without the
                                                        suffix), then one phone label 0..40 per 10 ms frame
 
 Speakers are the sorted folder names; with alignments, utterance names must be unique across speakers, since
-the alignments are keyed by them. Recordings shorter than one window are left out, with a warning. Each speaker's recordings, sorted by name, go to the training split except every fifth (the 5th,
-10th, ...), which is held out for testing: a speaker probe then meets every speaker with 5 or more recordings
-in both splits, on recordings it was not fitted on. Waveforms are standardised with LibriSpeech's statistics.
+the alignments are keyed by them. Each speaker's recordings, sorted by name, go to the training split except
+every fifth (the 5th, 10th, ...), which is held out for testing: a speaker probe then meets every speaker with
+5 or more recordings in both splits, on recordings it was not fitted on. Recordings shorter than one window are
+left out with a warning. Waveforms are standardised with LibriSpeech's statistics.
 """
 from __future__ import annotations
 

@@ -84,8 +84,9 @@ class Topology:
             raise GimError("train.curriculum: the sequential curriculum trains one module at a time, so it runs in "
                            "one process (gim pretrain without torchrun)")
         if stages > active:
-            raise GimError(f"distributed.stages: {stages} stages for the {active} modules that run (every module up "
-                           f"to the last one trained); use at most {active}")
+            which = " (every module up to the one trained)" if settings.train.train_module else ""
+            raise GimError(f"distributed.stages: {stages} stages for the {active} modules that run{which}; "
+                           f"use at most {active}")
         if settings.distributed.schedule == "async" and world > stages:
             raise GimError("distributed.schedule: async runs one replica (its stages step a varying number of "
                            "times, so replicas could not average gradients in step); use --nproc-per-node = stages")

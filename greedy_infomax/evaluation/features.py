@@ -71,8 +71,8 @@ def finite(per_module: list[torch.Tensor], description: str) -> list[torch.Tenso
     classifier fitted on inf or NaN reports chance, or NaN, without saying why."""
     for index, features in enumerate(per_module, start=1):
         if not torch.isfinite(features).all():
-            raise GimError(f"{description}: module {index} gives non-finite features; its weights have diverged "
-                           "(metrics.jsonl counts the skipped_batches of a run with on_nonfinite skip)")
+            raise GimError(f"{description}: module {index} gives non-finite features: its weights may have diverged "
+                           "(metrics.jsonl counts skipped_batches), or the data holds inf or NaN")
     return per_module
 
 

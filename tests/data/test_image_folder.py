@@ -76,8 +76,15 @@ def test_differing_size_names_the_file_and_both_sizes(folder: Path) -> None:
 
 def test_files_that_are_not_images_by_name_are_passed_over_and_a_broken_image_is_named(folder: Path) -> None:
     (folder / "dog" / "notes.txt").write_text("not an image")
+    (folder / "dog" / "notes.pdf").write_text("Pillow writes PDF but cannot read it")
     (folder / "dog" / "Thumbs.db").write_bytes(b"\0" * 64)
     assert len(read_image_folder(folder).images) == 3
+    (folder / "emu").mkdir()
+    (folder / "emu" / "photo").write_bytes(b"\0" * 64)
+    with pytest.raises(GimError, match=r"emu: class folder has no images \(only files with no suffix, which"):
+        read_image_folder(folder)
+    (folder / "emu" / "photo").unlink()
+    (folder / "emu").rmdir()
     (folder / "dog" / "broken.jpg").write_text("not an image")
     with pytest.raises(GimError, match=r"broken\.jpg"):
         read_image_folder(folder)
@@ -90,6 +97,15 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(folder: Path) -> None:
     assert Image.open(folder / "dog" / "wide.png").mode.startswith("I")
     images = read_image_folder(folder, grayscale=True).images
     np.testing.assert_array_equal(images[-1, 0], np.round(wide / 257).astype(np.uint8))
+
+
+def test_32_bit_grayscale_holding_8_bit_values_is_kept_and_wider_values_refused(folder: Path) -> None:
+    values = np.arange(4 * 6, dtype=np.int32).reshape(4, 6) * 10                 # 0 .. 230
+    Image.fromarray(values, "I").save(folder / "dog" / "wide.tif")
+    np.testing.assert_array_equal(read_image_folder(folder, grayscale=True).images[-1, 0], values)
+    Image.fromarray(values * 1000, "I").save(folder / "dog" / "wide.tif")
+    with pytest.raises(GimError, match=r"wide\.tif: I pixels \(0\.\.230000\) are not 8 or 16-bit"):
+        read_image_folder(folder)
 
 
 def test_an_image_folder_checks_its_test_split_when_pretraining_reads_train(tmp_path: Path) -> None:

@@ -315,7 +315,8 @@ def test_topology_splits_modules_into_contiguous_stages_and_names_them():
 @pytest.mark.parametrize("world, options, message", [
     (4, {"stages": 3}, "do not divide"),
     (4, {"stages": 4}, "4 stages for the 3 modules that run"),
-    (3, {"stages": 3, "train_module": 2}, r"3 stages for the 2 modules that run \(every module up to the last one"),
+    (3, {"stages": 3, "train_module": 2},
+     r"3 stages for the 2 modules that run \(every module up to the one trained\)"),
     (4, {"stages": 2, "schedule": "async"}, "async runs one replica"),
 ])
 def test_topology_rejects_impossible_layouts_naming_the_option(world, options, message):
