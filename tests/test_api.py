@@ -63,7 +63,7 @@ def test_a_custom_network_trained_module_parallel_equals_the_local_run(tmp_path,
     assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
     run = gim.RunFolder.open(tmp_path / "parallel")
     parallel = _modules()
-    assert run.load_checkpoint(parallel) == {"step": 8, "epoch": 2, "batch": 0}
+    assert run.load_checkpoint(parallel) == {"step": 8, "epoch": 2, "batch": 0, "steps_per_module": None}
     assert all(torch.equal(tensor, straight[name]) for name, tensor in parallel.state_dict().items())
     losses = [{key: value for key, value in row.items() if key.startswith("loss/")} for row in run.metrics()]
     assert losses == [{key: value for key, value in row.items() if key.startswith("loss/")} for row in local.metrics()]
