@@ -66,7 +66,8 @@ def test_a_resume_with_larger_batches_starts_the_next_epoch(tmp_path):
     bigger = replace(bigger, data=replace(bigger.data, batch_size=16))
     pretrain(bigger, run, resume=True)
     assert run.latest_checkpoint().name == "step-00000006"
-    assert torch.load(run.latest_checkpoint() / "progress.pt") == {"step": 6, "epoch": 1, "batch": 2, "steps_per_module": None}
+    saved = torch.load(run.latest_checkpoint() / "progress.pt")
+    assert saved == {"step": 6, "epoch": 1, "batch": 2, "steps_per_module": None}
 
 
 def test_train_module_two_trains_only_module_two(tmp_path):

@@ -137,6 +137,7 @@ def test_a_run_trained_on_a_gpu_this_machine_lacks_embeds_on_what_it_has(probe_s
     config = run.config
     run.update_config(replace(config, train=replace(config.train, device=f"cuda:{torch.cuda.device_count()}")))
     assert main(["embed", str(run.path), "--module", "1", "--output", str(tmp_path / "auto.npz")]) == 0
-    assert main(["embed", str(run.path), "--module", "1", "--device", "cpu", "--output", str(tmp_path / "cpu.npz")]) == 0
+    argv = ["embed", str(run.path), "--module", "1", "--device", "cpu", "--output", str(tmp_path / "cpu.npz")]
+    assert main(argv) == 0
     np.testing.assert_allclose(np.load(tmp_path / "cpu.npz")["features"], np.load(tmp_path / "auto.npz")["features"],
                                rtol=1e-4, atol=1e-5)
