@@ -375,7 +375,7 @@ def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
 
 
 def _checked_device(name: str) -> str:
-    """--device of probe and embed, checked under its own name rather than as the run's train.device."""
+    """--device of probe, embed and bench, checked under its own name rather than as train.device."""
     from greedy_infomax.engines.local import resolve_device
     resolve_device(name, "--device")
     return name
@@ -399,12 +399,11 @@ def cmd_reproduce(args: Namespace) -> int:
 
 def cmd_bench(args: Namespace) -> int:
     from greedy_infomax.bench import Schedule, bench, default_precisions, table
-    from greedy_infomax.engines.local import resolve_device
 
     if args.steps is not None and not 1 <= args.repeats <= args.steps:
         raise GimError(f"bench: --repeats must be in 1..--steps ({args.steps}), got {args.repeats}")
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
-    resolve_device(args.device, "--device")  # checked now, as is the output folder: not after minutes of measuring
+    _checked_device(args.device)  # checked now, as is the output folder: not after minutes of measuring
     output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
     output.parent.mkdir(parents=True, exist_ok=True)
     precisions = tuple(args.precisions or default_precisions(args.device))

@@ -109,10 +109,10 @@ def pretrain_loader(config: AnyRunConfig, device: torch.device) -> tuple[BatchLo
     supervised = config.objective.name == "supervised"
     if config.task == "audio":
         corpus = load_speech(config.data)
-        if supervised and corpus.alignment_file is None:
-            raise GimError("objective.name: the supervised objective trains a phone classifier, and the corpus has no "
-                           "phone alignments")
         if supervised:
+            if corpus.alignment_file is None:
+                raise GimError("objective.name: the supervised objective trains a phone classifier, and the corpus "
+                               "has no phone alignments")
             _check_classes("objective.num_speakers", config.objective.num_speakers, corpus.spec.num_speakers)
             _check_classes("objective.num_phones", config.objective.num_phones, corpus.spec.num_phones)
         loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised)

@@ -222,11 +222,16 @@ def _train(settings: Settings, topology: Topology, run: RunFolder | None, module
 
 
 def _total_steps(train: TrainConfig, loader: Batches, topology: Topology) -> int:
+    total = train.epochs * _steps_per_epoch(loader, topology)
+    return total if train.max_steps is None else min(total, train.max_steps)
+
+
+def _steps_per_epoch(loader: Batches, topology: Topology) -> int:
+    """Each replica takes every R-th batch of an epoch, so an epoch is len(loader) // R steps."""
     per_epoch = len(loader) // topology.replicas
     if per_epoch == 0:
         raise GimError(f"{len(loader)} batches per epoch do not give each of {topology.replicas} replicas one")
-    total = train.epochs * per_epoch
-    return total if train.max_steps is None else min(total, train.max_steps)
+    return per_epoch
 
 
 def _start(settings: Settings, topology: Topology, run: RunFolder | None, modules: nn.ModuleList, resume: bool,
@@ -327,7 +332,7 @@ def _batches(loader: Batches, progress: Progress, total: int, topology: Topology
              stop: StopSignals) -> Iterator[Message]:
     """Stage 0's input: its replica's batches, each followed by a control where the local engine would log,
     checkpoint or end; a stop signal ends the run with a checkpoint."""
-    per_epoch = len(loader) // topology.replicas
+    per_epoch = _steps_per_epoch(loader, topology)
     settle_resumed(progress, total, per_epoch, train)
     while progress.step < total:
         for x, _ in islice(_replica_batches(loader, progress, topology), per_epoch - progress.batch):
@@ -459,7 +464,7 @@ class Recorder:
         self.inboxes = inboxes
         self.progress = progress
         self.batch_size = loader.batch_size
-        self.per_epoch = len(loader) // topology.replicas
+        self.per_epoch = _steps_per_epoch(loader, topology)
         self.pending: dict[int, tuple[Message, dict[str, Any], list[dict[str, Any]]]] = {}
         # the newest step each other stage has reported: none yet, not even for a resumed run's first step, whose
         # END control a run resumed at its end sends at once, and every stage reports before rank 0 may exit
