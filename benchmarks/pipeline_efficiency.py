@@ -42,9 +42,11 @@ from pathlib import Path
 import torch
 
 from greedy_infomax.bench import Schedule, timed_groups
-from greedy_infomax.config import PRESETS, AnyRunConfig
-from greedy_infomax.data import pretrain_loader
-from greedy_infomax.engines.local import prepare_modules, resolve_device, train_step, trained_indices
+from greedy_infomax.config import AnyRunConfig
+from greedy_infomax.tasks import PRESETS, task_of
+from greedy_infomax.engines.local import train_step
+from greedy_infomax.tasks import prepare_modules
+from greedy_infomax.placement import resolve_device, trained_indices
 from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.isolation import run_frozen
 
@@ -54,7 +56,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def stage_seconds(config: AnyRunConfig, stages: int, schedule: Schedule) -> list[list[float]]:
     """Seconds per step of every stage alone (groups of steps after a warm-up), as torchrun would split the modules."""
     device = resolve_device(config.train.device)
-    loader, in_channels = pretrain_loader(config, device)
+    loader, in_channels = task_of(config).pretrain_loader(config, device)
     modules = prepare_modules(config, in_channels, device)
     topology = Topology.of(Settings(config.train, config.distributed), config.model.num_modules, 0, stages)
     trained = trained_indices(config.train, config.model.num_modules)

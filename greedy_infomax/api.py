@@ -8,27 +8,29 @@
     rows = gim.probe_modules(modules, train_loader, test_loader, gim.ProbeConfig(), num_classes=10)
     arrays = gim.embed(modules, test_loader, module=2)                     # {"features": (N, D), "labels": (N,)}
 
-Each name is defined where its concept lives (models/split.py, engines/, evaluation/, data/); this module
+Each name is defined where its concept lives (models/split.py, engines/, evaluation/, data/, tasks/); this module
 only gathers them, and docs/api.md walks through them with examples that run in the tests.
 """
-from greedy_infomax.config import PRESETS, DistributedConfig, ProbeConfig, TrainConfig
+from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import read_image_folder
 from greedy_infomax.data.librispeech import WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader, Batches
 from greedy_infomax.data.speech_folder import read_speech_folder
 from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.engines import pretrain, train
+from greedy_infomax.engines import train
 from greedy_infomax.engines.module_parallel import is_first_rank
-from greedy_infomax.evaluation.embed import (FeatureExtractor, SpeechFeatureExtractor, array_writer, embed,
-                                             load_extractor)
-from greedy_infomax.evaluation.protocol import probe_modules, probe_run
+from greedy_infomax.evaluation.embed import FeatureExtractor, SpeechFeatureExtractor, array_writer, embed
+from greedy_infomax.evaluation.protocol import probe_modules
 from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.models.audio import GRUStage
 from greedy_infomax.models.patches import PatchGridPool, Patchify
 from greedy_infomax.models.split import Objective, isolate, split
 from greedy_infomax.objectives import InfoNCE1d, InfoNCE2d, Supervised
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS, TASKS, Task, register
+from greedy_infomax.tasks.vision import ProbeConfig
+from greedy_infomax.workflows import load_extractor, pretrain, pretrain_run, probe_run
 
 __all__ = [
     # cut a network into modules, and the objectives to attach
@@ -39,8 +41,8 @@ __all__ = [
     "FeatureExtractor", "SpeechFeatureExtractor",
     # the module-parallel engine under torchrun
     "DistributedConfig", "is_first_rank",
-    # the paper's models, from a preset
-    "PRESETS", "pretrain", "probe_run",
+    # the paper's models, from a preset; tasks of your own
+    "PRESETS", "pretrain", "pretrain_run", "probe_run", "TASKS", "Task", "register",
     # data
     "Batches", "BatchLoader", "ImageTransform", "read_fashion_mnist", "read_image_folder", "WindowLoader",
     "read_librispeech", "read_speech_folder",

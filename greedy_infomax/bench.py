@@ -33,8 +33,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from greedy_infomax.config import PRESETS, AnyRunConfig, end_to_end
+from greedy_infomax.config import AnyRunConfig, end_to_end
 from greedy_infomax.errors import GimError
+from greedy_infomax.tasks import PRESETS, task_of
 
 GIB = 1 << 30
 DEFAULT_PRESETS = ("paper-stl10", "fashion-mnist", "paper-librispeech", "speech")
@@ -42,7 +43,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PRECISIONS = tuple(DTYPES)
 DATA_MODE = "data"
 
-# How a CPU worker's glibc malloc is set up. `tuned` is what training uses (system.tune_allocator): it keeps freed
+# How a CPU worker's glibc malloc is set up. `tuned` is what training uses (placement.tune_allocator): it keeps freed
 # heap for speed, and peak RSS counts it. `glibc` leaves glibc's defaults, to see what tuning is worth. `exact`
 # gives every buffer from 64 KiB up its own mmap, returned on free, so peak RSS follows the live tensors (slower:
 # its speeds are not representative).
@@ -103,7 +104,7 @@ class Case:
 
 def default_precisions(device: str) -> tuple[str, ...]:
     """fp32, and bf16 where the device has it in hardware (emulated, a paper-stl10 bf16 case would take hours)."""
-    from greedy_infomax.system import native_bf16
+    from greedy_infomax.placement import native_bf16
     return PRECISIONS if native_bf16(torch.device(device)) else ("fp32",)
 
 
@@ -123,12 +124,7 @@ def modes_of(preset: str, requested: tuple[str, ...]) -> list[str]:
 
 def random_inputs(config: AnyRunConfig, device: torch.device) -> torch.Tensor:
     """A batch of the preset's input shape: (B, C, crop, crop) images or (B, 1, window) waveforms."""
-    from greedy_infomax.data.librispeech import AudioSpec
-    batch = config.data.batch_size
-    if config.task == "audio":
-        return torch.randn(batch, 1, AudioSpec.window, device=device)
-    channels = 1 if config.data.grayscale else 3
-    return torch.randn(batch, channels, config.data.crop, config.data.crop, device=device)
+    return task_of(config).example_batch(config, config.data.batch_size, device)
 
 
 def memory_now(device: torch.device) -> int:
@@ -204,12 +200,13 @@ class TrainingCase:
 def build_training(case: Case) -> TrainingCase:
     """The modules of the case on its device, a random batch of the preset's shape and the step that trains them
     (what `gim bench` times; benchmarks/gpu_bench.sh profiles it)."""
-    from greedy_infomax.engines.local import prepare_modules, train_step, trained_indices
+    from greedy_infomax.engines.local import train_step
+    from greedy_infomax.placement import trained_indices
 
     config = case.config()
     device = torch.device(case.device)
     x = random_inputs(config, device)
-    modules = prepare_modules(config, in_channels=x.shape[1], device=device)
+    modules = task_of(config).prepare_modules(config, in_channels=x.shape[1], device=device)
     trained = trained_indices(config.train, config.model.num_modules)
     return TrainingCase(modules, x, trained, lambda: train_step(modules, x, trained, (config.train.seed, 0),
                                                                 frozen_chunks=config.train.frozen_chunks))
@@ -219,8 +216,8 @@ def measure_training(case: Case) -> dict:
     """Build the modules, train them on one random batch, return speed, FLOPs and memory of this process.
 
     The matmul ceiling is measured again right before each timed group, and each group's rate is divided by its
-    own: on a CPU shared with other tenants the ceiling moved from 91 to 173 GFLOP/s between runs minutes apart,
-    so a ceiling measured once at the start made the fraction swing from 0.58 to 1.02."""
+    own: on a CPU shared with other tenants the ceiling moves by a factor of two between runs minutes apart, so a
+    ceiling measured once at the start would make the fraction swing as much."""
     device = torch.device(case.device)
     training = build_training(case)
     built = memory_now(device)
@@ -249,10 +246,8 @@ def measure_training(case: Case) -> dict:
 
 def measure_data(case: Case) -> dict:
     """Samples per second of the pre-training data pipeline alone (on the CPU, as training reads it)."""
-    from greedy_infomax.data import pretrain_loader
-
     config = case.config()
-    loader, _ = pretrain_loader(config, torch.device("cpu"))
+    loader, _ = task_of(config).pretrain_loader(config, torch.device("cpu"))
     if len(loader) == 0:
         raise GimError(f"{case.preset}: the dataset holds fewer samples than one batch of {loader.batch_size}")
     batches = (batch for epoch in itertools.count() for batch in loader.epoch(epoch))  # small data: several epochs
@@ -261,7 +256,7 @@ def measure_data(case: Case) -> dict:
 
 
 def worker(case: Case) -> dict:
-    from greedy_infomax.system import tune_allocator
+    from greedy_infomax.placement import tune_allocator
 
     if case.allocator == "tuned":
         tune_allocator()  # as the gim command does, so peak RSS is what a real run holds

@@ -12,35 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args, get_type_hints
+from typing import Literal, Optional, get_args, get_type_hints
 
 from jsonargparse import ArgumentParser, Namespace
 
-from greedy_infomax.config import (
-    CONFIG_TYPES,
-    PRESETS,
-    AnyRunConfig,
-    config_parser,
-    config_task,
-    from_namespace,
-    preset,
-)
+from greedy_infomax.config import CONFIG_TYPES, AnyRunConfig, TrainConfig, config_parser, config_task, \
+    field_docs, from_namespace
 from greedy_infomax.errors import GimError, TrainingStopped
-from greedy_infomax.system import tune_allocator
-
-if TYPE_CHECKING:
-    from greedy_infomax.reporting.run_folder import RunFolder
-
-DEMO_PRESETS = {"vision": "fashion-mnist", "audio": "speech"}
-PRETRAIN_PRESETS = {"vision": "paper-stl10", "audio": "paper-librispeech"}
+from greedy_infomax.placement import resolve_device, tune_allocator
+from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS, TASKS, preset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +96,10 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
         runs = [Path(word) for word in words[1:] if (Path(word) / "config.yaml").is_file()]
         if runs:
             return _open_run(str(runs[0])).config
-    task = "audio" if command == "demo" and "audio" in words[1:] else "vision"
+    task = next((word for word in words[1:] if word in TASKS), "vision") if command == "demo" else "vision"
     if known.config:  # the file's task decides which options exist; the real parse applies the file
         task = config_task(Path(known.config))
-    return PRESETS[(DEMO_PRESETS if command == "demo" else PRETRAIN_PRESETS)[task]]
+    return PRESETS[TASKS[task].demo_preset if command == "demo" else TASKS[task].paper_preset]
 
 
 def _parser(**options) -> ArgumentParser:
@@ -146,10 +133,11 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 
 def _pretrain_parser(defaults: AnyRunConfig) -> ArgumentParser:
+    defaults_by_task = "; ".join(f"{task.paper_preset} for a {name} --config file" for name, task in TASKS.items())
     parser = config_parser(defaults, description=(
         f"Pre-train an encoder greedily. Options, a --config file's among them, apply in order over --preset "
-        f"(default {PRETRAIN_PRESETS['vision']}; {PRETRAIN_PRESETS['audio']} for an audio --config file) or the "
-        f"resumed run; `--preset NAME --help` lists the options of that preset's task. Presets: {', '.join(PRESETS)}."))
+        f"(default {TASKS['vision'].paper_preset}; {defaults_by_task}) or the resumed run; `--preset NAME --help` "
+        f"lists the options of that preset's task. Presets: {', '.join(PRESETS)}."))
     _add_run_arguments(parser)
     parser.add_argument("--resume", type=str, default=None, help="continue this run folder where it stopped")
     return parser
@@ -157,9 +145,9 @@ def _pretrain_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 def _demo_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser = config_parser(defaults, description=(
-        "Pre-train, probe every module and print the table: `gim demo` on Fashion-MNIST (9-15 min on 2 cores), "
-        "`gim demo audio` on the generated speech corpus (generated first if missing)."))
-    parser.add_argument("demo", nargs="?", choices=list(DEMO_PRESETS), default="vision", help="which demo")
+        "Pre-train, probe every module and print the table: `gim demo` on Fashion-MNIST, `gim demo audio` on the "
+        "generated speech corpus (generated first if missing); each takes minutes on a laptop."))
+    parser.add_argument("demo", nargs="?", choices=list(TASKS), default="vision", help="which task's demo")
     _add_run_arguments(parser)
     parser.add_argument("--resume", type=str, default=None, help="continue this demo's run folder, then probe it")
     return parser
@@ -183,7 +171,7 @@ def _reproduce_parser() -> ArgumentParser:
         "cpu (Fashion-MNIST / the generated speech corpus, under an hour each on 2 cores), paper (STL-10 / "
         "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
         "the report lists every method probed there."))
-    parser.add_argument("task", choices=["vision", "audio"], help="which comparison")
+    parser.add_argument("task", choices=list(TASKS), help="which comparison")
     parser.add_argument("--budget", choices=["smoke", "cpu", "paper"], default="cpu", help="training budget")
     parser.add_argument("--output", type=str, default=None, help="folder for the runs and reports "
                         "(default: runs/reproduce-TASK-BUDGET)")
@@ -212,17 +200,11 @@ def _bench_parser() -> ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per preset)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (with --steps)")
     parser.add_argument("--repeats", type=int, default=1, help="groups the timed steps are split into (with --steps)")
-    parser.add_argument("--compile", action="store_true",
-                        help="train.compile: torch.compile every module's block and objective")
-    parser.add_argument("--channels_last", type=bool, default=None,
-                        help="train.channels_last for every case (default: each preset's own)")
-    parser.add_argument("--deterministic", type=bool, default=None,
-                        help="train.deterministic for every case (default: each preset's own; false also lets cuDNN "
-                             "time its convolution algorithms and keep the fastest)")
-    parser.add_argument("--recompute_activations", action="store_true",
-                        help="train.recompute_activations: activation checkpointing in every module's block")
-    parser.add_argument("--frozen_chunks", type=int, default=None,
-                        help="train.frozen_chunks: frozen modules run on the batch in this many parts (module-K)")
+    docs = field_docs(TrainConfig)
+    hints = get_type_hints(TrainConfig)
+    for name in BENCH_SWITCHES:  # only those given apply: the presets keep their own otherwise
+        parser.add_argument(f"--train.{name}", type=Optional[hints[name]], default=None,
+                            help=f"for every case (default: each preset's own): {docs[name]}")
     parser.add_argument("--allocator", choices=["tuned", "glibc", "exact"], default="tuned", help=(
         "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts), glibc (its "
         "defaults: what tuning gains) or exact (every buffer of 64 KiB or more mmapped and returned on free: peak RSS "
@@ -231,6 +213,9 @@ def _bench_parser() -> ArgumentParser:
                         help="path without suffix for .json and .md (default: runs/bench/bench-DATE-TIME)")
     return parser
 
+
+BENCH_SWITCHES = ("compile", "channels_last", "deterministic", "recompute_activations", "frozen_chunks")
+"""The train options `gim bench --train.NAME` sets in every case."""
 
 EMBED_SPLITS = {"train": "probe_train", "test": "probe_test", "pretrain": "pretrain"}
 """`gim embed --split` -> the role of the split in the dataset (stl10's pretrain split is the unlabelled one)."""
@@ -268,7 +253,6 @@ def _add_run_arguments(parser: ArgumentParser) -> None:
 
 
 def _open_run(path: str) -> RunFolder:
-    from greedy_infomax.reporting.run_folder import RunFolder  # late: torch loads slowly, --help need not wait
     return RunFolder.open(Path(path))
 
 
@@ -282,72 +266,38 @@ def _config(args: Namespace) -> AnyRunConfig:
 
 def cmd_pretrain(args: Namespace) -> int:
     """One process, or under torchrun (WORLD_SIZE > 1) the module-parallel engine, whose rank 0 holds the run."""
-    from greedy_infomax.engines import module_parallel, pretrain
+    from greedy_infomax.workflows import pretrain_run
 
-    config = _config(args)
-    if not module_parallel.launched_by_torchrun():  # under torchrun every rank would generate it at once
-        _ensure_speech_corpus(config)
-    if not module_parallel.is_first_rank():
-        pretrain(config, None, resume=bool(args.resume))
-        return 0
-    with _run_folder("pretrain", args, config) as run:
-        pretrain(config, run, resume=bool(args.resume))
+    pretrain_run(_config(args), args.output, args.name, args.resume)
     return 0
 
 
-@contextmanager
-def _run_folder(command: str, args: Namespace, config: AnyRunConfig, prefix: str = "") -> Iterator[RunFolder]:
-    """The run folder to train in: --resume's, else a new one under --output. A folder this call made, in which
-    the run failed before it logged or saved anything (bad data, a bad device, Ctrl-C while loading), is removed
-    again, so failed starts leave no litter; a folder that was there before is never removed. A stop signal's
-    message gets the command that continues the run."""
-    from greedy_infomax.engines.module_parallel import launched_by_torchrun
-    from greedy_infomax.reporting.run_folder import RunFolder
-
-    if args.resume:
-        run, made = _open_run(args.resume), False
-    else:
-        parent = Path(args.output or "runs")
-        made = args.name is None or not (parent / args.name).exists()
-        run = RunFolder.create(parent, args.name, config, prefix)
-    print(f"run folder: {run.path}")
-    try:
-        yield run
-    except TrainingStopped as stopped:
-        again = "the same torchrun command with" if launched_by_torchrun() else f"gim {command}"
-        raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with: {again} --resume {run.path}") from None
-    except BaseException:
-        if made and not run.started():
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
-
-
 def cmd_probe(args: Namespace) -> int:
-    from greedy_infomax.evaluation.protocol import probe_run
     from greedy_infomax.reporting.probe_report import write_probe_report
+    from greedy_infomax.workflows import probe_run
 
     run = _open_run(args.run)
     config = run.config
     data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
-        config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data,
-                         train=replace(config.train, device=_checked_device(args.device)))
+        config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data)
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
-    results = probe_run(run, config)
+    results = probe_run(run, config, _checked_device(args.device))
     print(write_probe_report(run.path, results))
     print(f"written: {run.path / 'probe.json'}, {run.path / 'probe.md'}, {run.path / 'probe.png'}")
     return 0
 
 
 def cmd_embed(args: Namespace) -> int:
-    from greedy_infomax.evaluation.embed import array_writer, embed_run
+    from greedy_infomax.evaluation.embed import array_writer
+    from greedy_infomax.workflows import embed_run
 
     run = _open_run(args.run)
     config = _overridden(run.config, args)
     path = Path(args.output or run.path / "embeddings" / f"module-{args.module}-{args.split}.npz")
     write = array_writer(path)
-    arrays = embed_run(run, args.module, EMBED_SPLITS[args.split], config)
+    arrays = embed_run(run, args.module, EMBED_SPLITS[args.split], config, _checked_device(args.device))
     write(arrays)
     print(f"written: {path} ({', '.join(f'{name} {array.shape}' for name, array in arrays.items())})")
     return 0
@@ -356,6 +306,7 @@ def cmd_embed(args: Namespace) -> int:
 def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
     """The run's config with the data, probe and device options given on the command line; a bad value is one
     line. Embedding has no batch to fill, so a limit below the training batch shrinks the batch."""
+    _checked_device(args.device)
     data = {name: value for name, value in args.data.as_dict().items() if value is not None}
     datasets = get_args(get_type_hints(type(config.data))["dataset"])
     if data.get("dataset", config.data.dataset) not in datasets:
@@ -368,24 +319,20 @@ def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
     if unknown := sorted(probe.keys() - {field.name for field in fields(config.probe)}):
         raise GimError(f"--probe.{unknown[0]}: not an option of {config.task} runs")
     try:
-        return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe),
-                       train=replace(config.train, device=_checked_device(args.device)))
+        return replace(config, data=replace(config.data, **data), probe=replace(config.probe, **probe))
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
 
 
 def _checked_device(name: str) -> str:
-    """--device of probe, embed and bench, checked under its own name rather than as train.device."""
-    from greedy_infomax.engines.local import resolve_device
+    """--device of probe, embed and bench, checked before any work."""
     resolve_device(name, "--device")
     return name
 
 
 def cmd_reproduce(args: Namespace) -> int:
-    from greedy_infomax.reproduce import BUDGETS, reproduce
+    from greedy_infomax.reproduce import reproduce
 
-    if args.root is None:
-        _ensure_speech_corpus(PRESETS[BUDGETS[args.task][args.budget]])
     output = Path(args.output or f"runs/reproduce-{args.task}-{args.budget}")
     try:
         reproduce(args.task, args.budget, output, args.root, args.device, tuple(args.methods) if args.methods else None)
@@ -419,43 +366,22 @@ def cmd_bench(args: Namespace) -> int:
 
 def _switches(args: Namespace) -> dict[str, bool | int]:
     """The train options `gim bench` sets in every case: only those given on the command line."""
-    return ({"compile": True} if args.compile else {}) | (
-        {"recompute_activations": True} if args.recompute_activations else {}) | (
-        {} if args.frozen_chunks is None else {"frozen_chunks": args.frozen_chunks}) | (
-        {} if args.channels_last is None else {"channels_last": args.channels_last}) | (
-        {} if args.deterministic is None else {"deterministic": args.deterministic})
+    return {name: value for name, value in args.train.as_dict().items() if value is not None}
 
 
 def cmd_demo(args: Namespace) -> int:
-    from greedy_infomax.engines.local import pretrain
-    from greedy_infomax.evaluation.protocol import probe_run
     from greedy_infomax.reporting.probe_report import write_probe_report
+    from greedy_infomax.workflows import pretrain_run, probe_run
 
     config = _config(args)
     if not args.resume and config.task != args.demo:
         raise GimError(f"--preset/--config: they make a {config.task} run, but this is the {args.demo} demo")
-    _ensure_speech_corpus(config)
-    with _run_folder("demo", args, config, prefix=f"demo-{config.task}-") as run:
-        print(f"1/2 pre-training {config.model.num_modules} gradient-isolated modules")
-        pretrain(config, run, resume=bool(args.resume))
+    print(f"1/2 pre-training {config.model.num_modules} gradient-isolated modules")
+    run = pretrain_run(config, args.output, args.name, args.resume, prefix=f"demo-{config.task}-", command="gim demo")
     print("2/2 probing every module (trained and random-init encoders, and a baseline on the raw input)")
-    print(write_probe_report(run.path, probe_run(run)))
+    print(write_probe_report(run.path, probe_run(run, device=config.train.device)))
     print(f"plot: {run.path / 'probe.png'}")
     return 0
-
-
-def _ensure_speech_corpus(config: AnyRunConfig) -> None:
-    """Generate the speech corpus where the config expects it, if it is not there yet."""
-    from greedy_infomax.data import speech_corpus_root
-    from greedy_infomax.data.librispeech import LABEL_FOLDER
-    from greedy_infomax.data.speech_corpus import generate_speech_corpus
-
-    if config.data.dataset != "speech-corpus":
-        return
-    root = Path(config.data.root).expanduser() if config.data.root else speech_corpus_root()
-    if not (root / LABEL_FOLDER).is_dir():
-        print(f"generating the speech corpus in {root} (once; about a minute on 2 cores)")
-        generate_speech_corpus(root)
 
 
 def cmd_data(args: Namespace) -> int:

@@ -16,28 +16,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from greedy_infomax.config import PRESETS, AnyRunConfig, end_to_end, to_dict
-from greedy_infomax.data import load_speech, load_split
-from greedy_infomax.engines.local import pretrain
+from greedy_infomax.config import AnyRunConfig, end_to_end, to_dict
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.protocol import probe_run
 from greedy_infomax.reporting.comparison import write_comparison
 from greedy_infomax.reporting.probe_report import write_probe_report
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS, TASKS, task_of
+from greedy_infomax.workflows import pretrain, probe_run
 
 SECONDS_FILE = "reproduce-seconds.txt"
 """In a method's folder: the seconds spent training and probing it, summed over interrupted attempts."""
-
-BUDGETS: dict[str, dict[str, str]] = {
-    "vision": {"smoke": "smoke", "cpu": "fashion-mnist", "paper": "paper-stl10"},
-    "audio": {"smoke": "speech-smoke", "cpu": "speech", "paper": "paper-librispeech"},
-}
-"""The preset each budget starts from: `smoke` for tests, `cpu` for 2 cores in under an hour, `paper` the paper's."""
-
-CPU_AUDIO_EPOCHS = 8
-"""The `cpu` audio budget trains the `speech` preset for 8 epochs instead of 20, so that the five methods and their
-probes fit in an hour on 2 cores."""
-
 
 @dataclass(frozen=True)
 class Method:
@@ -52,10 +40,7 @@ def _sequential(config: AnyRunConfig) -> AnyRunConfig:
 
 
 def _cpc(config: AnyRunConfig) -> AnyRunConfig:
-    config = end_to_end(config)
-    if config.task == "vision":
-        config = replace(config, model=replace(config.model, autoregressor="pixelcnn"))
-    return config
+    return task_of(config).end_to_end_cpc(config)
 
 
 def _greedy_supervised(config: AnyRunConfig) -> AnyRunConfig:
@@ -70,38 +55,14 @@ METHODS = (
     Method("supervised", "supervised", lambda config: end_to_end(_greedy_supervised(config))),
 )
 
-PAPER = {
-    "vision": {"GIM": 81.9, "end-to-end CPC": 80.5, "supervised": 71.4, "greedy supervised": 65.2,
-               "random init": 27.0},
-    "audio": {"GIM": {"speaker": 99.4, "phone": 62.5}, "end-to-end CPC": {"speaker": 97.4, "phone": 64.6},
-              "log-mel": {"speaker": 17.6, "phone": 39.7}},
-}
-"""Last-module accuracies of the paper (STL-10 linear probe; LibriSpeech-100 speaker and phone probes, the log-mel
-row against the paper's MFCC). Only GIM's 81.9 is confirmed from a primary source (see the spec)."""
-
-
 def budget_config(task: str, budget: str, root: str | None = None, device: str | None = None) -> AnyRunConfig:
-    """The GIM config of a budget: its preset, with the data folder and device given, and what the probes need."""
-    config = PRESETS[BUDGETS[task][budget]]
-    if budget == "cpu" and task == "audio":
-        config = replace(config, train=replace(config.train, epochs=CPU_AUDIO_EPOCHS))
+    """The GIM config of a budget: its preset, with the data folder and device given, sized for the data's labels."""
+    config = TASKS[task].budget_config(budget)
     if root is not None:
         config = replace(config, data=replace(config.data, root=root))
     if device is not None:
         config = replace(config, train=replace(config.train, device=device))
-    if task == "vision":  # the paper's linear probe: each module's grid average-pooled to C features; no kNN
-        config = replace(config, probe=replace(config.probe, pool=1, knn_k=0))
-    return _sized_for_labels(config)
-
-
-def _sized_for_labels(config: AnyRunConfig) -> AnyRunConfig:
-    """The supervised objectives' class counts taken from the data (the generated corpus has its own speakers)."""
-    if config.task == "audio":
-        spec = load_speech(config.data).spec
-        objective = replace(config.objective, num_speakers=spec.num_speakers, num_phones=spec.num_phones)
-    else:
-        objective = replace(config.objective, num_classes=load_split(config.data, "probe_train").spec.num_classes)
-    return replace(config, objective=objective)
+    return TASKS[task].sized_for_labels(config)
 
 
 def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
@@ -110,12 +71,7 @@ def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
     config = method.change(base)
     probe = replace(config.probe, stages_per_module=base.model.stages_per_module
                     if config.model.stages_per_module != base.model.stages_per_module else None)
-    extras = method.slug == "gim"
-    if config.task == "audio":
-        probe = replace(probe, random_init=extras, log_mel=extras)
-    else:
-        probe = replace(probe, random_init=extras, raw_pixels=extras)
-    return replace(config, probe=probe)
+    return task_of(config).with_baselines(replace(config, probe=probe), method.slug == "gim")
 
 
 def reproduce(task: str, budget: str, output: Path, root: str | None = None, device: str | None = None,
@@ -125,7 +81,8 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     base = budget_config(task, budget, root, device)
     chosen = [m for m in METHODS if methods is None or m.slug in methods]
     output.mkdir(parents=True, exist_ok=True)
-    rows, commands = [], [f"# {task}, budget {budget}: preset {BUDGETS[task][budget]}"]
+    preset = TASKS[task].budgets[budget]
+    rows, commands = [], [f"# {task}, budget {budget}: preset {preset}"]
     for method in METHODS:
         config, path = method_config(method, base), output / method.slug
         probed = path / "probe.json"
@@ -135,7 +92,7 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
             if probed.exists():
                 print(f"  already done: {probed}", flush=True)
             else:
-                _train_and_probe(config, path)
+                _train_and_probe(config, path, device or "auto")
         elif probed.exists():
             print(f"  also in the report: {path}", flush=True)
         else:
@@ -143,16 +100,16 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
         results = json.loads(probed.read_text())
         rows.append({"method": method.name, "slug": method.slug, "seconds": _seconds_spent(path),
                      "results": results})
-        commands += [f"# {method.name}", *_commands(BUDGETS[task][budget], config, output, method.slug)]
-    summary = {"task": task, "budget": budget, "preset": BUDGETS[task][budget], "seed": base.train.seed,
-               "date": time.strftime("%Y-%m-%d"), "methods": rows, "paper": PAPER[task]}
+        commands += [f"# {method.name}", *_commands(preset, config, output, method.slug)]
+    summary = {"task": task, "budget": budget, "preset": preset, "seed": base.train.seed,
+               "date": time.strftime("%Y-%m-%d"), "methods": rows, "paper": TASKS[task].paper_results}
     (output / "commands.sh").write_text("\n".join(commands) + "\n")
     (output / "comparison.json").write_text(json.dumps(summary, indent=2))
     write_comparison(summary, output)
     return summary
 
 
-def _train_and_probe(config: AnyRunConfig, path: Path) -> None:
+def _train_and_probe(config: AnyRunConfig, path: Path, device: str) -> None:
     """Pre-train (continuing a run cut short) and probe into `path`, adding the time spent to its SECONDS_FILE
     even when interrupted, so a method finished in several attempts reports its whole time."""
     resume = (path / "config.yaml").exists()
@@ -160,7 +117,7 @@ def _train_and_probe(config: AnyRunConfig, path: Path) -> None:
     try:
         run = RunFolder.open(path) if resume else RunFolder.create(path.parent, path.name, config)
         pretrain(config, run, resume=resume)
-        write_probe_report(run.path, probe_run(run, config))
+        write_probe_report(run.path, probe_run(run, config, device))
     finally:
         if path.is_dir():
             spent = (_seconds_spent(path) or 0.0) + time.perf_counter() - started

@@ -22,10 +22,14 @@ import torch
 from torch import nn
 
 from greedy_infomax.cli import main
-from greedy_infomax.config import (PRESETS, AnyRunConfig, DataConfig, ModelConfig, ObjectiveConfig, RunConfig,
-                                   TrainConfig)
+from greedy_infomax.config import AnyRunConfig, TrainConfig
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, VisionRunConfig as RunConfig
 from greedy_infomax.data.librispeech import AudioSpec
-from greedy_infomax.engines.local import prepare_modules, pretrain, train_step, trained_indices
+from greedy_infomax.engines.local import train_step
+from greedy_infomax.tasks import prepare_modules
+from greedy_infomax.workflows import pretrain
+from greedy_infomax.placement import trained_indices
 from greedy_infomax.objectives.negatives import sample_negatives
 from greedy_infomax.reporting.run_folder import RunFolder
 

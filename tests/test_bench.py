@@ -7,8 +7,9 @@ from torch import nn
 
 from greedy_infomax.bench import (SETTLE_LIMIT, Case, Schedule, bench, count_flops, default_precisions, matmul_ceiling,
                                   table, warm_up)
-from greedy_infomax.config import PRESETS
-from greedy_infomax.engines.local import prepare_modules, train_step
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.engines.local import train_step
+from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.isolation import run_frozen
 
 
@@ -106,7 +107,7 @@ def test_table_projects_the_paper_schedule_from_the_measured_rate():
 
 
 def test_bench_measures_bf16_by_default_only_where_it_is_native(monkeypatch):
-    from greedy_infomax import system
+    from greedy_infomax import placement
     for native, expected in ((True, ("fp32", "bf16")), (False, ("fp32",))):
-        monkeypatch.setattr(system, "native_bf16", lambda device: native)
+        monkeypatch.setattr(placement, "native_bf16", lambda device: native)
         assert default_precisions("cpu") == expected

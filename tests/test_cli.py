@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from greedy_infomax.cli import main
-from greedy_infomax.config import PRESETS
-from greedy_infomax.evaluation import protocol
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax import workflows
 from greedy_infomax.reporting import probe_report
 from greedy_infomax.reporting.run_folder import RunFolder
 
@@ -176,11 +176,11 @@ def test_probe_options_do_not_depend_on_argument_order(run_copy, monkeypatch):
     """Unset probe options default to the run's own (smoke: knn_k 5) whether RUN comes first or last."""
     seen = []
 
-    def record(run, config):
+    def record(run, config, device):
         seen.append(config.probe)
         return {}
 
-    monkeypatch.setattr(protocol, "probe_run", record)
+    monkeypatch.setattr(workflows, "probe_run", record)
     monkeypatch.setattr(probe_report, "write_probe_report", lambda path, results: "")
     assert main(["probe", str(run_copy), "--probe.epochs", "1"]) == 0
     assert main(["probe", "--probe.epochs", "1", str(run_copy)]) == 0
@@ -196,17 +196,17 @@ def test_pretrain_with_fewer_images_than_one_batch_is_an_error(tmp_path, capsys)
 
 def _stopping_after_two_steps(monkeypatch):
     """Make local pre-training stop as SIGTERM would after step 2, once; the next call trains for real."""
-    import greedy_infomax.engines.local as local
+    import greedy_infomax.workflows as workflows
     from greedy_infomax.errors import TrainingStopped
-    real = local.pretrain
+    real = workflows.pretrain
 
     def stopped(config, run, resume=False):
-        monkeypatch.setattr(local, "pretrain", real)
+        monkeypatch.setattr(workflows, "pretrain", real)
         real(replace(config, train=replace(config.train, max_steps=2)), run, resume)
         run.update_config(config)
         raise TrainingStopped(15, f"stopped by SIGTERM after step 2; checkpoint {run.latest_checkpoint()}")
 
-    monkeypatch.setattr(local, "pretrain", stopped)
+    monkeypatch.setattr(workflows, "pretrain", stopped)
 
 
 @pytest.mark.parametrize("command", [["pretrain"], ["demo"]])

@@ -7,19 +7,11 @@ import pytest
 import torch
 import yaml
 
-from greedy_infomax.config import (
-    PRESETS,
-    DataConfig,
-    ModelConfig,
-    ObjectiveConfig,
-    ProbeConfig,
-    RunConfig,
-    TrainConfig,
-    end_to_end,
-    load_config,
-    preset,
-    to_dict,
-)
+from greedy_infomax.config import TrainConfig, end_to_end, load_config, to_dict
+
+from greedy_infomax.tasks import PRESETS, preset, task_of
+
+from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, ProbeConfig, VisionRunConfig as RunConfig
 from greedy_infomax.errors import GimError
 
 
@@ -146,8 +138,7 @@ def test_unknown_preset_lists_the_valid_ones():
     ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
 ])
 def test_training_method_names_what_sets_a_run_apart(name, changes, method):
-    from greedy_infomax.config import training_method
     config = preset(name)
     config = replace(config, **{section: replace(getattr(config, section), **values)
                                 for section, values in changes.items()})
-    assert training_method(config) == method
+    assert task_of(config).training_method(config) == method

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from conftest import snapshot
-from greedy_infomax.engines.local import prepare_modules, seed_module, train_step, trained_indices
+from greedy_infomax.engines.local import seed_module, train_step
+from greedy_infomax.tasks import prepare_modules
+from greedy_infomax.placement import trained_indices
 from greedy_infomax.isolation import run_frozen
 
 CPU = torch.device("cpu")

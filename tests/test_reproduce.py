@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from greedy_infomax.cli import main
-from greedy_infomax.config import PRESETS, end_to_end
-from greedy_infomax.engines.local import prepare_modules
+from greedy_infomax.config import end_to_end
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.evaluation.features import frozen_pass
-from greedy_infomax.models import copy_stages, cut_at
+from greedy_infomax.models import copy_stages
+from greedy_infomax.tasks import task_of
 from greedy_infomax.reproduce import METHODS
 
 ROWS = [method.name for method in METHODS]
@@ -23,7 +25,7 @@ ROWS = [method.name for method in METHODS]
 def test_an_end_to_end_encoder_cut_at_gim_boundaries_gives_its_intermediate_outputs():
     config = end_to_end(PRESETS["smoke"])
     [whole] = prepare_modules(config, 1, torch.device("cpu"), with_optimizers=False)
-    cut = copy_stages([whole], prepare_modules(cut_at(config, (1, 1, 1)), 1, torch.device("cpu"), False))
+    cut = copy_stages([whole], prepare_modules(task_of(config).cut_at(config, (1, 1, 1)), 1, torch.device("cpu"), False))
     x = torch.randn(2, 1, 28, 28)
     outputs = frozen_pass(cut, x, lambda module, h: h)
     with torch.no_grad():

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import DEVICES
-from greedy_infomax.system import to_device
+from greedy_infomax.placement import to_device
 
 FAULTS_OF_A_SECOND_BUFFER = """
 import resource, sys, torch
-from greedy_infomax.system import tune_allocator
+from greedy_infomax.placement import tune_allocator
 if sys.argv[1] == "tuned":
     tune_allocator()
 

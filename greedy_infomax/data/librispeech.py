@@ -30,7 +30,7 @@ from greedy_infomax.data.download import download, extract_tar
 from greedy_infomax.data.loader import epoch_order
 from greedy_infomax.data.roots import required_gim_data
 from greedy_infomax.errors import GimError
-from greedy_infomax.system import to_device
+from greedy_infomax.placement import to_device
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ import torch
 
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.system import to_device
+from greedy_infomax.placement import to_device
 
 
 class Batches(Protocol):

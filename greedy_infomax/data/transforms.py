@@ -10,7 +10,7 @@ import torch
 
 from greedy_infomax.data.spec import ImageSpec
 from greedy_infomax.errors import GimError
-from greedy_infomax.system import to_device
+from greedy_infomax.placement import to_device
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's "L" mode
 

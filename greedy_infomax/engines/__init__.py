@@ -1,19 +1,13 @@
 """The engines: local.py trains in one process, module_parallel.py in the processes torchrun starts (one stage of
-modules each). `pretrain` and `train` pick the one the launch asks for, so one command or script runs either way."""
+modules each). `train` picks the one the launch asks for, so one script runs either way."""
 from __future__ import annotations
 
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
+from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.engines import local, module_parallel
 from greedy_infomax.reporting.run_folder import RunFolder
-
-
-def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) -> nn.ModuleList:
-    """Train the modules the run's config describes (`gim pretrain`); under torchrun only rank 0 needs `run`."""
-    engine = module_parallel if module_parallel.launched_by_torchrun() else local
-    return engine.pretrain(config, run, resume)
 
 
 def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, options: TrainConfig = TrainConfig(),

@@ -1,37 +1,31 @@
-"""The single-process engine: a thin loop over each module's step(), with logging and checkpoints.
+"""The single-process engine: a thin loop over each module's step(), with logging, checkpoints, resumes and what
+happens when a loss is not finite or a stop signal arrives.
 
-`pretrain` trains the encoder a run's config describes; `train` trains any list of IsolatedModules (built with
-models/split.py) on any loader of the `Batches` shape, with the same loop, run folder and checkpoints.
+`train` trains any list of IsolatedModules (built with models/split.py, or by a task) on any loader of the
+`Batches` shape; placement (device, precision, memory format, compilation) is placement.py's.
 """
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
 import threading
 import time
-import types
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils import checkpoint as activation_checkpoint
 from tqdm import tqdm
 
-from greedy_infomax.config import AnyRunConfig, TrainConfig
-from greedy_infomax.data import pretrain_loader
+from greedy_infomax.config import TrainConfig
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.isolation import run_frozen
-from greedy_infomax.models import build_modules
+from greedy_infomax.placement import configure, resolve_device, trained_indices
 from greedy_infomax.reporting.run_folder import RunFolder
-from greedy_infomax.system import native_bf16
 
 
 @dataclass
@@ -53,143 +47,6 @@ class Progress:
     def epochs_done(self, batches_per_epoch: int) -> float:
         """Epochs trained so far, fractional within one: 1.0 right after the first epoch's last batch."""
         return self.epoch + self.batch / batches_per_epoch
-
-
-def resolve_device(name: str, option: str = "train.device") -> torch.device:
-    """The device `option` names, "auto" being a GPU if torch sees one; one it cannot use is a config error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise GimError(f"{option}: {name!r} is not a device this runs on (cpu, cuda, cuda:1, auto)")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise GimError(f"{option}: {name} asked for, but torch sees {torch.cuda.device_count()} CUDA GPUs")
-    return device
-
-
-def trained_indices(options: TrainConfig, num_modules: int) -> range:
-    """0-based indices of the modules that learn: all of them, or only `train_module`."""
-    k = options.train_module
-    return range(num_modules) if k is None else range(k - 1, k)
-
-
-def prepare_modules(config: AnyRunConfig, in_channels: int, device: torch.device,
-                    with_optimizers: bool = True) -> nn.ModuleList:
-    """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
-    torch.manual_seed(config.train.seed)
-    return configure(build_modules(config, in_channels), config.train, device, with_optimizers)
-
-
-def load_trained(run: RunFolder, config: AnyRunConfig, in_channels: int,
-                 device: torch.device) -> tuple[nn.ModuleList, dict[str, Any]]:
-    """The run's modules with the weights of its newest checkpoint (no optimisers), and the saved progress."""
-    modules = prepare_modules(config, in_channels, device, with_optimizers=False)
-    return modules, run.load_checkpoint(modules, with_optimizers=False)
-
-
-def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device,
-              with_optimizers: bool = True) -> nn.ModuleList:
-    """Place modules on the device in the memory format and precision of `options`; optimisers on trained ones."""
-    if with_optimizers and options.train_module is not None and options.train_module > len(modules):
-        raise GimError(f"train.train_module: must be at most {len(modules)}, got {options.train_module}")
-    _set_determinism(options.deterministic, device)
-    modules = modules.to(device)
-    if options.channels_last:
-        modules = to_channels_last(modules)
-    dtype = autocast_dtype(options.precision, device)
-    for index, module in enumerate(modules):
-        module.autocast_dtype = dtype
-        if options.recompute_activations:
-            recompute_in_backward(module.block)
-        if options.compile:
-            compile_in_place(module.block)
-            compile_in_place(module.objective)
-        if with_optimizers and index in trained_indices(options, len(modules)):
-            module.configure_optimizer(options.lr, options.weight_decay)
-    return modules
-
-
-def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
-    """Channels-last for every convolution except strided 1x1 ones reading fewer than 8 channels: on AVX2-only CPUs
-    oneDNN gets their weight gradient wrong in that layout (torch 2.13: off by 2-50%, and not the same twice), so
-    they keep the standard layout for weight and input, and run eagerly under `train.compile` (whose graph could
-    choose channels-last again). Only tiny encoders have such convolutions."""
-    modules = modules.to(memory_format=torch.channels_last)
-    for conv in modules.modules():
-        if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride != (1, 1)
-                and conv.in_channels < 8):
-            conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
-            conv.register_forward_pre_hook(_standard_layout)
-            conv.forward = torch.compiler.disable(conv.forward)
-    return modules
-
-
-def compile_in_place(module: nn.Module) -> None:
-    """torch.compile a module's forward (an encoder block, an objective) as one graph with a dynamo cache of its own,
-    in place (parameter names, and so checkpoints, stay those of the plain module). Not `nn.Module.compile()`:
-    dynamo does not start tracing in torch.nn's own files, so that compiled an nn.Sequential block one residual
-    block at a time, the blocks of all modules sharing one cache of 8 graphs: dynamic shapes from the second module
-    on, eager mode once a probe's no-grad passes had filled it. Compiled code draws random numbers (an objective's
-    negatives) as eager code does, so compiling changes results only by rounding."""
-    import torch._inductor.config  # inductor only when compiling: it takes a second to import
-    torch._inductor.config.fallback_random = True
-    forward = module.forward
-
-    def compiled(*inputs: Any, **named: Any) -> torch.Tensor:
-        return forward(*inputs, **named)
-
-    # A copy of the code object per module: dynamo keys its cache on the code object.
-    code = compiled.__code__.replace()
-    module.forward = torch.compile(types.FunctionType(code, compiled.__globals__, compiled.__name__, None,
-                                                     compiled.__closure__))
-
-
-def _standard_layout(conv: nn.Conv2d, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return tuple(x.clone(memory_format=torch.contiguous_format) for x in inputs)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 when asked for, or for 'auto' where the device computes it natively; None means fp32."""
-    native = native_bf16(device)
-    if precision == "fp32" or (precision == "auto" and not native):
-        return None
-    if not native:
-        warnings.warn(f"train.precision bf16: this {device.type} has no bf16 arithmetic, so autocast emulates it, "
-                      "several times slower than fp32; 'auto' picks bf16 only where it is native", stacklevel=3)
-    return torch.bfloat16
-
-
-def recompute_in_backward(block: nn.Module) -> None:
-    """Activation checkpointing for each layer of the block's (nested) nn.Sequentials, in place, so parameter names
-    stay those of the plain block; under no_grad (frozen modules, probes) the layers run as they are."""
-    for sequential in [m for m in block.modules() if isinstance(m, nn.Sequential)]:
-        for layer in sequential.children():
-            if not isinstance(layer, nn.Sequential):
-                layer.forward = functools.partial(_recomputed, layer.forward)
-
-
-def _recomputed(forward: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
-    if not torch.is_grad_enabled():
-        return forward(*inputs)
-    return activation_checkpoint.checkpoint(forward, *inputs, use_reentrant=False)
-
-
-def _set_determinism(enabled: bool, device: torch.device) -> None:
-    """Without it, multi-threaded CPU kernels (e.g. the accumulating backward of the negatives' gather) and
-    cuDNN add in a varying order, so two runs with one seed drift apart in the last bits. Off, cuDNN may also time
-    its convolution algorithms for each new shape and keep the fastest, whose choice can differ between runs.
-    PyTorch's deterministic mode also fills every new buffer with NaN, a debugging aid that catches kernels that
-    read memory they never wrote. No kernel here does, and the fills cost 2.6% of the GPU time of a paper-stl10
-    step on an H200 (profile of benchmarks/results/h200-2026-11-28/run1-739f683), so they stay off."""
-    if enabled and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not enabled
 
 
 def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: tuple[int, ...],
@@ -275,18 +132,6 @@ class StopSignals:
                     f"(a second signal stops at once, without one)\n".encode())
 
 
-def pretrain(config: AnyRunConfig, run: RunFolder, resume: bool = False) -> nn.ModuleList:
-    """Self-supervised training of the run's modules; resumes from the newest checkpoint when asked."""
-    device = resolve_device(config.train.device)
-    loader, in_channels = pretrain_loader(config, device)
-    modules = prepare_modules(config, in_channels, device)
-    progress = resume_progress(run, modules) if resume else Progress()
-    settle_phases(progress, config.train, len(loader))
-    run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
-    train_loop(config.train, run, modules, loader, progress)
-    return modules
-
-
 def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig = TrainConfig(),
           resume: bool = False) -> nn.ModuleList:
     """Train any IsolatedModules greedily: `options` as in a run's `train` section, logs and checkpoints in `run`.
@@ -294,13 +139,19 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
     Each module's negatives are drawn from (`options.seed`, step, module); the loader brings its own order and
     augmentation, and must yield batches on `options.device`.
     """
-    modules = configure(modules, options, resolve_device(options.device))
+    return fit(configure(modules, options, resolve_device(options.device)), loader, run, options, resume)
+
+
+def fit(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig, resume: bool = False,
+        on_start: Callable[[], None] | None = None) -> nn.ModuleList:
+    """`train` for modules already placed (placement.configure); `on_start` runs once the checkpoint, if resuming,
+    is loaded and checked against `options`, just before the first step."""
     progress = resume_progress(run, modules) if resume else Progress()
     settle_phases(progress, options, len(loader))
+    if on_start is not None:
+        on_start()
     train_loop(options, run, modules, loader, progress)
     return modules
-
-
 def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1) -> Progress:
     """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it. The data position
     counts steps of `batches_per_step` loader batches (R data-parallel replicas read R), so an unfinished group of

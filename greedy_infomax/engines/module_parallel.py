@@ -33,16 +33,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from greedy_infomax.config import AnyRunConfig, DistributedConfig, TrainConfig
-from greedy_infomax.data import pretrain_loader
+from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
-from greedy_infomax.engines.local import Progress, StopSignals, check_skips_in_a_row, configure, first_nonfinite, \
-    prepare_modules, resolve_device, resume_progress, settle_resumed, train_step, trained_indices
+from greedy_infomax.engines.local import Progress, StopSignals, check_skips_in_a_row, first_nonfinite, \
+    resume_progress, settle_resumed, train_step
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
 from greedy_infomax.errors import GimError, TrainingStopped
-from greedy_infomax.objectives.speech_supervised import SpeechSupervised
-from greedy_infomax.objectives.supervised import Supervised
+from greedy_infomax.placement import configure, resolve_device, trained_indices
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
@@ -126,18 +124,22 @@ class Links:
     replicas: dist.ProcessGroup | None
 
 
-def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) -> nn.ModuleList:
-    """This process's part of a torchrun launch of the run's config; rank 0 passes the run folder, the others None.
-    Stage 0 reads the data and rank 0 tells every rank the input channels, from which each builds the modules.
-    Returns the modules (on rank 0 all of them, as last checkpointed; elsewhere up to date only for the rank's own)."""
-    settings = Settings(config.train, config.distributed)
-    with _process_group(settings, config.model.num_modules, run) as (topology, device):
-        loader, in_channels = pretrain_loader(config, device) if topology.stage == 0 else (None, 0)
+def pretrain(options: TrainConfig, distributed: DistributedConfig, num_modules: int,
+             data: Callable[[torch.device], tuple[Batches, int]], build: Callable[[int, torch.device], nn.ModuleList],
+             run: RunFolder | None, resume: bool = False, on_start: Callable[[], None] | None = None) -> nn.ModuleList:
+    """This process's part of a torchrun launch of a task's run; rank 0 passes the run folder, the others None.
+    Stage 0 reads the data (`data(device)`: the loader and the input channels) and rank 0 tells every rank the
+    input channels, from which each builds its placed modules with `build`; rank 0 calls `on_start` once the
+    resumed checkpoint is loaded. Returns the modules (on rank 0 all of them, as last checkpointed; elsewhere up
+    to date only for the rank's own)."""
+    settings = Settings(options, distributed)
+    with _process_group(settings, num_modules, run) as (topology, device):
+        loader, in_channels = data(device) if topology.stage == 0 else (None, 0)
         in_channels = _from_first_rank(lambda rank: in_channels, settings, topology, device)
-        modules = prepare_modules(config, in_channels, device)
+        modules = build(in_channels, device)
         progress = _start(settings, topology, run, modules, resume, device)
-        if topology.rank == 0:
-            run.update_config(config)  # only now: a config that does not fit the checkpoint never overwrites the run's
+        if topology.rank == 0 and on_start is not None:
+            on_start()
         return _train(settings, topology, run, modules, loader, progress, device)
 
 
@@ -238,9 +240,9 @@ def _start(settings: Settings, topology: Topology, run: RunFolder | None, module
            device: torch.device) -> Progress:
     """Rank 0's modules are every rank's start, however each rank built its own: rank 0 reads the newest
     checkpoint when resuming, then sends each rank the progress and its modules' states."""
-    if any(isinstance(module.objective, (Supervised, SpeechSupervised)) for module in modules):
-        raise GimError("objective: supervised objectives need labels on every rank, which only the local engine "
-                       "passes; run without torchrun")
+    if any(getattr(module.objective, "needs_labels", False) for module in modules):
+        raise GimError("objective: this objective needs labels on every rank, which only the local engine passes; "
+                       "run without torchrun")
     progress = resume_progress(run, modules, topology.replicas) if topology.rank == 0 and resume else Progress()
     start = _from_first_rank(lambda rank: {"progress": asdict(progress),
                                            "states": _states(modules, topology.modules(rank))},
@@ -296,8 +298,8 @@ def _share_replicas(settings: Settings, topology: Topology, modules: nn.ModuleLi
         return
     for index in topology.modules():
         module = modules[index]
-        if settings.distributed.negatives == "global":
-            module.objective.negatives_group = group
+        if settings.distributed.negatives == "global" and hasattr(module.objective, "negatives_group"):
+            module.objective.negatives_group = group     # an objective that draws negatives pools them there
         if module.optimizer is not None:
             module.optimizer.register_step_pre_hook(lambda *_, module=module: _average_gradients(module, group))
 

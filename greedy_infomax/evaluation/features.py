@@ -1,7 +1,8 @@
 """Frozen features of every module, extracted in one pass over a dataset and cached in memory."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import hashlib
 
@@ -24,6 +25,15 @@ def fingerprint(modules: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())  # C order whatever the strides
     return digest.hexdigest()
+
+
+@contextmanager
+def left_unchanged(modules: nn.Module, name: str) -> Iterator[None]:
+    """Fail if the block changed any parameter: the proof that probing kept the encoder frozen."""
+    before = fingerprint(modules)
+    yield
+    if fingerprint(modules) != before:
+        raise RuntimeError(f"probing changed the {name} encoder's parameters")
 
 
 def pool_positions(z: torch.Tensor, cells: int) -> torch.Tensor:

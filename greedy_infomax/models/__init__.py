@@ -1,28 +1,9 @@
-"""Encoders by task, each cut into gradient-isolated modules as its config says."""
+"""Encoders (a patch ResNet for images, strided convolutions + GRU for speech) and the tools that cut any network
+into gradient-isolated modules. Builders take sizes, not run configs: the tasks (greedy_infomax/tasks/) read the
+configs and call them."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from torch import nn
-
-from greedy_infomax.config import AnyRunConfig
-from greedy_infomax.models import audio, vision
-
-BUILDERS = {"vision": vision.build_modules, "audio": audio.build_modules}
-
-
-def build_modules(config: AnyRunConfig, in_channels: int) -> nn.ModuleList:
-    """The run's encoder as an nn.ModuleList of IsolatedModules (vision or audio, by the config's task)."""
-    return BUILDERS[config.task](config, in_channels)
-
-
-def cut_at(config: AnyRunConfig, stages_per_module: tuple[int, ...]) -> AnyRunConfig:
-    """The same encoder cut into other modules, for reading features only (e.g. an end-to-end run probed at GIM's
-    module boundaries): the objectives' context networks, which no feature passes through, are left out."""
-    model = replace(config.model, stages_per_module=tuple(stages_per_module))
-    if config.task == "vision":
-        model = replace(model, autoregressor="none")
-    return replace(config, model=model)
 
 
 def copy_stages(source: nn.ModuleList, destination: nn.ModuleList) -> nn.ModuleList:

@@ -2,22 +2,19 @@
 
 Same surface as the vision model: `stages` (an nn.ModuleList, each mapping (B, C, T) -> (B, C', T')) and
 `out_channels` (one per stage). Each conv + ReLU is a stage and the GRU is the last one; how the stages are
-grouped into gradient-isolated modules is configuration (`build_modules`, through models/split.py).
+grouped into gradient-isolated modules is configuration (`audio_modules`, through models/split.py).
 """
 from __future__ import annotations
 
 import math
-from functools import partial
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 
 import torch
 from torch import nn
 
-from greedy_infomax.config import AudioRunConfig
-from greedy_infomax.data.librispeech import AudioSpec
 from greedy_infomax.errors import GimError
 from greedy_infomax.models.split import isolate, split
-from greedy_infomax.objectives import OBJECTIVES
 
 
 class GRUStage(nn.Module):
@@ -76,36 +73,36 @@ class AudioEncoder(nn.Module):
         return x
 
 
-def build_modules(config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList:
-    """The encoder's stages grouped by `model.stages_per_module`, each group with an identity readout and InfoNCE1d.
+def audio_modules(in_channels: int, objective: Callable[[int], nn.Module], *, window: int, label_hop: int,
+                  prediction_steps: int, channels: Sequence[int], kernels: Sequence[int], strides: Sequence[int],
+                  paddings: Sequence[int], gru_hidden: int, stages_per_module: Sequence[int]) -> nn.ModuleList:
+    """The encoder's stages grouped by `stages_per_module`, each group with an identity readout and `objective` (a
+    function of its output channels).
 
     (1, 1, 1, 1, 1, 1) is Greedy InfoMax's 6 modules (every conv alone, then the GRU alone on the detached conv
     output); (6,) is one end-to-end CPC module. The GRU is the last module's autoregressor: its output c is the
     module's output, and the objective predicts the conv features z_{t+k} entering it from c_t, as CPC does.
-    `subsample` only acts on sequences longer than `subsample_window` steps (in the paper's encoder: conv 1-4).
+    The encoder must step by `label_hop` samples, and every module must output more than `prediction_steps` steps
+    per `window`-sample training window.
     """
-    m, o = config.model, config.objective
-    encoder = AudioEncoder(in_channels, m.channels, m.kernels, m.strides, m.paddings, m.gru_hidden)
-    _check_steps(encoder, m.stages_per_module, o.prediction_steps if o.name == "infonce_1d" else 0)
+    encoder = AudioEncoder(in_channels, tuple(channels), tuple(kernels), tuple(strides), tuple(paddings), gru_hidden)
+    _check_steps(encoder, stages_per_module, prediction_steps, window, label_hop)
     convs = nn.Sequential(*encoder.stages[:-1])                       # child "i" is conv i + 1
-    blocks = split(convs, after=[str(end - 1) for end in accumulate(m.stages_per_module)][:-1])
-    options = ({"num_speakers": o.num_speakers, "num_phones": o.num_phones} if o.name == "supervised" else
-               {"prediction_steps": o.prediction_steps, "num_negatives": o.num_negatives, "subsample": o.subsample,
-                "subsample_window": o.subsample_window})
-    objective = partial(OBJECTIVES["audio"][o.name], **options)
-    sample = torch.zeros(1, in_channels, AudioSpec.window)           # one training window (any length would do)
+    blocks = split(convs, after=[str(end - 1) for end in accumulate(stages_per_module)][:-1])
+    sample = torch.zeros(1, in_channels, window)                      # one training window (any length would do)
     return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])
 
 
-def _check_steps(encoder: AudioEncoder, stages_per_module: tuple[int, ...], prediction_steps: int) -> None:
+def _check_steps(encoder: AudioEncoder, stages_per_module: Sequence[int], prediction_steps: int, window: int,
+                 label_hop: int) -> None:
     """The encoder must step by the label hop (the probes pool every module to it), and every module must output
     more steps per training window than InfoNCE predicts ahead."""
-    if encoder.hop != AudioSpec.hop:
-        raise GimError(f"model.strides: their product is {encoder.hop}, it must be the {AudioSpec.hop}-sample hop "
+    if encoder.hop != label_hop:
+        raise GimError(f"model.strides: their product is {encoder.hop}, it must be the {label_hop}-sample hop "
                        f"of the phone labels")
-    steps = encoder.lengths(AudioSpec.window)
+    steps = encoder.lengths(window)
     for index, end in enumerate(accumulate(stages_per_module), start=1):
         if steps[end - 1] <= prediction_steps:
             raise GimError(f"objective.prediction_steps: module {index} outputs {steps[end - 1]} steps per "
-                           f"{AudioSpec.window}-sample window, fewer than the {prediction_steps + 1} that predicting "
+                           f"{window}-sample window, fewer than the {prediction_steps + 1} that predicting "
                            f"{prediction_steps} ahead needs")

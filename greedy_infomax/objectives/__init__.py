@@ -1,11 +1,9 @@
-"""Per-module objectives, by task and name (`objective.name`). Each is an nn.Module with
-forward(z, labels=None) -> scalar loss; the audio ones also take the autoregressor's output as `context`."""
+"""Per-module objectives. Each is an nn.Module with forward(z, labels=None) -> scalar loss; those that predict from
+a context network also take its output as `context`. An objective that cannot train without labels says so with
+`needs_labels = True`. Each task names the objectives it offers (`objective.name`) in its own module."""
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 from greedy_infomax.objectives.infonce_2d import InfoNCE2d
 from greedy_infomax.objectives.speech_supervised import SpeechSupervised
 from greedy_infomax.objectives.supervised import Supervised
 
-OBJECTIVES = {
-    "vision": {"infonce_2d": InfoNCE2d, "supervised": Supervised},
-    "audio": {"infonce_1d": InfoNCE1d, "supervised": SpeechSupervised},
-}
+__all__ = ["InfoNCE1d", "InfoNCE2d", "SpeechSupervised", "Supervised"]

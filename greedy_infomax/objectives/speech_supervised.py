@@ -22,6 +22,8 @@ class SpeechSupervised(nn.Module):
         context_channels: channels of c, when the module ends in an autoregressor.
     """
 
+    needs_labels = True
+
     def __init__(self, channels: int, num_speakers: int, num_phones: int, context_channels: int | None = None) -> None:
         super().__init__()
         features = context_channels or channels

@@ -21,6 +21,8 @@ class Supervised(nn.Module):
         num_classes: classes of the labels.
     """
 
+    needs_labels = True
+
     def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
         self.classifier = nn.Linear(channels, num_classes)

@@ -9,12 +9,17 @@ import pytest
 import torch
 
 from conftest import DEVICES, snapshot
-from greedy_infomax.config import PRESETS, RunConfig
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
+from greedy_infomax import placement
 from greedy_infomax.engines import local
-from greedy_infomax.engines.local import autocast_dtype, pretrain, prepare_modules, train_step
+from greedy_infomax.engines.local import train_step
+from greedy_infomax.placement import autocast_dtype
+from greedy_infomax.workflows import pretrain
+from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting.run_folder import RunFolder
-from greedy_infomax.system import native_bf16
+from greedy_infomax.placement import native_bf16
 
 
 def smoke(device: str = "cpu", **train_options) -> RunConfig:
@@ -247,7 +252,8 @@ def test_resume_before_the_first_checkpoint_starts_over_without_stale_metrics(tm
 
 def test_two_runs_with_one_seed_are_bit_identical_at_a_large_batch():
     """At batch 512 on 2 threads the default kernels accumulate in a varying order; `deterministic` fixes it."""
-    from greedy_infomax.engines.local import train_step, trained_indices
+    from greedy_infomax.engines.local import train_step
+    from greedy_infomax.placement import trained_indices
     config = PRESETS["smoke"]
     config = replace(config, data=replace(config.data, batch_size=512, limit=None))
     images = torch.randn(512, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -370,7 +376,7 @@ def test_native_bf16_follows_the_cpu_features_torch_detects(monkeypatch, capabil
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_where_native_and_bf16_elsewhere_warns(monkeypatch, native):
-    monkeypatch.setattr(local, "native_bf16", lambda device: native)
+    monkeypatch.setattr(placement, "native_bf16", lambda device: native)
     cpu = torch.device("cpu")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

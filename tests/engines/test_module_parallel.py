@@ -20,9 +20,12 @@ import torch.distributed as dist
 
 from conftest import Rank, finish, fork_ranks
 from greedy_infomax.cli import main
-from greedy_infomax.config import PRESETS, DistributedConfig, RunConfig
-from greedy_infomax.data import pretrain_loader
-from greedy_infomax.engines.local import prepare_modules, pretrain, seed_module
+from greedy_infomax.config import DistributedConfig
+from greedy_infomax.tasks import PRESETS, task_of
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
+from greedy_infomax.engines.local import seed_module
+from greedy_infomax.tasks import prepare_modules
+from greedy_infomax.workflows import pretrain
 from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.engines.transport import CONTROL, DATA, END, Channel, Inbox, Message
 from greedy_infomax.errors import GimError
@@ -146,7 +149,7 @@ def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]]
     2 * step + r, except the (step, module index) pairs `held`."""
     config = smoke(steps)
     modules = prepare_modules(config, 1, CPU)
-    batches = [x for x, _ in pretrain_loader(config, CPU)[0].epoch(0)]
+    batches = [x for x, _ in task_of(config).pretrain_loader(config, CPU)[0].epoch(0)]
     for step in range(steps):
         inputs = batches[2 * step:2 * step + 2]                        # replica r takes batch 2 * step + r
         for index, module in enumerate(modules):
@@ -215,7 +218,7 @@ def test_a_supervised_objective_is_refused_by_every_rank_at_once(tmp_path):
     ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "s", "--objective.name", "supervised",
                    "--objective.num_classes", "10", "--distributed.timeout", "30")
     assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
-    assert all("supervised objectives need labels on every rank" in rank.output for rank in ranks)
+    assert all("objective needs labels on every rank" in rank.output for rank in ranks)
 
 
 @pytest.mark.parametrize("how", ["killed", "stalled"])

@@ -10,15 +10,17 @@ import pytest
 import torch
 
 from greedy_infomax.cli import main
-from greedy_infomax.config import PRESETS
-from greedy_infomax.data import load_speech, load_split
+from greedy_infomax.tasks import PRESETS, task_of
+from greedy_infomax.tasks.audio import load_speech
+from greedy_infomax.tasks.vision import load_split
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.engines.local import load_trained, pretrain
+from greedy_infomax.workflows import pretrain
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.embed import array_writer, embed, embed_run, load_extractor
+from greedy_infomax.evaluation.embed import array_writer, embed
+from greedy_infomax.workflows import embed_run, load_extractor
 from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.evaluation.protocol import probe_run
+from greedy_infomax.workflows import probe_run
 from greedy_infomax.evaluation.speech_features import last_frames, to_label_hop
 from greedy_infomax.reporting.run_folder import RunFolder
 
@@ -90,7 +92,7 @@ def test_an_unlabelled_split_gives_features_only(probe_smoke_run):
     array = load_split(config.data, "probe_test")
     loader = BatchLoader(replace(array, labels=None), 32, ImageTransform.for_data(28, False, True, array.spec),
                          torch.device("cpu"))
-    modules, _ = load_trained(probe_smoke_run, config, 1, torch.device("cpu"))
+    modules, _ = task_of(config).load_trained(probe_smoke_run, config, 1, torch.device("cpu"))
     arrays = embed(modules, loader, module=1)
     assert list(arrays) == ["features"] and arrays["features"].shape == (64, 4)
 

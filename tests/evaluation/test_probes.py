@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_infomax.data import load_split
+from greedy_infomax.tasks.vision import load_split
 from greedy_infomax.evaluation import protocol
 from greedy_infomax.evaluation.features import fingerprint
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
-from greedy_infomax.evaluation.protocol import probe_run
+from greedy_infomax.workflows import probe_run
 from greedy_infomax.reporting.run_folder import RunFolder
 
 

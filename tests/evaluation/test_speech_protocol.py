@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from greedy_infomax.cli import main
-from greedy_infomax.config import AudioModelConfig, AudioRunConfig, load_config, to_dict
+from greedy_infomax.config import load_config, to_dict
+from greedy_infomax.tasks.audio import AudioModelConfig, AudioRunConfig
 from greedy_infomax.data.librispeech import AudioSpec, Utterance, read_librispeech
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.probes import linear_probe

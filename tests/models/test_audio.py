@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from conftest import snapshot
-from greedy_infomax.config import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
+from greedy_infomax.tasks.audio import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
 from greedy_infomax.errors import GimError
-from greedy_infomax.models.audio import AudioEncoder, GRUStage, build_modules
+from greedy_infomax.models.audio import AudioEncoder, GRUStage
+from greedy_infomax.tasks import build_modules
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 
 
@@ -44,7 +45,7 @@ def _tiny_modules(stages_per_module: tuple[int, ...]) -> nn.ModuleList:
     torch.manual_seed(0)
     objective = AudioObjectiveConfig(prediction_steps=2, num_negatives=3, subsample_window=8)
     return build_modules(AudioRunConfig(model=replace(TINY, stages_per_module=stages_per_module),
-                                        objective=objective))
+                                        objective=objective), 1)
 
 
 def test_paper_encoder_parameter_counts():
@@ -58,11 +59,11 @@ def test_paper_encoder_parameter_counts():
 def test_paper_module_parameter_counts():
     """GIM's objectives: Linear(512, 12 * 512) for each conv module; the GRU module predicts the 512-d conv
     features from its 256-d output: Linear(256, 12 * 512), as end-to-end CPC's single objective does."""
-    gim = build_modules(AudioRunConfig())
+    gim = build_modules(AudioRunConfig(), 1)
     predictors = [_parameters(module.objective) for module in gim]
     assert predictors == [512 * 12 * 512] * 5 + [256 * 12 * 512]
     assert _parameters(gim) == 5_841_920 + 5 * 3_145_728 + 1_572_864 == 23_143_424
-    cpc = build_modules(AudioRunConfig(model=AudioModelConfig(stages_per_module=(6,))))
+    cpc = build_modules(AudioRunConfig(model=AudioModelConfig(stages_per_module=(6,))), 1)
     assert _parameters(cpc) == 5_841_920 + 1_572_864 == 7_414_784
 
 
@@ -108,7 +109,7 @@ def test_gru_stage_is_causal():
 ])
 def test_an_encoder_the_data_cannot_feed_is_a_config_error(change, message):
     with pytest.raises(GimError, match=message):
-        build_modules(replace(AudioRunConfig(model=TINY), **change))
+        build_modules(replace(AudioRunConfig(model=TINY), **change), 1)
 
 
 def test_mismatched_layer_lists_are_rejected():

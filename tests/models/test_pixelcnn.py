@@ -5,8 +5,10 @@ from dataclasses import replace
 
 import torch
 
-from greedy_infomax.config import PRESETS, end_to_end
-from greedy_infomax.models import build_modules
+from greedy_infomax.config import end_to_end
+
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.tasks import build_modules
 from greedy_infomax.models.pixelcnn import PixelCNN
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from greedy_infomax.config import PRESETS
+from greedy_infomax.tasks import PRESETS
 from greedy_infomax.models.patches import PatchGridPool, Patchify
 from greedy_infomax.models.resnet import PatchResNet, PreActBasicBlock, PreActBottleneck
 

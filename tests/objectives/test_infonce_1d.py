@@ -170,7 +170,7 @@ def test_sequence_not_longer_than_the_steps_names_prediction_steps():
 def test_a_compiled_subsampling_objective_is_one_graph_whatever_window_it_draws():
     """A Python-int window start broke the graph under train.compile and recompiled it for every new start."""
     from torch._dynamo.utils import counters
-    from greedy_infomax.engines.local import compile_in_place
+    from greedy_infomax.placement import compile_in_place
     objective = InfoNCE1d(3, prediction_steps=2, num_negatives=4, subsample=True, subsample_window=6)
     compile_in_place(objective)
     z = torch.randn(2, 3, 20, requires_grad=True)

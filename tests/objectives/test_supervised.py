@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from greedy_infomax.errors import GimError
-from greedy_infomax.objectives import OBJECTIVES
+from greedy_infomax.tasks.vision import OBJECTIVES
 from greedy_infomax.objectives.supervised import Supervised
 
 
@@ -43,4 +43,4 @@ def test_zero_classifier_scores_every_class_alike():
 def test_unlabelled_batch_is_refused_and_the_registry_names_it():
     with pytest.raises(GimError, match="needs labels"):
         Supervised(3, 2)(torch.randn(2, 3))
-    assert OBJECTIVES["vision"]["supervised"] is Supervised
+    assert OBJECTIVES["supervised"] is Supervised

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import snapshot
-from greedy_infomax.engines.local import prepare_modules
+from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting import run_folder
 from greedy_infomax.reporting.run_folder import FORMAT_VERSION, RunFolder
@@ -224,7 +224,7 @@ def test_failing_to_create_the_staging_folder_is_a_gim_error(monkeypatch, run, t
 
 
 def test_a_run_killed_while_its_folder_was_created_can_be_created_again(tmp_path):
-    from greedy_infomax.config import PRESETS
+    from greedy_infomax.tasks import PRESETS
     first = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
     (first.path / "config.yaml").unlink()           # the state a kill between the two writes leaves
     again = RunFolder.create(tmp_path, "r", PRESETS["smoke"])

@@ -1,0 +1,383 @@
+"""The vision task: images cut into a grid of patches, a patch ResNet in gradient-isolated modules, InfoNCE over
+the grid (paper, Sec. 4.1), probed by linear and kNN classifiers on every module's pooled features.
+
+Its run config's defaults are the paper's STL-10 setup, so `VisionRunConfig()` is the `paper-stl10` preset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.data import read_images
+from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.spec import ImageArray, ImageSpec
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embed
+from greedy_infomax.evaluation.features import raw_pixel_features
+from greedy_infomax.evaluation.protocol import probe_features, probe_modules
+from greedy_infomax.models.pixelcnn import PixelCNN
+from greedy_infomax.models.vision import patch_resnet_modules
+from greedy_infomax.objectives import InfoNCE2d, Supervised
+from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks.base import Task
+
+OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_2d": InfoNCE2d, "supervised": Supervised}
+"""`objective.name` -> objective class; a new objective is one file in objectives/ and one line here."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images to train and probe on, and how they are augmented."""
+
+    dataset: Literal["fashion-mnist", "stl10", "image-folder"] = "stl10"
+    """Dataset name."""
+    root: str | None = None
+    """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
+    /usr/share/datasets/fashion-mnist (fashion-mnist)."""
+    crop: int = 64
+    """Side of the square crop fed to the encoder (random when training, centred when evaluating)."""
+    flip: bool = True
+    """Random horizontal flips when training."""
+    grayscale: bool = True
+    """Convert colour images to one luma channel."""
+    limit: int | None = None
+    """Use only the first N images of every split (quick experiments and tests)."""
+    batch_size: int = 32
+    """Images per training step."""
+
+    def __post_init__(self) -> None:
+        require(self.crop > 0, "data.crop", f"must be positive, got {self.crop}")
+        require(self.batch_size > 1, "data.batch_size", f"needs at least 2 images for negatives, got {self.batch_size}")
+        require(self.limit is None or self.limit >= self.batch_size, "data.limit",
+                 f"must be at least one batch ({self.batch_size} images), got {self.limit}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The pre-activation ResNet encoder (no BatchNorm) and how it is cut into gradient-isolated modules."""
+
+    block: Literal["bottleneck", "basic"] = "bottleneck"
+    """Residual block type (bottleneck: expansion 4; basic: two 3x3 convolutions)."""
+    blocks_per_stage: tuple[int, ...] = (3, 4, 6)
+    """Residual blocks in each stage."""
+    planes: tuple[int, ...] = (64, 128, 256)
+    """Inner width of each stage (a bottleneck stage outputs 4x this)."""
+    stem_channels: int = 64
+    """Channels of the stem convolution in front of stage 1."""
+    stem_kernel: int = 5
+    """Kernel size of the stem convolution (stride 1, same padding)."""
+    patch_size: int = 16
+    """Side of the square patches every image is cut into; each patch is encoded independently."""
+    patch_stride: int = 8
+    """Step between neighbouring patches (half the patch size gives 50% overlap)."""
+    stages_per_module: tuple[int, ...] = (1, 1, 1)
+    """How many consecutive stages each module holds: (1, 1, 1) is GIM, (3,) is end-to-end."""
+    autoregressor: Literal["none", "pixelcnn"] = "none"
+    """Context network of the last module's InfoNCE: none (GIM: c = z) or the gated PixelCNN of end-to-end CPC."""
+    pixelcnn_layers: int = 4
+    """Gated masked convolution layers of the PixelCNN."""
+
+    def __post_init__(self) -> None:
+        require(self.pixelcnn_layers > 0, "model.pixelcnn_layers", "must be positive")
+        require(len(self.planes) == len(self.blocks_per_stage), "model.planes",
+                 f"needs one width per stage ({len(self.blocks_per_stage)}), got {len(self.planes)}")
+        require(all(n > 0 for n in self.blocks_per_stage), "model.blocks_per_stage", "must all be positive")
+        require(all(p > 0 for p in self.planes), "model.planes", "must all be positive")
+        require(sum(self.stages_per_module) == len(self.blocks_per_stage) and min(self.stages_per_module) > 0,
+                 "model.stages_per_module",
+                 f"must be positive and add up to the {len(self.blocks_per_stage)} stages, got {self.stages_per_module}")
+        require(0 < self.patch_stride <= self.patch_size, "model.patch_stride",
+                 f"must be in 1..patch_size ({self.patch_size}), got {self.patch_stride}")
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.stages_per_module)
+
+    def grid(self, crop: int) -> int:
+        """Patches along each side of a `crop`-sized image."""
+        return (crop - self.patch_size) // self.patch_stride + 1
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The per-module loss."""
+
+    name: str = "infonce_2d"
+    """Objective of every module: infonce_2d (InfoNCE), or supervised (a pooled linear classifier with
+    cross-entropy on the labelled split: greedy supervised; end-to-end supervised with one module); or any
+    objective registered in greedy_infomax.tasks.vision.OBJECTIVES."""
+    prediction_steps: int = 5
+    """K: how many rows below each context row are predicted."""
+    skip_steps: int = 1
+    """Rows skipped between a context row and its first target (they overlap with it)."""
+    num_negatives: int = 16
+    """Negatives per positive, drawn uniformly with replacement from all positions of the batch."""
+    num_classes: int = 10
+    """supervised: classes of the dataset's labels."""
+
+    def __post_init__(self) -> None:
+        require(self.name in OBJECTIVES, "objective.name",
+                f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
+        require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
+        require(self.skip_steps >= 0, "objective.skip_steps", "must be >= 0")
+        require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        require(self.num_classes > 1, "objective.num_classes", "must be at least 2")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Linear and kNN probes on the frozen features of every module."""
+
+    pool: int = 1
+    """Average-pool each module's patch grid to pool x pool cells before the probe (1: the paper's C features)."""
+    epochs: int = 100
+    """Epochs of the linear classifier over the cached features."""
+    lr: float = 1e-3
+    """Adam learning rate of the linear classifier."""
+    batch_size: int = 256
+    """Minibatch of the linear classifier."""
+    knn_k: int = 20
+    """Neighbours of the cosine kNN probe (0 turns it off)."""
+    random_init: bool = True
+    """Also probe a randomly initialised encoder of the same architecture."""
+    raw_pixels: bool = True
+    """Also fit the linear classifier on raw pixels."""
+    augmented_views: int = 0
+    """Also fit the probes on this many views of each training image under pre-training's random crop and flip,
+    each drawn once and its features cached (the paper's probe trains under that transform, drawing anew every
+    epoch); 0: centre crops only. A run's default, the paper's setup, is 10; the CPU presets use 0 (each view
+    costs another pass over their 60k training images)."""
+    stages_per_module: tuple[int, ...] | None = None
+    """Probe the encoder cut into these modules instead of the run's own (e.g. an end-to-end run at GIM's
+    boundaries, to compare module by module); None: the run's modules."""
+
+    def __post_init__(self) -> None:
+        require(self.pool > 0, "probe.pool", "must be positive")
+        require(self.epochs > 0, "probe.epochs", "must be positive")
+        require(self.lr > 0, "probe.lr", "must be positive")
+        require(self.batch_size > 0, "probe.batch_size", "must be positive")
+        require(self.knn_k >= 0, "probe.knn_k", "must be >= 0")
+        require(self.augmented_views >= 0, "probe.augmented_views", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class VisionRunConfig:
+    """A complete, reproducible vision experiment."""
+
+    task: ClassVar[str] = "vision"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(augmented_views=10))
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def __post_init__(self) -> None:
+        grid = self.model.grid(self.data.crop)
+        require(grid > 0, "model.patch_size", f"{self.model.patch_size} does not fit in a {self.data.crop} crop")
+        require(self.objective.skip_steps + self.objective.prediction_steps < grid, "objective.prediction_steps",
+                 f"{self.objective.prediction_steps} steps after skipping {self.objective.skip_steps} "
+                 f"need more than the {grid} rows of the patch grid")
+        require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
+                 "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
+        require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
+        check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
+
+
+PRESETS: dict[str, VisionRunConfig] = {
+    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules.
+    "paper-stl10": VisionRunConfig(),
+    # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
+    "fashion-mnist": VisionRunConfig(
+        data=DataConfig(dataset="fashion-mnist", crop=28, flip=True, grayscale=True, batch_size=32),
+        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(32, 64, 128), stem_channels=32,
+                          stem_kernel=3, patch_size=8, patch_stride=4),
+        objective=ObjectiveConfig(prediction_steps=3, skip_steps=1, num_negatives=16),
+        # One epoch only, so lr 1e-3 rather than the paper's 2e-4; bf16 where the CPU computes it natively.
+        train=TrainConfig(lr=1e-3, epochs=1, precision="auto", checkpoint_every=500),
+        # The probe sees every patch vector of the 6x6 grid (no pooling): pooled 128-d features lose most of
+        # what a 28x28 image's layout says (docs/results.md has the measurement).
+        probe=ProbeConfig(pool=6, epochs=10, lr=1e-3),
+    ),
+    # Seconds, for tests: a tiny encoder on a few hundred images.
+    "smoke": VisionRunConfig(
+        data=DataConfig(dataset="fashion-mnist", crop=28, limit=256, batch_size=16),
+        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(4, 8, 8), stem_channels=4,
+                          stem_kernel=3, patch_size=8, patch_stride=4),
+        objective=ObjectiveConfig(prediction_steps=2, skip_steps=1, num_negatives=4),
+        train=TrainConfig(lr=1e-3, epochs=1, checkpoint_every=8, log_every=2),
+        probe=ProbeConfig(pool=1, epochs=2, knn_k=5),
+    ),
+}
+
+
+class VisionTask(Task):
+    name = "vision"
+    config_type = VisionRunConfig
+    presets = PRESETS
+    objectives = OBJECTIVES
+    demo_preset = "fashion-mnist"
+    paper_preset = "paper-stl10"
+    budgets = {"smoke": "smoke", "cpu": "fashion-mnist", "paper": "paper-stl10"}
+    paper_results = {"GIM": 81.9, "end-to-end CPC": 80.5, "supervised": 71.4, "greedy supervised": 65.2,
+                     "random init": 27.0}
+
+    def pretrain_loader(self, config: VisionRunConfig, device: torch.device) -> tuple[BatchLoader, int]:
+        """A supervised objective trains on the labelled split (STL-10's 5k `train` images, not `unlabeled`) and
+        must be sized for the dataset's classes."""
+        supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
+        data = load_split(config.data, "probe_train" if supervised else "pretrain")
+        if supervised and config.objective.num_classes != data.spec.num_classes:
+            raise GimError(f"objective.num_classes: the supervised objective is sized for {config.objective.num_classes} "
+                           f"classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
+                           f"{data.spec.num_classes}")
+        transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
+        loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
+        if len(loader) == 0:
+            raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
+        return loader, input_channels(config.data, data.spec)
+
+    def input_channels(self, config: VisionRunConfig) -> int:
+        return input_channels(config.data, load_split(config.data, "probe_train").spec)
+
+    def build_modules(self, config: VisionRunConfig, in_channels: int) -> nn.ModuleList:
+        """With `model.autoregressor: pixelcnn` the last module's InfoNCE predicts from a PixelCNN's context
+        (end-to-end CPC); the module's output stays the encoder's."""
+        m = config.model
+        objectives = [self.objective(config)] * m.num_modules
+        if m.autoregressor == "pixelcnn":
+            if objectives[-1].func is not InfoNCE2d:
+                raise GimError("model.autoregressor: the PixelCNN is the context network of InfoNCE (objective.name "
+                               "infonce_2d)")
+            objectives[-1] = partial(_with_pixelcnn, objectives[-1], layers=m.pixelcnn_layers)
+        return patch_resnet_modules(in_channels, config.data.crop, objectives, block=m.block,
+                                    blocks_per_stage=m.blocks_per_stage, planes=m.planes,
+                                    stem_channels=m.stem_channels, stem_kernel=m.stem_kernel,
+                                    patch_size=m.patch_size, patch_stride=m.patch_stride,
+                                    stages_per_module=m.stages_per_module)
+
+    def cut_at(self, config: VisionRunConfig, stages_per_module: tuple[int, ...]) -> VisionRunConfig:
+        """The objectives' context networks, which no feature passes through, are left out."""
+        config = super().cut_at(config, stages_per_module)
+        return replace(config, model=replace(config.model, autoregressor="none"))
+
+    def end_to_end_cpc(self, config: VisionRunConfig) -> VisionRunConfig:
+        config = super().end_to_end_cpc(config)
+        return replace(config, model=replace(config.model, autoregressor="pixelcnn"))
+
+    def context_network(self, config: VisionRunConfig) -> str | None:
+        return "PixelCNN" if config.model.autoregressor == "pixelcnn" else None
+
+    def probe(self, run: RunFolder, config: VisionRunConfig, device: torch.device) -> dict[str, Any]:
+        """Every module of the trained encoder, next to a random encoder and raw pixels. Features are extracted
+        once per encoder (all modules in one pass, centre-crop evaluation transform, plus `probe.augmented_views`
+        views of each training image under the training transform) and reused by the linear and kNN probes."""
+        train_loader = eval_loader(config, "probe_train", device)
+        test_loader = eval_loader(config, "probe_test", device, train_loader.array.spec)
+        augmented = _augmented(train_loader, config)
+        in_channels = input_channels(config.data, train_loader.array.spec)
+        trained, config, progress = self.probed_encoder(run, config, in_channels, device)
+        classes = train_loader.array.spec.num_classes
+        results: dict[str, Any] = {
+            "dataset": config.data.dataset,
+            "method": self.probed_method(run, config),
+            "features": _features(config.probe),
+            "train_images": len(train_loader.array),
+            "test_images": len(test_loader.array),
+            "step": progress["step"],
+            "probes": ["linear", "knn"] if config.probe.knn_k > 0 else ["linear"],
+            "trained": probe_modules(trained, train_loader, test_loader, config.probe, classes, config.train.seed,
+                                     "trained", augmented),
+        }
+        if config.probe.random_init:
+            results["random"] = probe_modules(self.random_encoder(config, in_channels, device), train_loader,
+                                              test_loader, config.probe, classes, config.train.seed, "random init",
+                                              augmented)
+        if config.probe.raw_pixels:
+            raw = probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader), config.probe,
+                                 classes, config.train.seed, knn=False)
+            results["baseline"] = {"name": "raw pixels", **raw}
+        return results
+
+    def embed(self, run: RunFolder, config: VisionRunConfig, module: int, role: str,
+              device: torch.device) -> dict[str, np.ndarray]:
+        """Pooled as the probes pool (`probe.pool`), every split normalised with the probe-training split's
+        statistics, as the probes do."""
+        spec = load_split(config.data, "probe_train").spec
+        modules, _ = self.load_trained(run, config, input_channels(config.data, spec), device)
+        return embed(modules, eval_loader(config, role, device, spec), module, config.probe.pool)
+
+    def extractor(self, run: RunFolder, config: VisionRunConfig, module: int, device: torch.device) -> nn.Module:
+        """Images (uint8, B x C x H x W) -> `.transform` -> module `module`'s (B, D) pooled features."""
+        spec = load_split(config.data, "probe_train").spec
+        modules, _ = self.load_trained(run, config, input_channels(config.data, spec), device)
+        check_module(module, len(modules))
+        return FeatureExtractor(modules[:module], config.probe.pool, eval_transform(config.data, spec))
+
+    def with_baselines(self, config: VisionRunConfig, enabled: bool) -> VisionRunConfig:
+        return replace(config, probe=replace(config.probe, random_init=enabled, raw_pixels=enabled))
+
+    def budget_config(self, budget: str) -> VisionRunConfig:
+        """The paper's linear probe: each module's grid average-pooled to C features; no kNN."""
+        config = super().budget_config(budget)
+        return replace(config, probe=replace(config.probe, pool=1, knn_k=0))
+
+    def sized_for_labels(self, config: VisionRunConfig) -> VisionRunConfig:
+        classes = load_split(config.data, "probe_train").spec.num_classes
+        return replace(config, objective=replace(config.objective, num_classes=classes))
+
+    def example_batch(self, config: VisionRunConfig, batch_size: int, device: torch.device) -> torch.Tensor:
+        channels = 1 if config.data.grayscale else 3
+        return torch.randn(batch_size, channels, config.data.crop, config.data.crop, device=device)
+
+
+def _with_pixelcnn(objective: partial, channels: int, layers: int) -> nn.Module:
+    return objective(channels, autoregressor=PixelCNN(channels, layers))
+
+
+def load_split(config: DataConfig, role: str) -> ImageArray:
+    """The split playing `role` ('pretrain', 'probe_train' or 'probe_test'), cut to `config.limit` images."""
+    return read_images(config.dataset, config.root, role, config.limit)
+
+
+def input_channels(config: DataConfig, spec: ImageSpec) -> int:
+    """Channels the encoder receives: one after the grayscale transform, else the dataset's."""
+    return 1 if config.grayscale else spec.channels
+
+
+def eval_transform(config: DataConfig, spec: ImageSpec) -> ImageTransform:
+    """uint8 images -> the encoder's evaluation input: centre crop, grayscale if configured, normalised by `spec`."""
+    return ImageTransform.for_data(config.crop, False, config.grayscale, spec)
+
+
+def eval_loader(config: VisionRunConfig, role: str, device: torch.device, spec: ImageSpec | None = None) -> BatchLoader:
+    """The split playing `role` in stored order with the evaluation transform (centre crop, no flip), normalised
+    with the statistics of `spec` (default: the split's own; the probes use their training split's for both).
+
+    Batches are twice the training batch: forward-only passes are cheap, and small batches keep activations in cache.
+    """
+    array = load_split(config.data, role)
+    return BatchLoader(array, 2 * config.data.batch_size, eval_transform(config.data, spec or array.spec), device)
+
+
+def _augmented(loader: BatchLoader, config: VisionRunConfig) -> BatchLoader:
+    """The loader's images under pre-training's random crop and flip, normalised alike; epoch e is view e, with
+    its own seeded order and draws (the last incomplete batch left out, as in training)."""
+    transform = replace(loader.transform, flip=config.data.flip)
+    return BatchLoader(loader.array, loader.batch_size, transform, loader.device, seed=config.train.seed)
+
+
+def _features(options: ProbeConfig) -> str:
+    pooled = f"each module's patch grid average-pooled to {options.pool}x{options.pool} cells"
+    views = options.augmented_views
+    return pooled + (f"; fitted on centre crops and {views} augmented views of each image" if views else "")
+
+
+TASK = VisionTask()
