@@ -27,8 +27,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 
 b256=(--device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --batch_size 256)
-gim bench "${b256[@]}" --compile --output "$out/stl10-b256-compile"
-gim bench "${b256[@]}" --compile --deterministic false --output "$out/stl10-b256-compile-nondeterministic"
+gim bench "${b256[@]}" --train.compile true --output "$out/stl10-b256-compile"
+gim bench "${b256[@]}" --train.compile true --train.deterministic false --output "$out/stl10-b256-compile-nondeterministic"
 
 # The CUDA-only paths that CPU machines skip (pinned non-blocking copies, the late read of the skip flag, the
 # stop hold), then real pre-training on the STL-10-format files: the whole loop with its loader, which `gim bench`
@@ -80,5 +80,5 @@ python3 benchmarks/infonce_scoring.py --device cuda --batch_size 256 --precision
     --json "$out/infonce-scoring.json"
 
 gim bench --device cuda --presets paper-librispeech --modes end-to-end simultaneous --output "$out/librispeech-b8"
-gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --compile \
+gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --train.compile true \
     --output "$out/stl10-b32-compile"
