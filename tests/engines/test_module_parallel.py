@@ -326,3 +326,29 @@ def test_topology_rejects_impossible_layouts_naming_the_option(world, options, m
     train = replace(smoke(1).train, train_module=options.pop("train_module", None))
     with pytest.raises(GimError, match=f"distributed.*{message}"):
         Topology.of(Settings(train, DistributedConfig(**options)), num_modules=3, rank=0, world=world)
+
+
+def test_two_nodes_joined_by_torchrun_c10d_train_as_one_process_does(tmp_path, one_thread):
+    """Two `torchrun --nnodes 2` launches (two machines' worth: one process each, gloo, c10d rendezvous on loopback)
+    pipeline the three modules over two stages and write the same checkpoint as the local engine."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes", "-m", "greedy_infomax.cli",
+               "pretrain", *SMOKE, "--train.max_steps", "4", "--output", str(tmp_path), "--name", "nodes",
+               "--distributed.stages", "2"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    straight = RunFolder.create(tmp_path, "straight", smoke(4))
+    pretrain(smoke(4), straight)
+    assert_same_checkpoint(tmp_path / "nodes" / "checkpoints" / "step-00000004", straight.checkpoints / "step-00000004")
