@@ -39,10 +39,10 @@ def tune_allocator() -> None:
     """Keep freed tensor buffers in the process for the next step instead of returning them to the kernel.
 
     glibc gives each buffer above its mmap threshold (32 MiB at most) a mapping of its own and unmaps it on free,
-    so every step pays page faults and page zeroing to get the same buffers back. At the paper's geometry (100 MB
-    activations) one heap serving every buffer and never trimmed trains GIM 1.7x faster on 2 cores (`gim bench
-    --allocator glibc` against the default `tuned`); peak RSS rises (3.40 -> 5.19 GiB above the model), as the heap
-    keeps its high-water mark. Does nothing where glibc is absent.
+    so every step pays page faults and page zeroing to get the same buffers back. At the paper's geometry one heap
+    serving every buffer and never trimmed trains markedly faster on a CPU (`gim bench --allocator glibc` against
+    the default `tuned` measures it; docs/performance.md has the numbers); peak RSS rises, as the heap keeps its
+    high-water mark. Does nothing where glibc is absent.
     """
     name = ctypes.util.find_library("c")
     if name is None:
@@ -113,7 +113,7 @@ def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device
 
 def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
     """Channels-last for every convolution except strided 1x1 ones reading fewer than 8 channels: on AVX2-only CPUs
-    oneDNN gets their weight gradient wrong in that layout (torch 2.13: off by 2-50%, and not the same twice), so
+    oneDNN gets their weight gradient wrong in that layout (with torch 2.13: wrong, and not the same twice), so
     they keep the standard layout for weight and input, and run eagerly under `train.compile` (whose graph could
     choose channels-last again). Only tiny encoders have such convolutions."""
     modules = modules.to(memory_format=torch.channels_last)
@@ -181,8 +181,8 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
     cuDNN add in a varying order, so two runs with one seed drift apart in the last bits. Off, cuDNN may also time
     its convolution algorithms for each new shape and keep the fastest, whose choice can differ between runs.
     PyTorch's deterministic mode also fills every new buffer with NaN, a debugging aid that catches kernels that
-    read memory they never wrote. No kernel here does, and the fills cost 2.6% of the GPU time of a paper-stl10
-    step on an H200 (profile of benchmarks/results/h200-2026-11-28/run1-739f683), so they stay off."""
+    read memory they never wrote. No kernel here does, and the fills cost GPU time on every step (a profile is in
+    benchmarks/results/), so they stay off."""
     if enabled and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
     torch.use_deterministic_algorithms(enabled, warn_only=True)
