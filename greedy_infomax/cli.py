@@ -163,7 +163,7 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 
 def _reproduce_parser() -> ArgumentParser:
-    from greedy_infomax.reproduce import METHODS  # late, as in _open_run
+    from greedy_infomax.reproduce import all_slugs
     parser = _parser(description=(
         "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
         "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
@@ -177,7 +177,7 @@ def _reproduce_parser() -> ArgumentParser:
                         "(default: runs/reproduce-TASK-BUDGET)")
     parser.add_argument("--root", type=str, default=None, help="dataset folder (data.root of every run)")
     parser.add_argument("--device", type=str, default=None, help="train.device of every run (default: auto)")
-    parser.add_argument("--methods", type=Literal[tuple(m.slug for m in METHODS)], nargs="+", default=None,
+    parser.add_argument("--methods", type=Literal[all_slugs()], nargs="+", default=None,
                         help="only these methods (default: all)")
     return parser
 

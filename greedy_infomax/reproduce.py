@@ -47,13 +47,43 @@ def _greedy_supervised(config: AnyRunConfig) -> AnyRunConfig:
     return replace(config, objective=replace(config.objective, name="supervised"))
 
 
+def _supervised(config: AnyRunConfig) -> AnyRunConfig:
+    return end_to_end(_greedy_supervised(config))
+
+
+SUPERVISED = (_greedy_supervised, _supervised)
+
+
 METHODS = (
     Method("GIM", "gim", lambda config: config),
     Method("GIM, sequential curriculum", "gim-sequential", _sequential),
     Method("end-to-end CPC", "cpc", _cpc),
     Method("greedy supervised", "greedy-supervised", _greedy_supervised),
-    Method("supervised", "supervised", lambda config: end_to_end(_greedy_supervised(config))),
+    Method("supervised", "supervised", _supervised),
 )
+"""The comparison's methods; each supervised one stands for one row per supervised variant of the task."""
+
+
+def methods_of(task: str, budget: str) -> tuple[Method, ...]:
+    """The rows of a task's comparison at a budget: the supervised methods once per supervised variant (audio at
+    the paper's budget: a speaker model and a phone model, as the original code trains them)."""
+    rows = []
+    for method in METHODS:
+        if method.change not in SUPERVISED:
+            rows.append(method)
+            continue
+        for variant in TASKS[task].supervised_variants(budget):
+            rows.append(method if not variant else Method(
+                f"{method.name} ({variant})", f"{method.slug}-{variant}",
+                lambda config, change=method.change, variant=variant:
+                    task_of(config).supervised_variant(change(config), variant)))
+    return tuple(rows)
+
+
+def all_slugs() -> tuple[str, ...]:
+    """Every method slug of every task and budget, for `gim reproduce --methods`."""
+    return tuple(dict.fromkeys(method.slug for task in TASKS.values() for budget in task.budgets
+                               for method in methods_of(task.name, budget)))
 
 def budget_config(task: str, budget: str, root: str | None = None, device: str | None = None) -> AnyRunConfig:
     """The GIM config of a budget: its preset, with the data folder and device given, sized for the data's labels."""
@@ -79,11 +109,12 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
     """Train and probe every method (or the named slugs) into output/<slug>/ and write the comparison there, with
     every method probed in `output` so far (a method probed before keeps the training time then measured)."""
     base = budget_config(task, budget, root, device)
-    chosen = [m for m in METHODS if methods is None or m.slug in methods]
+    rows_of_task = methods_of(task, budget)
+    chosen = [m for m in rows_of_task if methods is None or m.slug in methods]
     output.mkdir(parents=True, exist_ok=True)
     preset = TASKS[task].budgets[budget]
     rows, commands = [], [f"# {task}, budget {budget}: preset {preset}"]
-    for method in METHODS:
+    for method in rows_of_task:
         config, path = method_config(method, base), output / method.slug
         probed = path / "probe.json"
         if method in chosen:

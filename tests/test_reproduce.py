@@ -118,3 +118,17 @@ def test_durations_under_a_minute_are_seconds_else_minutes():
     from greedy_infomax.reporting.comparison import _duration
     assert [_duration(seconds) for seconds in (None, 12.4, 59.4, 60.0, 3600.0)] == [
         "", "12 s", "59 s", "1.0 min", "60.0 min"]
+
+
+def test_the_paper_audio_comparison_has_a_speaker_and_a_phone_model_per_supervised_method():
+    """As the original code trains them (--loss 1 and --loss 2); vision and the CPU budgets keep one row each."""
+    from greedy_infomax.reproduce import methods_of
+    paper = {method.slug: method for method in methods_of("audio", "paper")}
+    assert list(paper) == ["gim", "gim-sequential", "cpc", "greedy-supervised-speaker", "greedy-supervised-phone",
+                           "supervised-speaker", "supervised-phone"]
+    base = PRESETS["paper-librispeech"]
+    phone = paper["supervised-phone"].change(base)
+    assert (phone.objective.name, phone.objective.targets, phone.model.stages_per_module) == ("supervised", "phone",
+                                                                                              (6,))
+    assert [method.slug for method in methods_of("audio", "cpu")] == [method.slug for method in METHODS]
+    assert [method.slug for method in methods_of("vision", "paper")] == [method.slug for method in METHODS]

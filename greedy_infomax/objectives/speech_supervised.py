@@ -11,7 +11,9 @@ from greedy_infomax.errors import GimError
 class SpeechSupervised(nn.Module):
     """L = CE(W_s mean_t h_t + b_s, speaker) + mean_f CE(W_p h_f + b_p, phone_f)
 
-    The two tasks the probes measure, trained jointly, so that one baseline serves both columns. h is the module's
+    By default the two tasks the probes measure, trained jointly, so that one baseline serves both columns; with
+    `targets` "speaker" or "phone" only that term, as the original code trains its speaker and phone baselines as
+    two separate models. h is the module's
     output (the context c for a module that ends in the GRU). The speaker classifier reads its time average; the
     phone classifier reads it average-pooled to the 10 ms label frames (after the first convolution a window of
     20,480 samples has 4,095 steps: bins of 31-32 steps), leaving out frames without a label (-1).
@@ -19,16 +21,20 @@ class SpeechSupervised(nn.Module):
     Args:
         channels: C of the output z (B, C, T).
         num_speakers, num_phones: classes of the two tasks.
+        targets: "both", "speaker" or "phone": the terms of the loss.
         context_channels: channels of c, when the module ends in an autoregressor.
     """
 
     needs_labels = True
 
-    def __init__(self, channels: int, num_speakers: int, num_phones: int, context_channels: int | None = None) -> None:
+    def __init__(self, channels: int, num_speakers: int, num_phones: int, targets: str = "both",
+                 context_channels: int | None = None) -> None:
         super().__init__()
+        if targets not in ("both", "speaker", "phone"):
+            raise ValueError(f"targets: must be both, speaker or phone, got {targets!r}")
         features = context_channels or channels
-        self.speaker = nn.Linear(features, num_speakers)
-        self.phone = nn.Linear(features, num_phones)
+        self.speaker = nn.Linear(features, num_speakers) if targets != "phone" else None
+        self.phone = nn.Linear(features, num_phones) if targets != "speaker" else None
 
     def forward(self, z: torch.Tensor, labels: tuple[torch.Tensor, torch.Tensor] | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -38,7 +44,10 @@ class SpeechSupervised(nn.Module):
                            "phones=True")
         speakers, phones = labels
         h = (z if context is None else context).float()                                 # (B, C, T)
-        frames = F.adaptive_avg_pool1d(h, phones.shape[1]).transpose(1, 2)            # (B, F, C)
-        speaker_loss = F.cross_entropy(self.speaker(h.mean(2)), speakers)
-        phone_loss = F.cross_entropy(self.phone(frames).flatten(0, 1), phones.flatten(), ignore_index=-1)
-        return speaker_loss + phone_loss
+        loss = h.new_zeros(())
+        if self.speaker is not None:
+            loss = loss + F.cross_entropy(self.speaker(h.mean(2)), speakers)
+        if self.phone is not None:
+            frames = F.adaptive_avg_pool1d(h, phones.shape[1]).transpose(1, 2)        # (B, F, C)
+            loss = loss + F.cross_entropy(self.phone(frames).flatten(0, 1), phones.flatten(), ignore_index=-1)
+        return loss

@@ -122,6 +122,9 @@ class AudioObjectiveConfig:
     """supervised: speakers of the corpus (LibriSpeech train-clean-100: 251)."""
     num_phones: int = 41
     """supervised: phone classes of the alignments."""
+    targets: Literal["both", "speaker", "phone"] = "both"
+    """supervised: train the speaker and phone classifiers jointly (one baseline for both probes), or only one of
+    them (the original code's separate speaker and phone baselines)."""
 
     def __post_init__(self) -> None:
         require(self.name in OBJECTIVES, "objective.name",
@@ -300,6 +303,13 @@ class AudioTask(Task):
         return SpeechFeatureExtractor(self._encoder(run, config, module, device),
                                       config.model.module_hops()[module - 1],
                                       partial(standardize, spec=load_speech(config.data).spec))
+
+    def supervised_variants(self, budget: str) -> tuple[str, ...]:
+        """At the paper's budget, as the original code: a speaker model and a phone model, each its own row."""
+        return ("speaker", "phone") if budget == "paper" else ("",)
+
+    def supervised_variant(self, config: AudioRunConfig, variant: str) -> AudioRunConfig:
+        return replace(config, objective=replace(config.objective, targets=variant or "both"))
 
     def with_baselines(self, config: AudioRunConfig, enabled: bool) -> AudioRunConfig:
         return replace(config, probe=replace(config.probe, random_init=enabled, log_mel=enabled))

@@ -122,6 +122,15 @@ class Task:
         `.transform`."""
         raise NotImplementedError
 
+    def supervised_variants(self, budget: str) -> tuple[str, ...]:
+        """The supervised baselines `gim reproduce` trains at a budget, each a row of its own ("" names the one
+        default baseline)."""
+        return ("",)
+
+    def supervised_variant(self, config: AnyRunConfig, variant: str) -> AnyRunConfig:
+        """The supervised config of one of `supervised_variants`."""
+        return config
+
     def with_baselines(self, config: AnyRunConfig, enabled: bool) -> AnyRunConfig:
         """The config with the probe's comparison rows (random encoder, raw input) on or off."""
         return replace(config, probe=replace(config.probe, random_init=enabled))

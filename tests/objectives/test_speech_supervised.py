@@ -44,3 +44,21 @@ def test_reads_the_context_when_the_module_has_one():
 def test_refuses_speaker_labels_alone():
     with pytest.raises(GimError, match="phones=True"):
         SpeechSupervised(5, 3, 4)(torch.randn(2, 5, 8), torch.tensor([0, 1]))
+
+
+def test_separate_speaker_and_phone_models_train_one_term_each():
+    """The original code's two baselines: each model has only its own classifier, and the joint loss is their sum."""
+    torch.manual_seed(0)
+    h = torch.randn(2, 5, 8)
+    speakers, phones = torch.tensor([0, 2]), torch.tensor([[1, 3, -1, 0], [2, -1, -1, 1]])
+    both = SpeechSupervised(5, num_speakers=3, num_phones=4)
+    speaker = SpeechSupervised(5, num_speakers=3, num_phones=4, targets="speaker")
+    phone = SpeechSupervised(5, num_speakers=3, num_phones=4, targets="phone")
+    assert speaker.phone is None and phone.speaker is None
+    speaker.speaker.load_state_dict(both.speaker.state_dict())
+    phone.phone.load_state_dict(both.phone.state_dict())
+    torch.testing.assert_close(speaker(h, (speakers, phones)) + phone(h, (speakers, phones)),
+                               both(h, (speakers, phones)))
+    torch.testing.assert_close(speaker(h, (speakers, phones)), F.cross_entropy(both.speaker(h.mean(2)), speakers))
+    with pytest.raises(ValueError, match="targets: must be both, speaker or phone"):
+        SpeechSupervised(5, num_speakers=3, num_phones=4, targets="words")
