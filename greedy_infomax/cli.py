@@ -158,6 +158,7 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser.add_argument("run", type=str, help="run folder")
     parser.add_class_arguments(type(defaults.probe), "probe", default=defaults.probe, sub_configs=False)
     parser.add_argument("--data.root", type=str, default=None, help="dataset folder, if it moved since training")
+    _add_step_argument(parser)
     _add_device_argument(parser)
     return parser
 
@@ -236,8 +237,14 @@ def _embed_parser() -> ArgumentParser:
     parser.add_argument("--data.limit", type=int, default=None,
                         help="only the first N images of the split; 0: all of it (default: the run's limit)")
     parser.add_argument("--probe.pool", type=int, default=None, help="pool each grid to pool x pool cells")
+    _add_step_argument(parser)
     _add_device_argument(parser)
     return parser
+
+
+def _add_step_argument(parser: ArgumentParser) -> None:
+    parser.add_argument("--step", type=Optional[int], default=None,
+                        help="use the checkpoint of this step (train.keep_every keeps them) instead of the newest")
 
 
 def _add_device_argument(parser: ArgumentParser) -> None:
@@ -278,14 +285,18 @@ def cmd_probe(args: Namespace) -> int:
 
     run = _open_run(args.run)
     config = run.config
+    folder = run.path
+    if args.step is not None:
+        run, folder = run.at_step(args.step), run.path / "probes" / f"step-{args.step:08d}"
     data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
         config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data)
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
     results = probe_run(run, config, _checked_device(args.device))
-    print(write_probe_report(run.path, results))
-    print(f"written: {run.path / 'probe.json'}, {run.path / 'probe.md'}, {run.path / 'probe.png'}")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(write_probe_report(folder, results))
+    print(f"written: {folder / 'probe.json'}, {folder / 'probe.md'}, {folder / 'probe.png'}")
     return 0
 
 
@@ -295,7 +306,10 @@ def cmd_embed(args: Namespace) -> int:
 
     run = _open_run(args.run)
     config = _overridden(run.config, args)
-    path = Path(args.output or run.path / "embeddings" / f"module-{args.module}-{args.split}.npz")
+    step = "" if args.step is None else f"-step-{args.step:08d}"
+    path = Path(args.output or run.path / "embeddings" / f"module-{args.module}-{args.split}{step}.npz")
+    if args.step is not None:
+        run = run.at_step(args.step)
     write = array_writer(path)
     arrays = embed_run(run, args.module, EMBED_SPLITS[args.split], config, _checked_device(args.device))
     write(arrays)

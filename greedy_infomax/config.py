@@ -70,7 +70,13 @@ class TrainConfig:
     """PyTorch's deterministic algorithms: reruns and resumes match bit for bit (slightly slower). Off on a
     GPU, cuDNN also times its convolution algorithms for each shape and keeps the fastest."""
     checkpoint_every: int = 1000
-    """Write checkpoints every N steps (and always at the end)."""
+    """Write checkpoints every N steps (and always at the end); the newest two are kept."""
+    keep_every: int | None = None
+    """Also keep every checkpoint whose step is a multiple of N, to probe a chosen step later (`gim probe RUN
+    --step N`); None: only the newest two."""
+    validation: float = 0.0
+    """Share of the pre-training split held out (not trained on) whose loss per module is logged after every
+    epoch (metrics.jsonl: val_loss/moduleK), to see overfitting; 0: none."""
     log_every: int = 10
     """Log losses every N steps."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
@@ -87,6 +93,8 @@ class TrainConfig:
         require(self.train_module is None or self.curriculum == "simultaneous", "train.curriculum",
                  "sequential trains every module in turn; it cannot be combined with train.train_module")
         require(self.checkpoint_every > 0, "train.checkpoint_every", "must be positive")
+        require(self.keep_every is None or self.keep_every > 0, "train.keep_every", "must be positive")
+        require(0 <= self.validation < 1, "train.validation", f"must be in [0, 1), got {self.validation}")
         require(self.log_every > 0, "train.log_every", "must be positive")
 
 

@@ -37,8 +37,9 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
             run=run, resume=resume, on_start=save_config)
     device = resolve_device(config.train.device)
     loader, in_channels = task.pretrain_loader(config, device)
+    validation = task.validation_loader(config, device)
     modules = task.prepare_modules(config, in_channels, device)
-    return local.fit(modules, loader, run, config.train, resume, on_start=save_config)
+    return local.fit(modules, loader, run, config.train, resume, on_start=save_config, validation=validation)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import yaml
 
@@ -333,3 +334,22 @@ def test_a_damaged_config_file_is_one_line(tmp_path, capsys):
     assert _exit_code(["pretrain", "--config", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"gim: error: {tmp_path / 'bad.yaml'}: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_probe_and_embed_a_kept_checkpoint_step(tmp_path, capsys):
+    """train.keep_every keeps step 4 of 8; `--step 4` probes it into probes/step-00000004/ and embeds it, next to
+    the newest checkpoint's own probe; a step not kept is one line naming those that were."""
+    assert main(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "128",
+                 "--train.checkpoint_every", "2", "--train.keep_every", "4"]) == 0
+    run = tmp_path / "r"
+    assert RunFolder.open(run).checkpoint_steps() == [4, 6, 8]
+    assert main(["probe", str(run), "--step", "4", "--probe.epochs", "1"]) == 0
+    assert json.loads((run / "probes" / "step-00000004" / "probe.json").read_text())["step"] == 4
+    assert main(["embed", str(run), "--step", "4", "--module", "1", "--data.limit", "16"]) == 0
+    at_4 = np.load(run / "embeddings" / "module-1-test-step-00000004.npz")["features"]
+    assert main(["embed", str(run), "--module", "1", "--data.limit", "16"]) == 0
+    newest = np.load(run / "embeddings" / "module-1-test.npz")["features"]
+    assert at_4.shape == newest.shape and not np.array_equal(at_4, newest)
+    capsys.readouterr()
+    assert _exit_code(["probe", str(run), "--step", "2"]) == 2
+    assert "kept no checkpoint of that step (kept: 4, 6, 8)" in capsys.readouterr().err

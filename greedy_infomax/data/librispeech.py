@@ -291,10 +291,11 @@ class WindowLoader:
     """
 
     def __init__(self, corpus: LibriSpeechCorpus, split: str, batch_size: int, device: torch.device, seed: int = 0,
-                 shuffle: bool = True, phones: bool = False) -> None:
+                 shuffle: bool = True, phones: bool = False, utterances: Sequence[Utterance] | None = None) -> None:
         self.corpus = corpus
         self.phones = phones
-        self.utterances = _split(corpus, split)
+        self.utterances = _split(corpus, split) if utterances is None else tuple(utterances)
+        """The split's utterances, or those given (a share held out of a split)."""
         self.batch_size = batch_size
         self.device = device
         self.seed = seed

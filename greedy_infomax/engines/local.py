@@ -143,15 +143,32 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
 
 
 def fit(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig, resume: bool = False,
-        on_start: Callable[[], None] | None = None) -> nn.ModuleList:
+        on_start: Callable[[], None] | None = None, validation: Batches | None = None) -> nn.ModuleList:
     """`train` for modules already placed (placement.configure); `on_start` runs once the checkpoint, if resuming,
-    is loaded and checked against `options`, just before the first step."""
+    is loaded and checked against `options`, just before the first step. With `validation`, each module's loss on
+    it is logged after every epoch."""
+    run.keep_every = options.keep_every
     progress = resume_progress(run, modules) if resume else Progress()
     settle_phases(progress, options, len(loader))
     if on_start is not None:
         on_start()
-    train_loop(options, run, modules, loader, progress)
+    train_loop(options, run, modules, loader, progress, validation)
     return modules
+
+
+def validation_losses(modules: nn.ModuleList, loader: Batches, seed: int) -> dict[str, float]:
+    """Each module's mean loss over one pass of `loader`, without autograd, every module on the (frozen) output of
+    the one before; its random draws (negatives) seeded by the batch alone, so every epoch is scored alike."""
+    totals = [0.0] * len(modules)
+    with torch.no_grad():
+        for batch, (x, labels) in enumerate(loader.epoch(0)):
+            for index, module in enumerate(modules):
+                seed_module((seed, 0, batch, 1), index)           # apart from every training draw (seed, step)
+                x, loss = module.loss(x, labels)
+                totals[index] += float(loss)
+    return {f"val_loss/module{index + 1}": total / len(loader) for index, total in enumerate(totals)}
+
+
 def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1) -> Progress:
     """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it. The data position
     counts steps of `batches_per_step` loader batches (R data-parallel replicas read R), so an unfinished group of
@@ -192,7 +209,7 @@ def settle_resumed(progress: Progress, total: int, batches_per_epoch: int, optio
 
 
 def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loader: Batches,
-               progress: Progress) -> None:
+               progress: Progress, validation: Batches | None = None) -> None:
     """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done (with the
     sequential curriculum, each module alone for `options.epochs` in turn), logging every
     `log_every` steps and checkpointing every `checkpoint_every` steps, at the end, on a signal or on divergence."""
@@ -229,6 +246,8 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                     run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)),
                                             "samples_per_second": rate, "skipped_batches": outcomes.skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
+                if validation is not None and progress.batch == 0:         # an epoch ended
+                    run.log(progress.step, validation_losses(modules, validation, options.seed))
                 if checkpoint:
                     _checkpoint(run, modules, progress)
                 if stop.received is not None:

@@ -162,6 +162,10 @@ def _process_group(settings: Settings, num_modules: int,
     failure (see _exit_before_teardown)."""
     if is_first_rank() and run is None:
         raise GimError("rank 0 writes the run folder: pass it a RunFolder (the other ranks may pass None)")
+    if settings.train.validation:
+        raise GimError("train.validation: only the local engine holds data out to validate on; run without torchrun")
+    if run is not None:
+        run.keep_every = settings.train.keep_every
     topology, device = _join(settings, num_modules)
     try:
         yield topology, device

@@ -37,6 +37,10 @@ class RunFolder:
         self.checkpoints = self.path / "checkpoints"
         self._tensorboard = None
         self._purge_step: int | None = None
+        self.keep_every: int | None = None
+        """Besides the newest checkpoints, keep those whose step is a multiple of this (train.keep_every)."""
+        self.pinned_step: int | None = None
+        """Set by `at_step`: the checkpoint that loading reads instead of the newest."""
 
     @classmethod
     def create(cls, parent: Path, name: str | None = None, config: AnyRunConfig | None = None,
@@ -149,12 +153,30 @@ class RunFolder:
             raise GimError(f"could not write checkpoint {final} ({error.strerror}); "
                            f"the previous one is intact: {kept}") from error
         for old in self._checkpoint_folders()[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
+            if not self.keep_every or _step_of(old) % self.keep_every:
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
     def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint's folder (the pinned one, for a run opened `at_step`)."""
         folders = self._checkpoint_folders()
+        if self.pinned_step is not None:
+            return self.checkpoints / f"step-{self.pinned_step:08d}"
         return folders[-1] if folders else None
+
+    def checkpoint_steps(self) -> list[int]:
+        return [_step_of(folder) for folder in self._checkpoint_folders()]
+
+    def at_step(self, step: int) -> RunFolder:
+        """This run as it was at checkpoint `step`: loading reads that checkpoint (to probe or embed it); one that
+        was not kept is an error listing those that were (train.keep_every keeps more)."""
+        if step not in self.checkpoint_steps():
+            kept = ", ".join(map(str, self.checkpoint_steps())) or "none"
+            raise GimError(f"--step {step}: {self.path} kept no checkpoint of that step (kept: {kept}); "
+                           f"train.keep_every N keeps every Nth")
+        pinned = RunFolder(self.path)
+        pinned.pinned_step = step
+        return pinned
 
     def load_checkpoint(self, modules: nn.ModuleList, with_optimizers: bool = True) -> dict[str, Any]:
         """Load the newest checkpoint into `modules` (and their optimisers); returns the saved progress.
@@ -183,6 +205,10 @@ class RunFolder:
 
     def _checkpoint_folders(self) -> list[Path]:
         return sorted(self.checkpoints.glob("step-*")) if self.checkpoints.exists() else []
+
+
+def _step_of(folder: Path) -> int:
+    return int(folder.name.removeprefix("step-"))
 
 
 def _load(path: Path) -> Any:

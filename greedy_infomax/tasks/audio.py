@@ -236,11 +236,27 @@ class AudioTask(Task):
                                "has no phone alignments")
             _check_classes("objective.num_speakers", config.objective.num_speakers, corpus.spec.num_speakers)
             _check_classes("objective.num_phones", config.objective.num_phones, corpus.spec.num_phones)
-        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised)
+        training, _ = _held_out(corpus, config.train.validation)
+        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised,
+                              utterances=training)
         if len(loader) == 0:
             raise GimError(f"{len(loader.utterances)} training utterances do not fill one batch of "
                            f"{config.data.batch_size}")
         return loader, 1
+
+    def validation_loader(self, config: AudioRunConfig, device: torch.device) -> WindowLoader | None:
+        """One window of each held-out utterance, drawn alike every epoch."""
+        if not config.train.validation:
+            return None
+        corpus = load_speech(config.data)
+        _, held_out = _held_out(corpus, config.train.validation)
+        supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
+        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised,
+                              utterances=held_out)
+        if len(loader) == 0:
+            raise GimError(f"train.validation: {len(held_out)} held-out utterances do not fill one batch of "
+                           f"{config.data.batch_size}")
+        return loader
 
     def input_channels(self, config: AudioRunConfig) -> int:
         return 1
@@ -339,6 +355,14 @@ class AudioTask(Task):
 def load_speech(config: AudioDataConfig) -> LibriSpeechCorpus:
     """The configured corpus, cut to `config.limit` utterances per split."""
     return read_speech(config.dataset, config.root, config.limit)
+
+
+def _held_out(corpus: LibriSpeechCorpus, share: float) -> tuple[list, list]:
+    """The training utterances and the share held out of them, evenly spread over the split (so over speakers)."""
+    utterances = list(corpus.splits["train"])
+    held = set(np.round(np.linspace(0, len(utterances) - 1, round(len(utterances) * share))).astype(int)) \
+        if share else set()
+    return ([u for i, u in enumerate(utterances) if i not in held], [u for i, u in enumerate(utterances) if i in held])
 
 
 def _check_classes(option: str, configured: int, dataset: int) -> None:

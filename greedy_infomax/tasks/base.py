@@ -56,6 +56,13 @@ class Task:
         """The seeded, augmented pre-training batches, and the channels of the encoder's input."""
         raise NotImplementedError
 
+    def validation_loader(self, config: AnyRunConfig, device: torch.device) -> Batches | None:
+        """The share `train.validation` held out of the pre-training split (which `pretrain_loader` then leaves
+        out), in a fixed order; None when it is 0."""
+        if config.train.validation:
+            raise GimError(f"train.validation: {self.name} runs cannot hold data out yet; pass 0")
+        return None
+
     def input_channels(self, config: AnyRunConfig) -> int:
         """The channels of the encoder's input, as probe and embed build it."""
         raise NotImplementedError

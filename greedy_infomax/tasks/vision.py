@@ -233,7 +233,7 @@ class VisionTask(Task):
         """A supervised objective trains on the labelled split (STL-10's 5k `train` images, not `unlabeled`) and
         must be sized for the dataset's classes."""
         supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
-        data = load_split(config.data, "probe_train" if supervised else "pretrain")
+        data, _ = _pretrain_split(config)
         if supervised and config.objective.num_classes != data.spec.num_classes:
             raise GimError(f"objective.num_classes: the supervised objective is sized for {config.objective.num_classes} "
                            f"classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
@@ -243,6 +243,18 @@ class VisionTask(Task):
         if len(loader) == 0:
             raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
         return loader, input_channels(config.data, data.spec)
+
+    def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | None:
+        """The held-out images, centre-cropped, in batches of training size (the last incomplete one left out)."""
+        data, held_out = _pretrain_split(config)
+        if held_out is None:
+            return None
+        loader = BatchLoader(held_out, config.data.batch_size, eval_transform(config.data, data.spec), device,
+                             seed=config.train.seed)
+        if len(loader) == 0:
+            raise GimError(f"train.validation: {len(held_out)} held-out images do not fill one batch of "
+                           f"{config.data.batch_size}")
+        return loader
 
     def input_channels(self, config: VisionRunConfig) -> int:
         return input_channels(config.data, load_split(config.data, "probe_train").spec)
@@ -336,6 +348,19 @@ class VisionTask(Task):
     def example_batch(self, config: VisionRunConfig, batch_size: int, device: torch.device) -> torch.Tensor:
         channels = 1 if config.data.grayscale else 3
         return torch.randn(batch_size, channels, config.data.crop, config.data.crop, device=device)
+
+
+def _pretrain_split(config: VisionRunConfig) -> tuple[ImageArray, ImageArray | None]:
+    """The pre-training images (the labelled split for an objective that needs labels) and the share
+    `train.validation` held out of them: the last images, so a memory-mapped split stays a view."""
+    supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
+    data = load_split(config.data, "probe_train" if supervised else "pretrain")
+    held = round(len(data) * config.train.validation)
+    if not held:
+        return data, None
+    labels = (None, None) if data.labels is None else (data.labels[:-held], data.labels[-held:])
+    return (ImageArray(data.images[:-held], labels[0], data.spec), ImageArray(data.images[-held:], labels[1],
+                                                                              data.spec))
 
 
 def _with_pixelcnn(objective: partial, channels: int, layers: int) -> nn.Module:

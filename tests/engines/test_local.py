@@ -5,6 +5,7 @@ import shutil
 import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -416,3 +417,19 @@ def test_negatives_are_drawn_anew_for_every_step_and_module_and_alike_for_the_sa
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again)), "same seed and step: same negatives"
     assert not any(torch.equal(a[0], b[0]) for a, b in zip(first, next_step)), "a new step draws new negatives"
     assert not torch.equal(first[1][0], first[2][0]), "modules 2 and 3 (same pool size) draw apart"
+
+
+def test_validation_holds_data_out_and_logs_each_modules_loss_after_every_epoch(tmp_path):
+    """A quarter of the 48 images held out: 36 left train 4 batches of 8 per epoch, and after each of the 3 epochs
+    every module's loss on the held-out 12 (one batch) is logged, the same in a rerun."""
+    config = smoke(validation=0.25)
+    runs = [RunFolder.create(tmp_path, name, config) for name in ("a", "b")]
+    for run in runs:
+        pretrain(config, run)
+    rows = [[row for row in run.metrics() if "val_loss/module1" in row] for run in runs]
+    assert [row["step"] for row in rows[0]] == [4, 8, 12]
+    assert rows[0] == rows[1]
+    assert all(np.isfinite(row[f"val_loss/module{k}"]) for row in rows[0] for k in (1, 2, 3))
+    assert rows[0][-1]["val_loss/module1"] != rows[0][0]["val_loss/module1"]     # the modules learned between
+    with pytest.raises(GimError, match="train.validation: 5 held-out images do not fill one batch of 8"):
+        pretrain(smoke(validation=0.1), RunFolder.create(tmp_path, "small", smoke(validation=0.1)))

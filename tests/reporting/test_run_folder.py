@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import snapshot
-from greedy_infomax.tasks import prepare_modules
+from greedy_infomax.tasks import PRESETS, prepare_modules
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting import run_folder
 from greedy_infomax.reporting.run_folder import FORMAT_VERSION, RunFolder
@@ -229,3 +229,18 @@ def test_a_run_killed_while_its_folder_was_created_can_be_created_again(tmp_path
     (first.path / "config.yaml").unlink()           # the state a kill between the two writes leaves
     again = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
     assert RunFolder.open(again.path).config == PRESETS["smoke"]
+
+
+def test_keep_every_keeps_those_checkpoints_besides_the_newest_two_and_at_step_loads_one(tmp_path):
+    modules = prepare_modules(PRESETS["smoke"], 1, torch.device("cpu"))
+    run = RunFolder.create(tmp_path, "kept", PRESETS["smoke"])
+    run.keep_every = 4
+    for step in range(2, 13, 2):
+        with torch.no_grad():
+            next(modules[0].parameters()).fill_(step)
+        run.save_checkpoint(modules, {"step": step, "epoch": 0, "batch": step})
+    assert run.checkpoint_steps() == [4, 8, 10, 12]
+    run.at_step(8).load_checkpoint(modules, with_optimizers=False)
+    assert next(modules[0].parameters()).unique().tolist() == [8.0]
+    with pytest.raises(GimError, match=r"--step 6: .* kept no checkpoint of that step \(kept: 4, 8, 10, 12\)"):
+        run.at_step(6)
