@@ -229,7 +229,7 @@ class AudioTask(Task):
     def pretrain_loader(self, config: AudioRunConfig, device: torch.device) -> tuple[WindowLoader, int]:
         """An objective that needs labels gets speaker and phone labels, and must be sized for the corpus."""
         corpus = load_speech(config.data)
-        supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
+        supervised = self.needs_labels(config)
         if supervised:
             if corpus.alignment_file is None:
                 raise GimError("objective.name: the supervised objective trains a phone classifier, and the corpus "
@@ -250,16 +250,12 @@ class AudioTask(Task):
             return None
         corpus = load_speech(config.data)
         _, held_out = _held_out(corpus, config.train.validation)
-        supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
-        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised,
-                              utterances=held_out)
+        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed,
+                              phones=self.needs_labels(config), utterances=held_out)
         if len(loader) == 0:
             raise GimError(f"train.validation: {len(held_out)} held-out utterances do not fill one batch of "
                            f"{config.data.batch_size}")
         return loader
-
-    def input_channels(self, config: AudioRunConfig) -> int:
-        return 1
 
     def build_modules(self, config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList:
         """`objective.subsample` only acts on sequences longer than `subsample_window` steps (in the paper's

@@ -63,9 +63,9 @@ class Task:
             raise GimError(f"train.validation: {self.name} runs cannot hold data out yet; pass 0")
         return None
 
-    def input_channels(self, config: AnyRunConfig) -> int:
-        """The channels of the encoder's input, as probe and embed build it."""
-        raise NotImplementedError
+    def needs_labels(self, config: AnyRunConfig) -> bool:
+        """Whether the configured objective trains on labels (it says so with `needs_labels = True`)."""
+        return getattr(self.objectives[config.objective.name], "needs_labels", False)
 
     # model ---------------------------------------------------------------------------------------------------------
     def build_modules(self, config: AnyRunConfig, in_channels: int) -> nn.ModuleList:

@@ -232,11 +232,10 @@ class VisionTask(Task):
     def pretrain_loader(self, config: VisionRunConfig, device: torch.device) -> tuple[BatchLoader, int]:
         """A supervised objective trains on the labelled split (STL-10's 5k `train` images, not `unlabeled`) and
         must be sized for the dataset's classes."""
-        supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
-        data, _ = _pretrain_split(config)
-        if supervised and config.objective.num_classes != data.spec.num_classes:
-            raise GimError(f"objective.num_classes: the supervised objective is sized for {config.objective.num_classes} "
-                           f"classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
+        data, _ = _pretrain_split(config, self.needs_labels(config))
+        if self.needs_labels(config) and config.objective.num_classes != data.spec.num_classes:
+            raise GimError(f"objective.num_classes: the supervised objective is sized for "
+                           f"{config.objective.num_classes} classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
                            f"{data.spec.num_classes}")
         transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
         loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
@@ -246,7 +245,9 @@ class VisionTask(Task):
 
     def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | None:
         """The held-out images, centre-cropped, in batches of training size (the last incomplete one left out)."""
-        data, held_out = _pretrain_split(config)
+        if not config.train.validation:        # without it, no second read of the pre-training split
+            return None
+        data, held_out = _pretrain_split(config, self.needs_labels(config))
         if held_out is None:
             return None
         loader = BatchLoader(held_out, config.data.batch_size, eval_transform(config.data, data.spec), device,
@@ -255,9 +256,6 @@ class VisionTask(Task):
             raise GimError(f"train.validation: {len(held_out)} held-out images do not fill one batch of "
                            f"{config.data.batch_size}")
         return loader
-
-    def input_channels(self, config: VisionRunConfig) -> int:
-        return input_channels(config.data, load_split(config.data, "probe_train").spec)
 
     def build_modules(self, config: VisionRunConfig, in_channels: int) -> nn.ModuleList:
         """With `model.autoregressor: pixelcnn` the last module's InfoNCE predicts from a PixelCNN's context
@@ -322,16 +320,22 @@ class VisionTask(Task):
               device: torch.device) -> dict[str, np.ndarray]:
         """Pooled as the probes pool (`probe.pool`), every split normalised with the probe-training split's
         statistics, as the probes do."""
-        spec = load_split(config.data, "probe_train").spec
-        modules, _ = self.load_trained(run, config, input_channels(config.data, spec), device)
+        modules, spec = self._trained_encoder(run, config, device)
         return embed(modules, eval_loader(config, role, device, spec), module, config.probe.pool)
 
     def extractor(self, run: RunFolder, config: VisionRunConfig, module: int, device: torch.device) -> nn.Module:
         """Images (uint8, B x C x H x W) -> `.transform` -> module `module`'s (B, D) pooled features."""
-        spec = load_split(config.data, "probe_train").spec
-        modules, _ = self.load_trained(run, config, input_channels(config.data, spec), device)
+        modules, spec = self._trained_encoder(run, config, device)
         check_module(module, len(modules))
         return FeatureExtractor(modules[:module], config.probe.pool, eval_transform(config.data, spec))
+
+    def _trained_encoder(self, run: RunFolder, config: VisionRunConfig,
+                         device: torch.device) -> tuple[nn.ModuleList, ImageSpec]:
+        """The run's newest modules, and the statistics the probes normalise every split with (those of the
+        probe-training split)."""
+        spec = load_split(config.data, "probe_train").spec
+        modules, _ = self.load_trained(run, config, input_channels(config.data, spec), device)
+        return modules, spec
 
     def with_baselines(self, config: VisionRunConfig, enabled: bool) -> VisionRunConfig:
         return replace(config, probe=replace(config.probe, random_init=enabled, raw_pixels=enabled))
@@ -350,11 +354,10 @@ class VisionTask(Task):
         return torch.randn(batch_size, channels, config.data.crop, config.data.crop, device=device)
 
 
-def _pretrain_split(config: VisionRunConfig) -> tuple[ImageArray, ImageArray | None]:
+def _pretrain_split(config: VisionRunConfig, labelled: bool) -> tuple[ImageArray, ImageArray | None]:
     """The pre-training images (the labelled split for an objective that needs labels) and the share
     `train.validation` held out of them: the last images, so a memory-mapped split stays a view."""
-    supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
-    data = load_split(config.data, "probe_train" if supervised else "pretrain")
+    data = load_split(config.data, "probe_train" if labelled else "pretrain")
     held = round(len(data) * config.train.validation)
     if not held:
         return data, None

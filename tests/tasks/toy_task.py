@@ -114,9 +114,6 @@ class ToyTask(Task):
     def pretrain_loader(self, config: ToyRunConfig, device: torch.device) -> tuple[Waves, int]:
         return Waves(config.data, "train", device, seed=config.train.seed), 1
 
-    def input_channels(self, config: ToyRunConfig) -> int:
-        return 1
-
     def build_modules(self, config: ToyRunConfig, in_channels: int) -> nn.ModuleList:
         widths = (in_channels, *config.model.channels)
         stages = nn.Sequential(*[nn.Sequential(nn.Conv1d(a, b, 3, padding=1), nn.ReLU())
