@@ -27,8 +27,13 @@ def build(stages_per_module: tuple[int, ...], block: str = "basic", seed: int = 
                                 stages_per_module=stages_per_module)
 
 
-@pytest.mark.parametrize(("block", "stage_channels"), [("basic", [4, 8, 6]), ("bottleneck", [16, 32, 24])])
-@pytest.mark.parametrize("stages_per_module", [(1, 1, 1), (1, 2), (2, 1), (3,)])
+@pytest.mark.parametrize(("stages_per_module", "block", "stage_channels"), [
+    ((1, 1, 1), "basic", [4, 8, 6]),
+    ((1, 2), "basic", [4, 8, 6]),
+    ((2, 1), "basic", [4, 8, 6]),
+    ((3,), "basic", [4, 8, 6]),
+    ((1, 2), "bottleneck", [16, 32, 24]),                  # 4x the planes
+])
 def test_each_module_outputs_the_patch_maps_of_its_last_stage_and_scores_their_grid(stages_per_module, block,
                                                                                     stage_channels):
     modules = build(stages_per_module, block)
