@@ -4,47 +4,19 @@ an encoder stayed frozen."""
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from conftest import TensorBatches, tiny_sequence_modules
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import (extract_features, finite, fingerprint, frozen_pass, left_unchanged,
                                                 module_features, pool_positions, raw_pixel_features)
-from greedy_infomax.isolation import IsolatedModule
-
-
-def tiny_modules() -> nn.ModuleList:
-    """Two modules on (B, 2, T) sequences; module 1's readout widens its output, so the features it gives (4
-    channels) are not what module 2 receives (3 channels)."""
-    torch.manual_seed(0)
-    return nn.ModuleList([
-        IsolatedModule(nn.Conv1d(2, 3, 3, padding=1), nn.Conv1d(3, 4, 1), nn.Identity()),
-        IsolatedModule(nn.Conv1d(3, 5, 3, stride=2, padding=1), nn.Identity(), nn.Identity()),
-    ])
-
-
-class ListLoader:
-    """Batches of fixed tensors; epoch e adds e to every input, and the epochs asked for are recorded."""
-
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> None:
-        self.inputs, self.labels, self.batch_size = inputs, labels, batch_size
-        self.epochs: list[int] = []
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.inputs) / self.batch_size)
-
-    def epoch(self, epoch: int = 0, start_batch: int = 0):
-        self.epochs.append(epoch)
-        for start in range(start_batch * self.batch_size, len(self.inputs), self.batch_size):
-            labels = None if self.labels is None else self.labels[start:start + self.batch_size]
-            yield self.inputs[start:start + self.batch_size] + epoch, labels
 
 
 def region_means(z: torch.Tensor, cells: int) -> torch.Tensor:
@@ -74,7 +46,7 @@ def test_vectors_pass_through_pooling():
 
 
 def test_module_features_are_each_readout_pooled_while_the_next_module_gets_the_block_output():
-    modules = tiny_modules().train()
+    modules = tiny_sequence_modules().train()
     x = torch.randn(3, 2, 8)                                               # (B, C, T)
     features = module_features(modules, x, pool=2)
     with torch.no_grad():
@@ -91,7 +63,7 @@ def test_module_features_are_each_readout_pooled_while_the_next_module_gets_the_
 def test_a_frozen_pass_runs_each_module_and_its_view_in_the_modules_precision():
     """Under bf16 autocast (placement.configure sets it on every module alike) the outputs are bf16, and the
     features computed from them float32."""
-    modules = tiny_modules()
+    modules = tiny_sequence_modules()
     for module in modules:
         module.autocast_dtype = torch.bfloat16
     x = torch.randn(3, 2, 8)
@@ -109,9 +81,9 @@ def test_a_frozen_pass_runs_each_module_and_its_view_in_the_modules_precision():
 
 @pytest.mark.parametrize("labelled", [True, False])
 def test_extracted_features_are_every_batch_of_the_epoch_in_order(labelled):
-    modules = tiny_modules()
+    modules = tiny_sequence_modules()
     inputs, labels = torch.randn(7, 2, 8), torch.arange(7)
-    loader = ListLoader(inputs, labels if labelled else None, batch_size=3)
+    loader = TensorBatches(inputs, labels if labelled else None, batch_size=3)
     features, extracted_labels = extract_features(modules, loader, pool=1, epoch=2)
     assert loader.epochs == [2]
     for got, want in zip(features, module_features(modules, inputs + 2, pool=1)):
@@ -121,11 +93,11 @@ def test_extracted_features_are_every_batch_of_the_epoch_in_order(labelled):
 
 
 def test_extraction_names_the_first_module_whose_features_are_not_finite():
-    modules = tiny_modules()
+    modules = tiny_sequence_modules()
     with torch.no_grad():
         modules[1].block.bias.fill_(float("inf"))
     with pytest.raises(GimError, match="^trained: test: module 2 gives non-finite features"):
-        extract_features(modules, ListLoader(torch.randn(4, 2, 8), None, 2), pool=1, description="trained: test")
+        extract_features(modules, TensorBatches(torch.randn(4, 2, 8), None, 2), pool=1, description="trained: test")
 
 
 def test_finite_returns_finite_features_and_names_the_first_module_that_is_not():
@@ -147,7 +119,7 @@ def test_fingerprint_sees_every_parameter_change_but_not_the_memory_format():
 
 
 def test_left_unchanged_passes_a_frozen_encoder_and_fails_one_that_changed():
-    modules = tiny_modules()
+    modules = tiny_sequence_modules()
     with left_unchanged(modules, "trained"):
         module_features(modules, torch.randn(2, 2, 8), pool=1)
     with pytest.raises(RuntimeError, match="probing changed the random init encoder's parameters"):
