@@ -112,9 +112,3 @@ def test_an_interrupted_method_reports_the_time_of_all_its_attempts(tmp_path: Pa
     assert main(argv) == 0
     summary = json.loads((tmp_path / "comparison.json").read_text())
     assert summary["methods"][0]["seconds"] > first > 0
-
-
-def test_durations_under_a_minute_are_seconds_else_minutes():
-    from greedy_infomax.reporting.comparison import _duration
-    assert [_duration(seconds) for seconds in (None, 12.4, 59.4, 60.0, 3600.0)] == [
-        "", "12 s", "59 s", "1.0 min", "60.0 min"]
