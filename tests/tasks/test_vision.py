@@ -1,6 +1,7 @@
-"""The vision task's probe protocol on a trained smoke run: every module of the trained and a random encoder next
-to raw pixels, each probe fitted on the training split and scored on the test split, augmented views, a frozen
-encoder, diverged weights named, and a probe that re-cuts the encoder."""
+"""The vision task: end-to-end CPC and re-cut encoders with and without the PixelCNN, its budgets' probe, and its
+probe protocol on a trained smoke run: every module of the trained and a random encoder next to raw pixels, each
+probe fitted on the training split and scored on the test split, augmented views, a frozen encoder, diverged
+weights named, and a probe that re-cuts the encoder."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,38 @@ import torch
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation import protocol
 from greedy_infomax.reporting.run_folder import RunFolder
-from greedy_infomax.tasks.vision import load_split
+from greedy_infomax.models.pixelcnn import PixelCNN
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.tasks.vision import TASK, load_split
 from greedy_infomax.workflows import probe_run
+
+
+def test_end_to_end_cpc_is_one_module_whose_infonce_predicts_from_a_pixelcnn():
+    config = TASK.end_to_end_cpc(PRESETS["smoke"])
+    assert (config.model.stages_per_module, config.model.autoregressor) == ((3,), "pixelcnn")
+    [module] = TASK.build_modules(config, 1)
+    assert isinstance(module.objective.autoregressor, PixelCNN)
+    assert module.autoregressor is None, "the module's output stays the encoder's"
+
+
+def test_a_re_cut_encoder_leaves_out_the_pixelcnn_no_feature_passes_through():
+    cut = TASK.cut_at(TASK.end_to_end_cpc(PRESETS["smoke"]), (1, 2))
+    assert (cut.model.stages_per_module, cut.model.autoregressor) == ((1, 2), "none")
+
+
+def test_the_pixelcnn_is_refused_for_an_objective_other_than_infonce():
+    config = TASK.end_to_end_cpc(PRESETS["smoke"])
+    config = replace(config, objective=replace(config.objective, name="supervised"))
+    with pytest.raises(GimError, match="the PixelCNN is the context network of InfoNCE"):
+        TASK.build_modules(config, 1)
+
+
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+def test_every_budget_probes_as_the_paper_does(budget):
+    """One linear probe on each module's C features (the grid pooled to one cell), no kNN."""
+    config = TASK.budget_config(budget)
+    assert (config.probe.pool, config.probe.knn_k) == (1, 0)
+    assert replace(config, probe=PRESETS[TASK.budgets[budget]].probe) == PRESETS[TASK.budgets[budget]]
 
 
 def _checkpoint_digest(run: RunFolder) -> str:
