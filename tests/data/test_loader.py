@@ -87,7 +87,7 @@ def test_an_epoch_resumed_at_a_batch_gives_the_remaining_batches_of_the_uninterr
         assert torch.equal(labels, expected_labels) and torch.equal(images, expected_images)
 
 
-def test_augmentations_differ_between_batches_and_epochs():
+def test_an_epoch_draws_its_own_augmentations():
     loader = BatchLoader(numbered(8), 8, AUGMENT, CPU, seed=7)
     [(first, labels)], [(second, _)] = list(loader.epoch(0)), list(loader.epoch(1))
     assert torch.equal(labels, torch.arange(8)), "one batch holds every image, sorted"

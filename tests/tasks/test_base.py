@@ -82,6 +82,11 @@ def toy(**sections) -> ToyRunConfig:
     return replace(ToyRunConfig(), **sections)
 
 
+def task_for(config) -> Task:
+    """The toy task for a toy config (it is not registered), else the registered task of the config."""
+    return TOY if config.task == "toy" else task_of(config)
+
+
 # -- objectives ---------------------------------------------------------------------------------------------------
 
 def test_the_objective_takes_the_constructor_arguments_it_names_from_the_objective_config():
@@ -154,7 +159,7 @@ def test_without_a_context_network_one_module_is_end_to_end_infonce(stages, meth
 @pytest.mark.parametrize("config", [toy(), PRESETS["paper-librispeech"]], ids=["toy", "audio"])
 def test_cut_at_changes_where_the_encoder_is_cut_and_nothing_else(config):
     stages = (1,) * sum(config.model.stages_per_module)
-    cut = task_of(config).cut_at(config, list(stages)) if config.task != "toy" else TOY.cut_at(config, list(stages))
+    cut = task_for(config).cut_at(config, list(stages))
     assert cut == replace(config, model=replace(config.model, stages_per_module=stages))
     assert isinstance(cut.model.stages_per_module, tuple)
 
@@ -169,9 +174,8 @@ def test_end_to_end_is_every_stage_in_one_module():
     (PRESETS["speech-smoke"], ["random_init", "log_mel"]),
 ], ids=["toy", "vision", "audio"])
 def test_with_baselines_switches_every_comparison_row_and_nothing_else(config, rows):
-    task = TOY if config.task == "toy" else task_of(config)
     for enabled in (False, True):
-        switched = task.with_baselines(config, enabled)
+        switched = task_for(config).with_baselines(config, enabled)
         assert switched == replace(config, probe=replace(config.probe, **dict.fromkeys(rows, enabled)))
 
 
