@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny hand-made config, one training step of every preset, a trained smoke run, the smallest
-generated speech corpus, recorded negative samples, and processes launched as torchrun launches them."""
+"""Shared fixtures: a tiny hand-made config, tiny hand-made modules and batches, one training step of every preset,
+a trained smoke run, the smallest generated speech corpus, recorded negative samples, and processes launched as
+torchrun launches them."""
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import shutil
@@ -27,6 +29,7 @@ from greedy_infomax.tasks import PRESETS
 from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, VisionRunConfig as RunConfig
 from greedy_infomax.data.librispeech import AudioSpec
 from greedy_infomax.engines.local import train_step
+from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.workflows import pretrain
 from greedy_infomax.placement import trained_indices
@@ -57,6 +60,33 @@ def tiny_config() -> Callable[..., RunConfig]:
 def snapshot(modules: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of every parameter and buffer."""
     return {name: tensor.detach().clone() for name, tensor in modules.state_dict().items()}
+
+
+def tiny_sequence_modules(seed: int = 0) -> nn.ModuleList:
+    """Two hand-made modules on (B, 2, T) sequences: module 1's readout widens its (B, 3, T) output to the 4
+    channels its features have; module 2 halves T and outputs 5 channels."""
+    torch.manual_seed(seed)
+    return nn.ModuleList([
+        IsolatedModule(nn.Conv1d(2, 3, 3, padding=1), nn.Conv1d(3, 4, 1), nn.Identity()),
+        IsolatedModule(nn.Conv1d(3, 5, 3, stride=2, padding=1), nn.Identity(), nn.Identity()),
+    ])
+
+
+class TensorBatches:
+    """Batches (a Batches loader) of fixed tensors: epoch e adds e to every input; the epochs asked for are recorded."""
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> None:
+        self.inputs, self.labels, self.batch_size = inputs, labels, batch_size
+        self.epochs: list[int] = []
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.inputs) / self.batch_size)
+
+    def epoch(self, epoch: int = 0, start_batch: int = 0):
+        self.epochs.append(epoch)
+        for start in range(start_batch * self.batch_size, len(self.inputs), self.batch_size):
+            labels = None if self.labels is None else self.labels[start:start + self.batch_size]
+            yield self.inputs[start:start + self.batch_size] + epoch, labels
 
 
 @dataclass

@@ -9,7 +9,7 @@ import yaml
 
 from greedy_infomax.config import TrainConfig, end_to_end, load_config, to_dict
 
-from greedy_infomax.tasks import PRESETS, preset, task_of
+from greedy_infomax.tasks import PRESETS, preset
 
 from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, ProbeConfig, VisionRunConfig as RunConfig
 from greedy_infomax.errors import GimError
@@ -125,20 +125,3 @@ def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(GimError, match="nope") as error:
         preset("nope")
     assert all(name in str(error.value) for name in PRESETS)
-
-
-@pytest.mark.parametrize(("name", "changes", "method"), [
-    ("paper-stl10", {}, "GIM (3 modules)"),
-    ("paper-stl10", {"train": {"curriculum": "sequential"}}, "GIM (3 modules, sequential)"),
-    ("paper-stl10", {"train": {"train_module": 2}}, "GIM (3 modules, train_module 2)"),
-    ("paper-stl10", {"model": {"autoregressor": "pixelcnn"}}, "GIM (3 modules, PixelCNN in module 3)"),
-    ("paper-stl10", {"model": {"stages_per_module": (3,), "autoregressor": "pixelcnn"}}, "end-to-end CPC"),
-    ("paper-stl10", {"model": {"stages_per_module": (3,)}}, "end-to-end InfoNCE"),
-    ("paper-stl10", {"objective": {"name": "supervised"}}, "greedy supervised (3 modules)"),
-    ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
-])
-def test_training_method_names_what_sets_a_run_apart(name, changes, method):
-    config = preset(name)
-    config = replace(config, **{section: replace(getattr(config, section), **values)
-                                for section, values in changes.items()})
-    assert task_of(config).training_method(config) == method

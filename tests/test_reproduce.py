@@ -114,12 +114,6 @@ def test_an_interrupted_method_reports_the_time_of_all_its_attempts(tmp_path: Pa
     assert summary["methods"][0]["seconds"] > first > 0
 
 
-def test_durations_under_a_minute_are_seconds_else_minutes():
-    from greedy_infomax.reporting.comparison import _duration
-    assert [_duration(seconds) for seconds in (None, 12.4, 59.4, 60.0, 3600.0)] == [
-        "", "12 s", "59 s", "1.0 min", "60.0 min"]
-
-
 def test_the_paper_audio_comparison_has_a_speaker_and_a_phone_model_per_supervised_method():
     """As the original code trains them (--loss 1 and --loss 2); vision and the CPU budgets keep one row each."""
     from greedy_infomax.reproduce import methods_of

@@ -1,13 +1,12 @@
 """The module-parallel engine with 2-3 gloo processes on 127.0.0.1, each running `gim pretrain` with the
-environment torchrun gives it (RANK, WORLD_SIZE, MASTER_ADDR/PORT), one thread each; its inboxes and topology
-in-process. Runs are the smoke preset on 48 images (6 batches of 8 per epoch, 2 epochs).
+environment torchrun gives it (RANK, WORLD_SIZE, MASTER_ADDR/PORT), one thread each; its topology in-process.
+Runs are the smoke preset on 48 images (6 batches of 8 per epoch, 2 epochs). Messages and inboxes:
+test_transport.py.
 """
 from __future__ import annotations
 
 import os
-import queue
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,7 +26,6 @@ from greedy_infomax.engines.local import seed_module
 from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.workflows import pretrain
 from greedy_infomax.engines.module_parallel import Settings, Topology
-from greedy_infomax.engines.transport import CONTROL, DATA, END, Channel, Inbox, Message
 from greedy_infomax.errors import GimError
 from greedy_infomax.objectives.negatives import shared_pool
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -244,66 +242,6 @@ def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how
     assert "rank 0 (module 1): " in first and ("rank 1 (module 2)" in first or "rank 2 (module 3)" in first)
     assert "Traceback" not in first + last
     RunFolder.open(tmp_path / "r").load_checkpoint(prepare_modules(smoke(1), 1, CPU))
-
-
-# -- inbox policies, in-process ----------------------------------------------------------------------------------
-
-class FakeChannel(Channel):
-    """A channel whose messages come from a list; asking for one past the end blocks (or raises `error`)."""
-
-    def __init__(self, messages: list[Message], error: Exception | None = None) -> None:
-        super().__init__(1, None, CPU, 0.3, "rank 2 (module 3)", "rank 1 (module 2)")
-        self.messages = queue.Queue()
-        for message in messages:
-            self.messages.put(message)
-        self.error = error
-        self.asked = 0
-        self.drained = threading.Event()
-
-    def receive(self) -> Message:
-        self.asked += 1
-        if self.messages.empty():
-            self.drained.set()                # every earlier message is in the inbox by now
-            if self.error is not None:
-                raise self.error
-        return self.messages.get()
-
-
-def data(step: int) -> Message:
-    return Message(DATA, step, tensor=torch.full((1,), float(step)))
-
-
-def test_async_inbox_keeps_the_newest_reuses_up_to_the_cap_then_times_out():
-    channel = FakeChannel([data(1), data(2), data(3), data(4)])
-    inbox = Inbox(channel, capacity=2, reuse_cap=2)
-    assert channel.drained.wait(5)
-    taken = [inbox.take(1).step for _ in range(4)]
-    assert taken == [4, 3, 4, 3], "newest unused first, then the newest reusable; 1 and 2 were dropped"
-    with pytest.raises(GimError, match=r"rank 2 \(module 3\): received nothing from rank 1 \(module 2\)"):
-        inbox.take(0.2)
-    statistics = inbox.statistics()
-    assert statistics["dropped"] == 2 and statistics["buffered_max"] == 2 and statistics["uses_max"] == 2
-    assert statistics["staleness_max"] == 1, "3 is one step older than the newest input, 4"
-
-
-def test_async_inbox_hands_out_a_control_only_after_the_data_before_it():
-    channel = FakeChannel([data(1), Message(CONTROL, 1, END), data(2)])
-    inbox = Inbox(channel, capacity=2, reuse_cap=2)
-    assert [message.kind for message in (inbox.take(1), inbox.take(1))] == [DATA, CONTROL]
-
-
-def test_sync_inbox_is_a_bounded_queue():
-    channel = FakeChannel([data(step) for step in range(1, 6)])
-    inbox = Inbox(channel, capacity=2)
-    time.sleep(0.3)
-    assert channel.asked == 3, "holds 2 and waits for room before the 3rd joins"
-    assert [inbox.take(1).step for _ in range(5)] == [1, 2, 3, 4, 5]
-
-
-def test_inbox_reports_a_lost_sender_by_rank_and_module():
-    inbox = Inbox(FakeChannel([], RuntimeError("Connection closed by peer")), capacity=2)
-    with pytest.raises(GimError, match=r"lost rank 1 \(module 2\): Connection closed by peer"):
-        inbox.take(5)
 
 
 # -- topology ------------------------------------------------------------------------------------------------------

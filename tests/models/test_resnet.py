@@ -1,4 +1,4 @@
-"""The patch ResNet's surface (stages, out_channels, sizes), gradients to every parameter, and patch bookkeeping."""
+"""The patch ResNet's surface (stages, out_channels, sizes) and gradients to every parameter."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,6 @@ import torch
 from torch.nn import functional as F
 
 from greedy_infomax.tasks import PRESETS
-from greedy_infomax.models.patches import PatchGridPool, Patchify
 from greedy_infomax.models.resnet import PatchResNet, PreActBasicBlock, PreActBottleneck
 
 
@@ -79,43 +78,3 @@ def test_every_parameter_of_every_preset_gets_a_gradient_from_its_module_loss(pr
     for index, module in enumerate(result.modules, start=1):
         for parameter_name, parameter in module.named_parameters():
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"module {index}: {parameter_name}"
-
-
-def test_patchify_cuts_row_major_windows():
-    images = torch.arange(2 * 3 * 12 * 12, dtype=torch.float32).reshape(2, 3, 12, 12)    # (B, C, H, W)
-    patches = Patchify(patch_size=6, stride=3)(images)                                   # (B * 3 * 3, C, 6, 6)
-    assert patches.shape == (2 * 3 * 3, 3, 6, 6)
-    for b in range(2):
-        for i in range(3):
-            for j in range(3):
-                window = images[b, :, 3 * i:3 * i + 6, 3 * j:3 * j + 6]
-                assert torch.equal(patches[(b * 3 + i) * 3 + j], window)
-
-
-def test_constant_patches_pool_back_to_their_grid_positions():
-    B, C, g = 2, 3, 4
-    values = torch.randn(B, C, g, g)                                                     # (B, C, g, g)
-    patches = values.permute(0, 2, 3, 1).reshape(B * g * g, C, 1, 1).expand(-1, -1, 5, 5)  # constant 5x5 maps
-    assert torch.allclose(PatchGridPool(g)(patches), values, atol=1e-6)
-
-
-@pytest.mark.parametrize("size, patch, stride", [(28, 8, 4), (64, 16, 8), (12, 4, 4)])
-def test_patchify_then_pool_is_average_pooling(size, patch, stride):
-    """Mean of every patch, placed on the grid, is exactly avg_pool2d with the patch as kernel."""
-    images = torch.randn(3, 2, size, size)
-    grid = (size - patch) // stride + 1
-    pooled = PatchGridPool(grid)(Patchify(patch, stride)(images))                       # (B, C, g, g)
-    assert torch.allclose(pooled, F.avg_pool2d(images, patch, stride), atol=1e-6)
-
-
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-def test_pooling_returns_gradients_in_the_layout_of_the_feature_maps(memory_format):
-    """A channels-last encoder must get a channels-last gradient, or its backward mixes layouts at every join."""
-    leaf = torch.randn(2 * 3 * 3, 8, 5, 5).contiguous(memory_format=memory_format).requires_grad_(True)
-    maps = leaf * 1                        # not a leaf: .grad of a leaf is re-laid out like the leaf anyway
-    received = []
-    maps.register_hook(received.append)
-    pooled = PatchGridPool(3)(maps)
-    pooled.backward(torch.randn_like(pooled))
-    assert received[0].is_contiguous(memory_format=memory_format)
-    torch.testing.assert_close(pooled, maps.detach().mean(dim=(2, 3)).unflatten(0, (2, 3, 3)).permute(0, 3, 1, 2))

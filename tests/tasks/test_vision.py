@@ -1,0 +1,144 @@
+"""The vision task: end-to-end CPC and re-cut encoders with and without the PixelCNN, its budgets' probe, and its
+probe protocol on a trained smoke run: every module of the trained and a random encoder next to raw pixels, each
+probe fitted on the training split and scored on the test split, augmented views, a frozen encoder, diverged
+weights named, and a probe that re-cuts the encoder."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation import protocol
+from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.models.pixelcnn import PixelCNN
+from greedy_infomax.tasks import PRESETS
+from greedy_infomax.tasks.vision import TASK, load_split
+from greedy_infomax.workflows import probe_run
+
+
+def test_end_to_end_cpc_is_one_module_whose_infonce_predicts_from_a_pixelcnn():
+    config = TASK.end_to_end_cpc(PRESETS["smoke"])
+    assert (config.model.stages_per_module, config.model.autoregressor) == ((3,), "pixelcnn")
+    [module] = TASK.build_modules(config, 1)
+    assert isinstance(module.objective.autoregressor, PixelCNN)
+    assert module.autoregressor is None, "the module's output stays the encoder's"
+
+
+def test_a_re_cut_encoder_leaves_out_the_pixelcnn_no_feature_passes_through():
+    cut = TASK.cut_at(TASK.end_to_end_cpc(PRESETS["smoke"]), (1, 2))
+    assert (cut.model.stages_per_module, cut.model.autoregressor) == ((1, 2), "none")
+
+
+def test_the_pixelcnn_is_refused_for_an_objective_other_than_infonce():
+    config = TASK.end_to_end_cpc(PRESETS["smoke"])
+    config = replace(config, objective=replace(config.objective, name="supervised"))
+    with pytest.raises(GimError, match="the PixelCNN is the context network of InfoNCE"):
+        TASK.build_modules(config, 1)
+
+
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+def test_every_budget_probes_as_the_paper_does(budget):
+    """One linear probe on each module's C features (the grid pooled to one cell), no kNN."""
+    config = TASK.budget_config(budget)
+    assert (config.probe.pool, config.probe.knn_k) == (1, 0)
+    assert replace(config, probe=PRESETS[TASK.budgets[budget]].probe) == PRESETS[TASK.budgets[budget]]
+
+
+def _checkpoint_digest(run: RunFolder) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(run.latest_checkpoint().iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_probe_run_reports_every_module_of_trained_and_random_encoders(probe_smoke_run):
+    saved = _checkpoint_digest(probe_smoke_run)
+    results = probe_run(probe_smoke_run)
+    assert (results["step"], results["train_images"], results["test_images"]) == (2, 64, 64)
+    assert results["method"] == "GIM (3 modules)"
+    for encoder in ("trained", "random"):
+        assert [row["module"] for row in results[encoder]] == [1, 2, 3]
+        assert [row["features"] for row in results[encoder]] == [4, 8, 8]         # C of each module, pool 1
+        assert all({"linear", "knn"} <= row.keys() for row in results[encoder])
+    assert results["baseline"]["name"] == "raw pixels" and results["baseline"]["features"] == 28 * 28
+    assert _checkpoint_digest(probe_smoke_run) == saved
+
+
+def test_every_probe_fits_on_the_training_split_and_scores_on_the_test_split(monkeypatch, probe_smoke_run):
+    """Recorded at the linear probe: labels in the stored order of each split, and the random-init encoder's
+    features are not the trained encoder's."""
+    fitted = []
+
+    def record(train_x, train_y, test_x, test_y, *args, **kwargs):
+        fitted.append((train_x, train_y, test_y))
+        return 0.5
+
+    monkeypatch.setattr(protocol, "linear_probe", record)
+    config = probe_smoke_run.config
+    probe_run(probe_smoke_run, replace(config, probe=replace(config.probe, knn_k=0)))
+    train_labels, test_labels = (torch.from_numpy(load_split(config.data, role).labels)
+                                 for role in ("probe_train", "probe_test"))
+    assert not torch.equal(train_labels, test_labels)
+    assert len(fitted) == 3 + 3 + 1, "3 trained modules, 3 random-init ones, raw pixels"
+    for _, train_y, test_y in fitted:
+        assert torch.equal(train_y, train_labels) and torch.equal(test_y, test_labels)
+    for trained, random in zip(fitted[:3], fitted[3:6]):
+        assert trained[0].shape == random[0].shape and not torch.allclose(trained[0], random[0])
+
+
+def test_probe_run_fails_if_feature_extraction_touches_the_encoder(monkeypatch, probe_smoke_run):
+    extract = protocol.extract_features
+
+    def tampering(modules, *args, **kwargs):
+        with torch.no_grad():
+            next(modules.parameters()).add_(1.0)
+        return extract(modules, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "extract_features", tampering)
+    with pytest.raises(RuntimeError, match="changed the trained encoder"):
+        probe_run(probe_smoke_run)
+
+
+def test_augmented_views_add_flipped_and_cropped_copies_of_the_training_images(monkeypatch, probe_smoke_run):
+    """The smoke preset crops 28 of 28 pixels, so its views are the images, some mirrored, in a seeded order."""
+    fitted = []
+
+    def record(train_x, train_y, *args, **kwargs):
+        fitted.append((train_x, train_y))
+        return 0.5
+
+    monkeypatch.setattr(protocol, "linear_probe", record)
+    config = probe_smoke_run.config
+    options = replace(config.probe, augmented_views=2, random_init=False, raw_pixels=False, knn_k=0)
+    results = probe_run(probe_smoke_run, replace(config, probe=options))
+    assert results["features"].endswith("fitted on centre crops and 2 augmented views of each image")
+    features, labels = fitted[0]                                   # module 1
+    assert features.shape[0] == labels.shape[0] == 3 * 64
+    centre, *views = features.split(64)
+    for view, view_labels in zip(views, labels.split(64)[1:]):
+        assert sorted(view_labels.tolist()) == sorted(labels[:64].tolist()), "every image once per view"
+        same = (view[:, None] - centre[None]).abs().amax(-1).amin(1) < 1e-6     # row found among the centre crops
+        assert 0 < same.sum() < 64, "some images mirrored, some not"
+    assert not torch.equal(views[0], views[1]), "each view draws anew"
+
+
+def test_a_module_whose_weights_diverged_is_named_instead_of_probed_at_chance(probe_smoke_run, tmp_path):
+    """A run with on_nonfinite skip can end with huge weights whose features overflow: say so, not "10%"."""
+    run = RunFolder.open(shutil.copytree(probe_smoke_run.path, tmp_path / "run"))
+    state = torch.load(run.latest_checkpoint() / "module-3.pt")
+    state["state_dict"] = {name: torch.full_like(value, 1e30) for name, value in state["state_dict"].items()}
+    torch.save(state, run.latest_checkpoint() / "module-3.pt")
+    with pytest.raises(GimError, match="module 3 gives non-finite features"):
+        probe_run(run)
+
+
+def test_a_probe_that_recuts_the_encoder_says_so_in_its_method(probe_smoke_run):
+    config = probe_smoke_run.config
+    options = replace(config.probe, stages_per_module=(1, 2), random_init=False, raw_pixels=False, knn_k=0)
+    results = probe_run(probe_smoke_run, replace(config, probe=options))
+    assert results["method"] == "GIM (3 modules), probed as modules of [1, 2] stages"
+    assert [row["module"] for row in results["trained"]] == [1, 2]
