@@ -123,6 +123,8 @@ def _encode(message: Message, device: torch.device) -> list[torch.Tensor]:
     shape = [] if tensor is None else list(tensor.shape)
     if len(shape) > MAX_DIMS:
         raise GimError(f"a module's output has {len(shape)} dimensions; messages carry at most {MAX_DIMS}")
+    if tensor is not None and tensor.dtype not in DTYPES:
+        raise GimError(f"a module's output is {tensor.dtype}; messages carry {', '.join(map(str, DTYPES))}")
     dtype = 0 if tensor is None else DTYPES.index(tensor.dtype)
     ndim = -1 if tensor is None else len(shape)
     fields = [message.kind, message.step, message.flags, dtype, int(channels_last), ndim]

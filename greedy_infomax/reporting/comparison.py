@@ -60,7 +60,8 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
             errors = [None if value is None else 100 * (1 - value) for value in accuracies]
             modules = range(1, len(errors) + 1)
             if name == baseline:
-                axes.axhline(errors[0], color="grey", linestyle=":", label=name)
+                if errors[0] is not None:  # a baseline without this probe draws no line
+                        axes.axhline(errors[0], color="grey", linestyle=":", label=name)
             else:
                 axes.plot(modules, errors, marker="o", label=name, linestyle="--" if name == "random init" else "-")
         axes.set_yscale("log")

@@ -152,6 +152,12 @@ def test_a_tensor_with_more_dimensions_than_a_header_holds_is_refused_before_sen
     assert not loopback.sent
 
 
+def test_a_tensor_of_a_dtype_messages_do_not_carry_is_a_gim_error_before_anything_is_sent(loopback):
+    with pytest.raises(GimError, match="a module's output is torch.complex64; messages carry torch.float32"):
+        sender().send(Message(DATA, 1, 0, torch.zeros(2, dtype=torch.complex64)))
+    assert not loopback.sent
+
+
 def test_sending_waits_until_the_previous_message_is_received(loopback):
     """At most one message in flight: the header and tensor of message 1 are waited on before message 2 goes."""
     channel = sender()

@@ -99,3 +99,16 @@ def test_the_markdown_file_names_the_run_and_holds_the_tables(tmp_path):
 def test_durations_under_a_minute_are_seconds_else_minutes():
     assert [_duration(seconds) for seconds in (None, 12.4, 59.4, 60.0, 3600.0)] == [
         "", "12 s", "59 s", "1.0 min", "60.0 min"]
+
+
+def test_a_baseline_without_one_of_the_probes_draws_no_line_in_that_panel(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(pyplot, "close", figures.append)
+    partial = copy.deepcopy(SUMMARY)
+    del partial["methods"][0]["results"]["baseline"]["phone"]
+    write_comparison(partial, tmp_path)
+    [figure] = figures
+    speaker, phone = figure.axes[:2]
+    assert "log-mel" in [line.get_label() for line in speaker.get_lines()]
+    assert "log-mel" not in [line.get_label() for line in phone.get_lines()]
+    pyplot.close(figure)
