@@ -137,11 +137,15 @@ class AudioProbeConfig:
     """Linear speaker and phone classifiers on the frozen features of every module."""
 
     speaker_epochs: int = 50
-    """Epochs of the speaker classifier on features averaged over each one-window segment of an utterance."""
+    """Epochs of the speaker classifier."""
     phone_epochs: int = 20
-    """Epochs of the phone classifier on per-frame features of whole utterances."""
-    phone_frames: int | None = None
-    """Keep at most this many training frames (evenly strided) for the phone probe; None keeps all."""
+    """Epochs of the phone classifier."""
+    phone_frames: int | None = 200_000
+    """Keep at most this many label frames of each split for the phone probe, every s-th one, so the features
+    take at most frames x (the modules' channels) x 4 bytes; None keeps all (every 10 ms of the corpus)."""
+    speaker_segments: int | None = 20_000
+    """Keep at most this many 1.28 s segments of each split for the speaker probe, every s-th one; None keeps
+    all."""
     speaker_lr: float = 1e-3
     """Adam learning rate of the speaker classifier (on standardised features; the paper's)."""
     phone_lr: float = 1e-4
@@ -160,7 +164,8 @@ class AudioProbeConfig:
     def __post_init__(self) -> None:
         for option in ("speaker_epochs", "phone_epochs", "batch_size", "speaker_lr", "phone_lr"):
             require(getattr(self, option) > 0, f"probe.{option}", "must be positive")
-        require(self.phone_frames is None or self.phone_frames > 0, "probe.phone_frames", "must be positive")
+        for option in ("phone_frames", "speaker_segments"):
+            require(getattr(self, option) is None or getattr(self, option) > 0, f"probe.{option}", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,7 @@ PRESETS: dict[str, AudioRunConfig] = {
         model=AudioModelConfig(channels=(128,) * 5, gru_hidden=128),
         train=TrainConfig(lr=1e-3, epochs=20, precision="auto", channels_last=False, checkpoint_every=500),
         # 2 phone epochs instead of the paper's 20, so a ten times larger step.
-        probe=AudioProbeConfig(speaker_epochs=50, phone_epochs=2, phone_lr=1e-3, phone_frames=200_000),
+        probe=AudioProbeConfig(speaker_epochs=50, phone_epochs=2, phone_lr=1e-3),
     ),
     # Seconds, for tests: a tiny audio encoder on a few generated utterances.
     "speech-smoke": AudioRunConfig(
@@ -256,40 +261,42 @@ class AudioTask(Task):
 
     def probe(self, run: RunFolder, config: AudioRunConfig, device: torch.device) -> dict[str, Any]:
         """Speaker and phone accuracy of every module, a random encoder (seed + 1) and log-mel features. Features
-        are extracted once per encoder and split, then both linear classifiers train on the cached features."""
+        are extracted once per encoder and split, then both linear classifiers train on the cached features; "kept"
+        says how many segments and frames of each split they were fitted and scored on."""
         corpus = load_speech(config.data)
         trained, config, progress = self.probed_encoder(run, config, 1, device)
         p = config.probe
+        rows, kept = _probe_encoder(trained, config, corpus, device, "trained")
         results: dict[str, Any] = {
             "dataset": config.data.dataset,
             "method": self.probed_method(run, config),
-            "features": (f"speaker: each module's output averaged over every {corpus.spec.window}-sample segment "
-                         f"of whole utterances; phone: each module's output per {corpus.spec.hop}-sample label frame"
-                         + (f", at most {p.phone_frames} frames per split" if p.phone_frames else "")),
+            "features": _features(p, corpus.spec),
             "speakers": corpus.spec.num_speakers,
             "train_utterances": len(corpus.splits["train"]),
             "test_utterances": len(corpus.splits["test"]),
             "step": progress["step"],
             "probes": ["speaker", "phone"] if corpus.alignment_file else ["speaker"],
-            "trained": _probe_encoder(trained, config, corpus, device, "trained"),
+            "kept": kept,
+            "trained": rows,
         }
         if p.random_init:
-            results["random"] = _probe_encoder(self.random_encoder(config, 1, device), config, corpus, device,
-                                               "random init")
+            results["random"], _ = _probe_encoder(self.random_encoder(config, 1, device), config, corpus, device,
+                                                  "random init")
         if p.log_mel:
-            [baseline] = _probe(log_mel_output(corpus.spec), [corpus.spec.hop], config, corpus, device, "log-mel")
+            [baseline], _ = _probe(log_mel_output(corpus.spec), [corpus.spec.hop], config, corpus, device, "log-mel")
             results["baseline"] = {"name": "log-mel", **baseline}
         return results
 
     def embed(self, run: RunFolder, config: AudioRunConfig, module: int, role: str,
               device: torch.device) -> dict[str, np.ndarray]:
-        """The speech probes' features of module `module` on the train split (roles 'pretrain', 'probe_train') or
-        the test split: "speaker_features" (segments, D) with "speakers", and, when the corpus has phone
-        alignments, "phone_features" (frames, D) with "phones"."""
+        """The speech probes' features of module `module` on the train split (roles 'pretrain',
+        'probe_train') or the test split: "speaker_features" (segments, D) with "speakers", and, when the corpus
+        has phone alignments, "phone_features" (frames, D) with "phones"."""
         split = "test" if role == "probe_test" else "train"
+        p = config.probe
         features = speech_features(module_outputs(self._encoder(run, config, module, device)),
                                    config.model.module_hops()[:module], load_speech(config.data), split,
-                                   config.probe.phone_frames, device, f"module {module}")
+                                   p.phone_frames, p.speaker_segments, device, f"module {module}")
         arrays = {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy()}
         if features.phone is not None and features.phones is not None:
             arrays |= {"phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
@@ -337,20 +344,32 @@ def _check_classes(option: str, configured: int, dataset: int) -> None:
                        f"pass --{option} {dataset}")
 
 
-def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus,
-                   device: torch.device, name: str) -> list[dict[str, Any]]:
+def _features(options: AudioProbeConfig, spec: AudioSpec) -> str:
+    """What the classifiers were fitted on, in words, for probe.json."""
+    segments = f", at most {options.speaker_segments} segments per split" if options.speaker_segments else ""
+    frames = f", at most {options.phone_frames} frames per split" if options.phone_frames else ""
+    return (f"speaker: each module's output averaged over every {spec.window}-sample segment of whole utterances"
+            f"{segments}; phone: each module's output per {spec.hop}-sample label frame{frames}")
+
+
+def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus, device: torch.device,
+                   name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     with left_unchanged(modules, name):
-        rows = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
-    return [{"module": index, **row} for index, row in enumerate(rows, start=1)]
+        rows, kept = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
+    return [{"module": index, **row} for index, row in enumerate(rows, start=1)], kept
 
 
 def _probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
-           device: torch.device, name: str) -> list[dict[str, Any]]:
-    """Speaker and phone accuracy of each output of `encode`."""
+           device: torch.device, name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Speaker and phone accuracy of each output of `encode`, and the speaker segments and phone frames of each
+    split that the classifiers saw."""
     p = config.probe
-    train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, device, name)
+    train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, p.speaker_segments, device, name)
                    for split in ("train", "test"))
-    return [_classify(train, test, index, config, corpus) for index in range(len(hops))]
+    kept = {"speaker_segments": {"train": len(train.speakers), "test": len(test.speakers)}}
+    if train.phones is not None and test.phones is not None:
+        kept["phone_frames"] = {"train": len(train.phones), "test": len(test.phones)}
+    return [_classify(train, test, index, config, corpus) for index in range(len(hops))], kept
 
 
 def _classify(train: SpeechFeatures, test: SpeechFeatures, index: int, config: AudioRunConfig,
