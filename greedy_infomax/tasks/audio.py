@@ -2,7 +2,9 @@
 modules, InfoNCE over future frames (paper, Sec. 4.2), probed by linear speaker and phone classifiers on every
 module's frozen features.
 
-Its run config's defaults are the paper's LibriSpeech setup, so `AudioRunConfig()` is `paper-librispeech`.
+Its run config's defaults are the paper's LibriSpeech setup but for the probe protocol, cached by default so that a
+run folder written before `probe.protocol` existed probes as it did: `paper-librispeech` is `AudioRunConfig()` with
+the paper's probe protocol.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from greedy_infomax.evaluation.features import left_unchanged
 from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
                                                         speech_features)
+from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming, time_averaged, utterance_stream
 from greedy_infomax.models.audio import audio_modules
 from greedy_infomax.objectives import InfoNCE1d, SpeechSupervised
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -136,23 +139,31 @@ class AudioObjectiveConfig:
 class AudioProbeConfig:
     """Linear speaker and phone classifiers on the frozen features of every module."""
 
+    protocol: Literal["cached", "paper"] = "cached"
+    """cached: features extracted once per encoder and split from whole utterances (speaker: averaged over each
+    1.28 s segment; phone: per 10 ms frame), at most `speaker_segments` and `phone_frames` of them, then classifiers
+    fitted on them standardised, in minibatches of `batch_size`: fast, for the demos. paper: the paper's protocol,
+    streamed through the frozen encoder (evaluation/streaming.py), with raw features: speaker: one random window per
+    utterance drawn anew every epoch and encoded alone (the GRU starts from a zero state), averaged over time,
+    batches of `batch_size` windows, tested on one window per test utterance; phone: whole utterances, one per
+    optimiser step, Xavier-normal init. Either way memory does not grow with the corpus."""
     speaker_epochs: int = 50
     """Epochs of the speaker classifier."""
     phone_epochs: int = 20
     """Epochs of the phone classifier."""
     phone_frames: int | None = 200_000
-    """Keep at most this many label frames of each split for the phone probe, every s-th one, so the features
-    take at most frames x (the modules' channels) x 4 bytes; None keeps all (every 10 ms of the corpus)."""
+    """cached: keep at most this many label frames of each split for the phone probe, every s-th one, so the
+    features take at most frames x (the modules' channels) x 4 bytes; None keeps all (every 10 ms of the corpus)."""
     speaker_segments: int | None = 20_000
-    """Keep at most this many 1.28 s segments of each split for the speaker probe, every s-th one; None keeps
-    all."""
+    """cached: keep at most this many 1.28 s segments of each split for the speaker probe, every s-th one; None
+    keeps all."""
     speaker_lr: float = 1e-3
-    """Adam learning rate of the speaker classifier (on standardised features; the paper's)."""
+    """Adam learning rate of the speaker classifier (the paper's)."""
     phone_lr: float = 1e-4
     """Adam learning rate of the phone classifier (the paper's)."""
     batch_size: int = 64
-    """Minibatch of both classifiers: segments for the speaker probe, frames for the phone probe (the paper's phone
-    probe takes whole utterances)."""
+    """Minibatch of the speaker classifier (windows with the paper's protocol, segments with the cached one) and of
+    the cached phone classifier (frames; the paper's phone probe takes one whole utterance per step)."""
     random_init: bool = True
     """Also probe a randomly initialised encoder of the same architecture."""
     log_mel: bool = True
@@ -187,8 +198,9 @@ class AudioRunConfig:
 
 
 PRESETS: dict[str, AudioRunConfig] = {
-    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules.
-    "paper-librispeech": AudioRunConfig(),
+    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules, probed by
+    # the paper's protocol.
+    "paper-librispeech": AudioRunConfig(probe=AudioProbeConfig(protocol="paper")),
     # The CPU default used by `gim demo audio`: the generated speech corpus and a narrower encoder.
     "speech": AudioRunConfig(
         data=AudioDataConfig(dataset="speech-corpus", batch_size=16),
@@ -260,9 +272,9 @@ class AudioTask(Task):
         return "CPC"                   # the GRU ends every audio encoder: one module trained end to end is CPC
 
     def probe(self, run: RunFolder, config: AudioRunConfig, device: torch.device) -> dict[str, Any]:
-        """Speaker and phone accuracy of every module, a random encoder (seed + 1) and log-mel features. Features
-        are extracted once per encoder and split, then both linear classifiers train on the cached features; "kept"
-        says how many segments and frames of each split they were fitted and scored on."""
+        """Speaker and phone accuracy of every module, a random encoder (seed + 1) and log-mel features, by the
+        protocol `probe.protocol` names; with the cached one, under "kept", how many segments and frames of each
+        split the classifiers were fitted and scored on."""
         corpus = load_speech(config.data)
         trained, config, progress = self.probed_encoder(run, config, 1, device)
         p = config.probe
@@ -270,13 +282,14 @@ class AudioTask(Task):
         results: dict[str, Any] = {
             "dataset": config.data.dataset,
             "method": self.probed_method(run, config),
+            "protocol": p.protocol,
             "features": _features(p, corpus.spec),
             "speakers": corpus.spec.num_speakers,
             "train_utterances": len(corpus.splits["train"]),
             "test_utterances": len(corpus.splits["test"]),
             "step": progress["step"],
             "probes": ["speaker", "phone"] if corpus.alignment_file else ["speaker"],
-            "kept": kept,
+            **({"kept": kept} if kept else {}),
             "trained": rows,
         }
         if p.random_init:
@@ -289,7 +302,7 @@ class AudioTask(Task):
 
     def embed(self, run: RunFolder, config: AudioRunConfig, module: int, role: str,
               device: torch.device) -> dict[str, np.ndarray]:
-        """The speech probes' features of module `module` on the train split (roles 'pretrain',
+        """The cached speech probes' features of module `module` on the train split (roles 'pretrain',
         'probe_train') or the test split: "speaker_features" (segments, D) with "speakers", and, when the corpus
         has phone alignments, "phone_features" (frames, D) with "phones"."""
         split = "test" if role == "probe_test" else "train"
@@ -346,6 +359,11 @@ def _check_classes(option: str, configured: int, dataset: int) -> None:
 
 def _features(options: AudioProbeConfig, spec: AudioSpec) -> str:
     """What the classifiers were fitted on, in words, for probe.json."""
+    if options.protocol == "paper":
+        return (f"the paper's protocol, streamed: speaker: each module's output for one random {spec.window}-sample "
+                f"window per utterance, drawn anew every epoch and encoded alone, averaged over time; phone: each "
+                f"module's output per {spec.hop}-sample label frame of whole utterances, one utterance per step; "
+                f"raw features")
     segments = f", at most {options.speaker_segments} segments per split" if options.speaker_segments else ""
     frames = f", at most {options.phone_frames} frames per split" if options.phone_frames else ""
     return (f"speaker: each module's output averaged over every {spec.window}-sample segment of whole utterances"
@@ -361,15 +379,39 @@ def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: Libri
 
 def _probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
            device: torch.device, name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
-    """Speaker and phone accuracy of each output of `encode`, and the speaker segments and phone frames of each
-    split that the classifiers saw."""
+    """Speaker and phone accuracy of each output of `encode` by the configured protocol; and, for the cached one,
+    the speaker segments and phone frames of each split that it kept."""
     p = config.probe
+    if p.protocol == "paper":
+        return _paper_probe(encode, hops, config, corpus, device, name), {}
     train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, p.speaker_segments, device, name)
                    for split in ("train", "test"))
     kept = {"speaker_segments": {"train": len(train.speakers), "test": len(test.speakers)}}
     if train.phones is not None and test.phones is not None:
         kept["phone_frames"] = {"train": len(train.phones), "test": len(test.phones)}
     return [_classify(train, test, index, config, corpus) for index in range(len(hops))], kept
+
+
+def _paper_probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
+                 device: torch.device, name: str) -> list[dict[str, Any]]:
+    """The paper's speaker and phone probes of each output of `encode`, streamed: speaker on random windows, the
+    last incomplete batch of an epoch left out as in the original, phone on whole utterances in stored order."""
+    p, seed, spec = config.probe, config.train.seed, corpus.spec
+    train = WindowLoader(corpus, "train", p.batch_size, device, seed)
+    if len(train) == 0:
+        raise GimError(f"probe.batch_size: the {len(train.utterances)} training utterances do not fill one batch "
+                       f"of {p.batch_size} windows for the speaker probe; pass a smaller --probe.batch_size")
+    test = WindowLoader(corpus, "test", p.batch_size, device, seed, shuffle=False)
+    windows = time_averaged(encode)
+    speaker = fit_streaming(batch_stream(windows, train), batch_stream(windows, test), spec.num_speakers,
+                            p.speaker_epochs, p.speaker_lr, seed, description=f"{name}: speaker")
+    rows = [{"features": features, "speaker": accuracy} for features, accuracy in speaker]
+    if corpus.alignment_file is None:
+        return rows
+    phone = fit_streaming(lambda epoch: utterance_stream(encode, hops, corpus, "train", device),
+                          lambda epoch: utterance_stream(encode, hops, corpus, "test", device), spec.num_phones,
+                          p.phone_epochs, p.phone_lr, seed, xavier=True, description=f"{name}: phone")
+    return [row | {"phone": accuracy} for row, (_, accuracy) in zip(rows, phone, strict=True)]
 
 
 def _classify(train: SpeechFeatures, test: SpeechFeatures, index: int, config: AudioRunConfig,
