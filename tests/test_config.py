@@ -33,7 +33,7 @@ PAPER_VISION = {  # shared/spec/paper-gim.md, "Vision (STL-10)"
     "objective": {"name": "infonce_2d", "prediction_steps": 5, "skip_steps": 1, "num_negatives": 16,
                   "num_classes": 10},
     "train": {"lr": 2e-4, "weight_decay": 0.0, "epochs": 300, "seed": 2, "curriculum": "simultaneous"},
-    "probe": {"pool": 1, "lr": 1e-3},
+    "probe": {"protocol": "paper", "pool": 1, "lr": 1e-3, "epochs": 300},
 }
 PAPER_AUDIO = {  # shared/spec/paper-gim.md, "Audio (LibriSpeech train-clean-100)"
     "data": {"dataset": "librispeech", "batch_size": 8},
@@ -42,7 +42,8 @@ PAPER_AUDIO = {  # shared/spec/paper-gim.md, "Audio (LibriSpeech train-clean-100
     "objective": {"name": "infonce_1d", "prediction_steps": 12, "num_negatives": 10, "subsample": True,
                   "subsample_window": 128, "num_speakers": 251, "num_phones": 41},
     "train": {"lr": 2e-4, "weight_decay": 0.0, "epochs": 1000, "seed": 2, "curriculum": "simultaneous"},
-    "probe": {"speaker_epochs": 50, "phone_epochs": 20, "speaker_lr": 1e-3, "phone_lr": 1e-4, "batch_size": 64},
+    "probe": {"protocol": "paper", "speaker_epochs": 50, "phone_epochs": 20, "speaker_lr": 1e-3, "phone_lr": 1e-4,
+              "batch_size": 64},
 }
 
 
@@ -52,8 +53,10 @@ def test_paper_presets_hold_the_papers_values(name, paper):
     assert {section: {key: values[section][key] for key in keys} for section, keys in paper.items()} == paper
 
 
-def test_paper_vision_preset_is_the_default_config_and_cuts_a_7x7_grid():
-    assert preset("paper-stl10") == RunConfig()
+def test_paper_vision_preset_is_the_default_config_with_the_papers_probe_and_cuts_a_7x7_grid():
+    """The default probe protocol stays the cached one, so run folders written before it existed probe alike."""
+    assert RunConfig().probe.protocol == "cached"
+    assert preset("paper-stl10") == replace(RunConfig(), probe=replace(RunConfig().probe, protocol="paper", epochs=300))
     assert RunConfig().model.grid(RunConfig().data.crop) == 7
 
 

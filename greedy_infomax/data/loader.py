@@ -32,17 +32,20 @@ class BatchLoader:
     """
 
     def __init__(self, array: ImageArray, batch_size: int, transform: ImageTransform, device: torch.device,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, keep_last: bool = False) -> None:
         self.array = array
         self.batch_size = batch_size
         self.transform = transform
         self.device = device
         self.seed = seed
+        self.keep_last = keep_last
+        """With `seed`, keep the last incomplete batch too: a probe trained under augmentation sees every image
+        every epoch."""
 
     def __len__(self) -> int:
         """Batches per epoch (training drops the last incomplete batch: InfoNCE wants full batches)."""
         n = len(self.array)
-        return n // self.batch_size if self.seed is not None else -(-n // self.batch_size)
+        return n // self.batch_size if self.seed is not None and not self.keep_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int = 0, start_batch: int = 0,
               stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:

@@ -16,10 +16,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     generator = torch.Generator().manual_seed(seed)
-    classifier = nn.Linear(train_x.shape[1], num_classes)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        classifier.reset_parameters()
+    classifier = linear_classifier(train_x.shape[1], num_classes, seed)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     for _ in range(epochs):
         for index in torch.randperm(len(train_x), generator=generator).split(batch_size):
@@ -29,6 +26,17 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
             optimizer.step()
     with torch.no_grad():
         return accuracy(classifier(test_x), test_y)
+
+
+def linear_classifier(features: int, num_classes: int, seed: int, xavier: bool = False) -> nn.Linear:
+    """Linear(features, classes) initialised from `seed` alone, leaving the global generator as it was: PyTorch's
+    default init, or with `xavier` Xavier-normal weights (the paper's phone probe; the bias keeps the default)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        classifier = nn.Linear(features, num_classes)
+        if xavier:
+            nn.init.xavier_normal_(classifier.weight)
+    return classifier
 
 
 def knn_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

@@ -9,7 +9,9 @@ than the audio holds (a 25 ms analysis window every 10 ms). Where an output has 
 short), the earliest labels are left out. Speaker features average the frames of each
 `window`-sample segment (1.28 s; a shorter last segment counts if it holds at least half a window), so every
 second of every utterance is used and the encoder runs once per utterance for both probes. Unlike the paper's
-protocol, the GRU's state at a segment's start carries the utterance before it.
+protocol, the GRU's state at a segment's start carries the utterance before it. Every 10 ms of a full-size corpus
+is far more than memory holds (every module of the paper's encoder on LibriSpeech train-clean-100: hundreds of
+GB), so above a given count every s-th frame (segment) is kept: a fixed budget whatever the corpus's size.
 """
 from __future__ import annotations
 
@@ -74,36 +76,37 @@ def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, low_hz: float = 
 
 
 def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str,
-                    max_frames: int | None, device: torch.device, description: str) -> SpeechFeatures:
+                    max_frames: int | None, max_segments: int | None, device: torch.device,
+                    description: str) -> SpeechFeatures:
     """Speaker and phone features of one split, one output of `encode` each (`hops`: its samples per step).
 
-    With `max_frames`, the phone probe keeps every s-th label frame only, s chosen to stay below it. Without phone
-    labels, the frames all outputs have, counted from the end, make the speaker features.
+    With `max_frames` (`max_segments`), the phone (speaker) probe keeps every s-th label frame (segment) of the
+    split only, s chosen from an upper bound on their number so that at most that many are kept: the features then
+    take the same memory whatever the size of the corpus. Without phone labels, the frames all outputs have,
+    counted from the end, make the speaker features.
     """
     utterances = corpus.splits[split]
     with_phones = corpus.alignment_file is not None
-    all_labels = [torch.from_numpy(corpus.phones(u)) if with_phones else None for u in utterances]
-    total = sum(len(labels) for labels in all_labels) if with_phones else 0
-    stride = 1 if max_frames is None else max(1, math.ceil(total / max_frames))
     segment = corpus.spec.frames_per_window
+    bounds = [len(corpus.phones(u)) if with_phones else u.num_samples // corpus.spec.hop + 1 for u in utterances]
+    frame_picker = EveryNth(sum(bounds) if with_phones else 0, max_frames)
+    segment_picker = EveryNth(sum(len(segments_of(frames, segment)) for frames in bounds), max_segments)
     speaker: list[list[torch.Tensor]] = [[] for _ in hops]
     phone: list[list[torch.Tensor]] = [[] for _ in hops]
-    speakers, phones, offset = [], [], 0
-    for utterance, labels in tqdm(zip(utterances, all_labels), total=len(utterances), desc=f"{description}: {split}",
-                                  unit="utt", leave=False, dynamic_ncols=True):
+    speakers, phones = [], []
+    for utterance in tqdm(utterances, desc=f"{description}: {split}", unit="utt", leave=False, dynamic_ncols=True):
+        labels = torch.from_numpy(corpus.phones(utterance)) if with_phones else None
         samples = standardize(corpus.waveform(utterance), corpus.spec)
         audio = torch.from_numpy(samples[None, None]).to(device)                               # (1, 1, N)
-        pooled = [to_label_hop(output, hop, corpus.spec) for output, hop in zip(encode(audio), hops)]  # (1, C, T)
-        count = min(p.shape[2] for p in pooled)
+        outputs = aligned_frames(encode(audio), hops, corpus.spec, None if labels is None else len(labels))
+        count = outputs[0].shape[1]
         if labels is not None:
-            count = min(count, len(labels))
-            labels = labels[len(labels) - count:]
-            keep = torch.arange(offset, count, stride)
-            offset = (offset - count) % stride
-            phones.append(labels[keep])
-        segments = [s for s in torch.arange(count).split(segment) if len(s) * 2 >= segment]
-        for speaker_store, phone_store, output in zip(speaker, phone, pooled):
-            frames = last_frames(output, count).cpu()                                        # (C, count)
+            keep = frame_picker.take(count)
+            phones.append(labels[len(labels) - count:][keep])
+        segments = segments_of(count, segment)
+        segments = [segments[i] for i in segment_picker.take(len(segments))]
+        for speaker_store, phone_store, output in zip(speaker, phone, outputs, strict=True):
+            frames = output.cpu()                                                            # (C, count)
             if labels is not None:
                 phone_store.append(frames[:, keep].T)
             speaker_store += [frames[:, s].mean(1) for s in segments]
@@ -112,6 +115,37 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
     return SpeechFeatures(finite([torch.stack(store) for store in speaker], name), torch.tensor(speakers),
                           finite([torch.cat(store) for store in phone], name) if with_phones else None,
                           torch.cat(phones) if with_phones else None)
+
+
+class EveryNth:
+    """Picks every n-th item of a sequence that arrives in pieces, n chosen so that at most `limit` of `total`
+    items are picked (all of them when `limit` is None)."""
+
+    def __init__(self, total: int, limit: int | None) -> None:
+        self.n = 1 if limit is None else max(1, math.ceil(total / limit))
+        self.offset = 0
+        """Where in the next piece the next pick falls."""
+
+    def take(self, count: int) -> torch.Tensor:
+        """The indices picked in the next piece of `count` items."""
+        keep = torch.arange(min(self.offset, count), count, self.n)       # none when the next pick lies beyond
+        self.offset = (self.offset - count) % self.n
+        return keep
+
+
+def segments_of(num_frames: int, segment: int) -> list[torch.Tensor]:
+    """Frame indices of the consecutive `segment`-frame pieces of an utterance; a shorter last piece counts if it
+    holds at least half a segment."""
+    return [s for s in torch.arange(num_frames).split(segment) if len(s) * 2 >= segment]
+
+
+def aligned_frames(outputs: list[torch.Tensor], hops: list[int], spec: AudioSpec,
+                   num_labels: int | None) -> list[torch.Tensor]:
+    """Each (1, C, T) output with `hops` samples per step -> (C, count) at the label hop: the last `count` frames,
+    as many as every output (and the labels, when `num_labels` is given) has."""
+    pooled = [to_label_hop(output, hop, spec) for output, hop in zip(outputs, hops, strict=True)]  # (1, C, T')
+    count = min([p.shape[2] for p in pooled] + ([] if num_labels is None else [num_labels]))
+    return [last_frames(p, count) for p in pooled]
 
 
 def to_label_hop(output: torch.Tensor, hop: int, spec: AudioSpec) -> torch.Tensor:

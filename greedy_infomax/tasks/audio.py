@@ -2,7 +2,9 @@
 modules, InfoNCE over future frames (paper, Sec. 4.2), probed by linear speaker and phone classifiers on every
 module's frozen features.
 
-Its run config's defaults are the paper's LibriSpeech setup, so `AudioRunConfig()` is `paper-librispeech`.
+Its run config's defaults are the paper's LibriSpeech setup but for the probe protocol, cached by default so that a
+run folder written before `probe.protocol` existed probes as it did: `paper-librispeech` is `AudioRunConfig()` with
+the paper's probe protocol.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from greedy_infomax.evaluation.features import left_unchanged
 from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
                                                         speech_features)
+from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming, time_averaged, utterance_stream
 from greedy_infomax.models.audio import audio_modules
 from greedy_infomax.objectives import InfoNCE1d, SpeechSupervised
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -139,19 +142,31 @@ class AudioObjectiveConfig:
 class AudioProbeConfig:
     """Linear speaker and phone classifiers on the frozen features of every module."""
 
+    protocol: Literal["cached", "paper"] = "cached"
+    """cached: features extracted once per encoder and split from whole utterances (speaker: averaged over each
+    1.28 s segment; phone: per 10 ms frame), at most `speaker_segments` and `phone_frames` of them, then classifiers
+    fitted on them standardised, in minibatches of `batch_size`: fast, for the demos. paper: the paper's protocol,
+    streamed through the frozen encoder (evaluation/streaming.py), with raw features: speaker: one random window per
+    utterance drawn anew every epoch and encoded alone (the GRU starts from a zero state), averaged over time,
+    batches of `batch_size` windows, tested on one window per test utterance; phone: whole utterances, one per
+    optimiser step, Xavier-normal init. Either way memory does not grow with the corpus."""
     speaker_epochs: int = 50
-    """Epochs of the speaker classifier on features averaged over each one-window segment of an utterance."""
+    """Epochs of the speaker classifier."""
     phone_epochs: int = 20
-    """Epochs of the phone classifier on per-frame features of whole utterances."""
-    phone_frames: int | None = None
-    """Keep at most this many training frames (evenly strided) for the phone probe; None keeps all."""
+    """Epochs of the phone classifier."""
+    phone_frames: int | None = 200_000
+    """cached: keep at most this many label frames of each split for the phone probe, every s-th one, so the
+    features take at most frames x (the modules' channels) x 4 bytes; None keeps all (every 10 ms of the corpus)."""
+    speaker_segments: int | None = 20_000
+    """cached: keep at most this many 1.28 s segments of each split for the speaker probe, every s-th one; None
+    keeps all."""
     speaker_lr: float = 1e-3
-    """Adam learning rate of the speaker classifier (on standardised features; the paper's)."""
+    """Adam learning rate of the speaker classifier (the paper's)."""
     phone_lr: float = 1e-4
     """Adam learning rate of the phone classifier (the paper's)."""
     batch_size: int = 64
-    """Minibatch of both classifiers: segments for the speaker probe, frames for the phone probe (the paper's phone
-    probe takes whole utterances)."""
+    """Minibatch of the speaker classifier (windows with the paper's protocol, segments with the cached one) and of
+    the cached phone classifier (frames; the paper's phone probe takes one whole utterance per step)."""
     random_init: bool = True
     """Also probe a randomly initialised encoder of the same architecture."""
     log_mel: bool = True
@@ -163,7 +178,8 @@ class AudioProbeConfig:
     def __post_init__(self) -> None:
         for option in ("speaker_epochs", "phone_epochs", "batch_size", "speaker_lr", "phone_lr"):
             require(getattr(self, option) > 0, f"probe.{option}", "must be positive")
-        require(self.phone_frames is None or self.phone_frames > 0, "probe.phone_frames", "must be positive")
+        for option in ("phone_frames", "speaker_segments"):
+            require(getattr(self, option) is None or getattr(self, option) > 0, f"probe.{option}", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -185,15 +201,16 @@ class AudioRunConfig:
 
 
 PRESETS: dict[str, AudioRunConfig] = {
-    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules.
-    "paper-librispeech": AudioRunConfig(),
+    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules, probed by
+    # the paper's protocol.
+    "paper-librispeech": AudioRunConfig(probe=AudioProbeConfig(protocol="paper")),
     # The CPU default used by `gim demo audio`: the generated speech corpus and a narrower encoder.
     "speech": AudioRunConfig(
         data=AudioDataConfig(dataset="speech-corpus", batch_size=16),
         model=AudioModelConfig(channels=(128,) * 5, gru_hidden=128),
         train=TrainConfig(lr=1e-3, epochs=20, precision="auto", channels_last=False, checkpoint_every=500),
         # 2 phone epochs instead of the paper's 20, so a ten times larger step.
-        probe=AudioProbeConfig(speaker_epochs=50, phone_epochs=2, phone_lr=1e-3, phone_frames=200_000),
+        probe=AudioProbeConfig(speaker_epochs=50, phone_epochs=2, phone_lr=1e-3),
     ),
     # Seconds, for tests: a tiny audio encoder on a few generated utterances.
     "speech-smoke": AudioRunConfig(
@@ -270,41 +287,44 @@ class AudioTask(Task):
         return "CPC"                   # the GRU ends every audio encoder: one module trained end to end is CPC
 
     def probe(self, run: RunFolder, config: AudioRunConfig, device: torch.device) -> dict[str, Any]:
-        """Speaker and phone accuracy of every module, a random encoder (seed + 1) and log-mel features. Features
-        are extracted once per encoder and split, then both linear classifiers train on the cached features."""
+        """Speaker and phone accuracy of every module, a random encoder (seed + 1) and log-mel features, by the
+        protocol `probe.protocol` names; with the cached one, under "kept", how many segments and frames of each
+        split the classifiers were fitted and scored on."""
         corpus = load_speech(config.data)
         trained, config, progress = self.probed_encoder(run, config, 1, device)
         p = config.probe
+        rows, kept = _probe_encoder(trained, config, corpus, device, "trained")
         results: dict[str, Any] = {
             "dataset": config.data.dataset,
             "method": self.probed_method(run, config),
-            "features": (f"speaker: each module's output averaged over every {corpus.spec.window}-sample segment "
-                         f"of whole utterances; phone: each module's output per {corpus.spec.hop}-sample label frame"
-                         + (f", at most {p.phone_frames} frames per split" if p.phone_frames else "")),
+            "protocol": p.protocol,
+            "features": _features(p, corpus.spec),
             "speakers": corpus.spec.num_speakers,
             "train_utterances": len(corpus.splits["train"]),
             "test_utterances": len(corpus.splits["test"]),
             "step": progress["step"],
             "probes": ["speaker", "phone"] if corpus.alignment_file else ["speaker"],
-            "trained": _probe_encoder(trained, config, corpus, device, "trained"),
+            **({"kept": kept} if kept else {}),
+            "trained": rows,
         }
         if p.random_init:
-            results["random"] = _probe_encoder(self.random_encoder(config, 1, device), config, corpus, device,
-                                               "random init")
+            results["random"], _ = _probe_encoder(self.random_encoder(config, 1, device), config, corpus, device,
+                                                  "random init")
         if p.log_mel:
-            [baseline] = _probe(log_mel_output(corpus.spec), [corpus.spec.hop], config, corpus, device, "log-mel")
+            [baseline], _ = _probe(log_mel_output(corpus.spec), [corpus.spec.hop], config, corpus, device, "log-mel")
             results["baseline"] = {"name": "log-mel", **baseline}
         return results
 
     def embed(self, run: RunFolder, config: AudioRunConfig, module: int, role: str,
               device: torch.device) -> dict[str, np.ndarray]:
-        """The speech probes' features of module `module` on the train split (roles 'pretrain', 'probe_train') or
-        the test split: "speaker_features" (segments, D) with "speakers", and, when the corpus has phone
-        alignments, "phone_features" (frames, D) with "phones"."""
+        """The cached speech probes' features of module `module` on the train split (roles 'pretrain',
+        'probe_train') or the test split: "speaker_features" (segments, D) with "speakers", and, when the corpus
+        has phone alignments, "phone_features" (frames, D) with "phones"."""
         split = "test" if role == "probe_test" else "train"
+        p = config.probe
         features = speech_features(module_outputs(self._encoder(run, config, module, device)),
                                    config.model.module_hops()[:module], load_speech(config.data), split,
-                                   config.probe.phone_frames, device, f"module {module}")
+                                   p.phone_frames, p.speaker_segments, device, f"module {module}")
         arrays = {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy()}
         if features.phone is not None and features.phones is not None:
             arrays |= {"phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
@@ -367,20 +387,61 @@ def _check_classes(option: str, configured: int, dataset: int) -> None:
                        f"pass --{option} {dataset}")
 
 
-def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus,
-                   device: torch.device, name: str) -> list[dict[str, Any]]:
+def _features(options: AudioProbeConfig, spec: AudioSpec) -> str:
+    """What the classifiers were fitted on, in words, for probe.json."""
+    if options.protocol == "paper":
+        return (f"the paper's protocol, streamed: speaker: each module's output for one random {spec.window}-sample "
+                f"window per utterance, drawn anew every epoch and encoded alone, averaged over time; phone: each "
+                f"module's output per {spec.hop}-sample label frame of whole utterances, one utterance per step; "
+                f"raw features")
+    segments = f", at most {options.speaker_segments} segments per split" if options.speaker_segments else ""
+    frames = f", at most {options.phone_frames} frames per split" if options.phone_frames else ""
+    return (f"speaker: each module's output averaged over every {spec.window}-sample segment of whole utterances"
+            f"{segments}; phone: each module's output per {spec.hop}-sample label frame{frames}")
+
+
+def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus, device: torch.device,
+                   name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     with left_unchanged(modules, name):
-        rows = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
-    return [{"module": index, **row} for index, row in enumerate(rows, start=1)]
+        rows, kept = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
+    return [{"module": index, **row} for index, row in enumerate(rows, start=1)], kept
 
 
 def _probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
-           device: torch.device, name: str) -> list[dict[str, Any]]:
-    """Speaker and phone accuracy of each output of `encode`."""
+           device: torch.device, name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Speaker and phone accuracy of each output of `encode` by the configured protocol; and, for the cached one,
+    the speaker segments and phone frames of each split that it kept."""
     p = config.probe
-    train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, device, name)
+    if p.protocol == "paper":
+        return _paper_probe(encode, hops, config, corpus, device, name), {}
+    train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, p.speaker_segments, device, name)
                    for split in ("train", "test"))
-    return [_classify(train, test, index, config, corpus) for index in range(len(hops))]
+    kept = {"speaker_segments": {"train": len(train.speakers), "test": len(test.speakers)}}
+    if train.phones is not None and test.phones is not None:
+        kept["phone_frames"] = {"train": len(train.phones), "test": len(test.phones)}
+    return [_classify(train, test, index, config, corpus) for index in range(len(hops))], kept
+
+
+def _paper_probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
+                 device: torch.device, name: str) -> list[dict[str, Any]]:
+    """The paper's speaker and phone probes of each output of `encode`, streamed: speaker on random windows, the
+    last incomplete batch of an epoch left out as in the original, phone on whole utterances in stored order."""
+    p, seed, spec = config.probe, config.train.seed, corpus.spec
+    train = WindowLoader(corpus, "train", p.batch_size, device, seed)
+    if len(train) == 0:
+        raise GimError(f"probe.batch_size: the {len(train.utterances)} training utterances do not fill one batch "
+                       f"of {p.batch_size} windows for the speaker probe; pass a smaller --probe.batch_size")
+    test = WindowLoader(corpus, "test", p.batch_size, device, seed, shuffle=False)
+    windows = time_averaged(encode)
+    speaker = fit_streaming(batch_stream(windows, train), batch_stream(windows, test), spec.num_speakers,
+                            p.speaker_epochs, p.speaker_lr, seed, description=f"{name}: speaker")
+    rows = [{"features": features, "speaker": accuracy} for features, accuracy in speaker]
+    if corpus.alignment_file is None:
+        return rows
+    phone = fit_streaming(lambda epoch: utterance_stream(encode, hops, corpus, "train", device),
+                          lambda epoch: utterance_stream(encode, hops, corpus, "test", device), spec.num_phones,
+                          p.phone_epochs, p.phone_lr, seed, xavier=True, description=f"{name}: phone")
+    return [row | {"phone": accuracy} for row, (_, accuracy) in zip(rows, phone, strict=True)]
 
 
 def _classify(train: SpeechFeatures, test: SpeechFeatures, index: int, config: AudioRunConfig,

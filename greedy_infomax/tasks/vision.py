@@ -1,10 +1,13 @@
 """The vision task: images cut into a grid of patches, a patch ResNet in gradient-isolated modules, InfoNCE over
 the grid (paper, Sec. 4.1), probed by linear and kNN classifiers on every module's pooled features.
 
-Its run config's defaults are the paper's STL-10 setup, so `VisionRunConfig()` is the `paper-stl10` preset.
+Its run config's defaults are the paper's STL-10 setup but for the probe protocol, cached by default so that a run
+folder written before `probe.protocol` existed probes as it did: `paper-stl10` is `VisionRunConfig()` with the
+paper's probe protocol.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar, Literal
@@ -20,8 +23,9 @@ from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embed
-from greedy_infomax.evaluation.features import raw_pixel_features
+from greedy_infomax.evaluation.features import left_unchanged, module_features, raw_pixel_features
 from greedy_infomax.evaluation.protocol import probe_features, probe_modules
+from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming
 from greedy_infomax.models.pixelcnn import PixelCNN
 from greedy_infomax.models.vision import patch_resnet_modules
 from greedy_infomax.objectives import InfoNCE2d, Supervised
@@ -135,10 +139,16 @@ class ObjectiveConfig:
 class ProbeConfig:
     """Linear and kNN probes on the frozen features of every module."""
 
+    protocol: Literal["cached", "paper"] = "cached"
+    """cached: features extracted once per encoder and split (centre crops, plus `augmented_views` views), then the
+    linear classifier fitted on them standardised and the kNN probe run: fast, for the demos. paper: the paper's
+    protocol, streamed through the frozen encoder (evaluation/streaming.py): a fresh random crop and flip of every
+    labelled image every epoch, raw features, the linear classifier only (`augmented_views` and `knn_k` unused);
+    with pool 1, the paper's C features."""
     pool: int = 1
     """Average-pool each module's patch grid to pool x pool cells before the probe (1: the paper's C features)."""
     epochs: int = 100
-    """Epochs of the linear classifier over the cached features."""
+    """Epochs of the linear classifier."""
     lr: float = 1e-3
     """Adam learning rate of the linear classifier."""
     batch_size: int = 256
@@ -150,9 +160,9 @@ class ProbeConfig:
     raw_pixels: bool = True
     """Also fit the linear classifier on raw pixels."""
     augmented_views: int = 0
-    """Also fit the probes on this many views of each training image under pre-training's random crop and flip,
-    each drawn once and its features cached (the paper's probe trains under that transform, drawing anew every
-    epoch); 0: centre crops only. A run's default, the paper's setup, is 10; the CPU presets use 0 (each view
+    """cached: also fit the probes on this many views of each training image under pre-training's random crop and
+    flip, each drawn once and its features cached (the paper's protocol draws anew every epoch); 0: centre crops
+    only. A run's default is 10 (the paper setup's, for the cached protocol); the CPU presets use 0 (each view
     costs another pass over their 60k training images)."""
     stages_per_module: tuple[int, ...] | None = None
     """Probe the encoder cut into these modules instead of the run's own (e.g. an end-to-end run at GIM's
@@ -192,8 +202,9 @@ class VisionRunConfig:
 
 
 PRESETS: dict[str, VisionRunConfig] = {
-    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules.
-    "paper-stl10": VisionRunConfig(),
+    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules,
+    # probed by the paper's protocol (300 epochs).
+    "paper-stl10": VisionRunConfig(probe=ProbeConfig(protocol="paper", epochs=300, augmented_views=10)),
     # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
     "fashion-mnist": VisionRunConfig(
         data=DataConfig(dataset="fashion-mnist", crop=28, flip=True, grayscale=True, batch_size=32),
@@ -286,33 +297,44 @@ class VisionTask(Task):
         return "PixelCNN" if config.model.autoregressor == "pixelcnn" else None
 
     def probe(self, run: RunFolder, config: VisionRunConfig, device: torch.device) -> dict[str, Any]:
-        """Every module of the trained encoder, next to a random encoder and raw pixels. Features are extracted
-        once per encoder (all modules in one pass, centre-crop evaluation transform, plus `probe.augmented_views`
-        views of each training image under the training transform) and reused by the linear and kNN probes."""
+        """Every module of the trained encoder, next to a random encoder and raw pixels, by the protocol
+        `probe.protocol` names. cached: features extracted once per encoder (all modules in one pass, centre-crop
+        evaluation transform, plus `probe.augmented_views` views of each training image under the training
+        transform) and reused by the linear and kNN probes. paper: the linear probe streamed, every module's
+        classifier fed by one pass per batch."""
         train_loader = eval_loader(config, "probe_train", device)
         test_loader = eval_loader(config, "probe_test", device, train_loader.array.spec)
-        augmented = _augmented(train_loader, config)
         in_channels = input_channels(config.data, train_loader.array.spec)
         trained, config, progress = self.probed_encoder(run, config, in_channels, device)
-        classes = train_loader.array.spec.num_classes
+        classes, p, seed = train_loader.array.spec.num_classes, config.probe, config.train.seed
+        paper = p.protocol == "paper"
+        # paper: every image every epoch, in the probe's batches; cached: view v is epoch v, in the loader's batches
+        augmented = _augmented(train_loader, config, p.batch_size if paper else train_loader.batch_size, paper)
+
+        def probe_encoder(modules: nn.ModuleList, name: str) -> list[dict[str, Any]]:
+            if paper:
+                return _streamed_probe(modules, augmented, test_loader, config, classes, name)
+            return probe_modules(modules, train_loader, test_loader, p, classes, seed, name, augmented)
+
         results: dict[str, Any] = {
             "dataset": config.data.dataset,
             "method": self.probed_method(run, config),
-            "features": _features(config.probe),
+            "protocol": p.protocol,
+            "features": _features(p),
             "train_images": len(train_loader.array),
             "test_images": len(test_loader.array),
             "step": progress["step"],
-            "probes": ["linear", "knn"] if config.probe.knn_k > 0 else ["linear"],
-            "trained": probe_modules(trained, train_loader, test_loader, config.probe, classes, config.train.seed,
-                                     "trained", augmented),
+            "probes": ["linear", "knn"] if p.knn_k > 0 and not paper else ["linear"],
+            "trained": probe_encoder(trained, "trained"),
         }
-        if config.probe.random_init:
-            results["random"] = probe_modules(self.random_encoder(config, in_channels, device), train_loader,
-                                              test_loader, config.probe, classes, config.train.seed, "random init",
-                                              augmented)
-        if config.probe.raw_pixels:
-            raw = probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader), config.probe,
-                                 classes, config.train.seed, knn=False)
+        if p.random_init:
+            results["random"] = probe_encoder(self.random_encoder(config, in_channels, device), "random init")
+        if p.raw_pixels:
+            if paper:
+                [raw] = _streamed(_pixels, augmented, test_loader, config, classes, "raw pixels")
+            else:
+                raw = probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader), p, classes,
+                                     seed, knn=False)
             results["baseline"] = {"name": "raw pixels", **raw}
         return results
 
@@ -395,15 +417,42 @@ def eval_loader(config: VisionRunConfig, role: str, device: torch.device, spec: 
     return BatchLoader(array, 2 * config.data.batch_size, eval_transform(config.data, spec or array.spec), device)
 
 
-def _augmented(loader: BatchLoader, config: VisionRunConfig) -> BatchLoader:
+def _augmented(loader: BatchLoader, config: VisionRunConfig, batch_size: int, keep_last: bool) -> BatchLoader:
     """The loader's images under pre-training's random crop and flip, normalised alike; epoch e is view e, with
-    its own seeded order and draws (the last incomplete batch left out, as in training)."""
+    its own seeded order and draws; the last incomplete batch left out, as in training, unless `keep_last`."""
     transform = replace(loader.transform, flip=config.data.flip)
-    return BatchLoader(loader.array, loader.batch_size, transform, loader.device, seed=config.train.seed)
+    return BatchLoader(loader.array, batch_size, transform, loader.device, seed=config.train.seed, keep_last=keep_last)
+
+
+def _streamed_probe(modules: nn.ModuleList, train: BatchLoader, test: BatchLoader, config: VisionRunConfig,
+                    classes: int, name: str) -> list[dict[str, Any]]:
+    """The paper's linear probe of every module; fails if it changed any parameter of the encoder."""
+    with left_unchanged(modules, name):
+        rows = _streamed(partial(module_features, modules, pool=config.probe.pool), train, test, config, classes,
+                         name)
+    return [{"module": index, **row} for index, row in enumerate(rows, start=1)]
+
+
+def _streamed(encode: Callable[[torch.Tensor], list[torch.Tensor]], train: BatchLoader, test: BatchLoader,
+              config: VisionRunConfig, classes: int, name: str) -> list[dict[str, Any]]:
+    """Linear(D, classes) on each output of `encode`, trained on every augmented batch of every epoch (each epoch
+    its own draws), tested on the test loader's centre crops."""
+    p = config.probe
+    fitted = fit_streaming(batch_stream(encode, train), batch_stream(encode, test), classes, p.epochs, p.lr,
+                           config.train.seed, description=f"{name}: linear")
+    return [{"features": features, "linear": accuracy} for features, accuracy in fitted]
+
+
+def _pixels(images: torch.Tensor) -> list[torch.Tensor]:
+    """The normalised input images, flattened: the baseline any encoder should beat."""
+    return [images.flatten(1)]
 
 
 def _features(options: ProbeConfig) -> str:
     pooled = f"each module's patch grid average-pooled to {options.pool}x{options.pool} cells"
+    if options.protocol == "paper":
+        return pooled + ("; the paper's protocol, streamed: a fresh random crop and flip of every training image every "
+                         "epoch, raw features")
     views = options.augmented_views
     return pooled + (f"; fitted on centre crops and {views} augmented views of each image" if views else "")
 

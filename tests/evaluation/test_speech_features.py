@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_sequence_modules
 from greedy_infomax.data.librispeech import AudioSpec, LibriSpeechCorpus, Utterance, read_librispeech
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.speech_features import (last_frames, log_mel_output, mel_filterbank, module_outputs,
+from greedy_infomax.evaluation.speech_features import (EveryNth, last_frames, log_mel_output, mel_filterbank, module_outputs,
                                                         speech_features, to_label_hop)
 
 SPEC = AudioSpec(num_speakers=1)
@@ -66,7 +66,7 @@ def test_labels_beyond_the_frames_of_an_output_are_dropped_from_the_start(speech
         frames = x.shape[-1] // SPEC.hop - 3
         return [torch.arange(frames, dtype=torch.float32).expand(1, 2, frames)]             # (1, C, T): frame index
 
-    features = speech_features(encode, [SPEC.hop], corpus, "train", None, torch.device("cpu"), "test")
+    features = speech_features(encode, [SPEC.hop], corpus, "train", None, None, torch.device("cpu"), "test")
     expected, indices = [], []
     for utterance in corpus.splits["train"]:
         labels, frames = corpus.phones(utterance), utterance.num_samples // SPEC.hop - 3
@@ -89,11 +89,11 @@ def test_log_mel_has_one_frame_per_label_and_finds_a_tone():
 
 def test_features_cover_every_frame_or_a_stride_of_them(speech_root: Path):
     corpus = read_librispeech(speech_root)
-    [all_frames] = speech_features(log_mel_output(corpus.spec), [corpus.spec.hop], corpus, "train", None,
+    [all_frames] = speech_features(log_mel_output(corpus.spec), [corpus.spec.hop], corpus, "train", None, None,
                                    torch.device("cpu"), "test").phone
     labels = sum(len(corpus.phones(u)) for u in corpus.splits["train"])
     assert all_frames.shape == (labels, 40)
-    strided = speech_features(log_mel_output(corpus.spec), [corpus.spec.hop], corpus, "train", labels // 3,
+    strided = speech_features(log_mel_output(corpus.spec), [corpus.spec.hop], corpus, "train", labels // 3, None,
                               torch.device("cpu"), "test")
     assert labels // 4 <= len(strided.phones) <= labels // 3 and len(strided.phone[0]) == len(strided.phones)
     segments = sum(max(1, round(len(corpus.phones(u)) / corpus.spec.frames_per_window)) for u in corpus.splits["train"])
@@ -139,7 +139,7 @@ def test_speaker_features_average_each_window_of_frames_and_keep_a_last_segment_
     """Utterances of 25, 14 and 4 frames in windows of 10: segments 0-9, 10-19, 20-24 | 0-9 (4 frames left over
     are too few) | none (4 frames are too few)."""
     corpus = HandMadeCorpus([25, 14, 4], speakers=[0, 1, 1], labelled=False)
-    features = speech_features(frame_indices, [SMALL.hop], corpus, "train", None, CPU, "test")
+    features = speech_features(frame_indices, [SMALL.hop], corpus, "train", None, None, CPU, "test")
     means = [4.5, 14.5, 22.0, 4.5]
     assert features.speakers.tolist() == [0, 0, 0, 1]
     assert features.speaker[0].tolist() == [[mean, mean] for mean in means]
@@ -155,18 +155,16 @@ def test_every_output_is_pooled_to_the_label_hop_and_matched_from_the_end():
         return [fine.expand(1, 1, -1), torch.arange(1, frames, dtype=torch.float32).expand(1, 1, -1)]
 
     corpus = HandMadeCorpus([12], speakers=[1], labelled=False)
-    features = speech_features(encode, [80, 160], corpus, "train", None, CPU, "test")
+    features = speech_features(encode, [80, 160], corpus, "train", None, None, CPU, "test")
     assert features.speaker[0].tolist() == features.speaker[1].tolist() == [[5.5]], "mean of frames 1..10"
 
 
-@pytest.mark.parametrize("max_frames", [None, 100, 20, pytest.param(7, marks=pytest.mark.xfail(
-    raises=RuntimeError, strict=True, reason="bug: the 3-frame utterance starts at offset 5 of stride 6, and "
-    "torch.arange(5, 3, 6) raises instead of keeping nothing"))])
+@pytest.mark.parametrize("max_frames", [None, 100, 20, 7])
 def test_phone_features_are_each_labelled_frame_or_every_s_th_across_utterances(max_frames):
     """Each utterance's labels describe its last frames; with `max_frames`, every s-th of all labelled frames of
     the split, s = ceil(total / max_frames), counted across utterance boundaries."""
     corpus = HandMadeCorpus([25, 14, 4], speakers=[0, 1, 1])
-    features = speech_features(frame_indices, [SMALL.hop], corpus, "train", max_frames, CPU, "test")
+    features = speech_features(frame_indices, [SMALL.hop], corpus, "train", max_frames, None, CPU, "test")
     pairs = [(float(frame), int(label)) for utterance in corpus.splits["train"]
              for label, frame in zip(corpus.phones(utterance), range(1, corpus.frames[utterance]))]
     stride = 1 if max_frames is None else math.ceil(len(pairs) / max_frames)
@@ -182,4 +180,25 @@ def test_non_finite_speech_features_name_the_module_and_split():
 
     corpus = HandMadeCorpus([12], speakers=[0])
     with pytest.raises(GimError, match="^trained: train: module 2 gives non-finite features"):
-        speech_features(diverged, [SMALL.hop, SMALL.hop], corpus, "train", None, CPU, "trained")
+        speech_features(diverged, [SMALL.hop, SMALL.hop], corpus, "train", None, None, CPU, "trained")
+
+
+def test_every_nth_picks_evenly_across_pieces_and_at_most_the_limit():
+    pieces, picker = [5, 1, 7, 0, 3], EveryNth(16, 5)                          # every 4th of 16 items
+    starts = np.cumsum([0] + pieces[:-1])
+    picked = [start + picker.take(count) for start, count in zip(starts, pieces, strict=True)]
+    assert torch.cat(picked).tolist() == [0, 4, 8, 12]
+    assert EveryNth(16, None).take(16).tolist() == list(range(16))
+
+
+def test_cached_features_keep_at_most_the_segments_asked_for(speech_root: Path):
+    corpus = read_librispeech(speech_root)
+    encode, hop, cpu = log_mel_output(corpus.spec), [corpus.spec.hop], torch.device("cpu")
+    every = speech_features(encode, hop, corpus, "train", None, None, cpu, "test")
+    segments = len(every.speakers)
+    assert segments > 4, "the case under test"
+    strided = speech_features(encode, hop, corpus, "train", None, segments // 2, cpu, "test")
+    assert segments // 4 <= len(strided.speakers) <= segments // 2 == max(segments // 2, len(strided.speakers))
+    assert len(strided.speaker[0]) == len(strided.speakers) and len(strided.phones) == len(every.phones)
+    rows = (strided.speaker[0][:, None] - every.speaker[0][None]).abs().amax(2).argmin(1)
+    assert rows.tolist() == sorted(set(rows.tolist())) and rows[1] - rows[0] >= 2, "every s-th segment, in order"

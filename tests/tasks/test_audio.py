@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import load_config, to_dict
+from greedy_infomax.data.librispeech import AudioSpec, WindowLoader
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.speech_features import module_outputs
+from greedy_infomax.evaluation.streaming import time_averaged
+from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import audio
 from greedy_infomax.tasks.audio import AudioModelConfig, AudioRunConfig
-from greedy_infomax.data.librispeech import AudioSpec
 from greedy_infomax.evaluation.probes import linear_probe
+from greedy_infomax.workflows import probe_run
 
 SPEC = AudioSpec(num_speakers=1)
 
@@ -61,3 +70,84 @@ def test_audio_config_round_trips_through_yaml(tmp_path: Path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(to_dict(config)))
     assert load_config(path) == config
+
+
+def speech_run(speech_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A speech-smoke run trained for one step on the smallest generated corpus (6 train, 3 test utterances)."""
+    output = tmp_path_factory.mktemp("speech-run")
+    assert main(["pretrain", "--preset", "speech-smoke", "--data.root", str(speech_root), "--data.limit", "6",
+                 "--train.max_steps", "1", "--train.device", "cpu", "--output", str(output), "--name", "run"]) == 0
+    return output / "run"
+
+
+def test_the_cached_probe_reports_the_frames_and_segments_it_kept(speech_run: Path, tmp_path: Path):
+    run = shutil.copytree(speech_run, tmp_path / "run")
+    assert main(["probe", str(run), "--probe.phone_frames", "300", "--probe.speaker_segments", "4",
+                 "--probe.random_init", "false", "--probe.log_mel", "false", "--device", "cpu"]) == 0
+    results = json.loads((run / "probe.json").read_text())
+    assert results["protocol"] == "cached" and "at most 4 segments per split" in results["features"]
+    for split in ("train", "test"):
+        kept = results["kept"]
+        assert 150 <= kept["phone_frames"][split] <= 300 and 2 <= kept["speaker_segments"][split] <= 4
+
+
+def test_gim_probe_runs_the_paper_protocol(speech_run: Path, tmp_path: Path):
+    run = shutil.copytree(speech_run, tmp_path / "run")
+    assert main(["probe", str(run), "--probe.protocol", "paper", "--probe.batch_size", "4", "--probe.speaker_epochs",
+                 "2", "--probe.phone_epochs", "1", "--device", "cpu"]) == 0
+    results = json.loads((run / "probe.json").read_text())
+    assert results["protocol"] == "paper" and "paper's protocol" in results["features"] and "kept" not in results
+    for encoder in ("trained", "random"):
+        assert [row["module"] for row in results[encoder]] == [1, 2, 3, 4, 5, 6]
+        assert all(0 <= row["speaker"] <= 1 and 0 <= row["phone"] <= 1 for row in results[encoder])
+    assert results["baseline"]["name"] == "log-mel" and results["baseline"]["features"] == 40
+
+
+def test_paper_protocol_streams_fresh_windows_encoded_alone_and_whole_utterances(speech_run: Path, monkeypatch):
+    """Recorded where the classifiers are fitted: the speaker probe's windows are drawn anew every epoch, each
+    encoded alone (the GRU from a zero state), averaged over time, one per test utterance; the phone probe takes
+    one whole utterance per step in stored order, its labels matched from the end, with Xavier-normal init."""
+    calls = []
+
+    def recording(train, test, num_classes, epochs, lr, seed, xavier=False, description="probe"):
+        calls.append({"train": [list(train(epoch)) for epoch in range(2)], "test": list(test(0)), "epochs": epochs,
+                      "lr": lr, "xavier": xavier})
+        return [(x.shape[1], 0.5) for x in calls[-1]["train"][0][0][0]]
+
+    monkeypatch.setattr(audio, "fit_streaming", recording)
+    run = RunFolder.open(speech_run)
+    config = run.config
+    options = replace(config.probe, protocol="paper", batch_size=4, random_init=False, log_mel=False)
+    config = replace(config, probe=options)
+    probe_run(run, config, device="cpu")
+    speaker, phone = calls
+    p, corpus, cpu = config.probe, audio.load_speech(config.data), torch.device("cpu")
+    assert (speaker["epochs"], speaker["lr"], speaker["xavier"]) == (p.speaker_epochs, p.speaker_lr, False)
+    assert (phone["epochs"], phone["lr"], phone["xavier"]) == (p.phone_epochs, p.phone_lr, True)
+
+    modules, _ = audio.TASK.load_trained(run, config, 1, cpu)
+    encode = time_averaged(module_outputs(modules))
+    for epoch, steps in enumerate(speaker["train"]):
+        [(features, speakers)] = steps                                   # 6 utterances: one batch of 4 windows
+        [(windows, labels)] = WindowLoader(corpus, "train", 4, cpu, config.train.seed).epoch(epoch)
+        assert torch.equal(speakers, labels) and [f.shape for f in features] == [(4, 8)] * 6
+        alone = [encode(window[None]) for window in windows]             # each window its own batch of one
+        for module, output in enumerate(features):
+            assert torch.allclose(output, torch.cat([a[module] for a in alone]), atol=1e-6)
+    assert not torch.equal(speaker["train"][0][0][0][5], speaker["train"][1][0][0][5]), "windows drawn anew"
+    assert sum(len(labels) for _, labels in speaker["test"]) == len(corpus.splits["test"])
+
+    for epoch in phone["train"]:
+        assert len(epoch) == len(corpus.splits["train"])
+        for (features, labels), utterance in zip(epoch, corpus.splits["train"], strict=True):
+            assert labels.tolist() == corpus.phones(utterance)[-len(labels):].tolist()
+            assert len(labels) >= len(corpus.phones(utterance)) - 2
+            assert [f.shape for f in features] == [(len(labels), 8)] * 6
+    assert len(phone["test"]) == len(corpus.splits["test"])
+
+
+def test_paper_speaker_probe_needs_one_batch_of_windows(speech_run: Path):
+    run = RunFolder.open(speech_run)
+    config = replace(run.config, probe=replace(run.config.probe, protocol="paper", batch_size=64))
+    with pytest.raises(GimError, match="probe.batch_size: the 6 training utterances do not fill one batch of 64"):
+        probe_run(run, config, device="cpu")
