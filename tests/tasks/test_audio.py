@@ -72,6 +72,7 @@ def test_audio_config_round_trips_through_yaml(tmp_path: Path):
     assert load_config(path) == config
 
 
+@pytest.fixture(scope="module")
 def speech_run(speech_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A speech-smoke run trained for one step on the smallest generated corpus (6 train, 3 test utterances)."""
     output = tmp_path_factory.mktemp("speech-run")
