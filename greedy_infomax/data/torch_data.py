@@ -71,7 +71,7 @@ class DatasetBatches:
         loader = DataLoader(_SeededItems(self.dataset, draws), batch_sampler=keys, num_workers=self.workers,
                             collate_fn=default_collate, pin_memory=self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(batch_seed(*draws)))  # not torch's global one
-        for b, batch in zip(numbers, _one_line_errors(loader), strict=True):
+        for b, batch in zip(numbers, one_line_errors(loader), strict=True):
             inputs, labels = self.unpack(batch)
             inputs, labels = to_device(inputs, self.device), _labels_on(labels, self.device)
             if self.transform is not None:
@@ -133,7 +133,7 @@ def seeded(seed: int) -> Iterator[None]:
         random.setstate(states[2])
 
 
-def _one_line_errors(batches: Iterable[Any]) -> Iterator[Any]:
+def one_line_errors(batches: Iterable[Any]) -> Iterator[Any]:
     """The batches; a GimError raised in a worker, which torch re-raises with the worker's traceback as its
     message, is raised again with its own one line."""
     try:

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
-from greedy_infomax.data import read_images
+from greedy_infomax.data import DATASETS, read_images
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
+from greedy_infomax.data.streamed import StreamedImages, StreamLoader, image_batches
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embed
@@ -36,8 +37,9 @@ OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_2d": InfoNCE2d, "supervised":
 class DataConfig:
     """Which images to train and probe on, and how they are augmented."""
 
-    dataset: Literal["fashion-mnist", "stl10", "image-folder"] = "stl10"
-    """Dataset name."""
+    dataset: str = "stl10"
+    """Dataset: stl10, fashion-mnist, image-folder (read into memory), or photo-folder (photos streamed from disk by
+    worker processes)."""
     root: str | None = None
     """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
     /usr/share/datasets/fashion-mnist (fashion-mnist)."""
@@ -51,8 +53,17 @@ class DataConfig:
     """Use only the first N images of every split (quick experiments and tests)."""
     batch_size: int = 32
     """Images per training step."""
+    resize: int = 96
+    """photo-folder: the side each photo is brought to (shorter side resized, centre square kept) by the loader's
+    workers, before the random crops of `crop`; 96 is STL-10's size, which the paper crops to 64."""
+    workers: int | None = None
+    """Worker processes reading the photo-folder dataset; None: one per CPU core, at most 8; 0: the training process
+    itself. Any number reads the same batches."""
 
     def __post_init__(self) -> None:
+        require(self.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        require(self.resize > 0, "data.resize", f"must be positive, got {self.resize}")
+        require(self.workers is None or self.workers >= 0, "data.workers", f"must be >= 0, got {self.workers}")
         require(self.crop > 0, "data.crop", f"must be positive, got {self.crop}")
         require(self.batch_size > 1, "data.batch_size", f"needs at least 2 images for negatives, got {self.batch_size}")
         require(self.limit is None or self.limit >= self.batch_size, "data.limit",
@@ -229,7 +240,8 @@ class VisionTask(Task):
     paper_results = {"GIM": 81.9, "end-to-end CPC": 80.5, "supervised": 71.4, "greedy supervised": 65.2,
                      "random init": 27.0}
 
-    def pretrain_loader(self, config: VisionRunConfig, device: torch.device) -> tuple[BatchLoader, int]:
+    def pretrain_loader(self, config: VisionRunConfig,
+                        device: torch.device) -> tuple[BatchLoader | StreamLoader, int]:
         """A supervised objective trains on the labelled split (STL-10's 5k `train` images, not `unlabeled`) and
         must be sized for the dataset's classes."""
         supervised = getattr(OBJECTIVES[config.objective.name], "needs_labels", False)
@@ -239,7 +251,7 @@ class VisionTask(Task):
                            f"classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
                            f"{data.spec.num_classes}")
         transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
-        loader = BatchLoader(data, config.data.batch_size, transform, device, seed=config.train.seed)
+        loader = image_batches(data, config.data.batch_size, transform, device, config.train.seed, config.data.workers)
         if len(loader) == 0:
             raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
         return loader, input_channels(config.data, data.spec)
@@ -342,9 +354,9 @@ def _with_pixelcnn(objective: partial, channels: int, layers: int) -> nn.Module:
     return objective(channels, autoregressor=PixelCNN(channels, layers))
 
 
-def load_split(config: DataConfig, role: str) -> ImageArray:
+def load_split(config: DataConfig, role: str) -> ImageArray | StreamedImages:
     """The split playing `role` ('pretrain', 'probe_train' or 'probe_test'), cut to `config.limit` images."""
-    return read_images(config.dataset, config.root, role, config.limit)
+    return read_images(config.dataset, config.root, role, config.limit, config.resize)
 
 
 def input_channels(config: DataConfig, spec: ImageSpec) -> int:
@@ -357,21 +369,24 @@ def eval_transform(config: DataConfig, spec: ImageSpec) -> ImageTransform:
     return ImageTransform.for_data(config.crop, False, config.grayscale, spec)
 
 
-def eval_loader(config: VisionRunConfig, role: str, device: torch.device, spec: ImageSpec | None = None) -> BatchLoader:
+def eval_loader(config: VisionRunConfig, role: str, device: torch.device,
+                spec: ImageSpec | None = None) -> BatchLoader | StreamLoader:
     """The split playing `role` in stored order with the evaluation transform (centre crop, no flip), normalised
     with the statistics of `spec` (default: the split's own; the probes use their training split's for both).
 
     Batches are twice the training batch: forward-only passes are cheap, and small batches keep activations in cache.
     """
     array = load_split(config.data, role)
-    return BatchLoader(array, 2 * config.data.batch_size, eval_transform(config.data, spec or array.spec), device)
+    return image_batches(array, 2 * config.data.batch_size, eval_transform(config.data, spec or array.spec), device,
+                         workers=config.data.workers)
 
 
-def _augmented(loader: BatchLoader, config: VisionRunConfig) -> BatchLoader:
+def _augmented(loader: BatchLoader | StreamLoader, config: VisionRunConfig) -> BatchLoader | StreamLoader:
     """The loader's images under pre-training's random crop and flip, normalised alike; epoch e is view e, with
     its own seeded order and draws (the last incomplete batch left out, as in training)."""
     transform = replace(loader.transform, flip=config.data.flip)
-    return BatchLoader(loader.array, loader.batch_size, transform, loader.device, seed=config.train.seed)
+    return image_batches(loader.array, loader.batch_size, transform, loader.device, config.train.seed,
+                         config.data.workers)
 
 
 def _features(options: ProbeConfig) -> str:
