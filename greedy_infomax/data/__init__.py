@@ -9,6 +9,7 @@ from pathlib import Path
 
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import read_image_folder, split_classes
+from greedy_infomax.data.imagenet import read_imagenet
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
 from greedy_infomax.data.photo_folder import PhotoFolder, read_photo_folder
 from greedy_infomax.data.roots import gim_data
@@ -40,6 +41,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "fashion-mnist": DatasetEntry(read_fashion_mnist, pretrain="train", probe_train="train", probe_test="test"),
     "image-folder": DatasetEntry(_read_split_folder, pretrain="train", probe_train="train", probe_test="test"),
     "photo-folder": DatasetEntry(read_photo_folder, pretrain="train", probe_train="train", probe_test="test"),
+    "imagenet": DatasetEntry(read_imagenet, pretrain="train", probe_train="train", probe_test="val"),
 }
 
 
