@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
@@ -12,6 +13,7 @@ from greedy_infomax.data.image_folder import read_image_folder, split_classes
 from greedy_infomax.data.imagenet import read_imagenet
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
 from greedy_infomax.data.photo_folder import PhotoFolder, read_photo_folder
+from greedy_infomax.data.python_dataset import python_target, read_python_dataset
 from greedy_infomax.data.roots import gim_data
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.speech_folder import read_speech_folder
@@ -45,13 +47,20 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
+def known_dataset(name: str) -> bool:
+    """A name of DATASETS, or python:package.module:factory (your own Datasets, data/python_dataset.py)."""
+    return name in DATASETS or python_target(name) is not None
+
+
 def read_images(dataset: str, root: str | None, role: str, limit: int | None = None,
                 resize: int | None = None) -> ImageArray | StreamedImages:
     """The split of image dataset `dataset` playing `role` ('pretrain', 'probe_train' or 'probe_test'), cut to
     `limit` images; the photos of a photo folder brought to `resize` pixels (default: photo_folder.DEFAULT_SIDE)."""
-    if dataset not in DATASETS:
-        raise GimError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
-    entry = DATASETS[dataset]
+    if not known_dataset(dataset):
+        raise GimError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}, "
+                       "python:package.module:factory")
+    entry = DATASETS.get(dataset) or DatasetEntry(partial(read_python_dataset, dataset), pretrain="train",
+                                                  probe_train="train", probe_test="test")
     split = entry.read(Path(root).expanduser() if root else None, getattr(entry, role))
     if resize is not None and isinstance(split, PhotoFolder):
         split = split.resized(resize)

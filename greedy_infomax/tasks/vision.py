@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
-from greedy_infomax.data import DATASETS, read_images
+from greedy_infomax.data import DATASETS, known_dataset, read_images
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.streamed import StreamedImages, StreamLoader, image_batches
@@ -39,7 +39,8 @@ class DataConfig:
 
     dataset: str = "stl10"
     """Dataset: stl10, fashion-mnist, image-folder (read into memory), photo-folder or imagenet (photos streamed from
-    disk by worker processes)."""
+    disk by worker processes), or python:package.module:factory, a function of yours that returns the (train, test)
+    torch Datasets of uint8 images (and labels), called with `root` when one is given."""
     root: str | None = None
     """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
     /usr/share/datasets/fashion-mnist (fashion-mnist)."""
@@ -57,11 +58,12 @@ class DataConfig:
     """photo-folder, imagenet: the side each photo is brought to (shorter side resized, centre square kept) by the loader's
     workers, before the random crops of `crop`; 96 is STL-10's size, which the paper crops to 64."""
     workers: int | None = None
-    """Worker processes reading the photo-folder and imagenet datasets; None: one per CPU core, at most 8; 0: the training process
+    """Worker processes reading the photo-folder, imagenet and python: datasets; None: one per CPU core, at most 8; 0: the training process
     itself. Any number reads the same batches."""
 
     def __post_init__(self) -> None:
-        require(self.dataset in DATASETS, "data.dataset", f"must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        require(known_dataset(self.dataset), "data.dataset",
+                f"must be one of {', '.join(DATASETS)} or python:package.module:factory, got {self.dataset!r}")
         require(self.resize > 0, "data.resize", f"must be positive, got {self.resize}")
         require(self.workers is None or self.workers >= 0, "data.workers", f"must be >= 0, got {self.workers}")
         require(self.crop > 0, "data.crop", f"must be positive, got {self.crop}")
