@@ -55,11 +55,11 @@ class DataConfig:
     batch_size: int = 32
     """Images per training step."""
     resize: int = 96
-    """photo-folder, imagenet: the side each photo is brought to (shorter side resized, centre square kept) by the loader's
-    workers, before the random crops of `crop`; 96 is STL-10's size, which the paper crops to 64."""
+    """photo-folder, imagenet: the side each photo is brought to (shorter side resized, centre square kept) by the
+    loader's workers, before the random crops of `crop`; 96 is STL-10's size, which the paper crops to 64."""
     workers: int | None = None
-    """Worker processes reading the photo-folder, imagenet and python: datasets; None: one per CPU core, at most 8; 0: the training process
-    itself. Any number reads the same batches."""
+    """Worker processes reading the photo-folder, imagenet and python: datasets; None: one per CPU core, at most 8;
+    0: the training process itself. Any number reads the same batches."""
 
     def __post_init__(self) -> None:
         require(known_dataset(self.dataset), "data.dataset",
