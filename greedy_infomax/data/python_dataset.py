@@ -86,7 +86,9 @@ class UserImages(StreamedImages):
         image, label = self._item(0)
         self.shape = tuple(image.shape)
         self.labelled = label is not None
-        self.num_classes = num_classes if num_classes is not None else _num_classes(dataset, self) if self.labelled else 0
+        if num_classes is None:
+            num_classes = _num_classes(dataset, self) if self.labelled else 0
+        self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.dataset)

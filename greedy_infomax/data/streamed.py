@@ -2,6 +2,7 @@
 (photo folders, ImageNet, a user's own torch Datasets), and the loader that serves either kind to a task."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property, partial
 from typing import Any
 
@@ -63,7 +64,9 @@ class StreamLoader(DatasetBatches):
     def unpack(self, batch: Any) -> tuple[torch.Tensor, Any]:
         return self.array.unpack(batch)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0, stride: int = 1):
+    def epoch(self, epoch: int = 0, start_batch: int = 0,
+              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """DatasetBatches' epoch, then the split's report of what it could not read."""
         try:
             yield from super().epoch(epoch, start_batch, stride)
         finally:

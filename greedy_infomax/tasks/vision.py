@@ -43,7 +43,7 @@ class DataConfig:
     torch Datasets of uint8 images (and labels), called with `root` when one is given."""
     root: str | None = None
     """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
-    /usr/share/datasets/fashion-mnist (fashion-mnist)."""
+    /usr/share/datasets/fashion-mnist (fashion-mnist). A python: factory is called with it, when given."""
     crop: int = 64
     """Side of the square crop fed to the encoder (random when training, centred when evaluating)."""
     flip: bool = True
