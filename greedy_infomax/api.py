@@ -17,6 +17,7 @@ from greedy_infomax.data.image_folder import read_image_folder
 from greedy_infomax.data.librispeech import WindowLoader, read_librispeech
 from greedy_infomax.data.loader import BatchLoader, Batches
 from greedy_infomax.data.speech_folder import read_speech_folder
+from greedy_infomax.data.torch_data import as_batches
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.engines import train
 from greedy_infomax.engines.module_parallel import is_first_rank
@@ -44,6 +45,6 @@ __all__ = [
     # the paper's models, from a preset; tasks of your own
     "PRESETS", "pretrain", "pretrain_run", "probe_run", "TASKS", "Task", "register",
     # data
-    "Batches", "BatchLoader", "ImageTransform", "read_fashion_mnist", "read_image_folder", "WindowLoader",
+    "Batches", "BatchLoader", "as_batches", "ImageTransform", "read_fashion_mnist", "read_image_folder", "WindowLoader",
     "read_librispeech", "read_speech_folder",
 ]

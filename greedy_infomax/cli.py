@@ -322,8 +322,8 @@ def _overridden(config: AnyRunConfig, args: Namespace) -> AnyRunConfig:
     line. Embedding has no batch to fill, so a limit below the training batch shrinks the batch."""
     _checked_device(args.device)
     data = {name: value for name, value in args.data.as_dict().items() if value is not None}
-    datasets = get_args(get_type_hints(type(config.data))["dataset"])
-    if data.get("dataset", config.data.dataset) not in datasets:
+    datasets = get_args(get_type_hints(type(config.data))["dataset"])  # a Literal; a str is checked by the config
+    if datasets and data.get("dataset", config.data.dataset) not in datasets:
         raise GimError(f"--data.dataset {data['dataset']}: {config.task} runs embed one of {', '.join(datasets)}")
     if data.get("limit") == 0:  # the whole split, whatever the run was trained on
         data["limit"] = None

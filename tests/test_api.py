@@ -11,6 +11,7 @@ from functools import partial
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from conftest import finish, fork_ranks, snapshot
 from greedy_infomax import api as gim
@@ -46,6 +47,56 @@ def test_a_custom_run_resumed_equals_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(resumed[name], straight[name]) for name in straight)
     assert [row["step"] for row in run.metrics()] == [2, 4, 6, 8]
     assert json.loads((run.path / "meta.json").read_text())["kind"] == "custom"
+
+
+class Garments(Dataset):
+    """The 32 images as a user writes a Dataset: float images in [0, 1], flipped at random in __getitem__ (with
+    torch's global generator) when `flip`, and their labels."""
+
+    def __init__(self, flip: bool) -> None:
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(IMAGES)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(IMAGES.images[index].copy()).float() / 255                     # (1, 28, 28)
+        return (image.flip(-1) if self.flip and torch.rand(()) < 0.5 else image), int(IMAGES.labels[index])
+
+
+def _seeded_loader() -> DataLoader:
+    return DataLoader(Garments(flip=True), batch_size=8, shuffle=True, num_workers=2,
+                      generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("data", [Garments(flip=True), "dataloader"], ids=["dataset", "dataloader"])
+def test_a_user_dataset_or_seeded_dataloader_resumed_mid_epoch_equals_the_uninterrupted_run(tmp_path, data):
+    """Step 6 is batch 2 of epoch 1 (4 batches an epoch); the Dataset is read by 2 worker processes either way."""
+    def fresh():
+        return _seeded_loader() if data == "dataloader" else data
+    straight = snapshot(gim.train(_modules(), fresh(), gim.RunFolder.create(tmp_path, "straight"), OPTIONS,
+                                  batch_size=8))
+    run = gim.RunFolder.create(tmp_path, "stopped")
+    gim.train(_modules(), fresh(), run, replace(OPTIONS, max_steps=6), batch_size=8)
+    resumed = snapshot(gim.train(_modules(), fresh(), gim.RunFolder.open(run.path), OPTIONS, resume=True,
+                                 batch_size=8))
+    assert all(torch.equal(resumed[name], straight[name]) for name in straight)
+    assert not all(torch.equal(tensor, snapshot(_modules())[name]) for name, tensor in straight.items())
+
+
+def test_probing_through_a_user_dataset_or_dataloader_equals_probing_through_the_librarys_loader():
+    """Garments' images are the BatchLoader's under a transform that only scales to [0, 1]."""
+    modules = _modules()
+    options = gim.ProbeConfig(epochs=3, knn_k=3, batch_size=16)
+    through_datasets = gim.probe_modules(modules, Garments(flip=False), Garments(flip=False), options, 10)
+    loaders = [DataLoader(Garments(flip=False), batch_size=5) for _ in range(2)]
+    scaled = gim.ImageTransform(crop=28, flip=False, grayscale=True, mean=(0.0,), std=(1.0,))
+    ours = [gim.BatchLoader(IMAGES, 16, scaled, torch.device("cpu")) for _ in range(2)]
+    assert [row["module"] for row in through_datasets] == [1, 2]
+    assert through_datasets == gim.probe_modules(modules, *loaders, options, 10)
+    assert through_datasets == gim.probe_modules(modules, *ours, options, 10)
+    features = gim.embed(modules, Garments(flip=False), module=2, batch_size=7)
+    assert features["features"].shape == (32, 6) and features["labels"].tolist() == IMAGES.labels.tolist()
 
 
 def _train_on_a_rank(parent) -> int:

@@ -73,6 +73,9 @@ BAD_VALUES = [
     (lambda: TrainConfig(lr=-1.0), "train.lr"),
     (lambda: RunConfig(data=DataConfig(crop=8)), "model.patch_size"),
     (lambda: DataConfig(batch_size=1), "data.batch_size"),
+    (lambda: DataConfig(dataset="mnist"), "data.dataset"),
+    (lambda: DataConfig(resize=0), "data.resize"),
+    (lambda: DataConfig(workers=-1), "data.workers"),
     (lambda: ObjectiveConfig(num_negatives=0), "objective.num_negatives"),
     (lambda: RunConfig(probe=ProbeConfig(pool=8)), "probe.pool"),
 ]

@@ -56,6 +56,14 @@ def test_own_network_trains_probes_every_module_and_embeds(example, tmp_path):
     assert (run / "checkpoints" / "step-00000004").is_dir()
 
 
+def test_own_dataset_trains_on_a_dataset_class_and_probes_through_a_dataloader(example, tmp_path):
+    rows = example("own_dataset").main(tmp_path, train_images=64, test_images=32)
+    assert [row["module"] for row in rows] == [1, 2, 3]
+    assert all(0.0 <= row["linear"] <= 1.0 for row in rows)
+    run, = (tmp_path / "own-dataset").iterdir()
+    assert (run / "checkpoints" / "step-00000002").is_dir()                     # 64 images: 2 batches of 32
+
+
 def test_own_objective_trains_beside_a_supervised_module(example, tmp_path):
     metrics = example("own_objective").main(tmp_path, limit=128)
     assert {"loss/module1", "loss/module2", "loss/module3"} <= set(metrics[-1])

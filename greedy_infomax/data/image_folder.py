@@ -4,6 +4,8 @@ Meant for small custom datasets, so the spec (size, mean, std) is measured from 
 """
 from __future__ import annotations
 
+import os
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,19 @@ def check_classes(root: Path, classes: list[str]) -> list[str]:
     return names
 
 
+def split_classes(root: Path | None, split: str, dataset: str) -> list[str]:
+    """The classes of a folder laid out as root/train/<class>/* and root/test/<class>/*, with the same classes.
+    Reading train/ also checks test/'s layout, if there is one, so a pre-training run does not end in a probe that
+    fails."""
+    if root is None:
+        raise GimError(f"data.root: the {dataset} dataset needs --data.root (a folder with train/ and test/)")
+    classes = class_names(root / "train")
+    if split == "train" and (root / "test").is_dir():
+        for name in check_classes(root / "test", classes):
+            image_files(root / "test" / name)
+    return classes
+
+
 def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | None = None) -> ImageArray:
     """Read every image under `root/<class>/` as RGB (or luma if `grayscale`); all must share one size.
 
@@ -48,21 +63,32 @@ def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | 
 
 
 def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
-    """Every image file directly in each class folder (by suffix, so notes and Thumbs.db are passed over; hidden
-    files too), sorted, with its class index."""
-    suffixes = {suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN}
+    """Every image file directly in each class folder, sorted, with its class index (see image_files)."""
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(names):
-        visible = [path for path in (root / name).iterdir() if path.is_file() and not path.name.startswith(".")]
-        files = sorted(path for path in visible if path.suffix.lower() in suffixes)
-        if not files:
-            others = sorted({path.suffix or "no suffix" for path in visible})
-            raise GimError(f"{root / name}: class folder has no images"
-                           + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else ""))
-        paths += files
+        files = image_files(root / name)
+        paths += [root / name / file for file in files]
         labels += [label] * len(files)
     return paths, labels
+
+
+def image_files(folder: Path) -> list[str]:
+    """The sorted names of the image files directly in a class folder, by suffix (so notes and Thumbs.db are
+    passed over; hidden files too); an error if there are none."""
+    visible = [entry.name for entry in os.scandir(folder) if entry.is_file() and not entry.name.startswith(".")]
+    files = sorted(name for name in visible if os.path.splitext(name)[1].lower() in image_suffixes())
+    if not files:
+        others = sorted({os.path.splitext(name)[1] or "no suffix" for name in visible})
+        raise GimError(f"{folder}: class folder has no images"
+                       + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else ""))
+    return files
+
+
+@cache
+def image_suffixes() -> frozenset[str]:
+    """File suffixes (lower case, with the dot) of the formats Pillow reads (asked once: it loads every plugin)."""
+    return frozenset(suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN)
 
 
 def _read_all(paths: list[Path], mode: str) -> np.ndarray:
@@ -82,13 +108,13 @@ def _read(path: Path, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode.startswith("I") or image.mode == "F":
-                image = _to_8_bits(path, image)
+                image = to_8_bits(path, image)
             return np.atleast_3d(np.asarray(image.convert(mode)))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise GimError(f"{path}: cannot read as an image ({error})") from error
 
 
-def _to_8_bits(path: Path, image: Image.Image) -> Image.Image:
+def to_8_bits(path: Path, image: Image.Image) -> Image.Image:
     """A 16-bit grayscale image scaled from 0..65535 to 8 bits (PIL's own conversion clips every value above 255
     to white); a 32-bit integer one that holds 8-bit values kept as it is; float or wider values refused."""
     values = np.asarray(image)

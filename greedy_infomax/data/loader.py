@@ -58,11 +58,13 @@ class BatchLoader:
             if self.array.labels is not None:
                 labels = to_device(torch.from_numpy(np.asarray(self.array.labels[index], dtype=np.int64)),
                                    self.device)
-            generator = None
-            if self.seed is not None:
-                seed = int(np.random.SeedSequence((self.seed, epoch, b)).generate_state(1)[0])
-                generator = torch.Generator().manual_seed(seed)
+            generator = None if self.seed is None else torch.Generator().manual_seed(batch_seed(self.seed, epoch, b))
             yield self.transform(images, generator), labels
+
+
+def batch_seed(*draws: int) -> int:
+    """One seed from several numbers, e.g. (seed, epoch, batch): the random draws of a batch depend on these alone."""
+    return int(np.random.SeedSequence(draws).generate_state(1)[0])
 
 
 def epoch_order(count: int, seed: int | None, epoch: int) -> np.ndarray:

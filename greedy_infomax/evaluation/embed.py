@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.data.loader import Batches
+from greedy_infomax.data.torch_data import Data, as_batches
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting.run_folder import write_atomic
@@ -57,10 +57,13 @@ class SpeechFeatureExtractor(nn.Module):
         return module_outputs(self.encoder)(x)[-1].transpose(1, 2)          # (B, D, frames) -> (B, frames, D)
 
 
-def embed(modules: nn.ModuleList, loader: Batches, module: int, pool: int = 1) -> dict[str, np.ndarray]:
+def embed(modules: nn.ModuleList, loader: Data, module: int, pool: int = 1,
+          batch_size: int = 256) -> dict[str, np.ndarray]:
     """Module `module`'s (1-based) features of one epoch of the loader: "features" (N, D) float32, and "labels" (N,)
-    when the loader has them."""
+    when the loader has them. The loader may also be a map-style torch Dataset, read in order in batches of
+    `batch_size`, or a DataLoader."""
     check_module(module, len(modules))
+    loader = as_batches(loader, batch_size, next(modules.parameters()).device)
     features, labels = extract_features(modules[:module], loader, pool, f"module {module}")
     return {"features": features[-1].numpy()} | ({} if labels is None else {"labels": labels.numpy()})
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from greedy_infomax.data.loader import Batches
+from greedy_infomax.data.torch_data import Data, as_batches
 from greedy_infomax.evaluation.features import extract_features, left_unchanged
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
 
@@ -24,14 +24,18 @@ class ProbeOptions(Protocol):
     augmented_views: int
 
 
-def probe_modules(modules: nn.ModuleList, train_loader: Batches, test_loader: Batches, options: ProbeOptions,
+def probe_modules(modules: nn.ModuleList, train_loader: Data, test_loader: Data, options: ProbeOptions,
                   num_classes: int, seed: int = 0, name: str = "encoder",
-                  augmented: Batches | None = None) -> list[dict[str, Any]]:
+                  augmented: Data | None = None) -> list[dict[str, Any]]:
     """Linear (and kNN) probe of every module, fitted on the training loader's features (and on epochs
     0..`options.augmented_views`-1 of `augmented`, the training images under the training transform) and tested
-    on the test loader's; fails if extracting features changed any parameter."""
+    on the test loader's; fails if extracting features changed any parameter. Each loader may also be a map-style
+    torch Dataset (read in batches of `options.batch_size`; `augmented` shuffled by `seed`) or a DataLoader."""
     if options.augmented_views and augmented is None:
         raise ValueError("probe.augmented_views needs the augmented loader of the training images")
+    device = next(modules.parameters()).device
+    train_loader, test_loader = (as_batches(data, options.batch_size, device) for data in (train_loader, test_loader))
+    augmented = None if augmented is None else as_batches(augmented, options.batch_size, device, seed)
     with left_unchanged(modules, name):
         train_features, train_labels = extract_features(modules, train_loader, options.pool, f"{name}: train")
         for view in range(options.augmented_views):
