@@ -66,6 +66,17 @@ def test_a_dataset_gives_the_batches_of_batch_loader_in_training_and_evaluation_
             assert _equal(_all(mine.epoch(epoch)), _all(theirs.epoch(epoch)))
 
 
+def test_keep_last_gives_a_shuffled_epoch_its_last_incomplete_batch_as_batch_loader_does():
+    """What the paper's vision probe trains on: every image every epoch, under fresh draws."""
+    transform = ImageTransform(crop=6, flip=True, grayscale=False, mean=(0.5,), std=(0.25,))
+    mine = DatasetBatches(Images(), 4, CPU, seed=3, workers=0, transform=transform, keep_last=True)
+    theirs = BatchLoader(ARRAY, 4, transform, CPU, seed=3, keep_last=True)
+    batches = _all(mine.epoch(1))
+    assert len(mine) == 6 and [len(labels) for _, labels in batches] == [4] * 5 + [2]
+    assert _equal(batches, _all(theirs.epoch(1)))
+    assert sorted(torch.cat([labels for _, labels in batches]).tolist()) == sorted(ARRAY.labels.tolist())
+
+
 def test_draws_inside_getitem_repeat_at_any_batch_whatever_the_workers():
     alone = DatasetBatches(Noisy(), 3, CPU, seed=5, workers=0)
     epoch = _all(alone.epoch(1))
