@@ -60,8 +60,8 @@ class Schedule:
     repeats: int
 
 
-# A paper-stl10 step takes 15-20 s on 2 CPU cores in fp32, a paper-librispeech step a few seconds; the small
-# presets' steps are tens of milliseconds, so they get many more.
+# The paper presets' steps take seconds on a CPU, so they get few; the small presets' steps are short enough
+# for many more.
 CPU_SCHEDULES = {"paper-stl10": Schedule(1, 3, 3), "paper-librispeech": Schedule(1, 4, 2),
                  "fashion-mnist": Schedule(5, 40, 4), "speech": Schedule(3, 20, 4)}
 GPU_SCHEDULE = Schedule(5, 50, 5)

@@ -169,7 +169,7 @@ def _reproduce_parser() -> ArgumentParser:
         "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
         "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
         "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
-        "cpu (Fashion-MNIST / the generated speech corpus, under an hour each on 2 cores), paper (STL-10 / "
+        "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), paper (STL-10 / "
         "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
         "the report lists every method probed there."))
     parser.add_argument("task", choices=list(TASKS), help="which comparison")

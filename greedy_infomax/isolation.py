@@ -36,8 +36,8 @@ class IsolatedModule(nn.Module):
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """Give this module its own Adam over all its parameters (block, readout, objective, autoregressor): the
-        fused one, which can skip an update on a device-side flag (and on a CPU is several times faster than the
-        per-tensor loops)."""
+        fused one, which can skip an update on a device-side flag (and on a CPU is faster than the per-tensor
+        loops)."""
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
         return self.optimizer
 

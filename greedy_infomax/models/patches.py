@@ -33,7 +33,7 @@ class PatchGridPool(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # The mean's gradient is laid out like the tensor it averages: for a channels-last h, average its
         # (N, h, w, C) view, else the encoder's backward starts from a contiguous gradient that every residual join
-        # then mixes with channels-last ones (strided kernels: a quarter of a GPU step's time).
+        # then mixes with channels-last ones (slow strided kernels).
         if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
             vectors = h.permute(0, 2, 3, 1).mean(dim=(1, 2))                   # (B * g * g, C)
         else:
