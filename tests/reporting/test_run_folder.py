@@ -5,12 +5,14 @@ import builtins
 import json
 import os
 import pathlib
+import shutil
 from dataclasses import replace
 
 import pytest
 import torch
 
 from conftest import snapshot
+from greedy_infomax.cli import main
 from greedy_infomax.tasks import PRESETS, prepare_modules
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting import run_folder
@@ -244,3 +246,19 @@ def test_keep_every_keeps_those_checkpoints_besides_the_newest_two_and_at_step_l
     assert next(modules[0].parameters()).unique().tolist() == [8.0]
     with pytest.raises(GimError, match=r"--step 6: .* kept no checkpoint of that step \(kept: 4, 8, 10, 12\)"):
         run.at_step(6)
+
+
+def test_a_run_written_before_the_redesign_resumes_and_probes(tmp_path):
+    """runs/a170198-smoke: `gim pretrain --preset smoke --train.max_steps 2` as commit a170198 wrote it (TensorBoard
+    files left out). New config fields take their defaults; the weights load where they were saved."""
+    old = pathlib.Path(__file__).parent / "runs" / "a170198-smoke"
+    run = tmp_path / "run"
+    shutil.copytree(old, run)
+    saved = torch.load(old / "checkpoints" / "step-00000002" / "module-1.pt", weights_only=True)
+    assert main(["pretrain", "--resume", str(run), "--train.max_steps", "3", "--train.device", "cpu"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 3 and steps.count(3) == 1
+    assert main(["probe", str(run), "--probe.epochs", "1", "--probe.knn_k", "0", "--probe.random_init", "false",
+                 "--device", "cpu"]) == 0
+    assert json.loads((run / "probe.json").read_text())["trained"][-1]["module"] == 3
+    assert saved.keys() == torch.load(run / "checkpoints" / "step-00000003" / "module-1.pt", weights_only=True).keys()
