@@ -1,6 +1,7 @@
 """Typed, frozen configuration: one dataclass per concern, composed into `RunConfig`, plus named presets.
 
-The defaults of every field are the paper's STL-10 setup, so `RunConfig()` is the `paper-stl10` preset.
+The defaults of every field are the paper's STL-10 setup for one GPU of the original's (32 images, one negative
+group); the `paper-stl10` preset takes the paper's step of 8 such groups.
 The CLI flags, `--help` and config files are generated from these dataclasses (see cli.py), so the field
 docstrings below are the user documentation of every option.
 """
@@ -110,7 +111,11 @@ class ObjectiveConfig:
     skip_steps: int = 1
     """Rows skipped between a context row and its first target (they overlap with it)."""
     num_negatives: int = 16
-    """Negatives per positive, drawn uniformly with replacement from all positions of the batch."""
+    """Negatives per positive, drawn uniformly with replacement for each step k from that step's target rows (rows
+    skip_steps + k and below, every column, every image of the query's negative group)."""
+    negative_groups: int = 1
+    """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
+    the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     num_classes: int = 10
     """supervised: classes of the dataset's labels."""
 
@@ -118,6 +123,7 @@ class ObjectiveConfig:
         _require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         _require(self.skip_steps >= 0, "objective.skip_steps", "must be >= 0")
         _require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        _require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
         _require(self.num_classes > 1, "objective.num_classes", "must be at least 2")
 
 
@@ -268,6 +274,7 @@ class RunConfig:
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         _require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
         _check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
+        _check_groups(self.data.batch_size, self.objective.negative_groups)
 
 
 @dataclass(frozen=True)
@@ -343,7 +350,11 @@ class AudioObjectiveConfig:
     prediction_steps: int = 12
     """K: how many frames ahead are predicted."""
     num_negatives: int = 10
-    """Negatives per positive, drawn from all time steps of all windows of the batch."""
+    """Negatives per positive, from all time steps of all windows of the negative group: one table per group whose
+    columns are random permutations, step k reading its last rows (the original's sampling_method 1)."""
+    negative_groups: int = 1
+    """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
+    the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     subsample: bool = True
     """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
     subsample_window: int = 128
@@ -356,6 +367,7 @@ class AudioObjectiveConfig:
     def __post_init__(self) -> None:
         _require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         _require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        _require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
         _require(self.subsample_window > self.prediction_steps, "objective.subsample_window",
                  f"must exceed prediction_steps ({self.prediction_steps})")
 
@@ -407,6 +419,7 @@ class AudioRunConfig:
         _require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         _check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
+        _check_groups(self.data.batch_size, self.objective.negative_groups)
 
 
 def _check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) -> None:
@@ -415,13 +428,19 @@ def _check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) 
              f"got {stages_per_module}")
 
 
+def _check_groups(batch_size: int, groups: int) -> None:
+    _require(batch_size % groups == 0 and batch_size // groups > 1, "objective.negative_groups",
+             f"must split data.batch_size ({batch_size}) into equal groups of at least 2, got {groups}")
+
+
 AnyRunConfig = Union[RunConfig, AudioRunConfig]
 CONFIG_TYPES: dict[str, type] = {"vision": RunConfig, "audio": AudioRunConfig}
 
 
 PRESETS: dict[str, AnyRunConfig] = {
-    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules.
-    "paper-stl10": RunConfig(),
+    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules;
+    # its 8 GPUs of 32 images: 256 images per Adam step in 8 negative groups.
+    "paper-stl10": RunConfig(data=DataConfig(batch_size=256), objective=ObjectiveConfig(negative_groups=8)),
     # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
     "fashion-mnist": RunConfig(
         data=DataConfig(dataset="fashion-mnist", crop=28, flip=True, grayscale=True, batch_size=32),
@@ -443,8 +462,10 @@ PRESETS: dict[str, AnyRunConfig] = {
         train=TrainConfig(lr=1e-3, epochs=1, checkpoint_every=8, log_every=2),
         probe=ProbeConfig(pool=1, epochs=2, knn_k=5),
     ),
-    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules.
-    "paper-librispeech": AudioRunConfig(),
+    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules; its 4 GPUs of
+    # 8 windows: 32 windows per Adam step in 4 negative groups.
+    "paper-librispeech": AudioRunConfig(data=AudioDataConfig(batch_size=32),
+                                        objective=AudioObjectiveConfig(negative_groups=4)),
     # The CPU default used by `gim demo audio`: the generated speech corpus and a narrower encoder.
     "speech": AudioRunConfig(
         data=AudioDataConfig(dataset="speech-corpus", batch_size=16),

@@ -91,7 +91,7 @@ def build_modules(config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList
     blocks = split(convs, after=[str(end - 1) for end in accumulate(m.stages_per_module)][:-1])
     options = ({"num_speakers": o.num_speakers, "num_phones": o.num_phones} if o.name == "supervised" else
                {"prediction_steps": o.prediction_steps, "num_negatives": o.num_negatives, "subsample": o.subsample,
-                "subsample_window": o.subsample_window})
+                "subsample_window": o.subsample_window, "negative_groups": o.negative_groups})
     objective = partial(OBJECTIVES["audio"][o.name], **options)
     sample = torch.zeros(1, in_channels, AudioSpec.window)           # one training window (any length would do)
     return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])

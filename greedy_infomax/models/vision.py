@@ -39,7 +39,8 @@ def _objective(config: RunConfig) -> partial:
     """The configured objective's class with the options of its name."""
     o = config.objective
     options = ({"num_classes": o.num_classes} if o.name == "supervised" else
-               {"prediction_steps": o.prediction_steps, "skip_steps": o.skip_steps, "num_negatives": o.num_negatives})
+               {"prediction_steps": o.prediction_steps, "skip_steps": o.skip_steps, "num_negatives": o.num_negatives,
+                "negative_groups": o.negative_groups})
     return partial(OBJECTIVES["vision"][o.name], **options)
 
 
