@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import pool_copies, sample_permuted_negatives, shared_pool, split_groups
+from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, sample_permuted_negatives, shared_pool,
+                                                  split_groups)
 
 
 class InfoNCE1d(nn.Module):
@@ -102,7 +103,7 @@ class InfoNCE1d(nn.Module):
             negative = negative_vectors[B * (k - 1):]                                     # (B*(L-k), N, C)
             positive_scores = (prediction * positive).sum(-1, keepdim=True)               # (B*(L-k), 1)
             negative_scores = torch.bmm(negative, prediction[:, :, None]).squeeze(-1)     # (B*(L-k), N)
-            logits = torch.cat([positive_scores, negative_scores], dim=1).float()
+            logits = at_least_fp32(torch.cat([positive_scores, negative_scores], dim=1))
             step_losses.append(-F.log_softmax(logits, dim=1)[:, 0].mean())
         return torch.stack(step_losses).mean()
 

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import pool_copies, sample_negatives, shared_pool, split_groups
+from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, sample_negatives, shared_pool,
+                                                  split_groups)
 
 
 class InfoNCE2d(nn.Module):
@@ -76,10 +77,10 @@ class InfoNCE2d(nn.Module):
         queries = queries.reshape(-1, queries.shape[-1])                       # (Q, Cc)
         positive_scores = (queries * positives.reshape(queries.shape)).sum(-1, keepdim=True)  # (Q, 1)
         negative_scores = torch.bmm(negative_vectors, queries[:, :, None]).squeeze(-1)       # (Q, N)
-        logits = torch.cat([positive_scores, negative_scores], dim=1).float()
+        logits = at_least_fp32(torch.cat([positive_scores, negative_scores], dim=1))
         per_query = -F.log_softmax(logits, dim=1)[:, 0]                        # (Q,)
         # Mean over each step's positions, then over steps: steps further ahead have fewer rows.
-        weights = (1.0 / (K * rows_per_step * B * W))[step_of_query]
+        weights = (1.0 / (K * rows_per_step.to(per_query.dtype) * B * W))[step_of_query]
         return (per_query * weights).sum()
 
     def _grid_index(self, negatives: torch.Tensor, step_of_query: torch.Tensor, H: int, W: int) -> torch.Tensor:

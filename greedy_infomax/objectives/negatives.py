@@ -1,4 +1,5 @@
-"""Negative sampling shared by the InfoNCE objectives: indices of rows, never copies of whole tensors."""
+"""What the InfoNCE objectives share: negative sampling (indices of rows, never copies of whole tensors), the
+split of a batch into negative groups, the pool of data-parallel replicas, the precision of the scores."""
 from __future__ import annotations
 
 import torch
@@ -22,6 +23,12 @@ def sample_permuted_negatives(rows: int, num_negatives: int, pool_size: int, dev
         raise ValueError(f"cannot take {rows} rows of a permutation of {pool_size}")
     columns = [torch.randperm(pool_size, device=device)[pool_size - rows:] for _ in range(num_negatives)]
     return torch.stack(columns, dim=1)
+
+
+def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """Scores go into the softmax in fp32 at least: bf16 ones (autocast) are widened, fp64 ones (gradient checks,
+    the cross-check with the original code) keep their precision."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 def pool_copies(group: dist.ProcessGroup | None) -> int:

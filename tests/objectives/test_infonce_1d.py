@@ -225,3 +225,16 @@ def test_a_compiled_subsampling_objective_is_one_graph_whatever_window_it_draws(
         objective(z).backward()
     assert len(starts) > 1
     assert counters["stats"]["unique_graphs"] == 1 and counters["frames"]["total"] == 1, dict(counters["frames"])
+
+
+def test_fp64_inputs_are_scored_in_fp64():
+    """Gradient checks and the cross-check with the original code run in fp64: no score may drop to fp32."""
+    B, C, T, K, N = 2, 3, 12, 3, 4
+    generator = torch.Generator().manual_seed(0)
+    objective = InfoNCE1d(C, prediction_steps=K, num_negatives=N).double()
+    z = torch.randn(B, C, T, generator=generator, dtype=torch.float64) * 10
+    negatives = torch.randint(B * T, (num_contexts(B, T), N), generator=generator)
+    loss = objective.loss(z, z, negatives)
+    assert loss.dtype == torch.float64
+    expected = reference_loss(z, z, objective.predictors.weight.detach(), K, negatives, 0, T)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)

@@ -192,3 +192,16 @@ def test_gradients_reach_z_predictors_and_autoregressor(with_autoregressor):
     assert z.grad is not None and z.grad.abs().sum() > 0
     for name, parameter in objective.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_fp64_inputs_are_scored_in_fp64():
+    """Gradient checks and the cross-check with the original code run in fp64: no score may drop to fp32."""
+    B, C, H, W, K, skip, N = 2, 3, 6, 4, 3, 1, 5
+    generator = torch.Generator().manual_seed(0)
+    objective = InfoNCE2d(C, K, skip, N).double()
+    z = torch.randn(B, C, H, W, generator=generator, dtype=torch.float64) * 10
+    negatives = sample_in_step_pools(B, H, W, K, skip, N, generator)
+    loss = objective.loss(z, z, negatives)
+    assert loss.dtype == torch.float64
+    expected = reference_loss(z, z, objective.predictors.weight.detach(), K, skip, negatives)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
