@@ -68,7 +68,8 @@ class InfoNCE1d(nn.Module):
 
     def window(self, steps: int) -> tuple[int | torch.Tensor, int]:
         """(start, length) of the steps that give contexts and positives: a random window when subsampling, whose
-        start stays a (host) tensor: as a Python int it would break a compiled graph and recompile it per value."""
+        start stays a (host) tensor: as a Python int it would break a compiled graph and recompile it per value.
+        Every start 0 .. T - window is drawn; the original's draw never gives the last (numpy's exclusive bound)."""
         if not self.subsample or steps <= self.subsample_window:
             return 0, steps
         return torch.randint(steps - self.subsample_window + 1, ()), self.subsample_window
