@@ -413,10 +413,13 @@ def test_negatives_are_drawn_anew_for_every_step_and_module_and_alike_for_the_sa
     x = torch.randn(4, 1, 28, 28)
     for step in (0, 0, 1):
         train_step(modules, x, range(3), (2, step))
-    first, again, next_step = (sampled[index:index + 3] for index in (0, 3, 6))
+    per_step = len(sampled) // 3                          # one draw per module and prediction step
+    first, again, next_step = (sampled[index:index + per_step] for index in (0, per_step, 2 * per_step))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again)), "same seed and step: same negatives"
     assert not any(torch.equal(a[0], b[0]) for a, b in zip(first, next_step)), "a new step draws new negatives"
-    assert not torch.equal(first[1][0], first[2][0]), "modules 2 and 3 (same pool size) draw apart"
+    per_module = per_step // 3
+    assert not torch.equal(first[per_module][0], first[2 * per_module][0]), \
+        "modules 2 and 3 (same pool size) draw apart"
 
 
 def test_validation_holds_data_out_and_logs_each_modules_loss_after_every_epoch(tmp_path):
