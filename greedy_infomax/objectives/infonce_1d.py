@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, sample_permuted_negatives, shared_pool,
-                                                  split_groups)
+from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, positive_first,
+                                                  sample_permuted_negatives, shared_pool, split_groups)
 
 
 class InfoNCE1d(nn.Module):
@@ -25,6 +25,9 @@ class InfoNCE1d(nn.Module):
 
     The batch is cut into `negative_groups` consecutive groups g, each its own table (and subsampling window), and
     the loss is the mean over the groups: the original's nn.DataParallel step, one group per GPU.
+
+    Each forward leaves in `metrics["accuracy"]` the share of queries whose positive scored highest among their
+    candidates, averaged as the loss is (the original code's InfoNCE accuracy; chance is 1 / (N + 1)).
 
     Without a context c = z (Greedy InfoMax's conv modules); a module ending in an autoregressor (the GRU of
     GIM's last audio module, or of end-to-end CPC) passes the autoregressor's output as c. With `subsample`,
@@ -49,6 +52,7 @@ class InfoNCE1d(nn.Module):
         self.negative_groups = negative_groups
         # All K maps W_k as one bias-free linear map with K * C outputs; W_k = rows k*C .. (k+1)*C - 1.
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
+        self.metrics: dict[str, torch.Tensor] = {}
         # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
         self.negatives_group: torch.distributed.ProcessGroup | None = None
 
@@ -57,14 +61,16 @@ class InfoNCE1d(nn.Module):
         """Args: z (B, C, T) sequence of frame vectors; labels are unused (self-supervised); context c
         (B, Cc, T), default z."""
         c = z if context is None else context                                       # (B, Cc, T)
-        losses = []
+        results = []
         for z_g, c_g in zip(split_groups(z, self.negative_groups, self.negatives_group), c.chunk(self.negative_groups)):
             start, length = self.window(z_g.shape[2])
             pool = z_g.shape[0] * z_g.shape[2] * pool_copies(self.negatives_group)
             negatives = sample_permuted_negatives(self.num_contexts(z_g.shape[0], length), self.num_negatives, pool,
                                                   z_g.device)
-            losses.append(self.loss(z_g, c_g, negatives, start, length))
-        return torch.stack(losses).mean()
+            results.append(self.loss_and_accuracy(z_g, c_g, negatives, start, length))
+        loss, accuracy = (torch.stack(values).mean() for values in zip(*results))
+        self.metrics = {"accuracy": accuracy.detach()}
+        return loss
 
     def window(self, steps: int) -> tuple[int | torch.Tensor, int]:
         """(start, length) of the steps that give contexts and positives: a random window when subsampling, whose
@@ -81,8 +87,14 @@ class InfoNCE1d(nn.Module):
 
     def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
              length: int | None = None) -> torch.Tensor:
+        """The loss of one group for given negative indices: see `loss_and_accuracy`."""
+        return self.loss_and_accuracy(z, c, negatives, start, length)[0]
+
+    def loss_and_accuracy(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
+                          length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of one group for given negative indices (B*(length-1), N) into the pool of all B*T steps (entry
-        b*T + t; R*B*T with the R replicas of `negatives_group`, replica i's entries from i*B*T on).
+        b*T + t; R*B*T with the R replicas of `negatives_group`, replica i's entries from i*B*T on), and the share of
+        its queries whose positive scored highest, averaged alike.
 
         Contexts and positives come from steps start .. start + length - 1 (default: all; a tensor start needs the
         length). Step k reads rows B*(k-1) onwards: row B*(k-1) + b*(length-k) + (t - start) holds the negatives of
@@ -97,7 +109,7 @@ class InfoNCE1d(nn.Module):
         predictions = self.predictors(c.transpose(1, 2)[:, steps[:-1]])        # (B, L-1, K*C): W_k c_t
         pool = shared_pool(z.transpose(1, 2).reshape(B * T, C), 0, self.negatives_group)  # (R*B*T, C)
         negative_vectors = pool[negatives]                                      # (B*(L-1), N, C)
-        step_losses = []
+        step_losses, step_accuracies = [], []
         for k in range(1, K + 1):
             prediction = predictions[:, :length - k, (k - 1) * C:k * C].reshape(-1, C)    # (B*(L-k), C)
             positive = z_window[:, k:].reshape(-1, C)                                     # (B*(L-k), C)
@@ -106,7 +118,8 @@ class InfoNCE1d(nn.Module):
             negative_scores = torch.bmm(negative, prediction[:, :, None]).squeeze(-1)     # (B*(L-k), N)
             logits = at_least_fp32(torch.cat([positive_scores, negative_scores], dim=1))
             step_losses.append(-F.log_softmax(logits, dim=1)[:, 0].mean())
-        return torch.stack(step_losses).mean()
+            step_accuracies.append(positive_first(logits.detach()).mean())
+        return torch.stack(step_losses).mean(), torch.stack(step_accuracies).mean()
 
     def _check_length(self, length: int) -> None:
         if length <= self.prediction_steps:

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, sample_negatives, shared_pool,
-                                                  split_groups)
+from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, positive_first, sample_negatives,
+                                                  shared_pool, split_groups)
 
 
 class InfoNCE2d(nn.Module):
@@ -21,6 +21,9 @@ class InfoNCE2d(nn.Module):
     the original's nn.DataParallel step, one group per GPU. Within a group the loss is averaged over each step's
     positions, then over the steps. Without an autoregressor c = z (Greedy InfoMax); end-to-end CPC passes an
     autoregressor whose output is c.
+
+    Each forward leaves in `metrics["accuracy"]` the share of queries whose positive scored highest among their
+    candidates, averaged as the loss is (the original code's InfoNCE accuracy; chance is 1 / (N + 1)).
 
     Args:
         channels: C of the grid z (B, C, H, W).
@@ -42,12 +45,16 @@ class InfoNCE2d(nn.Module):
         # All K maps W_k as one bias-free 1x1 convolution with K * C_context outputs.
         self.predictors = nn.Conv2d(channels, prediction_steps * (context_channels or channels), 1, bias=False)
         self._pair_cache: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
+        self.metrics: dict[str, torch.Tensor] = {}
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Args: z (B, C, H, W) grid of patch vectors; labels are unused (self-supervised)."""
         c = z if self.autoregressor is None else self.autoregressor(z)
         groups = zip(split_groups(z, self.negative_groups, self.negatives_group), c.chunk(self.negative_groups))
-        return torch.stack([self.loss(z_g, c_g, self.sample(z_g)) for z_g, c_g in groups]).mean()
+        results = [self.loss_and_accuracy(z_g, c_g, self.sample(z_g)) for z_g, c_g in groups]
+        loss, accuracy = (torch.stack(values).mean() for values in zip(*results))
+        self.metrics = {"accuracy": accuracy.detach()}
+        return loss
 
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         """Negative indices (Q, N) for one group's grid z (B, C, H, W), one row per query in the order of `loss`,
@@ -58,7 +65,13 @@ class InfoNCE2d(nn.Module):
                           for rows in self._target_rows(H)])
 
     def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        """The loss of one group for given negative indices (Q, N).
+        """The loss of one group for given negative indices (Q, N): see `loss_and_accuracy`."""
+        return self.loss_and_accuracy(z, c, negatives)[0]
+
+    def loss_and_accuracy(self, z: torch.Tensor, c: torch.Tensor,
+                          negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of one group for given negative indices (Q, N), and the share of its queries whose positive
+        scored highest, weighted alike.
 
         Queries are ordered by step k, context row t, image b, column x. Step k's pool holds its target rows
         s + k .. H - 1: entry n = b * R * W + (row - s - k) * W + x for R = H - s - k rows and every image b of the
@@ -81,7 +94,7 @@ class InfoNCE2d(nn.Module):
         per_query = -F.log_softmax(logits, dim=1)[:, 0]                        # (Q,)
         # Mean over each step's positions, then over steps: steps further ahead have fewer rows.
         weights = (1.0 / (K * rows_per_step.to(per_query.dtype) * B * W))[step_of_query]
-        return (per_query * weights).sum()
+        return (per_query * weights).sum(), (positive_first(logits.detach()) * weights).sum()
 
     def _grid_index(self, negatives: torch.Tensor, step_of_query: torch.Tensor, H: int, W: int) -> torch.Tensor:
         """Step-pool entries (Q, N) as entries b * H * W + row * W + x of the whole grid."""

@@ -31,6 +31,12 @@ def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
+def positive_first(logits: torch.Tensor) -> torch.Tensor:
+    """(Q,) 1 where a query's positive (column 0 of its (Q, 1 + N) scores) scores highest among its candidates, else
+    0: what the original code's InfoNCE accuracy counts (argmax == 0, so a tie goes to the positive)."""
+    return (logits.argmax(dim=1) == 0).to(logits.dtype)
+
+
 def pool_copies(group: dist.ProcessGroup | None) -> int:
     """How many batches make up the negative pool: 1, or every data-parallel replica's with a `group`."""
     return 1 if group is None else dist.get_world_size(group)

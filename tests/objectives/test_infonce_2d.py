@@ -1,5 +1,5 @@
-"""InfoNCE2d against a slow loop reference on the same negatives, plus analytic cases, the per-step negative pool
-and negative groups."""
+"""InfoNCE2d against a slow loop reference on the same negatives (loss and accuracy), plus analytic cases, the
+per-step negative pool and negative groups."""
 from __future__ import annotations
 
 import math
@@ -13,20 +13,21 @@ from greedy_infomax.objectives import infonce_2d
 from greedy_infomax.objectives.infonce_2d import InfoNCE2d
 
 
-def reference_loss(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, skip: int,
-                   negatives: torch.Tensor) -> torch.Tensor:
-    """Loops over k, t, b, x in the documented query order; negative n of step k (rows s + k .. H - 1 are its
-    targets, R of them) = b * R * W + (row - s - k) * W + col.
+def reference(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, skip: int,
+              negatives: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(loss, accuracy): loops over k, t, b, x in the documented query order; negative n of step k (rows
+    s + k .. H - 1 are its targets, R of them) = b * R * W + (row - s - k) * W + col. A query is right when no
+    negative scores above its positive; both are averaged over each step's queries, then over the steps.
 
     weight: the predictors' (K * Cc, C, 1, 1) 1x1 conv weight, W_k = weight[k * Cc:(k + 1) * Cc].
     """
     z, c, weight = z.double(), c.double(), weight.double()
     B, C, H, W = z.shape
     W_k = weight[:, :, 0, 0].reshape(steps, c.shape[1], C)
-    query, step_means = 0, []
+    query, step_means, step_accuracies = 0, [], []
     for k in range(steps):
         offset = k + 1 + skip
-        terms = []
+        terms, right = [], []
         for t in range(H - offset):
             for b in range(B):
                 for x in range(W):
@@ -38,10 +39,12 @@ def reference_loss(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps
                         scores.append(context @ (W_k[k] @ z[nb, :, offset + row, col]))
                     scores = torch.stack(scores)
                     terms.append(torch.logsumexp(scores, 0) - scores[0])
+                    right.append(all(score <= scores[0] for score in scores[1:]))
                     query += 1
         step_means.append(torch.stack(terms).mean())
+        step_accuracies.append(sum(right) / len(right))
     assert query == len(negatives), "the index tensor has one row per query"
-    return torch.stack(step_means).mean()
+    return torch.stack(step_means).mean(), sum(step_accuracies) / len(step_accuracies)
 
 
 def step_pools(B: int, H: int, W: int, steps: int, skip: int) -> list[tuple[int, int]]:
@@ -57,6 +60,18 @@ def sample_in_step_pools(B: int, H: int, W: int, steps: int, skip: int, N: int,
                          generator: torch.Generator) -> torch.Tensor:
     return torch.cat([torch.randint(pool, (queries, N), generator=generator)
                       for queries, pool in step_pools(B, H, W, steps, skip)])
+
+
+def without_own_positives(negatives: torch.Tensor, B: int, H: int, W: int, steps: int, skip: int) -> torch.Tensor:
+    """The negatives with every entry equal to its query's positive (b * R * W + t * W + x of step k's pool) moved
+    to the next entry of the pool."""
+    positives, pools = [], []
+    for k in range(1, steps + 1):
+        R = H - skip - k
+        positives += [b * R * W + t * W + x for t in range(max(R, 0)) for b in range(B) for x in range(W)]
+        pools += [B * R * W] * (max(R, 0) * B * W)
+    positives, pools = torch.tensor(positives)[:, None], torch.tensor(pools)[:, None]
+    return torch.where(negatives == positives, (negatives + 1) % pools, negatives)
 
 
 SHAPES = [
@@ -77,8 +92,13 @@ def test_matches_loop_reference(B, C, H, W, K, skip, N, Cc):
     c = z if Cc is None else torch.randn(B, Cc, H, W, generator=generator)              # (B, Cc, H, W)
     negatives = sample_in_step_pools(B, H, W, K, skip, N, generator)
     loss = objective.loss(z, c, negatives)
-    expected = reference_loss(z, c, objective.predictors.weight.detach(), K, skip, negatives)
+    expected, _ = reference(z, c, objective.predictors.weight.detach(), K, skip, negatives)
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5, rel=1e-5)
+    # A negative drawn at the positive's own entry ties with it, and fp32 rounding decides that tie: not those.
+    negatives = without_own_positives(negatives, B, H, W, K, skip)
+    accuracy = objective.loss_and_accuracy(z, c, negatives)[1]
+    _, expected_accuracy = reference(z, c, objective.predictors.weight.detach(), K, skip, negatives)
+    assert accuracy.item() == pytest.approx(expected_accuracy, rel=1e-6)
 
 
 @pytest.mark.parametrize("B, C, H, W, K, skip, N, Cc", SHAPES)
@@ -93,7 +113,9 @@ def test_forward_samples_each_steps_queries_from_its_own_pool(record_negatives, 
     assert all(indices.shape[1] == N for indices, _ in sampled)
     c = z if autoregressor is None else autoregressor(z)
     indices = torch.cat([indices for indices, _ in sampled])
-    assert torch.equal(loss, objective.loss(z, c, indices)), "forward = loss on the indices it sampled"
+    expected, accuracy = objective.loss_and_accuracy(z, c, indices)
+    assert torch.equal(loss, expected), "forward = loss on the indices it sampled"
+    assert objective.metrics == {"accuracy": accuracy} and not accuracy.requires_grad
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -125,8 +147,9 @@ def test_negative_groups_are_the_mean_of_the_groups_as_separate_batches(Cc):
     torch.manual_seed(0)
     loss = grouped(z)
     torch.manual_seed(0)
-    expected = torch.stack([single(chunk) for chunk in z.chunk(G)]).mean()
-    assert torch.equal(loss, expected)
+    expected, accuracies = zip(*[(single(chunk), single.metrics["accuracy"]) for chunk in z.chunk(G)])
+    assert torch.equal(loss, torch.stack(expected).mean())
+    assert torch.equal(grouped.metrics["accuracy"], torch.stack(accuracies).mean())
 
 
 def test_a_batch_that_does_not_split_into_the_groups_names_the_option():
@@ -156,7 +179,9 @@ def test_negatives_equal_to_the_positive_give_log_of_candidates():
         for t in range(R):
             own += [b * R * W + t * W + x for b in range(B) for x in range(W)]
     negatives = torch.tensor(own)[:, None].expand(-1, N)
-    assert objective.loss(z, z, negatives).item() == pytest.approx(math.log(N + 1), rel=1e-5)
+    loss, accuracy = objective.loss_and_accuracy(z, z, negatives)
+    assert loss.item() == pytest.approx(math.log(N + 1), rel=1e-5)
+    assert accuracy.item() == pytest.approx(1.0), "a tie goes to the positive, as the original's argmax"
 
 
 @pytest.mark.parametrize("alpha", [0.0, 2.0, 10.0, 30.0])
@@ -179,7 +204,11 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
     negatives = negatives_avoiding(targets, B * R * W, N)
     expected = math.log1p(N * math.exp(-alpha))
     # fp32 log-softmax of a logit near alpha is exact to about alpha * 2**-23 in absolute terms.
-    assert objective.loss(z, c, negatives).item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
+    loss, accuracy = objective.loss_and_accuracy(z, c, negatives)
+    assert loss.item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
+    assert accuracy.item() == pytest.approx(1.0)
+    assert objective.loss_and_accuracy(z, -c, negatives)[1].item() == pytest.approx(float(alpha == 0)), \
+        "a positive scoring -alpha against negatives at 0 is never first (but for the tie at alpha 0)"
 
 
 @pytest.mark.parametrize("with_autoregressor", [False, True])
@@ -203,5 +232,5 @@ def test_fp64_inputs_are_scored_in_fp64():
     negatives = sample_in_step_pools(B, H, W, K, skip, N, generator)
     loss = objective.loss(z, z, negatives)
     assert loss.dtype == torch.float64
-    expected = reference_loss(z, z, objective.predictors.weight.detach(), K, skip, negatives)
+    expected, _ = reference(z, z, objective.predictors.weight.detach(), K, skip, negatives)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
