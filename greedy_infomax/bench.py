@@ -60,8 +60,8 @@ class Schedule:
     repeats: int
 
 
-# The paper presets' steps take seconds on a CPU, so they get few; the small presets' steps are short enough
-# for many more.
+# The paper presets' steps are long on a CPU (the paper's 256 images or 32 windows per step), so they get few; the
+# small presets' steps are short enough for many more.
 CPU_SCHEDULES = {"paper-stl10": Schedule(1, 3, 3), "paper-librispeech": Schedule(1, 4, 2),
                  "fashion-mnist": Schedule(5, 40, 4), "speech": Schedule(3, 20, 4)}
 GPU_SCHEDULE = Schedule(5, 50, 5)
@@ -149,9 +149,8 @@ def synchronize(device: torch.device) -> None:
 
 def warm_up(step: Callable[[], object], steps: int, device: torch.device) -> int:
     """Run `steps` untimed steps, then more while the last one still raised the peak memory by over 1% (at most
-    SETTLE_LIMIT more); returns how many ran. The tuned CPU heap grows over a paper-scale case's first 2-4 steps,
-    and a step that grows it pays page faults: a paper-stl10 end-to-end step at batch 16 took 14.3 s in step 2,
-    9.3-9.9 s from step 3 on."""
+    SETTLE_LIMIT more); returns how many ran. The tuned CPU heap grows over a paper-scale case's first steps, and a
+    step that grows it pays page faults, so it is slower than the steps after it."""
     done, grew = 0, True
     while done < steps or (grew and 0 < steps and done < steps + SETTLE_LIMIT):
         before = memory_peak(device)

@@ -201,6 +201,13 @@ def check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) -
             f"got {stages_per_module}")
 
 
+def check_negative_groups(batch_size: int, groups: int) -> None:
+    """`objective.negative_groups` must cut the batch into equal groups of at least 2 (an image or window alone
+    has no other to draw negatives from)."""
+    require(batch_size % groups == 0 and batch_size // groups > 1, "objective.negative_groups",
+            f"must split data.batch_size ({batch_size}) into equal groups of at least 2, got {groups}")
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass, one line each: the help of flags generated outside
     config_parser (which reads them itself)."""

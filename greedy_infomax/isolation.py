@@ -70,6 +70,12 @@ class IsolatedModule(nn.Module):
         self.optimizer.step()
         return h.detach(), loss.detach(), self.optimizer.found_inf.bool()
 
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """What the objective measured on its last batch besides the loss (e.g. "accuracy"), as detached tensors on
+        the device, so that nothing waits for them until they are logged; empty for an objective that measures
+        nothing else."""
+        return dict(getattr(self.objective, "metrics", {}))
+
     def precision(self, device: torch.device):
         """bf16 autocast when configured, else a no-op context."""
         if self.autocast_dtype is None:

@@ -33,7 +33,6 @@ from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.workflows import pretrain
 from greedy_infomax.placement import trained_indices
-from greedy_infomax.objectives.negatives import sample_negatives
 from greedy_infomax.reporting.run_folder import RunFolder
 
 # What device-parametrised tests run on: the CPU, and a GPU where there is one.
@@ -110,9 +109,9 @@ def random_input(config: AnyRunConfig, batch: int, generator: torch.Generator) -
 @cache
 def _one_step(name: str) -> PresetStep:
     config = PRESETS[name]
-    # One image (window) is a complete InfoNCE batch for a module (its negatives come from its own patches or
-    # time steps), and halves the cost of the paper presets' steps, the slowest things in the test suite.
-    x = random_input(config, 1, torch.Generator().manual_seed(0))
+    # One image (window) per negative group is a complete InfoNCE batch for a module (its negatives come from its own
+    # patches or time steps), and keeps the paper presets' steps, the slowest things in the test suite, small.
+    x = random_input(config, config.objective.negative_groups, torch.Generator().manual_seed(0))
     modules = prepare_modules(config, x.shape[1], torch.device("cpu"))
     before = snapshot(modules)
     _, losses, _ = train_step(modules, x, trained_indices(config.train, config.model.num_modules), draws=(config.train.seed, 0))
@@ -151,16 +150,19 @@ def speech_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def record_negatives(monkeypatch):
-    """record_negatives(objective_module) -> list that fills with (indices, pool_size) per sampling call."""
+    """record_negatives(objective_module) -> list that fills with (indices, pool_size) per sampling call of the
+    module's sampler (sample_negatives, or the audio objective's sample_permuted_negatives)."""
     def record(module: ModuleType) -> list:
         sampled = []
+        name = "sample_negatives" if hasattr(module, "sample_negatives") else "sample_permuted_negatives"
+        sampler = getattr(module, name)
 
         def recording(rows, num_negatives, pool_size, device):
-            indices = sample_negatives(rows, num_negatives, pool_size, device)
+            indices = sampler(rows, num_negatives, pool_size, device)
             sampled.append((indices, pool_size))
             return indices
 
-        monkeypatch.setattr(module, "sample_negatives", recording)
+        monkeypatch.setattr(module, name, recording)
         return sampled
     return record
 

@@ -26,21 +26,22 @@ def test_every_preset_builds_and_runs_one_step(preset_step, name):
 
 
 PAPER_VISION = {  # shared/spec/paper-gim.md, "Vision (STL-10)"
-    "data": {"dataset": "stl10", "crop": 64, "flip": True, "grayscale": True, "batch_size": 32},
+    # 32 images on each of 8 GPUs: 256 per Adam step, negatives within each GPU's 32.
+    "data": {"dataset": "stl10", "crop": 64, "flip": True, "grayscale": True, "batch_size": 256},
     "model": {"block": "bottleneck", "blocks_per_stage": [3, 4, 6], "planes": [64, 128, 256], "stem_channels": 64,
               "stem_kernel": 5, "patch_size": 16, "patch_stride": 8, "stages_per_module": [1, 1, 1],
               "autoregressor": "none", "pixelcnn_layers": 4},
     "objective": {"name": "infonce_2d", "prediction_steps": 5, "skip_steps": 1, "num_negatives": 16,
-                  "num_classes": 10},
+                  "negative_groups": 8, "num_classes": 10},
     "train": {"lr": 2e-4, "weight_decay": 0.0, "epochs": 300, "seed": 2, "curriculum": "simultaneous"},
     "probe": {"protocol": "paper", "pool": 1, "lr": 1e-3, "epochs": 300},
 }
 PAPER_AUDIO = {  # shared/spec/paper-gim.md, "Audio (LibriSpeech train-clean-100)"
-    "data": {"dataset": "librispeech", "batch_size": 8},
+    "data": {"dataset": "librispeech", "batch_size": 32},                # 8 windows on each of 4 GPUs
     "model": {"channels": [512] * 5, "kernels": [10, 8, 4, 4, 4], "strides": [5, 4, 2, 2, 2],
               "paddings": [2, 2, 2, 2, 1], "gru_hidden": 256, "stages_per_module": [1] * 6},
     "objective": {"name": "infonce_1d", "prediction_steps": 12, "num_negatives": 10, "subsample": True,
-                  "subsample_window": 128, "num_speakers": 251, "num_phones": 41},
+                  "subsample_window": 128, "negative_groups": 4, "num_speakers": 251, "num_phones": 41},
     "train": {"lr": 2e-4, "weight_decay": 0.0, "epochs": 1000, "seed": 2, "curriculum": "simultaneous"},
     "probe": {"protocol": "paper", "speaker_epochs": 50, "phone_epochs": 20, "speaker_lr": 1e-3, "phone_lr": 1e-4,
               "batch_size": 64},
@@ -53,10 +54,13 @@ def test_paper_presets_hold_the_papers_values(name, paper):
     assert {section: {key: values[section][key] for key in keys} for section, keys in paper.items()} == paper
 
 
-def test_paper_vision_preset_is_the_default_config_with_the_papers_probe_and_cuts_a_7x7_grid():
-    """The default probe protocol stays the cached one, so run folders written before it existed probe alike."""
+def test_paper_vision_preset_is_the_default_config_in_8_groups_with_the_papers_probe_and_cuts_a_7x7_grid():
+    """The defaults are one of the original's GPUs; the preset takes 8 of them in one step. The default probe
+    protocol stays the cached one, so run folders written before it existed probe alike."""
     assert RunConfig().probe.protocol == "cached"
-    assert preset("paper-stl10") == replace(RunConfig(), probe=replace(RunConfig().probe, protocol="paper", epochs=300))
+    assert preset("paper-stl10") == replace(RunConfig(), data=DataConfig(batch_size=8 * RunConfig().data.batch_size),
+                                            objective=ObjectiveConfig(negative_groups=8),
+                                            probe=replace(RunConfig().probe, protocol="paper", epochs=300))
     assert RunConfig().model.grid(RunConfig().data.crop) == 7
 
 
@@ -77,6 +81,9 @@ BAD_VALUES = [
     (lambda: DataConfig(resize=0), "data.resize"),
     (lambda: DataConfig(workers=-1), "data.workers"),
     (lambda: ObjectiveConfig(num_negatives=0), "objective.num_negatives"),
+    (lambda: ObjectiveConfig(negative_groups=0), "objective.negative_groups"),
+    (lambda: RunConfig(objective=ObjectiveConfig(negative_groups=3)), "objective.negative_groups"),
+    (lambda: RunConfig(objective=ObjectiveConfig(negative_groups=32)), "objective.negative_groups"),
     (lambda: RunConfig(probe=ProbeConfig(pool=8)), "probe.pool"),
 ]
 

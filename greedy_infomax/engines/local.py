@@ -87,6 +87,18 @@ def check_skips_in_a_row(count: int, where: str = "") -> None:
                        "good. Lower --train.lr and resume from the newest checkpoint")
 
 
+def logged_values(first_module: int, losses: list[torch.Tensor],
+                  metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """What a step logs for the modules it trained, from module `first_module` (1-based) on: loss/moduleK, then
+    NAME/moduleK for each thing an objective measured besides its loss (accuracy/moduleK for InfoNCE), read from
+    the device in one copy."""
+    numbers = range(first_module, first_module + len(losses))
+    names = [f"loss/module{k}" for k in numbers]
+    names += [f"{name}/module{k}" for k, measured in zip(numbers, metrics) for name in measured]
+    values = [*losses, *(value for measured in metrics for value in measured.values())]
+    return dict(zip(names, torch.stack([value.float() for value in values]).tolist())) if values else {}
+
+
 def first_nonfinite(losses: list[torch.Tensor], first_module: int) -> tuple[int, float] | None:
     """(1-based module number, loss) of the first non-finite loss of a step whose losses start at module
     `first_module`, or None."""
@@ -230,22 +242,23 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
-                names = [f"module{index + 1}" for index in trained]
                 _, losses, held = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels,
                                              frozen_chunks=options.frozen_chunks, hold=outcomes.hold())
+                measured = [modules[index].metrics() for index in trained]            # still on the device
                 progress.advance(len(loader))
-                outcomes.add(replace(progress), trained.start + 1, losses, held)   # reads the step before this one
+                outcomes.add(replace(progress), trained.start + 1, losses, held, measured)  # reads the step before
                 bar.update()
                 log = progress.step % options.log_every == 0 or progress.step == total
                 checkpoint = progress.step % options.checkpoint_every == 0 or progress.step == total
                 if log or checkpoint or stop.received is not None:
                     outcomes.settle()
                 if log:
-                    values = {f"loss/{name}": float(loss) for name, loss in zip(names, outcomes.last_losses())}
+                    values = logged_values(trained.start + 1, *outcomes.last_values())
                     rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
                     run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)),
                                             "samples_per_second": rate, "skipped_batches": outcomes.skipped})
-                    bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
+                    bar.set_postfix({key.removeprefix("loss/"): f"{value:.3f}" for key, value in values.items()
+                                     if key.startswith("loss/")})
                 if validation is not None and progress.batch == 0:         # an epoch ended
                     run.log(progress.step, validation_losses(modules, validation, options.seed))
                 if checkpoint:
@@ -272,18 +285,20 @@ class _Outcomes:
         self.modules = modules
         self.skipped = 0
         self.in_a_row = 0
-        self._pending: tuple[Progress, int, list[torch.Tensor], _HostCopy] | None = None
+        self._pending: tuple[Progress, int, list[torch.Tensor], list[dict[str, torch.Tensor]], _HostCopy] | None = None
         self._halted: torch.Tensor | None = None
-        self._losses: list[torch.Tensor] = []
+        self._values: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]] = ([], [])
 
     def hold(self) -> torch.Tensor | None:
         """The flag the next step starts from: set once a step was skipped, if that stops the run."""
         return self._halted
 
-    def add(self, after: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
-        """Record a step just queued (`after`: the progress once it is done) and settle the one before it."""
+    def add(self, after: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor,
+            metrics: list[dict[str, torch.Tensor]]) -> None:
+        """Record a step just queued (`after`: the progress once it is done; its modules' losses and metrics) and
+        settle the one before it."""
         self.settle()
-        self._pending = (after, first_module, losses, _HostCopy(held))
+        self._pending = (after, first_module, losses, metrics, _HostCopy(held))
         if self.stop_on_nonfinite:
             self._halted = held
 
@@ -291,13 +306,13 @@ class _Outcomes:
         """Read the outcome of the newest recorded step (a sync); stop the run if it diverged and that stops it."""
         if self._pending is None:
             return
-        after, first_module, losses, held = self._pending
+        after, first_module, losses, metrics, held = self._pending
         self._pending = None
-        self._losses = losses
+        self._values = (losses, metrics)
         if not held.read():
             self.in_a_row = 0
             return
-        self._losses = []
+        self._values = ([], [])
         if self.stop_on_nonfinite:
             _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module))
         self.skipped, self.in_a_row = self.skipped + 1, self.in_a_row + 1
@@ -307,9 +322,9 @@ class _Outcomes:
             self.run.close()
             raise
 
-    def last_losses(self) -> list[torch.Tensor]:
-        """The losses of the newest settled step; none if its update was skipped."""
-        return self._losses
+    def last_values(self) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """The losses and metrics of the newest settled step's modules; none if its update was skipped."""
+        return self._values
 
 
 class _HostCopy:

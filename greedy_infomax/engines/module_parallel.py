@@ -36,7 +36,7 @@ from torch import nn
 from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.engines.local import Progress, StopSignals, check_skips_in_a_row, first_nonfinite, \
-    resume_progress, settle_resumed, train_step
+    logged_values, resume_progress, settle_resumed, train_step
 from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
     Message, pack, unpack
 from greedy_infomax.errors import GimError, TrainingStopped
@@ -419,7 +419,7 @@ class Stage:
             check_skips_in_a_row(self.in_a_row, f"{self.topology.name()}: ")
             return Message(SKIP, self.step) if self.settings.distributed.schedule == "sync" else None
         self.in_a_row = 0
-        self.losses = {f"loss/module{first + i}": float(loss) for i, loss in enumerate(losses)}
+        self.losses = logged_values(first, losses, [self.modules[first - 1 + i].metrics() for i in range(len(losses))])
         return Message(DATA, self.step, tensor=output)
 
     def _waited_for(self, source: Iterator[Message]) -> Iterator[Message]:

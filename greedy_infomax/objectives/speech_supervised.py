@@ -16,7 +16,8 @@ class SpeechSupervised(nn.Module):
     two separate models. h is the module's
     output (the context c for a module that ends in the GRU). The speaker classifier reads its time average; the
     phone classifier reads it average-pooled to the 10 ms label frames (after the first convolution a window of
-    20,480 samples has 4,095 steps: bins of 31-32 steps), leaving out frames without a label (-1).
+    20,480 samples has 4,095 steps: bins of 31-32 steps), leaving out frames without a label (-1). Each forward
+    leaves the batch's accuracy of each classifier in `metrics` ("speaker_accuracy", "phone_accuracy").
 
     Args:
         channels: C of the output z (B, C, T).
@@ -35,6 +36,7 @@ class SpeechSupervised(nn.Module):
         features = context_channels or channels
         self.speaker = nn.Linear(features, num_speakers) if targets != "phone" else None
         self.phone = nn.Linear(features, num_phones) if targets != "speaker" else None
+        self.metrics: dict[str, torch.Tensor] = {}
 
     def forward(self, z: torch.Tensor, labels: tuple[torch.Tensor, torch.Tensor] | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,10 +46,17 @@ class SpeechSupervised(nn.Module):
                            "phones=True")
         speakers, phones = labels
         h = (z if context is None else context).float()                                 # (B, C, T)
-        loss = h.new_zeros(())
+        loss, metrics = h.new_zeros(()), {}
         if self.speaker is not None:
-            loss = loss + F.cross_entropy(self.speaker(h.mean(2)), speakers)
+            logits = self.speaker(h.mean(2))                                            # (B, speakers)
+            loss = loss + F.cross_entropy(logits, speakers)
+            metrics["speaker_accuracy"] = (logits.detach().argmax(1) == speakers).float().mean()
         if self.phone is not None:
             frames = F.adaptive_avg_pool1d(h, phones.shape[1]).transpose(1, 2)        # (B, F, C)
-            loss = loss + F.cross_entropy(self.phone(frames).flatten(0, 1), phones.flatten(), ignore_index=-1)
+            logits = self.phone(frames).flatten(0, 1)                                   # (B*F, phones)
+            loss = loss + F.cross_entropy(logits, phones.flatten(), ignore_index=-1)
+            known = phones.flatten() != -1
+            correct = (logits.detach().argmax(1) == phones.flatten()) & known
+            metrics["phone_accuracy"] = correct.sum() / known.sum().clamp(min=1)
+        self.metrics = metrics
         return loss

@@ -2,9 +2,9 @@
 modules, InfoNCE over future frames (paper, Sec. 4.2), probed by linear speaker and phone classifiers on every
 module's frozen features.
 
-Its run config's defaults are the paper's LibriSpeech setup but for the probe protocol, cached by default so that a
-run folder written before `probe.protocol` existed probes as it did: `paper-librispeech` is `AudioRunConfig()` with
-the paper's probe protocol.
+Its run config's defaults are the paper's LibriSpeech setup on one GPU of the original's (8 windows, one negative
+group) with the cached probe protocol, so that a run folder written before `probe.protocol` existed probes as it did:
+`paper-librispeech` is `AudioRunConfig()` with the paper's step of 4 such groups and the paper's probe protocol.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.config import DistributedConfig, TrainConfig, check_negative_groups, check_probe_stages, require
 from greedy_infomax.data import read_speech, speech_corpus_root
 from greedy_infomax.data.librispeech import LABEL_FOLDER, AudioSpec, LibriSpeechCorpus, WindowLoader, standardize
 from greedy_infomax.data.speech_corpus import generate_speech_corpus
@@ -116,7 +116,11 @@ class AudioObjectiveConfig:
     prediction_steps: int = 12
     """K: how many frames ahead are predicted."""
     num_negatives: int = 10
-    """Negatives per positive, drawn from all time steps of all windows of the batch."""
+    """Negatives per positive, from all time steps of all windows of the negative group: one table per group whose
+    columns are random permutations, step k reading its last rows (the original's sampling_method 1)."""
+    negative_groups: int = 1
+    """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
+    the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     subsample: bool = True
     """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
     subsample_window: int = 128
@@ -134,6 +138,7 @@ class AudioObjectiveConfig:
                 f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
         require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
         require(self.subsample_window > self.prediction_steps, "objective.subsample_window",
                  f"must exceed prediction_steps ({self.prediction_steps})")
 
@@ -198,12 +203,15 @@ class AudioRunConfig:
         require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
+        check_negative_groups(self.data.batch_size, self.objective.negative_groups)
 
 
 PRESETS: dict[str, AudioRunConfig] = {
-    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules, probed by
-    # the paper's protocol.
-    "paper-librispeech": AudioRunConfig(probe=AudioProbeConfig(protocol="paper")),
+    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules; its 4 GPUs of
+    # 8 windows: 32 windows per Adam step in 4 negative groups; probed by the paper's protocol.
+    "paper-librispeech": AudioRunConfig(data=AudioDataConfig(batch_size=32),
+                                        objective=AudioObjectiveConfig(negative_groups=4),
+                                        probe=AudioProbeConfig(protocol="paper")),
     # The CPU default used by `gim demo audio`: the generated speech corpus and a narrower encoder.
     "speech": AudioRunConfig(
         data=AudioDataConfig(dataset="speech-corpus", batch_size=16),

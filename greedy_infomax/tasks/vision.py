@@ -1,9 +1,9 @@
 """The vision task: images cut into a grid of patches, a patch ResNet in gradient-isolated modules, InfoNCE over
 the grid (paper, Sec. 4.1), probed by linear and kNN classifiers on every module's pooled features.
 
-Its run config's defaults are the paper's STL-10 setup but for the probe protocol, cached by default so that a run
-folder written before `probe.protocol` existed probes as it did: `paper-stl10` is `VisionRunConfig()` with the
-paper's probe protocol.
+Its run config's defaults are the paper's STL-10 setup on one GPU of the original's (32 images, one negative group)
+with the cached probe protocol, so that a run folder written before `probe.protocol` existed probes as it did:
+`paper-stl10` is `VisionRunConfig()` with the paper's step of 8 such groups and the paper's probe protocol.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.config import DistributedConfig, TrainConfig, check_negative_groups, check_probe_stages, require
 from greedy_infomax.data import DATASETS, known_dataset, read_images
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
@@ -135,7 +135,11 @@ class ObjectiveConfig:
     skip_steps: int = 1
     """Rows skipped between a context row and its first target (they overlap with it)."""
     num_negatives: int = 16
-    """Negatives per positive, drawn uniformly with replacement from all positions of the batch."""
+    """Negatives per positive, drawn uniformly with replacement for each step k from that step's target rows (rows
+    skip_steps + k and below, every column, every image of the query's negative group)."""
+    negative_groups: int = 1
+    """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
+    the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     num_classes: int = 10
     """supervised: classes of the dataset's labels."""
 
@@ -145,6 +149,7 @@ class ObjectiveConfig:
         require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         require(self.skip_steps >= 0, "objective.skip_steps", "must be >= 0")
         require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
         require(self.num_classes > 1, "objective.num_classes", "must be at least 2")
 
 
@@ -212,12 +217,15 @@ class VisionRunConfig:
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
+        check_negative_groups(self.data.batch_size, self.objective.negative_groups)
 
 
 PRESETS: dict[str, VisionRunConfig] = {
-    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules,
-    # probed by the paper's protocol (300 epochs).
-    "paper-stl10": VisionRunConfig(probe=ProbeConfig(protocol="paper", epochs=300, augmented_views=10)),
+    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules;
+    # its 8 GPUs of 32 images: 256 images per Adam step in 8 negative groups; probed by the paper's protocol
+    # (300 epochs).
+    "paper-stl10": VisionRunConfig(data=DataConfig(batch_size=256), objective=ObjectiveConfig(negative_groups=8),
+                                   probe=ProbeConfig(protocol="paper", epochs=300, augmented_views=10)),
     # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
     "fashion-mnist": VisionRunConfig(
         data=DataConfig(dataset="fashion-mnist", crop=28, flip=True, grayscale=True, batch_size=32),

@@ -1,4 +1,5 @@
-"""The local engine on the smoke preset: a resumed run is the uninterrupted run; train_module trains one module."""
+"""The local engine on the smoke preset: a resumed run is the uninterrupted run; train_module trains one module;
+what each step logs (losses, and the InfoNCE accuracy beside them)."""
 from __future__ import annotations
 
 import shutil
@@ -8,8 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from conftest import DEVICES, snapshot
+from conftest import DEVICES, TensorBatches, snapshot
+from greedy_infomax.config import TrainConfig
+from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.objectives import InfoNCE1d
 from greedy_infomax.tasks import PRESETS
 from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 from greedy_infomax import placement
@@ -413,10 +418,13 @@ def test_negatives_are_drawn_anew_for_every_step_and_module_and_alike_for_the_sa
     x = torch.randn(4, 1, 28, 28)
     for step in (0, 0, 1):
         train_step(modules, x, range(3), (2, step))
-    first, again, next_step = (sampled[index:index + 3] for index in (0, 3, 6))
+    per_step = len(sampled) // 3                          # one draw per module and prediction step
+    first, again, next_step = (sampled[index:index + per_step] for index in (0, per_step, 2 * per_step))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again)), "same seed and step: same negatives"
     assert not any(torch.equal(a[0], b[0]) for a, b in zip(first, next_step)), "a new step draws new negatives"
-    assert not torch.equal(first[1][0], first[2][0]), "modules 2 and 3 (same pool size) draw apart"
+    per_module = per_step // 3
+    assert not torch.equal(first[per_module][0], first[2 * per_module][0]), \
+        "modules 2 and 3 (same pool size) draw apart"
 
 
 def test_validation_holds_data_out_and_logs_each_modules_loss_after_every_epoch(tmp_path):
@@ -433,3 +441,56 @@ def test_validation_holds_data_out_and_logs_each_modules_loss_after_every_epoch(
     assert rows[0][-1]["val_loss/module1"] != rows[0][0]["val_loss/module1"]     # the modules learned between
     with pytest.raises(GimError, match="train.validation: 5 held-out images do not fill one batch of 8"):
         pretrain(smoke(validation=0.1), RunFolder.create(tmp_path, "small", smoke(validation=0.1)))
+
+
+def test_each_modules_infonce_accuracy_is_logged_beside_its_loss(tmp_path):
+    """accuracy/moduleK, the share of contexts whose positive scored highest, at every logged step of every
+    module; the smoke preset's 4 negatives make chance 0.2."""
+    config = smoke(max_steps=4)
+    run = RunFolder.create(tmp_path, "accuracy", config)
+    pretrain(config, run)
+    for row in run.metrics():
+        assert {f"accuracy/module{k}" for k in (1, 2, 3)} <= set(row), row
+        assert all(0.0 <= row[f"accuracy/module{k}"] <= 1.0 for k in (1, 2, 3))
+
+
+def constant_sequences(count: int = 64, seed: int = 0) -> torch.Tensor:
+    """An easy toy for InfoNCE: each (4, 12) sequence one random vector plus a little noise, so a frame's future is
+    itself and its negatives, mostly other sequences' frames, look different."""
+    generator = torch.Generator().manual_seed(seed)
+    return 2 * torch.randn(count, 4, 1, generator=generator) + 0.1 * torch.randn(count, 4, 12, generator=generator)
+
+
+def toy_module(objective: nn.Module) -> nn.ModuleList:
+    torch.manual_seed(0)
+    return nn.ModuleList([IsolatedModule(nn.Conv1d(4, 8, 1), nn.Identity(), objective)])
+
+
+def test_infonce_accuracy_starts_at_chance_and_rises_on_an_easy_toy(tmp_path, monkeypatch):
+    """4 negatives: chance is 0.2 at the first step, and training lifts it well above. The values stay on the device
+    until a step is logged: one read per logged step (log_every 2 of 32 steps: 16)."""
+    original, reads = local.logged_values, []
+    monkeypatch.setattr(local, "logged_values", lambda *args: reads.append(args) or original(*args))
+    modules = toy_module(InfoNCE1d(8, prediction_steps=2, num_negatives=4))
+    run = RunFolder.create(tmp_path, "toy")
+    local.train(modules, TensorBatches(constant_sequences(), None, 8), run,
+                TrainConfig(lr=3e-2, epochs=4, log_every=2, device="cpu"))
+    accuracy = [row["accuracy/module1"] for row in run.metrics()]
+    assert len(reads) == len(accuracy) == 16
+    assert abs(accuracy[0] - 0.2) < 0.1 and np.mean(accuracy[-4:]) > 0.5, accuracy
+    measured = modules[0].metrics()["accuracy"]
+    assert torch.is_tensor(measured) and measured.ndim == 0 and not measured.requires_grad
+
+
+class Energy(nn.Module):
+    """An objective that measures nothing but its loss."""
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return z.pow(2).mean()
+
+
+def test_an_objective_without_metrics_logs_its_loss_alone(tmp_path):
+    run = RunFolder.create(tmp_path, "energy")
+    local.train(toy_module(Energy()), TensorBatches(constant_sequences(16), None, 8), run,
+                TrainConfig(epochs=1, log_every=1, device="cpu"))
+    assert [sorted(key for key in row if "/" in key) for row in run.metrics()] == [["loss/module1"]] * 2

@@ -1,4 +1,5 @@
-"""The speech supervised objective against a loop over examples and frames."""
+"""The speech supervised objective against a loop over examples and frames (loss and each classifier's
+accuracy)."""
 from __future__ import annotations
 
 import pytest
@@ -31,6 +32,12 @@ def test_matches_loop_reference(steps):
     speakers, phones = torch.tensor([0, 2]), torch.tensor([[1, 3, -1, 0], [2, -1, -1, 1]])
     expected = reference_loss(h, speakers, phones, objective)
     torch.testing.assert_close(objective(h, (speakers, phones)), expected)
+    speaker_right = [int(objective.speaker(h[b].mean(1)).argmax()) == int(speakers[b]) for b in range(2)]
+    frames = F.adaptive_avg_pool1d(h, 4).transpose(1, 2)
+    phone_right = [int(objective.phone(frames[b, f]).argmax()) == int(phones[b, f])
+                   for b in range(2) for f in range(4) if phones[b, f] >= 0]
+    assert {name: value.item() for name, value in objective.metrics.items()} == pytest.approx(
+        {"speaker_accuracy": sum(speaker_right) / 2, "phone_accuracy": sum(phone_right) / len(phone_right)})
 
 
 def test_reads_the_context_when_the_module_has_one():
@@ -60,5 +67,6 @@ def test_separate_speaker_and_phone_models_train_one_term_each():
     torch.testing.assert_close(speaker(h, (speakers, phones)) + phone(h, (speakers, phones)),
                                both(h, (speakers, phones)))
     torch.testing.assert_close(speaker(h, (speakers, phones)), F.cross_entropy(both.speaker(h.mean(2)), speakers))
+    assert set(speaker.metrics) == {"speaker_accuracy"} and set(phone.metrics) == {"phone_accuracy"}
     with pytest.raises(ValueError, match="targets: must be both, speaker or phone"):
         SpeechSupervised(5, num_speakers=3, num_phones=4, targets="words")

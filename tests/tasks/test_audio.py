@@ -19,7 +19,8 @@ from greedy_infomax.evaluation.speech_features import module_outputs
 from greedy_infomax.evaluation.streaming import time_averaged
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import audio
-from greedy_infomax.tasks.audio import AudioModelConfig, AudioRunConfig
+from greedy_infomax.tasks.audio import (AudioDataConfig, AudioModelConfig, AudioObjectiveConfig, AudioProbeConfig,
+                                        AudioRunConfig)
 from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.workflows import probe_run
 
@@ -62,6 +63,22 @@ def _check_embeddings_reproduce_the_probe(run: Path, config: AudioRunConfig, res
                        for s in ("train", "test"))
         accuracy = linear_probe(*train, *test, classes, epochs, lr, p.batch_size, seed)
         assert accuracy == results["trained"][5][probe], probe
+
+
+def test_the_paper_preset_is_the_default_config_in_4_groups_with_the_papers_probe():
+    """The defaults are one of the original's 4 GPUs (8 windows); the preset takes all 4 in one step."""
+    assert audio.PRESETS["paper-librispeech"] == AudioRunConfig(
+        data=AudioDataConfig(batch_size=4 * AudioRunConfig().data.batch_size),
+        objective=AudioObjectiveConfig(negative_groups=4), probe=AudioProbeConfig(protocol="paper"))
+
+
+@pytest.mark.parametrize("build", [lambda: AudioObjectiveConfig(negative_groups=0),
+                                   lambda: AudioRunConfig(objective=AudioObjectiveConfig(negative_groups=3)),
+                                   lambda: AudioRunConfig(objective=AudioObjectiveConfig(negative_groups=8))],
+                         ids=["zero", "uneven", "groups of 1"])
+def test_negative_groups_must_split_the_batch_into_groups_of_at_least_2(build):
+    with pytest.raises(ValueError, match=r"^objective[.]negative_groups: "):
+        build()
 
 
 def test_audio_config_round_trips_through_yaml(tmp_path: Path):

@@ -112,10 +112,11 @@ def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives()
 
 
 @pytest.mark.parametrize(("name", "objective", "cls", "options"), [
-    ("smoke", "infonce_2d", InfoNCE2d, {"prediction_steps": 2, "skip_steps": 1, "num_negatives": 4}),
+    ("smoke", "infonce_2d", InfoNCE2d,
+     {"prediction_steps": 2, "skip_steps": 1, "num_negatives": 4, "negative_groups": 1}),
     ("smoke", "supervised", Supervised, {"num_classes": 10}),
     ("speech-smoke", "infonce_1d", InfoNCE1d,
-     {"prediction_steps": 3, "num_negatives": 4, "subsample": True, "subsample_window": 32}),
+     {"prediction_steps": 3, "num_negatives": 4, "subsample": True, "subsample_window": 32, "negative_groups": 1}),
     ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41, "targets": "both"}),
 ])
 def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, objective, cls, options):
