@@ -57,3 +57,32 @@ def test_gradients_reach_the_module_and_every_parameter_of_the_head(cls):
 @pytest.mark.parametrize("name, cls", [("simclr", SimCLR), ("barlow_twins", BarlowTwins), ("vicreg", VICReg)])
 def test_registered_for_vision(name, cls):
     assert OBJECTIVES["vision"][name] is cls
+
+
+def test_a_network_with_a_different_two_view_objective_per_module_learns_on_augmented_views():
+    """isolate() sizes each module's projector; on one batch of views every module's own loss falls."""
+    from functools import partial
+
+    from greedy_infomax.data.views import TwoViewTransform
+    from greedy_infomax.models.split import isolate, split
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, stride=2), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(8, 8, 3, stride=2), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU())
+    objectives = [partial(cls, hidden_dim=32, projection_dim=16) for cls in TWO_VIEW]
+    modules = isolate(split(network, after=["1", "3"]), objectives, torch.zeros(1, 1, 20, 20))
+    for module in modules:
+        module.configure_optimizer(lr=1e-2)
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    views = TwoViewTransform(20, False, (0.5,), (0.25,))(images, torch.Generator().manual_seed(0))   # (16, 1, 20, 20)
+    history = []
+    for _ in range(15):
+        x, losses = views, []
+        for module in modules:
+            x, loss, skipped = module.step(x)
+            assert not skipped
+            losses.append(loss.item())
+        history.append(losses)
+    for index, cls in enumerate(TWO_VIEW):
+        assert history[-1][index] < history[0][index], (cls.__name__, history[0][index], history[-1][index])
