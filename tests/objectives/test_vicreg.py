@@ -30,7 +30,8 @@ def reference_loss(p1: torch.Tensor, p2: torch.Tensor, weights: tuple[float, flo
     return lam * invariance + mu * variance + nu * covariances
 
 
-@pytest.mark.parametrize("B, D, weights", [(3, 2, (25.0, 25.0, 1.0)), (6, 5, (1.0, 2.0, 3.0)), (12, 7, (25.0, 25.0, 1.0))])
+@pytest.mark.parametrize("B, D, weights", [(3, 2, (25.0, 25.0, 1.0)), (6, 5, (1.0, 2.0, 3.0)),
+                                           (12, 7, (25.0, 25.0, 1.0))])
 @pytest.mark.parametrize("spread", [0.3, 2.0])     # below and above gamma = 1: the variance hinge off and on
 def test_matches_loop_reference(B, D, weights, spread):
     generator = torch.Generator().manual_seed(B * 10 + D)
