@@ -77,9 +77,10 @@ def color_jitter(images: torch.Tensor, brightness: torch.Tensor, contrast: torch
 class TwoViewTransform:
     """uint8 (B, C, H, W) -> normalised float (2B, C', crop, crop): rows b and B + b are two views of image b.
 
-    Each view of each image draws its own crop box, flip, jitter factors and grayscale. The defaults are SimCLR's
-    CIFAR-10 augmentation, whose colour strength 0.5 gives factors in [0.6, 1.4]; the smallest crop is a fifth of
-    the image, not ImageNet's 0.08, which would leave a few pixels of a 28-96 px image.
+    Each view of each image draws its own crop box, flip, jitter factors and grayscale. The colour defaults are
+    SimCLR's for CIFAR-10 (strength 0.5: factors in [0.6, 1.4], jitter with chance 0.8, grayscale with chance 0.2),
+    without its hue shift; the smallest crop is a fifth of the image, not 0.08, which would leave a few pixels of a
+    28-96 px image.
     """
 
     crop: int
@@ -87,22 +88,29 @@ class TwoViewTransform:
     grayscale: bool
     """Convert colour images to one luma channel first (data.grayscale): then they are jittered as gray images."""
     mean: tuple[float, ...]
+    """Per-channel mean the views are normalised with (of the channels kept: one after grayscale)."""
     std: tuple[float, ...]
+    """Per-channel standard deviation the views are normalised with."""
     scale: tuple[float, float] = (0.2, 1.0)
     """Range of the fraction of the image's area a crop covers."""
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     """Range of the crop's aspect ratio (width / height), drawn log-uniformly."""
     flip_probability: float = 0.5
+    """Chance that a view is mirrored left-right."""
     jitter_probability: float = 0.8
     """Chance that a view is colour-jittered at all."""
     brightness: float = 0.4
+    """A jittered view's pixels are scaled by a factor drawn uniformly from [1 - brightness, 1 + brightness]."""
     contrast: float = 0.4
+    """Likewise the distance of its pixels from its mean luma, by a factor from [1 - contrast, 1 + contrast]."""
     saturation: float = 0.4
-    """Each jitter factor is drawn uniformly from [1 - value, 1 + value]."""
+    """Likewise, for colour images, each pixel's distance from its luma, by [1 - saturation, 1 + saturation]."""
     grayscale_probability: float = 0.2
     """Chance that a colour view is turned gray (its three channels set to its luma); none for gray images."""
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Args: images uint8 (B, C, H, W) on any device; generator: a seeded CPU generator, the source of every
+        random draw, so the views of a batch depend on its seed alone, not on the device."""
         x = images.float() / 255.0
         if self.grayscale:
             x = to_grayscale(x)
