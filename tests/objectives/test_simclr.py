@@ -13,13 +13,15 @@ def reference_loss(p1: torch.Tensor, p2: torch.Tensor, temperature: float) -> to
     """For each of the 2B rows: -log of its partner's share among the exp(cos / tau) of every other row."""
     p = torch.cat([p1, p2]).double()
     rows, B = len(p), len(p1)
+
+    def score(i: int, k: int) -> torch.Tensor:
+        return p[i] @ p[k] / (p[i].norm() * p[k].norm()) / temperature
+
     terms = []
     for i in range(rows):
-        def score(k: int) -> torch.Tensor:
-            return p[i] @ p[k] / (p[i].norm() * p[k].norm()) / temperature
         partner = (i + B) % rows
-        others = torch.stack([score(k) for k in range(rows) if k != i])
-        terms.append(torch.logsumexp(others, 0) - score(partner))
+        others = torch.stack([score(i, k) for k in range(rows) if k != i])
+        terms.append(torch.logsumexp(others, 0) - score(i, partner))
     return torch.stack(terms).mean()
 
 
