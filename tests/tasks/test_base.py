@@ -116,7 +116,7 @@ def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives()
     ("smoke", "supervised", Supervised, {"num_classes": 10}),
     ("speech-smoke", "infonce_1d", InfoNCE1d,
      {"prediction_steps": 3, "num_negatives": 4, "subsample": True, "subsample_window": 32}),
-    ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41}),
+    ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41, "targets": "both"}),
 ])
 def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, objective, cls, options):
     config = preset(name)
