@@ -79,6 +79,7 @@ def test_resume_continues_the_run(smoke_run):
     ("--train.lr", "-1"),
     ("--objective.prediction_steps", "9"),
     ("--train.train_module", "4"),
+    ("--objective.temperature", "0"),
 ])
 def test_bad_option_value_is_one_line_exit_2(tmp_path, capsys, option, value):
     code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", option, value])
@@ -88,6 +89,17 @@ def test_bad_option_value_is_one_line_exit_2(tmp_path, capsys, option, value):
     assert len(lines) == 1 and lines[0].startswith("gim: error: ") and option[2:] in lines[0], err
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists(), "a bad option must not leave a run folder behind"
+
+
+@pytest.mark.parametrize("objective", ["clapp", "simclr", "barlow_twins", "vicreg", "supervised"])
+def test_global_negatives_for_an_objective_that_cannot_pool_them_is_one_line(tmp_path, capsys, objective):
+    code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--objective.name", objective,
+                       "--distributed.negatives", "global"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines() == [
+        f"gim: error: distributed.negatives: global shares the negative pool across replicas, which only infonce_2d "
+        f"can; objective {objective} trains on each replica's own batch (pass local)"], err
+    assert not any(tmp_path.iterdir())
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):

@@ -33,6 +33,10 @@ class InfoNCE1d(nn.Module):
         context_channels: Cc of the context c (B, Cc, T); defaults to C.
     """
 
+    negatives_group: torch.distributed.ProcessGroup | None = None
+    """Data-parallel replicas whose batches join the negative pool: set by the module-parallel engine under
+    `distributed.negatives global`, which only objectives declaring this attribute accept."""
+
     def __init__(self, channels: int, prediction_steps: int = 12, num_negatives: int = 10,
                  context_channels: int | None = None, subsample: bool = False, subsample_window: int = 128) -> None:
         super().__init__()
@@ -42,8 +46,6 @@ class InfoNCE1d(nn.Module):
         self.subsample_window = subsample_window
         # All K maps W_k as one bias-free linear map with K * C outputs; W_k = rows k*C .. (k+1)*C - 1.
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
-        # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
-        self.negatives_group: torch.distributed.ProcessGroup | None = None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:

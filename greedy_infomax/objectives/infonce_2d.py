@@ -22,6 +22,10 @@ class InfoNCE2d(nn.Module):
         context_channels: channels of c; defaults to C.
     """
 
+    negatives_group: torch.distributed.ProcessGroup | None = None
+    """Data-parallel replicas whose batches join the negative pool: set by the module-parallel engine under
+    `distributed.negatives global`, which only objectives declaring this attribute accept."""
+
     def __init__(self, channels: int, prediction_steps: int = 5, skip_steps: int = 1, num_negatives: int = 16,
                  context_channels: int | None = None, autoregressor: nn.Module | None = None) -> None:
         super().__init__()
@@ -29,8 +33,6 @@ class InfoNCE2d(nn.Module):
         self.skip_steps = skip_steps
         self.num_negatives = num_negatives
         self.autoregressor = autoregressor
-        # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
-        self.negatives_group: torch.distributed.ProcessGroup | None = None
         # All K maps W_k as one bias-free 1x1 convolution with K * C_context outputs.
         self.predictors = nn.Conv2d(channels, prediction_steps * (context_channels or channels), 1, bias=False)
         self._pair_cache: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.config import DistributedConfig, TrainConfig, check_negatives, check_probe_stages, require
 from greedy_infomax.data import read_speech, speech_corpus_root
 from greedy_infomax.data.librispeech import LABEL_FOLDER, AudioSpec, LibriSpeechCorpus, WindowLoader, standardize
 from greedy_infomax.data.speech_corpus import generate_speech_corpus
@@ -183,6 +183,7 @@ class AudioRunConfig:
         require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
+        check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
 
 PRESETS: dict[str, AudioRunConfig] = {

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.config import DistributedConfig, TrainConfig, check_negatives, check_probe_stages, require
 from greedy_infomax.data import read_images
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
@@ -215,6 +215,7 @@ class VisionRunConfig:
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
+        check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
 
 PRESETS: dict[str, VisionRunConfig] = {
