@@ -111,16 +111,19 @@ class Task:
 
     def training_method(self, config: AnyRunConfig) -> str:
         """How the run was trained, in words: its objective, end-to-end or how many modules, and what set it apart
-        (the sequential curriculum, one module trained, a context network in the last module)."""
-        supervised = "supervised" if config.objective.name == "supervised" else None
+        (the sequential curriculum, one module trained, a context network in the last module). The task's own
+        objective (the objective config's default) trained per module is GIM; any other is named: "greedy
+        supervised", "greedy simclr"."""
+        name = config.objective.name
+        other = None if name == type(config.objective)().name else name
         context = self.context_network(config)
         if config.model.num_modules == 1:
-            return f"end-to-end {supervised or self.end_to_end_name(config)}"
+            return f"end-to-end {other or self.end_to_end_name(config)}"
         details = [f"{config.model.num_modules} modules"]
         details += ["sequential"] if config.train.curriculum == "sequential" else []
         details += [f"train_module {config.train.train_module}"] if config.train.train_module else []
         details += [f"{context} in module {config.model.num_modules}"] if context else []
-        return f"{'greedy supervised' if supervised else 'GIM'} ({', '.join(details)})"
+        return f"{f'greedy {other}' if other else 'GIM'} ({', '.join(details)})"
 
     # evaluation ----------------------------------------------------------------------------------------------------
     def probe(self, run: RunFolder, config: AnyRunConfig, device: torch.device) -> dict[str, Any]:

@@ -148,6 +148,10 @@ def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, 
      "GIM (3 modules, sequential, PixelCNN in module 3)"),
     ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
     ("paper-librispeech", {}, "GIM (6 modules)"),
+    ("paper-stl10", {"objective": {"name": "barlow_twins"}}, "greedy barlow_twins (3 modules)"),
+    ("paper-stl10", {"model": {"stages_per_module": (3,)}, "objective": {"name": "simclr"}}, "end-to-end simclr"),
+    ("paper-librispeech", {"objective": {"name": "clapp"}, "train": {"train_module": 6}},
+     "greedy clapp (6 modules, train_module 6)"),
 ])
 def test_training_method_names_what_sets_a_run_apart(name, changes, method):
     config = preset(name)
