@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from greedy_infomax.objectives.negatives import sample_negatives
+from greedy_infomax.objectives.negatives import context_window, sample_negatives
 
 
 def hinge(context: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -63,14 +63,17 @@ class CLAPP2d(nn.Module):
         K = self.prediction_steps
         wz = self.predictors(z).unflatten(1, (K, C))                             # (B, K, C, H, W)
         pool = wz.permute(1, 0, 3, 4, 2).reshape(K, B * H * W, C)               # (K, BHW, C)
-        losses, start = [], 0
+        predicted = wz.unbind(1)                                                # K x (B, C, H, W): W_k z
+        queries = [B * (H - self._offset(k)) * W for k in range(K)]              # Q_k
+        step = torch.repeat_interleave(torch.arange(K, device=z.device), torch.tensor(queries, device=z.device))
+        # One gather (and one unbind) for every step: the backward writes each gradient once, not once per step.
+        negative_rows = pool[step, negatives].split(queries)                    # K x (Q_k, C)
+        losses = []
         for k in range(K):
             offset = self._offset(k)
             context = z[:, :, :H - offset].permute(0, 2, 3, 1).reshape(-1, C)   # (Q_k, C)
-            positive = wz[:, k, :, offset:].permute(0, 2, 3, 1).reshape(-1, C)  # (Q_k, C)
-            negative = pool[k, negatives[start:start + len(context)]]           # (Q_k, C)
-            start += len(context)
-            losses.append(hinge(context, positive, negative))
+            positive = predicted[k][:, :, offset:].permute(0, 2, 3, 1).reshape(-1, C)   # (Q_k, C)
+            losses.append(hinge(context, positive, negative_rows[k]))
         return torch.stack(losses).mean()
 
     def _offset(self, k: int) -> int:
@@ -85,25 +88,31 @@ class CLAPP1d(nn.Module):
     predicts z_{t+k} of the same sequence for k = 1..K through a bias-free linear map W_k, and the negative z' is
     one frame per (k, b, t), drawn uniformly with replacement from all B*T steps of the batch. Without a context
     c = z (a layer-local module); a module ending in an autoregressor passes its output as c. Each step is
-    averaged over its own positions, then over steps. The default K is InfoNCE1d's, so a comparison with it changes
-    only the loss.
+    averaged over its own positions, then over steps. With `subsample`, as InfoNCE1d: sequences longer than
+    `subsample_window` steps take their contexts and positives from one random window of that length (the same
+    for the whole batch), while negatives still come from every step. The defaults of K and of the window are
+    InfoNCE1d's, so a comparison with it changes only the loss.
 
     Args:
         channels: C of the sequence z (B, C, T).
         context_channels: Cc of the context c (B, Cc, T); defaults to C.
     """
 
-    def __init__(self, channels: int, prediction_steps: int = 12, context_channels: int | None = None) -> None:
+    def __init__(self, channels: int, prediction_steps: int = 12, context_channels: int | None = None,
+                 subsample: bool = False, subsample_window: int = 128) -> None:
         super().__init__()
         self.prediction_steps = prediction_steps
+        self.subsample = subsample
+        self.subsample_window = subsample_window
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         """Args: z (B, C, T); labels are unused (self-supervised); context c (B, Cc, T), default z."""
         B, _, T = z.shape
-        negatives = sample_negatives(self.num_queries(B, T), 1, B * T, z.device)
-        return self.loss(z, z if context is None else context, negatives[:, 0])
+        start, length = context_window(T, self.subsample_window if self.subsample else None)
+        negatives = sample_negatives(self.num_queries(B, length), 1, B * T, z.device)
+        return self.loss(z, z if context is None else context, negatives[:, 0], start, length)
 
     def num_queries(self, batch: int, steps: int) -> int:
         """Contexts over all steps: step k has (steps - k) contexts with a target per sequence."""
@@ -112,18 +121,22 @@ class CLAPP1d(nn.Module):
                              f"(every step k needs a target), got sequences of {steps} steps")
         return sum(steps - k for k in range(1, self.prediction_steps + 1)) * batch
 
-    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        """The loss for given negative indices (Q,), one per context: step k's block of B * (T - k) entries in (b, t)
-        order, after those of the steps before it; entry b*T + t is step t of sequence b."""
+    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
+             length: int | None = None) -> torch.Tensor:
+        """The loss for given negative indices (Q,), one per context: step k's block of B * (L - k) entries in (b, t)
+        order, after those of the steps before it, for the L = `length` steps from `start` (default: all; a tensor
+        start needs the length) that give contexts and positives; entry b*T + t is step t of sequence b."""
         B, C, T = z.shape
-        z_rows = z.transpose(1, 2)                                                # (B, T, C)
-        predictions = self.predictors(c.transpose(1, 2)).unflatten(2, (-1, C))   # (B, T, K, C)
-        pool = z_rows.reshape(B * T, C)                                           # (BT, C)
-        losses, start = [], 0
+        length = T - start if length is None else length
+        pool = z.transpose(1, 2).reshape(B * T, C)                                # (BT, C)
+        steps = start + torch.arange(length, device=z.device)                     # (L,)
+        z_rows = z.transpose(1, 2)[:, steps]                                      # (B, L, C)
+        predictions = self.predictors(c.transpose(1, 2)[:, steps]).unflatten(2, (-1, C)).unbind(2)  # K x (B, L, C)
+        # One gather (and one unbind) for every step: the backward writes each gradient once, not once per step.
+        negative_rows = pool[negatives].split([B * (length - k) for k in range(1, self.prediction_steps + 1)])
+        losses = []
         for k in range(1, self.prediction_steps + 1):
-            prediction = predictions[:, :T - k, k - 1].reshape(-1, C)             # (Q_k, C)
+            prediction = predictions[k - 1][:, :length - k].reshape(-1, C)        # (Q_k, C)
             positive = z_rows[:, k:].reshape(-1, C)                               # (Q_k, C)
-            negative = pool[negatives[start:start + len(prediction)]]             # (Q_k, C)
-            start += len(prediction)
-            losses.append(hinge(prediction, positive, negative))
+            losses.append(hinge(prediction, positive, negative_rows[k - 1]))
         return torch.stack(losses).mean()

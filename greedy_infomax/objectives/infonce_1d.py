@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import pool_copies, sample_negatives, shared_pool
+from greedy_infomax.objectives.negatives import context_window, pool_copies, sample_negatives, shared_pool
 
 
 class InfoNCE1d(nn.Module):
@@ -59,11 +59,8 @@ class InfoNCE1d(nn.Module):
         return self.loss(z, c, negatives, start, length)
 
     def window(self, steps: int) -> tuple[int | torch.Tensor, int]:
-        """(start, length) of the steps that give contexts and positives: a random window when subsampling, whose
-        start stays a (host) tensor: as a Python int it would break a compiled graph and recompile it per value."""
-        if not self.subsample or steps <= self.subsample_window:
-            return 0, steps
-        return torch.randint(steps - self.subsample_window + 1, ()), self.subsample_window
+        """(start, length) of the steps that give contexts and positives: a random window when subsampling."""
+        return context_window(steps, self.subsample_window if self.subsample else None)
 
     def num_contexts(self, batch: int, length: int) -> int:
         """Rows of the negative index tensor: one per context step with a target, (length - 1) per sequence."""

@@ -1,4 +1,5 @@
-"""Negative sampling shared by the InfoNCE objectives: indices of rows, never copies of whole tensors."""
+"""Sampling shared by the contrastive objectives (InfoNCE, CLAPP): negatives as indices of rows, never copies of
+whole tensors, and the window of a long sequence that gives contexts and positives."""
 from __future__ import annotations
 
 import torch
@@ -12,6 +13,15 @@ def sample_negatives(num_queries: int, num_negatives: int, pool_size: int, devic
     queries x negatives x channels, never with a repeated copy of the pool.
     """
     return torch.randint(pool_size, (num_queries, num_negatives), device=device)
+
+
+def context_window(steps: int, window: int | None) -> tuple[int | torch.Tensor, int]:
+    """(start, length) of the steps of a sequence that give contexts and positives: all `steps`, or with a `window`
+    one random window of that many steps of a longer sequence (the same for the whole batch), whose start stays a
+    (host) tensor: as a Python int it would break a compiled graph and recompile it per value."""
+    if window is None or steps <= window:
+        return 0, steps
+    return torch.randint(steps - window + 1, ()), window
 
 
 def pool_copies(group: dist.ProcessGroup | None) -> int:

@@ -116,7 +116,8 @@ class AudioObjectiveConfig:
     num_negatives: int = 10
     """infonce_1d: negatives per positive, drawn from all time steps of all windows of the batch."""
     subsample: bool = True
-    """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
+    """infonce_1d, clapp: take contexts and positives from one random `subsample_window`-step window of longer
+    sequences."""
     subsample_window: int = 128
     """Steps of that window (the paper's 128 frames)."""
     num_speakers: int = 251

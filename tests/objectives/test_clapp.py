@@ -1,5 +1,5 @@
-"""CLAPP's hinge objective on grids and sequences against slow loop references on the same negatives, plus the
-sampled index tensor, analytic cases and gradients."""
+"""CLAPP's hinge objective on grids and sequences against slow loop references on the same negatives (and on a
+window of a sequence), plus the sampled index tensor, analytic cases and gradients."""
 from __future__ import annotations
 
 import pytest
@@ -39,19 +39,21 @@ def reference_2d(z: torch.Tensor, weight: torch.Tensor, steps: int, skip: int, n
     return torch.stack(step_means).mean()
 
 
-def reference_1d(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int,
-                 negatives: torch.Tensor) -> torch.Tensor:
-    """Loops over k, b, t in the documented query order; negative n = b * T + t.
+def reference_1d(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, negatives: torch.Tensor,
+                 start: int = 0, length: int | None = None) -> torch.Tensor:
+    """Loops over k, b, t in the documented query order, contexts and positives from steps start .. start +
+    length - 1 (default: all); negative n = b * T + t, from any step.
 
     weight: the predictors' (K * C, Cc) weight, W_k = weight[(k - 1) * C:k * C]."""
     z, c, weight = z.double(), c.double(), weight.double()
     B, C, T = z.shape
+    length = T - start if length is None else length
     query, step_means = 0, []
     for k in range(1, steps + 1):
         W_k = weight[(k - 1) * C:k * C]
         terms = []
         for b in range(B):
-            for t in range(T - k):
+            for t in range(start, start + length - k):
                 nb, nt = divmod(int(negatives[query]), T)
                 prediction = W_k @ c[b, :, t]
                 terms.append(hinge_terms(prediction @ z[b, :, t + k], prediction @ z[nb, :, nt]))
@@ -88,6 +90,32 @@ def test_1d_matches_loop_reference(B, C, T, K, Cc, scale):
     negatives = torch.randint(B * T, (objective.num_queries(B, T),), generator=generator)
     expected = reference_1d(z, c, objective.predictors.weight.detach(), K, negatives)
     assert objective.loss(z, c, negatives).item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("start, length", [(0, 6), (3, 6), (7, 5)])
+def test_1d_window_matches_loop_reference(start, length):
+    """Contexts and positives from the window only, negatives from all 2 x 12 steps."""
+    generator = torch.Generator().manual_seed(start)
+    objective = CLAPP1d(3, prediction_steps=2)
+    z = torch.randn(2, 3, 12, generator=generator)
+    negatives = torch.randint(2 * 12, (objective.num_queries(2, length),), generator=generator)
+    expected = reference_1d(z, z, objective.predictors.weight.detach(), 2, negatives, start, length)
+    loss = objective.loss(z, z, negatives, torch.tensor(start), length)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+
+
+def test_subsample_scores_one_random_window_of_a_longer_sequence(record_negatives):
+    sampled = record_negatives(clapp)
+    objective = CLAPP1d(3, prediction_steps=2, subsample=True, subsample_window=6)
+    z = torch.randn(2, 3, 20)
+    torch.manual_seed(0)
+    loss = objective(z)
+    [(indices, pool)] = sampled
+    assert indices.shape == (2 * (5 + 4), 1) and pool == 2 * 20, "queries from the window, negatives from all"
+    torch.manual_seed(0)
+    start = torch.randint(20 - 6 + 1, ())
+    assert torch.equal(loss, objective.loss(z, z, indices[:, 0], start, 6))
+    assert CLAPP1d(3, 2, subsample=True, subsample_window=6)(torch.zeros(2, 3, 5)).item() == pytest.approx(2.0)
 
 
 def test_forward_draws_one_negative_per_query_from_every_position(record_negatives):

@@ -123,7 +123,7 @@ def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives()
     ("smoke", "barlow_twins", BarlowTwins, {"off_diagonal_weight": 5e-3, "hidden_dim": 512, "projection_dim": None}),
     ("smoke", "vicreg", VICReg, {"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0,
                                  "hidden_dim": 512, "projection_dim": None}),
-    ("speech-smoke", "clapp", CLAPP1d, {"prediction_steps": 3}),
+    ("speech-smoke", "clapp", CLAPP1d, {"prediction_steps": 3, "subsample": True, "subsample_window": 32}),
 ])
 def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, objective, cls, options):
     config = preset(name)
