@@ -365,3 +365,29 @@ def test_probe_and_embed_a_kept_checkpoint_step(tmp_path, capsys):
     capsys.readouterr()
     assert _exit_code(["probe", str(run), "--step", "2"]) == 2
     assert "kept no checkpoint of that step (kept: 4, 6, 8)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("objective", ["clapp", "simclr", "barlow_twins", "vicreg"])
+def test_pretrain_and_probe_with_each_other_local_objective(tmp_path, objective):
+    """The smoke preset trained for 2 steps by every module's own CLAPP, SimCLR, Barlow Twins or VICReg loss, then
+    probed from its run folder alone."""
+    assert main(["pretrain", "--preset", "smoke", "--objective.name", objective, "--output", str(tmp_path),
+                 "--name", "r", "--data.limit", "64", "--train.max_steps", "2"]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    [row] = run.metrics()
+    assert all(np.isfinite(row[f"loss/module{k}"]) for k in (1, 2, 3)), row
+    assert main(["probe", str(run.path), "--probe.epochs", "1", "--probe.random_init", "false"]) == 0
+    results = json.loads((run.path / "probe.json").read_text())
+    assert results["method"] == f"greedy {objective} (3 modules)"
+    assert [row["module"] for row in results["trained"]] == [1, 2, 3]
+
+
+def test_pretrain_and_probe_audio_with_clapp(tmp_path, speech_root):
+    assert main(["pretrain", "--preset", "speech-smoke", "--objective.name", "clapp", "--data.root", str(speech_root),
+                 "--data.limit", "4", "--output", str(tmp_path), "--name", "r", "--train.max_steps", "2"]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    assert all(np.isfinite(row[f"loss/module{k}"]) for row in run.metrics() for k in range(1, 7))
+    assert main(["probe", str(run.path), "--probe.random_init", "false", "--probe.log_mel", "false"]) == 0
+    results = json.loads((run.path / "probe.json").read_text())
+    assert results["method"] == "greedy clapp (6 modules)"
+    assert [row["module"] for row in results["trained"]] == [1, 2, 3, 4, 5, 6]
