@@ -65,7 +65,7 @@ class CLAPP2d(nn.Module):
         pool = wz.permute(1, 0, 3, 4, 2).reshape(K, B * H * W, C)               # (K, BHW, C)
         predicted = wz.unbind(1)                                                # K x (B, C, H, W): W_k z
         queries = [B * (H - self._offset(k)) * W for k in range(K)]              # Q_k
-        step = torch.repeat_interleave(torch.arange(K, device=z.device), torch.tensor(queries, device=z.device))
+        step = torch.cat([torch.full((count,), k, device=z.device) for k, count in enumerate(queries)])   # (Q,)
         # One gather (and one unbind) for every step: the backward writes each gradient once, not once per step.
         negative_rows = pool[step, negatives].split(queries)                    # K x (Q_k, C)
         losses = []
