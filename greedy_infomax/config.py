@@ -194,6 +194,15 @@ def load_config(path: Path) -> AnyRunConfig:
         raise GimError(f"{path}: {' '.join(str(error).split())}") from error
 
 
+def check_negatives(negatives: str, objective: str, objectives: dict[str, type]) -> None:
+    """`distributed.negatives global` pools an objective's sampled negatives across replicas; only the objectives
+    with a `negatives_group` attribute (set by the module-parallel engine) can do that."""
+    pooling = [name for name, cls in objectives.items() if hasattr(cls, "negatives_group")]
+    require(negatives == "local" or objective in pooling, "distributed.negatives",
+            f"global shares the negative pool across replicas, which only {', '.join(pooling)} can; objective "
+            f"{objective} trains on each replica's own batch (pass local)")
+
+
 def check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) -> None:
     """A probe's own cut of the encoder must cover its stages exactly."""
     require(stages_per_module is None or (sum(stages_per_module) == stages and min(stages_per_module) > 0),

@@ -79,6 +79,7 @@ def test_resume_continues_the_run(smoke_run):
     ("--train.lr", "-1"),
     ("--objective.prediction_steps", "9"),
     ("--train.train_module", "4"),
+    ("--objective.temperature", "0"),
 ])
 def test_bad_option_value_is_one_line_exit_2(tmp_path, capsys, option, value):
     code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", option, value])
@@ -88,6 +89,17 @@ def test_bad_option_value_is_one_line_exit_2(tmp_path, capsys, option, value):
     assert len(lines) == 1 and lines[0].startswith("gim: error: ") and option[2:] in lines[0], err
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists(), "a bad option must not leave a run folder behind"
+
+
+@pytest.mark.parametrize("objective", ["clapp", "simclr", "barlow_twins", "vicreg", "supervised"])
+def test_global_negatives_for_an_objective_that_cannot_pool_them_is_one_line(tmp_path, capsys, objective):
+    code = _exit_code(["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--objective.name", objective,
+                       "--distributed.negatives", "global"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines() == [
+        f"gim: error: distributed.negatives: global shares the negative pool across replicas, which only infonce_2d "
+        f"can; objective {objective} trains on each replica's own batch (pass local)"], err
+    assert not any(tmp_path.iterdir())
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):
@@ -353,3 +365,29 @@ def test_probe_and_embed_a_kept_checkpoint_step(tmp_path, capsys):
     capsys.readouterr()
     assert _exit_code(["probe", str(run), "--step", "2"]) == 2
     assert "kept no checkpoint of that step (kept: 4, 6, 8)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("objective", ["clapp", "simclr", "barlow_twins", "vicreg"])
+def test_pretrain_and_probe_with_each_other_local_objective(tmp_path, objective):
+    """The smoke preset trained for 2 steps by every module's own CLAPP, SimCLR, Barlow Twins or VICReg loss, then
+    probed from its run folder alone."""
+    assert main(["pretrain", "--preset", "smoke", "--objective.name", objective, "--output", str(tmp_path),
+                 "--name", "r", "--data.limit", "64", "--train.max_steps", "2"]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    [row] = run.metrics()
+    assert all(np.isfinite(row[f"loss/module{k}"]) for k in (1, 2, 3)), row
+    assert main(["probe", str(run.path), "--probe.epochs", "1", "--probe.random_init", "false"]) == 0
+    results = json.loads((run.path / "probe.json").read_text())
+    assert results["method"] == f"greedy {objective} (3 modules)"
+    assert [row["module"] for row in results["trained"]] == [1, 2, 3]
+
+
+def test_pretrain_and_probe_audio_with_clapp(tmp_path, speech_root):
+    assert main(["pretrain", "--preset", "speech-smoke", "--objective.name", "clapp", "--data.root", str(speech_root),
+                 "--data.limit", "4", "--output", str(tmp_path), "--name", "r", "--train.max_steps", "2"]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    assert all(np.isfinite(row[f"loss/module{k}"]) for row in run.metrics() for k in range(1, 7))
+    assert main(["probe", str(run.path), "--probe.random_init", "false", "--probe.log_mel", "false"]) == 0
+    results = json.loads((run.path / "probe.json").read_text())
+    assert results["method"] == "greedy clapp (6 modules)"
+    assert [row["module"] for row in results["trained"]] == [1, 2, 3, 4, 5, 6]

@@ -9,7 +9,7 @@ import yaml
 
 from greedy_infomax.config import TrainConfig, end_to_end, load_config, to_dict
 
-from greedy_infomax.tasks import PRESETS, preset
+from greedy_infomax.tasks import PRESETS, preset, task_of
 
 from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, ProbeConfig, VisionRunConfig as RunConfig
 from greedy_infomax.errors import GimError
@@ -138,3 +138,18 @@ def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(GimError, match="nope") as error:
         preset("nope")
     assert all(name in str(error.value) for name in PRESETS)
+
+
+@pytest.mark.parametrize("name", ["paper-stl10", "paper-librispeech"])
+def test_global_negatives_are_accepted_only_by_objectives_that_pool_them(name):
+    """The module-parallel engine hands its replica group to an objective with a `negatives_group`: InfoNCE."""
+    config = PRESETS[name]
+    task = task_of(config)
+    for objective, cls in task.objectives.items():
+        change = {"objective": replace(config.objective, name=objective),
+                  "distributed": replace(config.distributed, negatives="global")}
+        if hasattr(cls, "negatives_group"):
+            assert objective.startswith("infonce") and replace(config, **change).distributed.negatives == "global"
+        else:
+            with pytest.raises(ValueError, match=f"^distributed.negatives: .* objective {objective} trains on each"):
+                replace(config, **change)

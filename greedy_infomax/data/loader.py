@@ -9,6 +9,7 @@ import torch
 
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.placement import to_device
 
 
@@ -31,8 +32,8 @@ class BatchLoader:
     (e, b) sees exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, array: ImageArray, batch_size: int, transform: ImageTransform, device: torch.device,
-                 seed: int | None = None, keep_last: bool = False) -> None:
+    def __init__(self, array: ImageArray, batch_size: int, transform: ImageTransform | TwoViewTransform,
+                 device: torch.device, seed: int | None = None, keep_last: bool = False) -> None:
         self.array = array
         self.batch_size = batch_size
         self.transform = transform

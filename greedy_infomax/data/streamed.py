@@ -44,12 +44,40 @@ class StreamedImages(Dataset):
         """The first `count` images."""
         raise NotImplementedError
 
+    def held_out(self, count: int) -> tuple[StreamedImages, StreamedImages]:
+        """The images before the last `count`, and those last `count` (a validation share), with this split's spec."""
+        return _Rows(self, 0, len(self) - count), _Rows(self, len(self) - count, len(self))
+
     def unpack(self, batch: Any) -> tuple[torch.Tensor, Any]:
         """(images, labels or None) of a collated batch of items."""
         return inputs_and_labels(batch)
 
     def report(self) -> None:
         """Say, once the loader has stopped reading an epoch, what went wrong while reading it; default: nothing."""
+
+
+class _Rows(StreamedImages):
+    """Images start .. stop - 1 of a split, read, described and normalised as the split's own."""
+
+    def __init__(self, split: StreamedImages, start: int, stop: int) -> None:
+        self.split, self.start, self.stop = split, start, stop
+        self.name, self.num_classes = split.name, split.num_classes
+
+    @property
+    def spec(self) -> ImageSpec:
+        return self.split.spec
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int) -> Any:
+        return self.split[self.start + index]
+
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, Any]:
+        return self.split.unpack(batch)
+
+    def report(self) -> None:
+        self.split.report()
 
 
 class StreamLoader(DatasetBatches):

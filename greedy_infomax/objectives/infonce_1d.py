@@ -6,8 +6,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, positive_first,
-                                                  sample_permuted_negatives, shared_pool, split_groups)
+from greedy_infomax.objectives.negatives import (
+    at_least_fp32,
+    context_window,
+    pool_copies,
+    positive_first,
+    sample_permuted_negatives,
+    shared_pool,
+    split_groups,
+)
 
 
 class InfoNCE1d(nn.Module):
@@ -41,6 +48,10 @@ class InfoNCE1d(nn.Module):
         negative_groups: G, which must divide the batch.
     """
 
+    negatives_group: torch.distributed.ProcessGroup | None = None
+    """Data-parallel replicas whose batches join the negative pool: set by the module-parallel engine under
+    `distributed.negatives global`, which only objectives declaring this attribute accept."""
+
     def __init__(self, channels: int, prediction_steps: int = 12, num_negatives: int = 10,
                  context_channels: int | None = None, subsample: bool = False, subsample_window: int = 128,
                  negative_groups: int = 1) -> None:
@@ -53,8 +64,6 @@ class InfoNCE1d(nn.Module):
         # All K maps W_k as one bias-free linear map with K * C outputs; W_k = rows k*C .. (k+1)*C - 1.
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
         self.metrics: dict[str, torch.Tensor] = {}
-        # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
-        self.negatives_group: torch.distributed.ProcessGroup | None = None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,12 +82,9 @@ class InfoNCE1d(nn.Module):
         return loss
 
     def window(self, steps: int) -> tuple[int | torch.Tensor, int]:
-        """(start, length) of the steps that give contexts and positives: a random window when subsampling, whose
-        start stays a (host) tensor: as a Python int it would break a compiled graph and recompile it per value.
-        Every start 0 .. T - window is drawn; the original's draw never gives the last (numpy's exclusive bound)."""
-        if not self.subsample or steps <= self.subsample_window:
-            return 0, steps
-        return torch.randint(steps - self.subsample_window + 1, ()), self.subsample_window
+        """(start, length) of the steps that give contexts and positives: a random window when subsampling. Every
+        start 0 .. T - window is drawn; the original's draw never gives the last (numpy's exclusive bound)."""
+        return context_window(steps, self.subsample_window if self.subsample else None)
 
     def num_contexts(self, batch: int, length: int) -> int:
         """Rows of the negative index tensor: the B * (length - 1) that step 1, the step with most queries, reads."""

@@ -5,8 +5,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from greedy_infomax.objectives.negatives import (at_least_fp32, pool_copies, positive_first, sample_negatives,
-                                                  shared_pool, split_groups)
+from greedy_infomax.objectives.negatives import (
+    at_least_fp32,
+    pool_copies,
+    positive_first,
+    sample_negatives,
+    shared_pool,
+    split_groups,
+)
 
 
 class InfoNCE2d(nn.Module):
@@ -31,6 +37,10 @@ class InfoNCE2d(nn.Module):
         negative_groups: G, which must divide the batch.
     """
 
+    negatives_group: torch.distributed.ProcessGroup | None = None
+    """Data-parallel replicas whose batches join the negative pool: set by the module-parallel engine under
+    `distributed.negatives global`, which only objectives declaring this attribute accept."""
+
     def __init__(self, channels: int, prediction_steps: int = 5, skip_steps: int = 1, num_negatives: int = 16,
                  context_channels: int | None = None, autoregressor: nn.Module | None = None,
                  negative_groups: int = 1) -> None:
@@ -40,8 +50,6 @@ class InfoNCE2d(nn.Module):
         self.num_negatives = num_negatives
         self.negative_groups = negative_groups
         self.autoregressor = autoregressor
-        # Data-parallel replicas whose batches join the negative pool (set by the module-parallel engine).
-        self.negatives_group: torch.distributed.ProcessGroup | None = None
         # All K maps W_k as one bias-free 1x1 convolution with K * C_context outputs.
         self.predictors = nn.Conv2d(channels, prediction_steps * (context_channels or channels), 1, bias=False)
         self._pair_cache: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}

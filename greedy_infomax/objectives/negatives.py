@@ -1,5 +1,6 @@
-"""What the InfoNCE objectives share: negative sampling (indices of rows, never copies of whole tensors), the
-split of a batch into negative groups, the pool of data-parallel replicas, the precision of the scores."""
+"""What the contrastive objectives (InfoNCE, CLAPP) share: negative sampling (indices of rows, never copies of
+whole tensors), the split of a batch into negative groups, the pool of data-parallel replicas, the precision of the
+scores, and the window of a long sequence that gives contexts and positives."""
 from __future__ import annotations
 
 import torch
@@ -35,6 +36,15 @@ def positive_first(logits: torch.Tensor) -> torch.Tensor:
     """(Q,) 1 where a query's positive (column 0 of its (Q, 1 + N) scores) scores highest among its candidates, else
     0: what the original code's InfoNCE accuracy counts (argmax == 0, so a tie goes to the positive)."""
     return (logits.argmax(dim=1) == 0).to(logits.dtype)
+
+
+def context_window(steps: int, window: int | None) -> tuple[int | torch.Tensor, int]:
+    """(start, length) of the steps of a sequence that give contexts and positives: all `steps`, or with a `window`
+    one random window of that many steps of a longer sequence (the same for the whole batch), whose start stays a
+    (host) tensor: as a Python int it would break a compiled graph and recompile it per value."""
+    if window is None or steps <= window:
+        return 0, steps
+    return torch.randint(steps - window + 1, ()), window
 
 
 def pool_copies(group: dist.ProcessGroup | None) -> int:

@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_negative_groups, check_probe_stages, require
+from greedy_infomax.config import (
+    DistributedConfig,
+    TrainConfig,
+    check_negative_groups,
+    check_negatives,
+    check_probe_stages,
+    require,
+)
 from greedy_infomax.data import read_speech, speech_corpus_root
 from greedy_infomax.data.librispeech import LABEL_FOLDER, AudioSpec, LibriSpeechCorpus, WindowLoader, standardize
 from greedy_infomax.data.speech_corpus import generate_speech_corpus
@@ -26,15 +33,20 @@ from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import SpeechFeatureExtractor, check_module
 from greedy_infomax.evaluation.features import left_unchanged
 from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
-                                                        speech_features)
+from greedy_infomax.evaluation.speech_features import (
+    Encoder,
+    SpeechFeatures,
+    log_mel_output,
+    module_outputs,
+    speech_features,
+)
 from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming, time_averaged, utterance_stream
 from greedy_infomax.models.audio import audio_modules
-from greedy_infomax.objectives import InfoNCE1d, SpeechSupervised
+from greedy_infomax.objectives import CLAPP1d, InfoNCE1d, SpeechSupervised
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks.base import Task
 
-OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_1d": InfoNCE1d, "supervised": SpeechSupervised}
+OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_1d": InfoNCE1d, "supervised": SpeechSupervised, "clapp": CLAPP1d}
 """`objective.name` -> objective class; a new objective is one file in objectives/ and one line here."""
 
 CPU_AUDIO_EPOCHS = 8
@@ -110,19 +122,21 @@ class AudioObjectiveConfig:
     """The per-module loss: InfoNCE predicting future frames."""
 
     name: str = "infonce_1d"
-    """Objective of every module: infonce_1d (InfoNCE), or supervised (linear speaker, time-averaged, and phone,
-    per 10 ms frame, classifiers with cross-entropy: greedy supervised; end-to-end supervised with one module); or
-    any objective registered in greedy_infomax.tasks.audio.OBJECTIVES."""
+    """Objective of every module: infonce_1d (InfoNCE); clapp (CLAPP's hinge, one negative per context, on the
+    same frames); supervised (linear speaker, time-averaged, and phone, per 10 ms frame, classifiers with
+    cross-entropy: greedy supervised; end-to-end supervised with one module); or any objective registered in
+    greedy_infomax.tasks.audio.OBJECTIVES."""
     prediction_steps: int = 12
-    """K: how many frames ahead are predicted."""
+    """infonce_1d, clapp: K, how many frames ahead are predicted."""
     num_negatives: int = 10
-    """Negatives per positive, from all time steps of all windows of the negative group: one table per group whose
+    """infonce_1d: negatives per positive, from all time steps of all windows of the negative group: one table per group whose
     columns are random permutations, step k reading its last rows (the original's sampling_method 1)."""
     negative_groups: int = 1
     """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
     the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     subsample: bool = True
-    """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
+    """infonce_1d, clapp: take contexts and positives from one random `subsample_window`-step window of longer
+    sequences."""
     subsample_window: int = 128
     """Steps of that window (the paper's 128 frames)."""
     num_speakers: int = 251
@@ -204,6 +218,7 @@ class AudioRunConfig:
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
         check_negative_groups(self.data.batch_size, self.objective.negative_groups)
+        check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
 
 PRESETS: dict[str, AudioRunConfig] = {
@@ -284,10 +299,11 @@ class AudioTask(Task):
 
     def build_modules(self, config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList:
         """`objective.subsample` only acts on sequences longer than `subsample_window` steps (in the paper's
-        encoder: conv 1-4)."""
-        m, o = config.model, config.objective
-        return audio_modules(in_channels, self.objective(config), window=AudioSpec.window, label_hop=AudioSpec.hop,
-                             prediction_steps=o.prediction_steps if o.name == "infonce_1d" else 0,
+        encoder: conv 1-4). An objective that predicts ahead (it takes `prediction_steps`) needs every module to
+        output more steps than that."""
+        m, objective = config.model, self.objective(config)
+        return audio_modules(in_channels, objective, window=AudioSpec.window, label_hop=AudioSpec.hop,
+                             prediction_steps=objective.keywords.get("prediction_steps", 0),
                              channels=m.channels, kernels=m.kernels, strides=m.strides, paddings=m.paddings,
                              gru_hidden=m.gru_hidden, stages_per_module=m.stages_per_module)
 

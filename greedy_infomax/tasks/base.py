@@ -26,6 +26,11 @@ from greedy_infomax.placement import configure
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
+def objective_options(cls: type[nn.Module]) -> set[str]:
+    """The options an objective's constructor takes by name: the fields of the objective config it reads."""
+    return set(inspect.signature(cls).parameters)
+
+
 class Task:
     """One kind of data and its encoder. Subclasses set the class attributes and implement the methods that raise
     NotImplementedError; the others have defaults that fit any task whose run config has the usual sections."""
@@ -67,6 +72,11 @@ class Task:
         """Whether the configured objective trains on labels (it says so with `needs_labels = True`)."""
         return getattr(self.objectives[config.objective.name], "needs_labels", False)
 
+    def views(self, config: AnyRunConfig) -> int:
+        """Rows per sample the configured objective scores: 2 for two augmented views of every sample, rows b and
+        B + b of a batch (it says so with `views = 2`), else 1."""
+        return getattr(self.objectives[config.objective.name], "views", 1)
+
     # model ---------------------------------------------------------------------------------------------------------
     def build_modules(self, config: AnyRunConfig, in_channels: int) -> nn.ModuleList:
         """The run's encoder as IsolatedModules, cut as `model.stages_per_module` says."""
@@ -79,8 +89,7 @@ class Task:
             raise GimError(f"objective.name: {config.objective.name!r} is not an objective of {self.name} runs; "
                            f"choose one of: {', '.join(self.objectives)}")
         cls = self.objectives[config.objective.name]
-        wanted = inspect.signature(cls).parameters
-        return partial(cls, **{name: getattr(config.objective, name) for name in wanted
+        return partial(cls, **{name: getattr(config.objective, name) for name in objective_options(cls)
                                if name != "name" and hasattr(config.objective, name)})
 
     def cut_at(self, config: AnyRunConfig, stages_per_module: tuple[int, ...]) -> AnyRunConfig:
@@ -102,16 +111,19 @@ class Task:
 
     def training_method(self, config: AnyRunConfig) -> str:
         """How the run was trained, in words: its objective, end-to-end or how many modules, and what set it apart
-        (the sequential curriculum, one module trained, a context network in the last module)."""
-        supervised = "supervised" if config.objective.name == "supervised" else None
+        (the sequential curriculum, one module trained, a context network in the last module). The task's own
+        objective (the objective config's default) trained per module is GIM; any other is named: "greedy
+        supervised", "greedy simclr"."""
+        name = config.objective.name
+        other = None if name == type(config.objective)().name else name
         context = self.context_network(config)
         if config.model.num_modules == 1:
-            return f"end-to-end {supervised or self.end_to_end_name(config)}"
+            return f"end-to-end {other or self.end_to_end_name(config)}"
         details = [f"{config.model.num_modules} modules"]
         details += ["sequential"] if config.train.curriculum == "sequential" else []
         details += [f"train_module {config.train.train_module}"] if config.train.train_module else []
         details += [f"{context} in module {config.model.num_modules}"] if context else []
-        return f"{'greedy supervised' if supervised else 'GIM'} ({', '.join(details)})"
+        return f"{f'greedy {other}' if other else 'GIM'} ({', '.join(details)})"
 
     # evaluation ----------------------------------------------------------------------------------------------------
     def probe(self, run: RunFolder, config: AnyRunConfig, device: torch.device) -> dict[str, Any]:

@@ -16,12 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_negative_groups, check_probe_stages, require
+from greedy_infomax.config import (
+    DistributedConfig,
+    TrainConfig,
+    check_negative_groups,
+    check_negatives,
+    check_probe_stages,
+    require,
+)
 from greedy_infomax.data import DATASETS, known_dataset, read_images
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.streamed import StreamedImages, StreamLoader, image_batches
 from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embed
 from greedy_infomax.evaluation.features import left_unchanged, module_features, raw_pixel_features
@@ -29,11 +37,12 @@ from greedy_infomax.evaluation.protocol import probe_features, probe_modules
 from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming
 from greedy_infomax.models.pixelcnn import PixelCNN
 from greedy_infomax.models.vision import patch_resnet_modules
-from greedy_infomax.objectives import InfoNCE2d, Supervised
+from greedy_infomax.objectives import BarlowTwins, CLAPP2d, InfoNCE2d, SimCLR, Supervised, VICReg
 from greedy_infomax.reporting.run_folder import RunFolder
-from greedy_infomax.tasks.base import Task
+from greedy_infomax.tasks.base import Task, objective_options
 
-OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_2d": InfoNCE2d, "supervised": Supervised}
+OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_2d": InfoNCE2d, "supervised": Supervised, "clapp": CLAPP2d,
+                                           "simclr": SimCLR, "barlow_twins": BarlowTwins, "vicreg": VICReg}
 """`objective.name` -> objective class; a new objective is one file in objectives/ and one line here."""
 
 
@@ -49,7 +58,8 @@ class DataConfig:
     """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
     /usr/share/datasets/fashion-mnist (fashion-mnist). A python: factory is called with it, when given."""
     crop: int = 64
-    """Side of the square crop fed to the encoder (random when training, centred when evaluating)."""
+    """Side of the square crop fed to the encoder (random when training, centred when evaluating; a two-view
+    objective's views are random resized crops of this side, see data/views.py)."""
     flip: bool = True
     """Random horizontal flips when training."""
     grayscale: bool = True
@@ -57,7 +67,7 @@ class DataConfig:
     limit: int | None = None
     """Use only the first N images of every split (quick experiments and tests)."""
     batch_size: int = 32
-    """Images per training step."""
+    """Images per training step (a two-view objective scores 2 views of each: twice as many rows)."""
     resize: int = 96
     """photo-folder, imagenet: the side each photo is brought to (shorter side resized, centre square kept) by the
     loader's workers, before the random crops of `crop`; 96 is STL-10's size, which the paper crops to 64."""
@@ -127,21 +137,37 @@ class ObjectiveConfig:
     """The per-module loss."""
 
     name: str = "infonce_2d"
-    """Objective of every module: infonce_2d (InfoNCE), or supervised (a pooled linear classifier with
-    cross-entropy on the labelled split: greedy supervised; end-to-end supervised with one module); or any
-    objective registered in greedy_infomax.tasks.vision.OBJECTIVES."""
+    """Objective of every module: infonce_2d (InfoNCE); clapp (CLAPP's hinge, one negative per context, on the same
+    grid); simclr, barlow_twins or vicreg (two augmented views of every image, each module's output pooled and
+    projected); supervised (a pooled linear classifier with cross-entropy on the labelled split: greedy supervised;
+    end-to-end supervised with one module); or any objective registered in greedy_infomax.tasks.vision.OBJECTIVES."""
     prediction_steps: int = 5
-    """K: how many rows below each context row are predicted."""
+    """infonce_2d, clapp: K, how many rows below each context row are predicted."""
     skip_steps: int = 1
-    """Rows skipped between a context row and its first target (they overlap with it)."""
+    """infonce_2d, clapp: rows skipped between a context row and its first target (they overlap with it)."""
     num_negatives: int = 16
-    """Negatives per positive, drawn uniformly with replacement for each step k from that step's target rows (rows
+    """infonce_2d: negatives per positive, drawn uniformly with replacement for each step k from that step's target rows (rows
     skip_steps + k and below, every column, every image of the query's negative group)."""
     negative_groups: int = 1
     """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
     the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     num_classes: int = 10
     """supervised: classes of the dataset's labels."""
+    temperature: float = 0.5
+    """simclr: tau of NT-Xent (SimCLR's best for small images)."""
+    off_diagonal_weight: float = 5e-3
+    """barlow_twins: lambda, the weight of the cross-correlation's off-diagonal terms (the paper's)."""
+    invariance_weight: float = 25.0
+    """vicreg: lambda, the weight of the views' mean squared distance (the paper's)."""
+    variance_weight: float = 25.0
+    """vicreg: mu, the weight of the hinge holding each dimension's standard deviation at 1 (the paper's)."""
+    covariance_weight: float = 1.0
+    """vicreg: nu, the weight of the squared off-diagonal covariances (the paper's)."""
+    hidden_dim: int = 512
+    """simclr, barlow_twins, vicreg: width of the hidden layer of each module's projector (Linear-BN-ReLU-Linear)."""
+    projection_dim: int | None = None
+    """simclr, barlow_twins, vicreg: width of the projections the loss scores; None: the objective's own (simclr
+    128, as SimCLR; barlow_twins and vicreg 512, their papers' 8192 scaled to these narrower modules)."""
 
     def __post_init__(self) -> None:
         require(self.name in OBJECTIVES, "objective.name",
@@ -151,6 +177,12 @@ class ObjectiveConfig:
         require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
         require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
         require(self.num_classes > 1, "objective.num_classes", "must be at least 2")
+        require(self.temperature > 0, "objective.temperature", f"must be positive, got {self.temperature}")
+        for option in ("off_diagonal_weight", "invariance_weight", "variance_weight", "covariance_weight"):
+            require(getattr(self, option) >= 0, f"objective.{option}", f"must be >= 0, got {getattr(self, option)}")
+        require(self.hidden_dim > 0, "objective.hidden_dim", f"must be positive, got {self.hidden_dim}")
+        require(self.projection_dim is None or self.projection_dim > 0, "objective.projection_dim",
+                f"must be positive (or None: the objective's own), got {self.projection_dim}")
 
 
 @dataclass(frozen=True)
@@ -210,14 +242,16 @@ class VisionRunConfig:
     def __post_init__(self) -> None:
         grid = self.model.grid(self.data.crop)
         require(grid > 0, "model.patch_size", f"{self.model.patch_size} does not fit in a {self.data.crop} crop")
-        require(self.objective.skip_steps + self.objective.prediction_steps < grid, "objective.prediction_steps",
-                 f"{self.objective.prediction_steps} steps after skipping {self.objective.skip_steps} "
-                 f"need more than the {grid} rows of the patch grid")
+        predicts_rows = "prediction_steps" in objective_options(OBJECTIVES[self.objective.name])
+        require(not predicts_rows or self.objective.skip_steps + self.objective.prediction_steps < grid,
+                "objective.prediction_steps", f"{self.objective.prediction_steps} steps after skipping "
+                f"{self.objective.skip_steps} need more than the {grid} rows of the patch grid")
         require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
                  "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
         require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
         check_negative_groups(self.data.batch_size, self.objective.negative_groups)
+        check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
 
 PRESETS: dict[str, VisionRunConfig] = {
@@ -285,21 +319,26 @@ class VisionTask(Task):
             raise GimError(f"objective.num_classes: the supervised objective is sized for "
                            f"{config.objective.num_classes} classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
                            f"{data.spec.num_classes}")
-        transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
+        transform = train_transform(config.data, data.spec, self.views(config))
         loader = image_batches(data, config.data.batch_size, transform, device, config.train.seed, config.data.workers)
         if len(loader) == 0:
             raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
         return loader, input_channels(config.data, data.spec)
 
-    def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | None:
-        """The held-out images, centre-cropped, in batches of training size (the last incomplete one left out)."""
+    def validation_loader(self, config: VisionRunConfig,
+                          device: torch.device) -> BatchLoader | StreamLoader | None:
+        """The held-out images, centre-cropped (for a two-view objective: two views of each, drawn alike every
+        epoch), in batches of training size (the last incomplete one left out)."""
         if not config.train.validation:        # without it, no second read of the pre-training split
             return None
         data, held_out = _pretrain_split(config, self.needs_labels(config))
         if held_out is None:
             return None
-        loader = BatchLoader(held_out, config.data.batch_size, eval_transform(config.data, data.spec), device,
-                             seed=config.train.seed)
+        views = self.views(config)
+        transform = eval_transform(config.data, data.spec) if views == 1 else train_transform(config.data, data.spec,
+                                                                                               views)
+        loader = image_batches(held_out, config.data.batch_size, transform, device, config.train.seed,
+                               config.data.workers)
         if len(loader) == 0:
             raise GimError(f"train.validation: {len(held_out)} held-out images do not fill one batch of "
                            f"{config.data.batch_size}")
@@ -409,17 +448,22 @@ class VisionTask(Task):
         return replace(config, objective=replace(config.objective, num_classes=classes))
 
     def example_batch(self, config: VisionRunConfig, batch_size: int, device: torch.device) -> torch.Tensor:
+        """`batch_size` images, each as many rows as the objective has views."""
         channels = 1 if config.data.grayscale else 3
-        return torch.randn(batch_size, channels, config.data.crop, config.data.crop, device=device)
+        return torch.randn(batch_size * self.views(config), channels, config.data.crop, config.data.crop,
+                           device=device)
 
 
-def _pretrain_split(config: VisionRunConfig, labelled: bool) -> tuple[ImageArray, ImageArray | None]:
+def _pretrain_split(config: VisionRunConfig,
+                    labelled: bool) -> tuple[ImageArray | StreamedImages, ImageArray | StreamedImages | None]:
     """The pre-training images (the labelled split for an objective that needs labels) and the share
     `train.validation` held out of them: the last images, so a memory-mapped split stays a view."""
     data = load_split(config.data, "probe_train" if labelled else "pretrain")
     held = round(len(data) * config.train.validation)
     if not held:
         return data, None
+    if isinstance(data, StreamedImages):
+        return data.held_out(held)
     labels = (None, None) if data.labels is None else (data.labels[:-held], data.labels[-held:])
     return (ImageArray(data.images[:-held], labels[0], data.spec), ImageArray(data.images[-held:], labels[1],
                                                                               data.spec))
@@ -437,6 +481,15 @@ def load_split(config: DataConfig, role: str) -> ImageArray | StreamedImages:
 def input_channels(config: DataConfig, spec: ImageSpec) -> int:
     """Channels the encoder receives: one after the grayscale transform, else the dataset's."""
     return 1 if config.grayscale else spec.channels
+
+
+def train_transform(config: DataConfig, spec: ImageSpec, views: int) -> ImageTransform | TwoViewTransform:
+    """uint8 images -> what pre-training sees: a random crop (and flip), or with `views` 2 two random views of
+    each image (resized crop, flip, jitter; data/views.py), rows b and B + b; normalised by `spec`."""
+    if views == 2:
+        return TwoViewTransform.for_data(config.crop, config.grayscale, spec,
+                                         flip_probability=0.5 if config.flip else 0.0)
+    return ImageTransform.for_data(config.crop, config.flip, config.grayscale, spec)
 
 
 def eval_transform(config: DataConfig, spec: ImageSpec) -> ImageTransform:

@@ -13,7 +13,8 @@ from torch import nn
 from greedy_infomax.config import TrainConfig
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import fingerprint
-from greedy_infomax.objectives import InfoNCE1d, InfoNCE2d, SpeechSupervised, Supervised
+from greedy_infomax.objectives import (CLAPP1d, CLAPP2d, BarlowTwins, InfoNCE1d, InfoNCE2d, SimCLR, SpeechSupervised,
+                                       Supervised, VICReg)
 from greedy_infomax.tasks import PRESETS, preset, task_of
 from greedy_infomax.tasks.base import Task
 
@@ -118,6 +119,12 @@ def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives()
     ("speech-smoke", "infonce_1d", InfoNCE1d,
      {"prediction_steps": 3, "num_negatives": 4, "subsample": True, "subsample_window": 32, "negative_groups": 1}),
     ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41, "targets": "both"}),
+    ("smoke", "clapp", CLAPP2d, {"prediction_steps": 2, "skip_steps": 1}),
+    ("smoke", "simclr", SimCLR, {"temperature": 0.5, "hidden_dim": 512, "projection_dim": None}),
+    ("smoke", "barlow_twins", BarlowTwins, {"off_diagonal_weight": 5e-3, "hidden_dim": 512, "projection_dim": None}),
+    ("smoke", "vicreg", VICReg, {"invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0,
+                                 "hidden_dim": 512, "projection_dim": None}),
+    ("speech-smoke", "clapp", CLAPP1d, {"prediction_steps": 3, "subsample": True, "subsample_window": 32}),
 ])
 def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, objective, cls, options):
     config = preset(name)
@@ -142,6 +149,10 @@ def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, 
      "GIM (3 modules, sequential, PixelCNN in module 3)"),
     ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
     ("paper-librispeech", {}, "GIM (6 modules)"),
+    ("paper-stl10", {"objective": {"name": "barlow_twins"}}, "greedy barlow_twins (3 modules)"),
+    ("paper-stl10", {"model": {"stages_per_module": (3,)}, "objective": {"name": "simclr"}}, "end-to-end simclr"),
+    ("paper-librispeech", {"objective": {"name": "clapp"}, "train": {"train_module": 6}},
+     "greedy clapp (6 modules, train_module 6)"),
 ])
 def test_training_method_names_what_sets_a_run_apart(name, changes, method):
     config = preset(name)
