@@ -96,7 +96,8 @@ class InfoNCE1d(nn.Module):
         """The loss of one group for given negative indices: see `loss_and_accuracy`."""
         return self.loss_and_accuracy(z, c, negatives, start, length)[0]
 
-    def loss_and_accuracy(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
+    def loss_and_accuracy(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor,
+                          start: int | torch.Tensor = 0,
                           length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of one group for given negative indices (B*(length-1), N) into the pool of all B*T steps (entry
         b*T + t; R*B*T with the R replicas of `negatives_group`, replica i's entries from i*B*T on), and the share of
