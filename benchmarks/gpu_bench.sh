@@ -35,7 +35,7 @@ gim bench "${b256[@]}" --train.compile true --train.deterministic false --output
 # does not time. The steady rate comes from the last two log rows (their rates count from step 0, compiling
 # included).
 batch=256
-python3 -m pytest -q -p no:cacheprovider -k cuda tests/engines/test_local.py tests/test_system.py \
+python3 -m pytest -q -p no:cacheprovider -k cuda tests/engines/test_local.py tests/test_placement.py \
     2>&1 | tee "$out/cuda-tests.txt" | tail -3
 gim pretrain --preset paper-stl10 --data.batch_size "$batch" --train.precision bf16 --train.compile true \
     --train.deterministic false --train.max_steps 240 --train.log_every 80 --output "$out/runs" --name stl10-b256 \
