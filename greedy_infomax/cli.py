@@ -305,7 +305,7 @@ def _run_folder(command: str, args: Namespace, config: AnyRunConfig, prefix: str
     from greedy_infomax.reporting.run_folder import RunFolder
 
     if args.resume:
-        run, made = _open_run(args.resume), False
+        run, made = _open_run(args.resume).lock(), False
     else:
         parent = Path(args.output or "runs")
         made = args.name is None or not (parent / args.name).exists()
@@ -317,6 +317,7 @@ def _run_folder(command: str, args: Namespace, config: AnyRunConfig, prefix: str
         again = "the same torchrun command with" if launched_by_torchrun() else f"gim {command}"
         raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with: {again} --resume {run.path}") from None
     except BaseException:
+        run.close()
         if made and not run.started():
             shutil.rmtree(run.path, ignore_errors=True)
         raise

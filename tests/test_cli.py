@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from conftest import run_lock_holder
 from greedy_infomax.cli import main
 from greedy_infomax.config import PRESETS
 from greedy_infomax.evaluation import protocol
@@ -333,3 +334,21 @@ def test_a_damaged_config_file_is_one_line(tmp_path, capsys):
     assert _exit_code(["pretrain", "--config", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"gim: error: {tmp_path / 'bad.yaml'}: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_second_writer_of_a_live_run_is_one_line_naming_the_holder_and_changes_nothing(run_copy, capsys):
+    files = {path: path.read_bytes() for path in run_copy.rglob("*") if path.is_file() and path.name != "lock"}
+    with run_lock_holder(run_copy) as holder:
+        assert _exit_code(["pretrain", "--resume", str(run_copy), "--train.lr", "0.5", "--train.max_steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: {run_copy} is in use by pid {holder.pid} ") and len(err.splitlines()) == 1
+    assert {path: path.read_bytes() for path in run_copy.rglob("*") if path.is_file() and path.name != "lock"} == files
+
+
+@pytest.mark.parametrize("name", ["../escaped", ".", "ABSOLUTE"])
+def test_a_run_name_that_is_not_one_folder_name_is_refused(tmp_path, capsys, name):
+    output = tmp_path / "runs"
+    name = name.replace("ABSOLUTE", str(tmp_path / "escaped"))
+    assert _exit_code(["pretrain", "--preset", "smoke", "--output", str(output), "--name", name]) == 2
+    assert "must be one folder name inside" in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists() and not (output / "meta.json").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import builtins
+import fcntl
 import json
 import os
 import pathlib
@@ -10,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import snapshot
+from conftest import run_lock_holder, snapshot
 from greedy_infomax.engines.local import prepare_modules
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting import run_folder
@@ -229,3 +230,76 @@ def test_a_run_killed_while_its_folder_was_created_can_be_created_again(tmp_path
     (first.path / "config.yaml").unlink()           # the state a kill between the two writes leaves
     again = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
     assert RunFolder.open(again.path).config == PRESETS["smoke"]
+
+
+# -- one writer per run folder -----------------------------------------------------------------------------
+
+
+def test_a_second_process_cannot_write_a_run_and_a_killed_holder_leaves_no_stale_lock(run, tiny_config):
+    """The holder is named so the user can find it; SIGKILL gives no chance to clean up, the kernel does it."""
+    run.close()
+    before = {path.name: path.read_bytes() for path in run.path.iterdir() if path.is_file() and path.name != "lock"}
+    with run_lock_holder(run.path) as holder:
+        for write in (lambda other: other.lock(), lambda other: other.log(1, {"loss/module1": 1.0}),
+                      lambda other: other.update_config(tiny_config(lr=0.5))):
+            with pytest.raises(GimError, match=rf"is in use by pid {holder.pid} on \S+ \(-c ") as error:
+                write(RunFolder.open(run.path))
+            assert len(str(error.value).splitlines()) == 1
+        with pytest.raises(GimError, match=f"pid {holder.pid}"):
+            RunFolder.create(run.path.parent, run.path.name, tiny_config())
+    after = {path.name: path.read_bytes() for path in run.path.iterdir() if path.is_file() and path.name != "lock"}
+    assert after == before, "the refused writers changed nothing"
+    RunFolder.open(run.path).lock().log(1, {"loss/module1": 1.0})
+
+
+def test_a_lock_taken_through_another_open_file_refuses_this_process_too(tmp_path, tiny_config):
+    """flock excludes other open files of the same process: the lock is not only for other processes."""
+    (tmp_path / "r").mkdir()
+    with open(tmp_path / "r" / "lock", "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other.write("pid 1 on elsewhere (gim pretrain --name r)\n")
+        other.flush()
+        with pytest.raises(GimError, match=r"in use by pid 1 on elsewhere \(gim pretrain --name r\)"):
+            RunFolder.create(tmp_path, "r", tiny_config())
+    assert not (tmp_path / "r" / "meta.json").exists()
+
+
+def test_run_folders_of_one_process_share_its_lock_until_the_last_closes(run):
+    """A script may open the run it created (to resume it) while the first object still exists."""
+    second = RunFolder.open(run.path).lock()
+    second.log(1, {"loss/module1": 1.0})
+    second.close()
+    with open(run.path / "lock") as probe:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run.close()
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# -- run names -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "../escaped", "/absolute/path", "a/b"])
+def test_a_run_name_is_one_folder_inside_the_output(tmp_path, tiny_config, name):
+    output = tmp_path / "deep" / "output"
+    output.mkdir(parents=True)
+    with pytest.raises(GimError, match=r"must be one folder name inside .*output \(not '.', '..' or a path\)"):
+        RunFolder.create(output, name, tiny_config())
+    assert list(tmp_path.rglob("*.json")) == [] and list(output.iterdir()) == []
+
+
+def test_a_folder_that_is_not_a_run_is_never_taken_over(tmp_path, tiny_config):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.yaml").write_text("my own file")
+    (tmp_path / "a-file").write_text("mine too")
+    with pytest.raises(GimError, match="is not a run folder"):
+        RunFolder.create(tmp_path, "mine", tiny_config())
+    with pytest.raises(GimError, match="is a file"):
+        RunFolder.create(tmp_path, "a-file", tiny_config())
+    assert sorted(path.name for path in (tmp_path / "mine").iterdir()) == ["config.yaml"]
+    assert (tmp_path / "mine" / "config.yaml").read_text() == "my own file"
+
+
+def test_an_empty_folder_becomes_the_run(tmp_path, tiny_config):
+    (tmp_path / "empty").mkdir()
+    assert RunFolder.create(tmp_path, "empty", tiny_config()).config == tiny_config()
