@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -352,3 +357,36 @@ def test_a_run_name_that_is_not_one_folder_name_is_refused(tmp_path, capsys, nam
     assert _exit_code(["pretrain", "--preset", "smoke", "--output", str(output), "--name", name]) == 2
     assert "must be one folder name inside" in capsys.readouterr().err
     assert not (tmp_path / "escaped").exists() and not (output / "meta.json").exists()
+
+
+def test_a_torn_metrics_line_does_not_block_the_resume(run_copy):
+    """The issue's reproduction: garbage after the last row, as a crash in the middle of a write leaves."""
+    with open(run_copy / "metrics.jsonl", "a") as file:
+        file.write("garbage{\n")
+    with pytest.warns(UserWarning, match="metrics.jsonl: removed its last line, cut short by a crash"):
+        assert _exit_code(["pretrain", "--resume", str(run_copy), "--train.max_steps", "8"]) == 0
+    steps = [json.loads(line)["step"] for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+
+
+def test_a_full_disk_while_logging_is_one_line_and_the_run_resumes(tmp_path):
+    """A real write error: every file is limited to 1500 bytes (RLIMIT_FSIZE), so the metrics or the TensorBoard
+    file fills in the middle of a write, as on a full disk; tensorboardX used to add tracebacks from its thread and
+    its exit hook."""
+    resource = pytest.importorskip("resource")
+    argv = ["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--train.log_every", "1",
+            "--train.max_steps", "8", "--data.limit", "128"]
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+
+    repository = pathlib.Path(__file__).resolve().parents[1]
+    full = subprocess.run([sys.executable, "-m", "greedy_infomax.cli", *argv], capture_output=True, text=True,
+                          preexec_fn=limit_file_size, cwd=repository, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(repository)})
+    lines = [line for line in full.stderr.replace("\r", "\n").splitlines() if line and "step/s" not in line
+             and "s/step" not in line and "?step" not in line]
+    assert full.returncode == 2 and len(lines) == 1, full.stderr
+    assert re.match(r"gim: error: could not write \S+ \(File too large\); no checkpoint was saved yet", lines[0])
+    assert _exit_code(["pretrain", "--resume", str(tmp_path / "r")]) == 0
+    assert [row["step"] for row in RunFolder.open(tmp_path / "r").metrics()] == list(range(1, 9))

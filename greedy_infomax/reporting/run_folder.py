@@ -20,8 +20,10 @@ import json
 import os
 import shutil
 import socket
+import struct
 import sys
 import time
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
@@ -167,33 +169,60 @@ class RunFolder:
 
     # -- metrics -------------------------------------------------------------------------------------------
     def log(self, step: int, scalars: dict[str, float]) -> None:
-        """Append scalars to metrics.jsonl and TensorBoard."""
+        """Append scalars to metrics.jsonl and TensorBoard. A write that fails (a full disk) is an error naming the
+        file; a line it cut short is removed by the resume."""
         self.lock()
-        with open(self.path / "metrics.jsonl", "a") as file:
-            file.write(json.dumps({"step": step, **scalars}) + "\n")
-        if self._tensorboard is None:
-            from tensorboardX import SummaryWriter  # imported late: only training needs it
-            self._tensorboard = SummaryWriter(str(self.path / "tensorboard"), purge_step=self._purge_step)
-        for key, value in scalars.items():
-            self._tensorboard.add_scalar(key, value, step)
+        path = self.path / "metrics.jsonl"
+        try:
+            with open(path, "a") as file:
+                file.write(json.dumps({"step": step, **scalars}) + "\n")
+            if self._tensorboard is None:
+                self._tensorboard = _EventFile(self.path / "tensorboard", self._purge_step)
+            path = self._tensorboard.path
+            self._tensorboard.add(step, scalars)
+        except OSError as error:
+            self.close()
+            kept = self.latest_checkpoint()
+            raise GimError(f"could not write {path} ({error.strerror}); "
+                           + (f"the newest checkpoint is intact: {kept}" if kept else "no checkpoint was saved yet")
+                           + "; resume once the disk has room") from error
 
     def forget_metrics_after(self, step: int) -> None:
-        """Drop logged rows past `step` (work lost since the checkpoint); TensorBoard purges them itself."""
+        """Drop logged rows past `step` (work lost since the checkpoint), and a last line torn by a crash;
+        TensorBoard purges its rows itself."""
         self.lock()
-        kept = [row for row in self.metrics() if row["step"] <= step]
+        rows, torn = self._read_metrics()
+        if torn:
+            warnings.warn(f"{self.path / 'metrics.jsonl'}: removed its last line, cut short by a crash while it was "
+                          "written", stacklevel=2)
+        kept = [row for row in rows if row["step"] <= step]
         write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in kept).encode())
         self._purge_step = step + 1
 
     def close(self) -> None:
-        """Flush TensorBoard and give up this object's share of the lock."""
+        """Close the TensorBoard file and give up this object's share of the lock."""
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
         self._lock = None
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The logged rows, without a last line cut short by a crash (a kill or a full disk in the middle of a write),
+        which a resume removes; a damaged line before the last is an error, since no crash makes one."""
+        return self._read_metrics()[0]
+
+    def _read_metrics(self) -> tuple[list[dict[str, Any]], bool]:
+        """(rows, whether the last line was torn)."""
         path = self.path / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        lines = path.read_bytes().splitlines() if path.exists() else []
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+        rows = [_metrics_row(line) for _, line in numbered]
+        for (number, line), row in zip(numbered[:-1], rows[:-1]):
+            if row is None:
+                raise GimError(f"{path}: line {number} is not a metrics row ({line[:40]!r}); only a last line cut "
+                               "short by a crash is repaired: delete that line to go on")
+        torn = bool(rows) and rows[-1] is None
+        return rows[:-1] if torn else rows, torn
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self, modules: nn.ModuleList, progress: dict[str, Any]) -> Path:
@@ -258,6 +287,51 @@ class RunFolder:
 
     def _checkpoint_folders(self) -> list[Path]:
         return sorted(self.checkpoints.glob("step-*")) if self.checkpoints.exists() else []
+
+
+class _EventFile:
+    """TensorBoard's scalars, written by the training thread itself, flushed at each log: tensorboardX's
+    SummaryWriter writes from a thread of its own and flushes again at exit, so a full disk printed tracebacks from
+    both, besides the error."""
+
+    def __init__(self, folder: Path, purge_step: int | None) -> None:
+        from tensorboardX.proto.event_pb2 import Event, SessionLog  # imported late: only training needs them
+        folder.mkdir(exist_ok=True)
+        self.path = folder / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
+        self._file = open(self.path, "ab")
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if purge_step is not None:  # TensorBoard hides the events of older files from this step on
+            self._write(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+
+    def add(self, step: int, scalars: dict[str, float]) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+        for key, value in scalars.items():
+            self._write(Event(wall_time=time.time(), step=step, summary=scalar(key, value)))
+        self._file.flush()
+
+    def _write(self, event: Any) -> None:
+        """One record of TensorFlow's format: length, its checksum, the serialised event, its checksum."""
+        from tensorboardX.record_writer import masked_crc32c
+        data = event.SerializeToString()
+        header = struct.pack("Q", len(data))
+        self._file.write(header + struct.pack("I", masked_crc32c(header)) + data + struct.pack("I", masked_crc32c(data)))
+
+    def close(self) -> None:
+        """Close the file; after a failed write, without the error of writing its rest again (already reported)."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
+
+
+def _metrics_row(line: bytes) -> dict[str, Any] | None:
+    """A line of metrics.jsonl as the row it holds, or None for a line that holds none."""
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
 
 
 def _load(path: Path) -> Any:

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pathlib
+import struct
 from dataclasses import replace
 
 import pytest
@@ -91,7 +92,66 @@ def test_metrics_round_trip(run):
     run.log(4, {"loss/module1": 1.25, "epoch": 0})
     run.close()
     assert run.metrics() == [{"step": 2, "loss/module1": 1.5}, {"step": 4, "loss/module1": 1.25, "epoch": 0}]
-    assert any((run.path / "tensorboard").iterdir())
+    events = [event for path in (run.path / "tensorboard").iterdir() for event in _events(path)]
+    assert [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value] == \
+        [(2, "loss/module1", 1.5), (4, "loss/module1", 1.25), (4, "epoch", 0.0)]
+
+
+def test_a_resumed_run_tells_tensorboard_to_hide_the_steps_it_replays(run):
+    run.log(4, {"loss/module1": 1.5})
+    run.close()
+    resumed = RunFolder.open(run.path)
+    resumed.forget_metrics_after(2)
+    resumed.log(3, {"loss/module1": 1.25})
+    resumed.close()
+    newest = max((run.path / "tensorboard").iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    assert [(e.step, e.session_log.status) for e in _events(newest) if e.HasField("session_log")] == [(3, 1)]
+
+
+def _events(path: pathlib.Path) -> list:
+    """The events of a TensorBoard file, read record by record (length, checksum, event, checksum)."""
+    from tensorboardX.proto.event_pb2 import Event
+    data, events, offset = path.read_bytes(), [], 0
+    while offset < len(data):
+        (length,) = struct.unpack("Q", data[offset:offset + 8])
+        events.append(Event.FromString(data[offset + 12:offset + 12 + length]))
+        offset += 12 + length + 4
+    return events
+
+
+def test_a_last_metrics_line_torn_by_a_crash_is_left_out_and_removed_on_resume(run):
+    """A kill or a full disk in the middle of a line leaves part of it; the checkpoints are fine, so a resume must
+    not die on it."""
+    for step in (1, 2, 3):
+        run.log(step, {"loss/module1": 1.5})
+    run.close()
+    whole = (run.path / "metrics.jsonl").read_bytes()
+    (run.path / "metrics.jsonl").write_bytes(whole + whole.splitlines()[0][:17])      # '{"step": 1, "loss'
+    assert [row["step"] for row in run.metrics()] == [1, 2, 3]
+    resumed = RunFolder.open(run.path)
+    with pytest.warns(UserWarning, match="metrics.jsonl: removed its last line, cut short by a crash"):
+        resumed.forget_metrics_after(2)
+    resumed.log(3, {"loss/module1": 1.25})
+    resumed.close()
+    lines = (run.path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+
+def test_a_damaged_metrics_line_before_the_last_is_named(run):
+    run.log(1, {"loss/module1": 1.5})
+    run.close()
+    with open(run.path / "metrics.jsonl", "a") as file:
+        file.write('garbage{\n{"step": 2}\n')
+    with pytest.raises(GimError, match=r"metrics.jsonl: line 2 is not a metrics row \(b'garbage\{'\)"):
+        run.metrics()
+
+
+def test_a_full_disk_while_logging_names_the_file(run):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    (run.path / "metrics.jsonl").symlink_to("/dev/full")
+    with pytest.raises(GimError, match=r"could not write \S+metrics.jsonl \(No space left on device\); no checkpoint"):
+        run.log(1, {"loss/module1": 1.5})
 
 
 def test_save_keeps_the_newest_two_and_load_restores_weights_optimizer_and_progress(run, tiny_config):
