@@ -390,3 +390,12 @@ def test_a_full_disk_while_logging_is_one_line_and_the_run_resumes(tmp_path):
     assert re.match(r"gim: error: could not write \S+ \(File too large\); no checkpoint was saved yet", lines[0])
     assert _exit_code(["pretrain", "--resume", str(tmp_path / "r")]) == 0
     assert [row["step"] for row in RunFolder.open(tmp_path / "r").metrics()] == list(range(1, 9))
+
+
+def test_a_resume_with_every_checkpoint_deleted_is_one_line_and_keeps_the_metrics(run_copy, capsys):
+    shutil.rmtree(run_copy / "checkpoints")
+    metrics = (run_copy / "metrics.jsonl").read_bytes()
+    assert _exit_code(["pretrain", "--resume", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "saved checkpoints and none is left" in err and len(err.strip().splitlines()) == 1
+    assert (run_copy / "metrics.jsonl").read_bytes() == metrics

@@ -141,18 +141,13 @@ class RunFolder:
     @classmethod
     def open(cls, path: Path) -> RunFolder:
         """An existing run folder, checked to be one this version can read."""
-        path = Path(path)
-        meta_path = path / "meta.json"
-        if not meta_path.exists():
+        run = cls(path)
+        if not (run.path / "meta.json").exists():
             raise GimError(f"{path} is not a run folder (no meta.json); `gim pretrain` creates one")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise GimError(f"{meta_path}: not a run's metadata ({error})") from error
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise GimError(f"{meta_path}: run format {meta.get('format_version')} is not {FORMAT_VERSION}, "
+        if (version := run._meta().get("format_version")) != FORMAT_VERSION:
+            raise GimError(f"{run.path / 'meta.json'}: run format {version} is not {FORMAT_VERSION}, "
                            "the one this version of greedy-infomax reads")
-        return cls(path)
+        return run
 
     @property
     def config(self) -> AnyRunConfig:
@@ -163,9 +158,14 @@ class RunFolder:
         return load_config(path)
 
     def update_config(self, config: AnyRunConfig) -> None:
-        """Record changed options (e.g. more epochs) when a run is continued."""
+        """Record the options (changed ones, e.g. more epochs, when a run is continued), the data folder made
+        absolute: `gim probe` started from another folder must read the data the run trained on, not whatever
+        sits at the same relative path there."""
         self.lock()
-        write_atomic(self.path / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
+        values = to_dict(config)
+        if values["data"].get("root"):
+            values["data"]["root"] = os.path.abspath(os.path.expanduser(values["data"]["root"]))
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(values, sort_keys=False).encode())
 
     # -- metrics -------------------------------------------------------------------------------------------
     def log(self, step: int, scalars: dict[str, float]) -> None:
@@ -189,8 +189,12 @@ class RunFolder:
 
     def forget_metrics_after(self, step: int) -> None:
         """Drop logged rows past `step` (work lost since the checkpoint), and a last line torn by a crash;
-        TensorBoard purges its rows itself."""
+        TensorBoard purges its rows itself. A run that saved checkpoints and holds none now (deleted) is not
+        rewound to step 0, which would erase its history."""
         self.lock()
+        if step == 0 and self.latest_checkpoint() is None and self._meta().get("checkpointed"):
+            raise GimError(f"{self.checkpoints}: this run saved checkpoints and none is left, so it cannot resume "
+                           "(it would start again from step 0 and erase its metrics); restore them, or start a new run")
         rows, torn = self._read_metrics()
         if torn:
             warnings.warn(f"{self.path / 'metrics.jsonl'}: removed its last line, cut short by a crash while it was "
@@ -254,6 +258,8 @@ class RunFolder:
                            f"the previous one is intact: {kept}") from error
         for old in self._checkpoint_folders()[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
+        if (self.path / "meta.json").exists() and not self._meta().get("checkpointed"):  # see forget_metrics_after
+            write_atomic(self.path / "meta.json", json.dumps({**self._meta(), "checkpointed": True}, indent=2).encode())
         return final
 
     def latest_checkpoint(self) -> Path | None:
@@ -284,6 +290,18 @@ class RunFolder:
                 for group, values in zip(module.optimizer.param_groups, configured, strict=True):
                     group.update(values)
         return _load(folder / "progress.pt")
+
+    def _meta(self) -> dict[str, Any]:
+        path = self.path / "meta.json"
+        if not path.exists():
+            return {}
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise GimError(f"{path}: not a run's metadata ({error})") from error
+        if not isinstance(meta, dict):
+            raise GimError(f"{path}: not a run's metadata (not a JSON object)")
+        return meta
 
     def _checkpoint_folders(self) -> list[Path]:
         return sorted(self.checkpoints.glob("step-*")) if self.checkpoints.exists() else []

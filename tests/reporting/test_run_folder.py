@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pathlib
+import shutil
 import struct
 from dataclasses import replace
 
@@ -363,3 +364,37 @@ def test_a_folder_that_is_not_a_run_is_never_taken_over(tmp_path, tiny_config):
 def test_an_empty_folder_becomes_the_run(tmp_path, tiny_config):
     (tmp_path / "empty").mkdir()
     assert RunFolder.create(tmp_path, "empty", tiny_config()).config == tiny_config()
+
+
+# -- resume safety -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deleted", ["every step folder", "the checkpoints folder"])
+def test_a_run_whose_checkpoints_were_all_deleted_is_not_rewound_to_step_zero(run, tiny_config, deleted):
+    run.log(4, {"loss/module1": 1.5})
+    run.save_checkpoint(_modules(tiny_config()), {"step": 4, "epoch": 0, "batch": 4})
+    run.close()
+    for folder in run.checkpoints.iterdir() if deleted == "every step folder" else [run.checkpoints]:
+        shutil.rmtree(folder)
+    metrics = (run.path / "metrics.jsonl").read_bytes()
+    with pytest.raises(GimError, match="this run saved checkpoints and none is left, so it cannot resume"):
+        RunFolder.open(run.path).forget_metrics_after(0)
+    assert (run.path / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_zero(run):
+    """The rows it logged are work lost with the kill, not a history to keep."""
+    run.log(4, {"loss/module1": 1.5})
+    run.close()
+    RunFolder.open(run.path).forget_metrics_after(0)
+    assert run.metrics() == []
+
+
+def test_a_relative_data_root_is_stored_absolute(tmp_path, tiny_config, monkeypatch):
+    """A probe started from another folder reads the data the run trained on."""
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config()
+    config = replace(config, data=replace(config.data, root="data/fashion"))
+    run = RunFolder.create(tmp_path, "r", config)
+    monkeypatch.chdir(run.path)
+    assert RunFolder.open(run.path).config.data.root == str(tmp_path / "data" / "fashion")
