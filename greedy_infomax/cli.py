@@ -325,9 +325,10 @@ def _run_folder(command: str, args: Namespace, config: AnyRunConfig, prefix: str
 
 def cmd_probe(args: Namespace) -> int:
     from greedy_infomax.evaluation.protocol import probe_run
-    from greedy_infomax.reporting.probe_report import write_probe_report
+    from greedy_infomax.reporting.probe_report import check_probe_report, write_probe_report
 
     run = _open_run(args.run)
+    check_probe_report(run.path)
     config = run.config
     data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
@@ -400,13 +401,15 @@ def cmd_reproduce(args: Namespace) -> int:
 
 def cmd_bench(args: Namespace) -> int:
     from greedy_infomax.bench import Schedule, bench, default_precisions, table
+    from greedy_infomax.reporting.run_folder import check_writable
 
     if args.steps is not None and not 1 <= args.repeats <= args.steps:
         raise GimError(f"bench: --repeats must be in 1..--steps ({args.steps}), got {args.repeats}")
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
     _checked_device(args.device)  # checked now, as is the output folder: not after minutes of measuring
     output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".md"):
+        check_writable(output.with_suffix(suffix), "measured")
     precisions = tuple(args.precisions or default_precisions(args.device))
     report = bench(tuple(args.presets), tuple(args.modes), precisions, args.device, args.batch_size,
                    schedule, _switches(args), args.allocator,

@@ -241,3 +241,23 @@ def run_lock_holder(path: Path) -> Iterator[subprocess.Popen]:
     finally:
         holder.kill()
         holder.wait()
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[Path]:
+    """`path` made unwritable for this process for the block: mode 555, or for root, whom modes do not stop, the
+    immutable attribute (skipped where the file system or the container refuses it)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(mode)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from conftest import run_lock_holder
+from conftest import read_only, run_lock_holder
 from greedy_infomax.cli import main
 from greedy_infomax.config import PRESETS
 from greedy_infomax.evaluation import protocol
@@ -399,3 +399,39 @@ def test_a_resume_with_every_checkpoint_deleted_is_one_line_and_keeps_the_metric
     err = capsys.readouterr().err
     assert "saved checkpoints and none is left" in err and len(err.strip().splitlines()) == 1
     assert (run_copy / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_probe_of_a_run_folder_it_cannot_write_fails_before_probing(run_copy, capsys, monkeypatch):
+    monkeypatch.setattr(protocol, "probe_run", lambda *args, **kwargs: pytest.fail("probed before the check"))
+    with read_only(run_copy):
+        assert _exit_code(["probe", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: cannot write {run_copy / 'probe.json'} (") and "nothing was probed" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "existing folder"])
+def test_embed_to_a_place_it_cannot_write_fails_before_embedding(run_copy, tmp_path, capsys, monkeypatch, where):
+    from greedy_infomax.evaluation import embed
+    monkeypatch.setattr(embed, "embed_run", lambda *args, **kwargs: pytest.fail("embedded before the check"))
+    (tmp_path / "out" / "features.npz").mkdir(parents=True)
+    argv = ["embed", str(run_copy), "--module", "1", "--output"]
+    if where == "existing folder":
+        assert _exit_code([*argv, str(tmp_path / "out" / "features.npz")]) == 2
+        assert "features.npz is a folder, not a file to write; nothing was embedded" in capsys.readouterr().err
+        return
+    with read_only(tmp_path / "out"):
+        assert _exit_code([*argv, str(tmp_path / "out" / "other.npz")]) == 2
+    assert "cannot write" in capsys.readouterr().err and not (tmp_path / "out" / "other.npz").exists()
+
+
+def test_an_absurd_learning_rate_stops_with_a_checkpoint_that_a_sane_resume_trains_from(tmp_path, capsys):
+    argv = ["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "64"]
+    assert _exit_code([*argv, "--train.lr", "1e10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    named = re.search(r"the newest checkpoint, (\S+), is from before", err)
+    assert err.startswith("gim: error: module 1 diverged by step") and named, err
+    assert _exit_code(["pretrain", "--resume", str(tmp_path / "r"), "--train.lr", "1e-3"]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    assert run.latest_checkpoint().name == "step-00000004" and pathlib.Path(named[1]).name == "step-00000000"
+    assert all(row["loss/module1"] < 2 for row in run.metrics()), "trained from the weights before the blow-up"

@@ -26,7 +26,7 @@ from greedy_infomax.engines.local import load_trained, resolve_device
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import extract_features, module_features
 from greedy_infomax.evaluation.speech_features import module_outputs, speech_features
-from greedy_infomax.reporting.run_folder import RunFolder, write_atomic
+from greedy_infomax.reporting.run_folder import RunFolder, check_writable, write_atomic
 
 
 class FeatureExtractor(nn.Module):
@@ -164,7 +164,7 @@ def array_writer(path: Path) -> Callable[[dict[str, np.ndarray]], Path]:
     if path.suffix not in FORMATS:
         raise GimError(f"{path}: unknown format {path.suffix!r}; choose one of: {', '.join(FORMATS)}")
     encode = FORMATS[path.suffix]()
-    path.parent.mkdir(parents=True, exist_ok=True)  # now: a folder that cannot be made fails before the work
+    check_writable(path, "embedded")  # now, not after the work
 
     def write(arrays: dict[str, np.ndarray]) -> Path:
         write_atomic(path, encode(arrays))

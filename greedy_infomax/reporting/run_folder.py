@@ -22,6 +22,7 @@ import shutil
 import socket
 import struct
 import sys
+import tempfile
 import time
 import warnings
 import weakref
@@ -366,6 +367,20 @@ def _save_synced(obj: Any, path: Path) -> None:
         torch.save(obj, file)
         file.flush()
         os.fsync(file.fileno())
+
+
+def check_writable(path: Path, work: str) -> None:
+    """Fail now, in one line, where `path` could not be written after `work` (minutes or hours of it): its folder
+    is made and a scratch file written and removed there; a folder at `path` itself is refused, not replaced."""
+    path = Path(path)
+    if path.is_dir():
+        raise GimError(f"{path} is a folder, not a file to write; nothing was {work}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise GimError(f"cannot write {path} ({error.strerror}); nothing was {work}") from error
 
 
 def write_atomic(path: Path, data: bytes) -> None:
