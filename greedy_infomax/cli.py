@@ -93,8 +93,9 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     peek.add_argument("--resume")
     peek.add_argument("--name")
     peek.add_argument("--output")
-    peek.add_argument("--config")
+    peek.add_argument("--config", action="append", default=[])
     known, rest = peek.parse_known_args(argv)
+    file_tasks = [config_task(Path(path)) for path in known.config]  # each file checked now: a bad one is one line
     words = [word for word in rest if not word.startswith("-")]
     command = words[0] if words else None
     if known.resume:
@@ -110,8 +111,8 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
         if runs:
             return _open_run(str(runs[0])).config
     task = "audio" if command == "demo" and "audio" in words[1:] else "vision"
-    if known.config:  # the file's task decides which options exist; the real parse applies the file
-        task = config_task(Path(known.config))
+    if file_tasks:  # the file's task decides which options exist; the real parse applies the file
+        task = file_tasks[-1]
     return PRESETS[(DEMO_PRESETS if command == "demo" else PRETRAIN_PRESETS)[task]]
 
 

@@ -435,3 +435,16 @@ def test_an_absurd_learning_rate_stops_with_a_checkpoint_that_a_sane_resume_trai
     run = RunFolder.open(tmp_path / "r")
     assert run.latest_checkpoint().name == "step-00000004" and pathlib.Path(named[1]).name == "step-00000000"
     assert all(row["loss/module1"] < 2 for row in run.metrics()), "trained from the weights before the blow-up"
+
+
+@pytest.mark.parametrize("preset", [[], ["--preset", "smoke"]])
+@pytest.mark.parametrize(("content", "message"), [(b"train: 7\n", "train: must be a section of options, got 7"),
+                                                  (b"\xff\xfetrain: {}\n", "not UTF-8 text (byte 0xff at offset 0)"),
+                                                  (b"", "holds nothing")])
+def test_a_config_file_mistake_is_one_line_whatever_else_is_given(tmp_path, capsys, preset, content, message):
+    """`train: 7` passed silently with or without --preset, and a file not in UTF-8 gave a traceback."""
+    (tmp_path / "bad.yaml").write_bytes(content)
+    assert _exit_code(["pretrain", *preset, "--config", str(tmp_path / "bad.yaml"), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gim: error: {tmp_path / 'bad.yaml'}: {message}" + err.split(message, 1)[1] and err.count("\n") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.yaml"], "no run folder"
