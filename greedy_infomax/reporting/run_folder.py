@@ -48,6 +48,8 @@ class RunLock:
     A second process fails at once, naming the holder from what the holder wrote into the file. flock excludes
     every other open file, even one of the same process, so within a process one lock per folder is shared by
     every RunFolder of it (a script may open the run it just created) and released when the last of them closes.
+    A forked child (a data-loading worker) closes its copy at once: a lock still shared with a child would outlive
+    a killed writer until the child noticed.
     """
 
     _held: ClassVar[weakref.WeakValueDictionary[tuple[int, int], RunLock]] = weakref.WeakValueDictionary()
@@ -78,6 +80,19 @@ class RunLock:
         lock = cls(file)
         cls._held[status.st_dev, status.st_ino] = lock
         return lock
+
+    @property
+    def held(self) -> bool:
+        return not self._file.closed
+
+    @classmethod
+    def _drop_in_forked_child(cls) -> None:
+        for lock in list(cls._held.values()):
+            lock._file.close()
+        cls._held.clear()
+
+
+os.register_at_fork(after_in_child=RunLock._drop_in_forked_child)
 
 
 def check_run_name(output: Path, name: str) -> Path:
@@ -131,7 +146,7 @@ class RunFolder:
     def lock(self) -> RunFolder:
         """Take the run's lock for this process, if it does not hold it yet (see RunLock): every write takes it,
         and a resume takes it first, so that a second writer fails before it reads any data."""
-        if self._lock is None:
+        if self._lock is None or not self._lock.held:  # not held: dropped when this process was forked
             self._lock = RunLock.acquire(self.path)
         return self
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 import builtins
 import fcntl
 import json
+import multiprocessing
 import os
 import pathlib
 import shutil
+import signal
 import struct
+import time
 from dataclasses import replace
 
 import pytest
@@ -335,6 +338,33 @@ def test_run_folders_of_one_process_share_its_lock_until_the_last_closes(run):
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         run.close()
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_forked_child_does_not_keep_the_lock_of_its_killed_parent(tmp_path, tiny_config):
+    """A data-loading worker forked by the writer: once the writer is gone, the run is free at once."""
+    def parent(ready, stop):
+        run = RunFolder.create(tmp_path, "r", tiny_config())  # noqa: F841 - held until the kill
+        worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=False)
+        worker.start()
+        ready.put(worker.pid)
+        stop.wait()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    context = multiprocessing.get_context("fork")
+    ready, stop = context.Queue(), context.Event()
+    writer = context.Process(target=parent, args=(ready, stop))
+    writer.start()
+    worker = ready.get(timeout=60)
+    try:
+        with pytest.raises(GimError, match=f"in use by pid {writer.pid} "):
+            RunFolder.open(tmp_path / "r").lock()
+        stop.set()
+        while writer.exitcode is None:          # not join(): the worker holds a copy of the pipe join() waits on
+            time.sleep(0.01)
+        assert writer.exitcode == -signal.SIGKILL and os.path.exists(f"/proc/{worker}"), "the worker lives on"
+        RunFolder.open(tmp_path / "r").lock().close()
+    finally:
+        os.kill(worker, signal.SIGKILL)
 
 
 # -- run names -----------------------------------------------------------------------------------------------
