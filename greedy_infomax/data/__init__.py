@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
-from greedy_infomax.data.image_folder import check_classes, class_names, list_images, read_image_folder
+from greedy_infomax.data.image_folder import (check_classes, class_names, image_size, list_images,
+                                              read_image_folder)
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
 from greedy_infomax.data.roots import gim_data
 from greedy_infomax.data.spec import ImageArray
@@ -18,14 +19,21 @@ from greedy_infomax.errors import GimError
 
 
 def _read_split_folder(root: Path | None, split: str) -> ImageArray:
-    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, with the same classes. Reading
-    train/ also checks test/'s layout, if there is one, so a pre-training run does not end in a probe that fails."""
+    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, with the same classes (two at
+    least: with one, every probe scores 100%). Reading train/ also checks test/'s layout and image size, if there
+    is one, so a pre-training run does not end in a probe that fails."""
     if root is None:
         raise GimError("data.root: the image-folder dataset needs --data.root (a folder with train/ and test/)")
     classes = class_names(root / "train")
+    if len(classes) < 2:
+        raise GimError(f"{root / 'train'}: one class folder ({classes[0]}); the probes classify images, which "
+                       "needs two classes at least (with one, every accuracy is 100%)")
     if split == "train" and (root / "test").is_dir():
         check_classes(root / "test", classes)
-        list_images(root / "test", classes)
+        first_test, first_train = list_images(root / "test", classes)[0][0], list_images(root / "train", classes)[0][0]
+        if (size := image_size(first_test)) != (train_size := image_size(first_train)):
+            raise GimError(f"{first_test}: size {size[0]}x{size[1]} differs from {train_size[0]}x{train_size[1]} of "
+                           f"the training images ({first_train}); the probes test on images of the training size")
     return read_image_folder(root / split, classes=classes)
 
 

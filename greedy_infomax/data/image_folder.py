@@ -4,6 +4,7 @@ Meant for small custom datasets, so the spec (size, mean, std) is measured from 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,17 @@ def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | 
 
 def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
     """Every image file directly in each class folder (by suffix, so notes and Thumbs.db are passed over; hidden
-    files too), sorted, with its class index."""
+    files too), sorted, with its class index. Subfolders and broken symbolic links are not read, with a warning:
+    images the user meant to train on may be in them."""
     suffixes = {suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN}
     paths: list[Path] = []
     labels: list[int] = []
+    unread: dict[str, list[Path]] = {"subfolders": [], "broken symbolic links": []}
     for label, name in enumerate(names):
-        visible = [path for path in (root / name).iterdir() if path.is_file() and not path.name.startswith(".")]
+        entries = [path for path in (root / name).iterdir() if not path.name.startswith(".")]
+        unread["subfolders"] += [path for path in entries if path.is_dir()]
+        unread["broken symbolic links"] += [path for path in entries if path.is_symlink() and not path.exists()]
+        visible = [path for path in entries if path.is_file()]
         files = sorted(path for path in visible if path.suffix.lower() in suffixes)
         if not files:
             others = sorted({path.suffix or "no suffix" for path in visible})
@@ -62,7 +68,20 @@ def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
                            + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else ""))
         paths += files
         labels += [label] * len(files)
+    for kind, skipped in unread.items():
+        if skipped:
+            warnings.warn(f"{root}: {len(skipped)} {kind} in class folders not read (the first: {skipped[0]}); "
+                          "images are read only directly inside root/<class>/", stacklevel=2)
     return paths, labels
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image, from its header."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise GimError(f"{path}: cannot read as an image ({error})") from error
 
 
 def _read_all(paths: list[Path], mode: str) -> np.ndarray:

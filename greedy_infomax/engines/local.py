@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from greedy_infomax.config import TrainConfig
 from greedy_infomax.data.loader import Batches
+from greedy_infomax.engines.divergence import WeightWatch
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.placement import configure, resolve_device, trained_indices
@@ -225,7 +226,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step
-    outcomes = _Outcomes(options.on_nonfinite, run, modules)
+    outcomes = _Outcomes(options.on_nonfinite, run, modules, progress)
     with bar, StopSignals() as stop:  # the bar ends its line even on an error, which then starts a line of its own
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
@@ -264,42 +265,54 @@ class _Outcomes:
     """Whether each step's update was applied, read one step late: by the time the host asks about step n, step
     n + 1 is already queued behind it, so a GPU never idles while the host checks. With `on_nonfinite` "stop", a
     skipped step holds every later update on the device until the host sees it, then the run stops with the
-    last good weights; with "skip", the batch is counted and training goes on."""
+    last good weights; with "skip", the batch is counted and training goes on. Before each log and checkpoint the
+    weights are checked too (see engines/divergence.py), so no checkpoint holds weights that blew up."""
 
-    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList) -> None:
+    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
         self.stop_on_nonfinite = on_nonfinite == "stop"
         self.run = run
         self.modules = modules
         self.skipped = 0
         self.in_a_row = 0
+        self.watch = WeightWatch(run, modules, asdict(progress))
         self._pending: tuple[Progress, int, list[torch.Tensor], _HostCopy] | None = None
         self._halted: torch.Tensor | None = None
         self._losses: list[torch.Tensor] = []
+        self._settled = replace(progress)
 
     def hold(self) -> torch.Tensor | None:
         """The flag the next step starts from: set once a step was skipped, if that stops the run."""
         return self._halted
 
     def add(self, after: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
-        """Record a step just queued (`after`: the progress once it is done) and settle the one before it."""
-        self.settle()
+        """Record a step just queued (`after`: the progress once it is done) and read the one before it."""
+        self._read()
         self._pending = (after, first_module, losses, _HostCopy(held))
         if self.stop_on_nonfinite:
             self._halted = held
 
     def settle(self) -> None:
+        """Read the outcome of the newest recorded step and check the weights (both wait for the device); stop
+        the run if it diverged and that stops it."""
+        self._read()
+        self.watch.forget_start_once_checkpointed(self.run)
+        if (ruined := self.watch.ruined(self.modules)) is not None:
+            _ruined(self.run, self.modules, self._settled, ruined, self.watch)
+
+    def _read(self) -> None:
         """Read the outcome of the newest recorded step (a sync); stop the run if it diverged and that stops it."""
         if self._pending is None:
             return
         after, first_module, losses, held = self._pending
         self._pending = None
         self._losses = losses
+        self._settled = after
         if not held.read():
             self.in_a_row = 0
             return
         self._losses = []
         if self.stop_on_nonfinite:
-            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module))
+            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module), self.watch)
         self.skipped, self.in_a_row = self.skipped + 1, self.in_a_row + 1
         try:
             check_skips_in_a_row(self.in_a_row)
@@ -335,18 +348,33 @@ def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
     return range(phase, phase + 1) if options.curriculum == "sequential" else trained_indices(options, num_modules)
 
 
-def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float]) -> None:
-    """Save the weights (still finite: the bad update was never applied) and stop with the module and step.
+def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float],
+              watch: WeightWatch) -> None:
+    """Save the weights (still finite: the bad update was never applied) and stop with the module and step; if
+    they had blown up before the loss did, stop as `_ruined` does instead.
 
     The modules before the culprit have learned from the bad step's batch, so the checkpoint counts that step as
     done, the culprit and the modules after it having skipped it, as `on_nonfinite` "skip" would: a resume does
     not feed that batch to the earlier modules twice."""
+    if (ruined := watch.ruined(modules)) is not None:
+        _ruined(run, modules, progress, ruined, watch)
     folder = _checkpoint(run, modules, progress)
     run.close()
     module, value = culprit
     raise GimError(f"module {module} diverged at step {progress.step} (loss {value}); saved in {folder} with that "
                    f"step's update skipped from module {module} on. Lower --train.lr and resume, or pass "
                    f"--train.on_nonfinite skip")
+
+
+def _ruined(run: RunFolder, modules: nn.ModuleList, progress: Progress, ruined: tuple[int, float, float],
+            watch: WeightWatch) -> None:
+    """Stop a run whose weights blew up, without saving them, naming the checkpoint from before to resume from."""
+    folder = watch.good_checkpoint(run, modules)
+    run.close()
+    module, before, now = ruined
+    raise GimError(f"module {module} diverged by step {progress.step}: the root-mean-square of its weights went from "
+                   f"{before:.3g} to {now:.3g}, so they were not saved; the newest checkpoint, {folder}, is from "
+                   f"before. Lower --train.lr and resume from it")
 
 
 def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int) -> None:
