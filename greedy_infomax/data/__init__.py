@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
-from greedy_infomax.data.image_folder import (check_classes, class_names, image_size, list_images,
-                                              read_image_folder)
+from greedy_infomax.data.image_folder import check_classes, class_names, image_size, list_images, read_image_folder
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
 from greedy_infomax.data.roots import gim_data
 from greedy_infomax.data.spec import ImageArray

@@ -33,14 +33,13 @@ class WeightWatch:
         self.start = weight_sizes(modules)
         self._initial = None
         if run.latest_checkpoint() is None:
-            self._initial = ([_on_cpu(module.state_dict()) for module in modules],
-                             [None if m.optimizer is None else copy.deepcopy(m.optimizer.state_dict()) for m in modules],
-                             dict(progress))
+            optimizers = [None if m.optimizer is None else copy.deepcopy(m.optimizer.state_dict()) for m in modules]
+            self._initial = ([_on_cpu(module.state_dict()) for module in modules], optimizers, dict(progress))
 
     def ruined(self, modules: nn.ModuleList) -> tuple[int, float, float] | None:
         """(1-based module, size at the start, size now) of the first trained module whose weights are not finite
         or grew past GROWTH_LIMIT times; None when every module is fine. Waits for the device."""
-        for number, (before, now) in enumerate(zip(self.start, weight_sizes(modules)), start=1):
+        for number, (before, now) in enumerate(zip(self.start, weight_sizes(modules), strict=True), start=1):
             if before is not None and not now <= GROWTH_LIMIT * before:      # `not <=`: a NaN size is ruined too
                 return number, before, now
         return None
@@ -51,7 +50,7 @@ class WeightWatch:
         if (folder := run.latest_checkpoint()) is not None or self._initial is None:
             return folder
         states, optimizers, progress = self._initial
-        for module, state, optimizer in zip(modules, states, optimizers):
+        for module, state, optimizer in zip(modules, states, optimizers, strict=True):
             module.load_state_dict(state)
             if optimizer is not None:
                 module.optimizer.load_state_dict(optimizer)
@@ -74,7 +73,7 @@ def weight_sizes(modules: nn.ModuleList) -> list[float | None]:
                      if parameters else None)
     present = [norm for norm in norms if norm is not None]
     values = iter(torch.stack(present).tolist() if present else [])
-    return [None if norm is None else next(values) / count ** 0.5 for norm, count in zip(norms, counts)]
+    return [None if norm is None else next(values) / count ** 0.5 for norm, count in zip(norms, counts, strict=True)]
 
 
 def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -241,7 +241,7 @@ class RunFolder:
         lines = path.read_bytes().splitlines() if path.exists() else []
         numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
         rows = [_metrics_row(line) for _, line in numbered]
-        for (number, line), row in zip(numbered[:-1], rows[:-1]):
+        for (number, line), row in zip(numbered[:-1], rows[:-1], strict=True):
             if row is None:
                 raise GimError(f"{path}: line {number} is not a metrics row ({line[:40]!r}); only a last line cut "
                                "short by a crash is repaired: delete that line to go on")
@@ -375,7 +375,8 @@ class _EventFile:
         from tensorboardX.record_writer import masked_crc32c
         data = event.SerializeToString()
         header = struct.pack("Q", len(data))
-        self._file.write(header + struct.pack("I", masked_crc32c(header)) + data + struct.pack("I", masked_crc32c(data)))
+        self._file.write(header + struct.pack("I", masked_crc32c(header))
+                         + data + struct.pack("I", masked_crc32c(data)))
 
     def close(self) -> None:
         """Close the file; after a failed write, without the error of writing its rest again (already reported)."""
