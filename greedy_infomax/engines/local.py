@@ -239,7 +239,8 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                 bar.update()
                 log = progress.step % options.log_every == 0 or progress.step == total
                 checkpoint = progress.step % options.checkpoint_every == 0 or progress.step == total
-                if log or checkpoint or stop.received is not None:
+                validate = validation is not None and progress.batch == 0           # an epoch ended
+                if log or validate or checkpoint or stop.received is not None:
                     outcomes.settle()
                 if log:
                     values = {f"loss/{name}": float(loss) for name, loss in zip(names, outcomes.last_losses())}
@@ -247,7 +248,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                     run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)),
                                             "samples_per_second": rate, "skipped_batches": outcomes.skipped})
                     bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
-                if validation is not None and progress.batch == 0:         # an epoch ended
+                if validate:
                     run.log(progress.step, validation_losses(modules, validation, options.seed))
                 if checkpoint:
                     _checkpoint(run, modules, progress)
@@ -265,8 +266,9 @@ class _Outcomes:
     """Whether each step's update was applied, read one step late: by the time the host asks about step n, step
     n + 1 is already queued behind it, so a GPU never idles while the host checks. With `on_nonfinite` "stop", a
     skipped step holds every later update on the device until the host sees it, then the run stops with the
-    last good weights; with "skip", the batch is counted and training goes on. Before each log and checkpoint the
-    weights are checked too (see engines/divergence.py), so no checkpoint holds weights that blew up."""
+    last good weights; with "skip", the batch is counted and training goes on. Before each log, validation and
+    checkpoint the weights are checked too (see engines/divergence.py), so no checkpoint holds weights that blew
+    up and no logged loss comes from them."""
 
     def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
         self.stop_on_nonfinite = on_nonfinite == "stop"

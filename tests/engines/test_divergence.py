@@ -63,3 +63,15 @@ def test_weights_count_as_ruined_past_the_growth_limit_or_not_finite(tmp_path, t
                 parameter.mul_(scale)
     found = watch.ruined(modules)
     assert (found is not None) == ruined and (found is None or found[0] == 2)
+
+
+def test_weights_are_checked_before_a_validation_row_is_logged(tmp_path):
+    """An epoch's validation losses are not logged from weights that blew up: the check runs at each epoch's end
+    too, not only at the logs and checkpoints (here none falls before the end of the run; non-finite losses are
+    skipped, so that they stop nothing earlier)."""
+    config = smoke(max_steps=12, lr=1e10, validation=0.25, log_every=100, on_nonfinite="skip")
+    config = replace(config, train=replace(config.train, checkpoint_every=100))    # 36 images: 4 steps per epoch
+    run = RunFolder.create(tmp_path, "r", config)
+    with pytest.raises(GimError, match=r"module 1 diverged by step 4: .*/step-00000000, is from before"):
+        pretrain(config, run)
+    assert run.metrics() == []
