@@ -389,6 +389,28 @@ def test_a_torn_metrics_line_does_not_block_the_resume(run_copy):
     assert steps == sorted(set(steps)) and steps[-1] == 8
 
 
+def test_kept_checkpoints_and_validation_rows_survive_a_racing_writer_and_a_torn_line(tmp_path, capsys):
+    """train.keep_every, train.validation and --step with the lock and the torn-line repair: the refused writer
+    and the repaired line leave the kept checkpoints and the per-epoch validation rows as an unbroken run has them."""
+    argv = ["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "128",
+            "--train.validation", "0.25", "--train.epochs", "2", "--train.max_steps", "6", "--train.log_every", "1",
+            "--train.checkpoint_every", "2", "--train.keep_every", "4"]
+    assert main(argv) == 0                                  # 96 images trained on: 6 steps of 16 per epoch
+    run = tmp_path / "r"
+    with run_lock_holder(run) as holder:
+        assert _exit_code(["pretrain", "--resume", str(run), "--train.max_steps", "12"]) == 2
+    assert f"is in use by pid {holder.pid}" in capsys.readouterr().err
+    with open(run / "metrics.jsonl", "a") as file:
+        file.write('{"step": 7, "loss/mod')
+    with pytest.warns(UserWarning, match="removed its last line"):
+        assert _exit_code(["pretrain", "--resume", str(run), "--train.max_steps", "12"]) == 0
+    rows = RunFolder.open(run).metrics()
+    assert [row["step"] for row in rows if "loss/module1" in row] == list(range(1, 13))
+    assert [row["step"] for row in rows if "val_loss/module1" in row] == [6, 12]
+    assert RunFolder.open(run).checkpoint_steps() == [4, 8, 10, 12]
+    assert main(["embed", str(run), "--step", "4", "--module", "1", "--data.limit", "16"]) == 0
+
+
 def test_a_full_disk_while_logging_is_one_line_and_the_run_resumes(tmp_path):
     """A real write error: every file is limited to 1500 bytes (RLIMIT_FSIZE), so the metrics or the TensorBoard
     file fills in the middle of a write, as on a full disk; tensorboardX used to add tracebacks from its thread and
@@ -421,12 +443,15 @@ def test_a_resume_with_every_checkpoint_deleted_is_one_line_and_keeps_the_metric
     assert (run_copy / "metrics.jsonl").read_bytes() == metrics
 
 
-def test_probe_of_a_run_folder_it_cannot_write_fails_before_probing(run_copy, capsys, monkeypatch):
+@pytest.mark.parametrize("step", [[], ["--step", "6"]])
+def test_probe_of_a_run_folder_it_cannot_write_fails_before_probing(run_copy, capsys, monkeypatch, step):
+    """Also for a kept step, whose report goes into RUN/probes/step-N/."""
     monkeypatch.setattr(workflows, "probe_run", lambda *args, **kwargs: pytest.fail("probed before the check"))
+    report = run_copy / ("probes/step-00000006" if step else "") / "probe.json"
     with read_only(run_copy):
-        assert _exit_code(["probe", str(run_copy)]) == 2
+        assert _exit_code(["probe", str(run_copy), *step]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"gim: error: cannot write {run_copy / 'probe.json'} (") and "nothing was probed" in err
+    assert err.startswith(f"gim: error: cannot write {report} (") and "nothing was probed" in err
     assert len(err.strip().splitlines()) == 1
 
 
