@@ -8,12 +8,18 @@
               run's duration. A moment in the reference's start-up kills some start (chosen at random) that
               long after it began; a moment in training kills the victim when it reaches the same point of
               the run (these are taken in order, so the kills walk through the whole run, checkpoint writes
-              included). Two kinds of aimed kills are added at random places: `--startup-kills` at a uniform
+              included). Three kinds of aimed kills are added at random places: `--startup-kills` at a uniform
               moment of a start's start-up, `--checkpoint-kills` as soon as a new `.staging-*` folder appears
-              (a checkpoint write has begun)
-3. verdict    every restart must load without an error and continue from the newest checkpoint; the newest
-              checkpoints of victim and reference must hold equal tensors (torch.equal), and metrics.jsonl
-              must log every step once with the reference's losses
+              (a checkpoint write has begun), `--metrics-kills` as soon as metrics.jsonl grows (a log write has
+              begun), after which part of a further row is appended, as a kill in the middle of that write
+              leaves it (a one-line append is too quick to interrupt by timing alone). `--racers` starts are
+              raced by a second writer once their training is under way: alternately `gim pretrain --resume`
+              with another learning rate, and a fresh start with the same --name; the victim is killed only after
+              the racer has exited
+3. verdict    every restart must load without an error and continue from the newest checkpoint; every racer
+              must exit with code 2 and one line naming the victim's pid; the newest checkpoints of victim and
+              reference must hold equal tensors (torch.equal), and metrics.jsonl must log every step once with
+              the reference's losses (so neither a torn line nor a racer changed anything)
 4. control    a second uninterrupted run, compared with the reference the same way: if even these differ,
               training is not deterministic and a difference of the victim says nothing about resuming
 
@@ -61,10 +67,11 @@ def pretrain_command(args: argparse.Namespace, output: Path, name: str, resume: 
 
 @dataclass(frozen=True)
 class PlannedKill:
-    """A kill aimed at `aim` ("start-up", "training" or "checkpoint write")."""
+    """A kill aimed at `aim` ("start-up", "training", "checkpoint write", "metrics write" or "second writer":
+    a training moment, raced by another writer first)."""
 
     aim: str
-    moment: float | None                     # seconds into the reference run; None for a checkpoint write
+    moment: float | None                     # seconds into the reference run; None for a checkpoint or metrics write
 
 
 def plan_kills(args: argparse.Namespace, reference: dict, rng: random.Random) -> list[PlannedKill]:
@@ -75,6 +82,10 @@ def plan_kills(args: argparse.Namespace, reference: dict, rng: random.Random) ->
     startup += [rng.uniform(0, reference["startup_seconds"]) for _ in range(args.startup_kills)]
     aimed = [PlannedKill("start-up", m) for m in startup]
     aimed += [PlannedKill("checkpoint write", None)] * args.checkpoint_kills
+    aimed += [PlannedKill("metrics write", None)] * args.metrics_kills
+    training = reference["seconds"] - reference["startup_seconds"]
+    aimed += [PlannedKill("second writer", reference["startup_seconds"] + rng.uniform(0.3, 0.9) * training)
+              for _ in range(args.racers)]
     for kill in aimed:
         plan.insert(rng.randrange(len(plan) + 1), kill)
     return plan
@@ -85,9 +96,9 @@ def kill_delay(kill: PlannedKill, reference: dict, checkpoint: int | None) -> fl
     if kill.aim == "start-up":
         return kill.moment
     ahead = (checkpoint or 0) * reference["seconds_per_step"]
-    if kill.aim == "training":
+    if kill.aim in ("training", "second writer"):
         return max(reference["startup_seconds"], kill.moment - ahead)
-    return reference["seconds"] - ahead      # a checkpoint write: give up at the expected end of the start
+    return reference["seconds"] - ahead      # a checkpoint or metrics write: give up at the expected end of the start
 
 
 @dataclass
@@ -105,6 +116,9 @@ class Start:
     started_training_at: int | None = None   # tqdm's first position: the step it resumed from
     steps_done: int | None = None            # tqdm's last position
     errors: list[str] = field(default_factory=list)
+    pid: int | None = None
+    racer: dict | None = None                # the second writer's command, exit code and last stderr line
+    torn_line_added: bool = False            # a metrics-write kill: part of a row appended after it
 
 
 def child_environment(args: argparse.Namespace) -> dict[str, str]:
@@ -113,23 +127,39 @@ def child_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_start(start: Start, command: list[str], log: Path, hard_timeout: float, environment: dict,
-              staging_of: Path | None = None) -> Start:
-    """Run one start; SIGKILL it after `start.kill_after` seconds, or once a new checkpoint staging folder
-    appears under `staging_of`, if it is still running."""
-    before = checkpoint_entries(staging_of) if staging_of else {}
+              run: Path, racer: list[str] | None = None) -> Start:
+    """Run one start; SIGKILL it after `start.kill_after` seconds, or once its aimed write begins in `run` (a new
+    checkpoint staging folder, or metrics.jsonl growing), if it is still running. A `racer` command is started
+    once training is under way, and the kill waits for it to exit."""
+    before = checkpoint_entries(run) if start.aim == "checkpoint write" else {}
+    metrics_size = _size(run / "metrics.jsonl")
+    aimed = start.aim in ("checkpoint write", "metrics write")
     with open(log, "w") as stderr:
         began = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPOSITORY, env=environment)
+        start.pid = process.pid
         limit = start.kill_after if start.kill_after is not None else hard_timeout
-        while process.poll() is None and time.perf_counter() - began < limit:
-            if staging_of and new_staging(staging_of, before):
+        second = None
+        while process.poll() is None and (time.perf_counter() - began < limit or (second and second.poll() is None)):
+            if start.aim == "checkpoint write" and new_staging(run, before):
                 break
-            time.sleep(0.001 if staging_of else 0.01)
+            if start.aim == "metrics write" and _size(run / "metrics.jsonl") > metrics_size:
+                break
+            if racer and second is None and TQDM_POSITION.search(log.read_text(errors="replace")):
+                second = subprocess.Popen(racer, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                          cwd=REPOSITORY, env=environment)
+            time.sleep(0.001 if aimed else 0.01)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             start.killed = start.kill_after is not None
         start.returncode = process.wait()
         start.seconds = time.perf_counter() - began
+    if second is not None:
+        error = second.communicate()[1].strip().splitlines()
+        start.racer = {"command": " ".join(racer), "returncode": second.returncode,
+                       "stderr_lines": len(error), "last_line": error[-1] if error else ""}
+    if start.killed and start.aim == "metrics write":
+        start.torn_line_added = tear_metrics(run)
     text = log.read_text(errors="replace")
     positions = [int(match.group(1)) for match in TQDM_POSITION.finditer(text)]
     start.started_training_at = positions[0] if positions else None
@@ -138,6 +168,32 @@ def run_start(start: Start, command: list[str], log: Path, hard_timeout: float, 
     if not start.killed and start.kill_after is None and start.returncode == -signal.SIGKILL:
         start.errors.append(f"did not finish within {hard_timeout:.0f} s: killed as hung")
     return start
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def tear_metrics(run: Path) -> bool:
+    """Append the first half of the last row without its newline, as a kill in the middle of the next log write
+    leaves it (that row's step is past the newest checkpoint, which is written after the log of its step)."""
+    path = run / "metrics.jsonl"
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    if not lines:
+        return False
+    with open(path, "ab") as file:
+        file.write(lines[-1][:len(lines[-1]) // 2])
+    return True
+
+
+def racer_result(start: Start) -> tuple[bool, str]:
+    """Did the second writer fail at once, in one line naming the victim's pid? (ok, what happened)"""
+    racer = start.racer
+    if racer is None:
+        return False, "no racer started: the victim never reached training"
+    ok = (racer["returncode"] == 2 and racer["stderr_lines"] == 1
+          and f"is in use by pid {start.pid} " in racer["last_line"])
+    return ok, f"exit {racer['returncode']}: {racer['last_line'][:160]}"
 
 
 def resume_result(start: Start) -> tuple[bool, str]:
@@ -205,6 +261,8 @@ def kill_phase(start: Start, run: Path, before: dict[str, tuple[int, int]]) -> s
     """Where the kill landed, judged from what the start left behind."""
     if not (run / "config.yaml").exists():
         return "start-up, before the run folder"
+    if start.torn_line_added:
+        return "metrics write (torn line added)"
     after = checkpoint_entries(run)
     changed = {name for name, entry in after.items() if before.get(name) != entry}
     if any(name.startswith(".staging-") for name in changed):
@@ -229,7 +287,7 @@ def run_reference(args: argparse.Namespace, workdir: Path, name: str) -> dict:
                                    env=child_environment(args))
         startup = None
         while process.poll() is None:
-            if startup is None and "pretrain:" in log.read_text(errors="replace"):
+            if startup is None and TQDM_POSITION.search(log.read_text(errors="replace")):  # the bar is up
                 startup = time.perf_counter() - began
             time.sleep(0.02)
         wall = time.perf_counter() - began
@@ -255,8 +313,12 @@ def kill_and_resume(args: argparse.Namespace, workdir: Path, reference: dict, de
                       kill_after=None if planned is None else kill_delay(planned, reference, checkpoint))
         before = checkpoint_entries(run)
         command = pretrain_command(args, workdir, "victim", start.resume)
+        racer = None
+        if start.aim == "second writer":
+            resume = len(starts) % 2 == 0 and start.resume
+            racer = pretrain_command(args, workdir, "victim", resume) + (["--train.lr", "0.5"] if resume else [])
         run_start(start, command, workdir / f"start-{start.number}.stderr", hard_timeout, child_environment(args),
-                  staging_of=run if start.aim == "checkpoint write" else None)
+                  run, racer)
         starts.append(start)
         _report_start(start, kills, run, before)
         if not resume_result(start)[0]:
@@ -273,10 +335,12 @@ def _report_start(start: Start, kills: list[dict], run: Path, before: dict) -> N
         rows, torn = metrics_rows(run)
         kills.append({"kill": len(kills) + 1, **asdict(start), "phase": kill_phase(start, run, before),
                       "last_logged_step": rows[-1]["step"] if rows else None, "torn_metrics_lines": torn,
-                      "newest_checkpoint": newest_checkpoint(run), "next_start": None})
+                      "newest_checkpoint": newest_checkpoint(run), "next_start": None,
+                      "racer_ok": racer_result(start) if start.aim == "second writer" else None})
     ending = "killed" if start.killed else f"exit {start.returncode}"
+    raced = f"; racer {racer_result(start)[1]}" if start.aim == "second writer" else ""
     print(f"start {start.number:2d} ({'resume' if start.resume else 'fresh '}): {ending} after {start.seconds:4.1f} s, "
-          f"steps {start.started_training_at}->{start.steps_done}; {detail}", file=sys.stderr, flush=True)
+          f"steps {start.started_training_at}->{start.steps_done}; {detail}{raced}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- comparison
@@ -372,11 +436,15 @@ def verdict(args: argparse.Namespace, kills: list[dict], starts: list[Start], vi
     """
     resumed = [kill for kill in kills if kill["next_start"] is not None and kill["next_start"]["ok"]]
     finished = bool(starts) and not starts[-1].killed and starts[-1].returncode == 0
-    planned = args.kills + args.startup_kills + args.checkpoint_kills
+    planned = args.kills + args.startup_kills + args.checkpoint_kills + args.metrics_kills + args.racers
     missed = sum(start.aim is not None and not start.killed and not start.errors for start in starts)
-    ok = bool(kills) and len(resumed) == len(kills) and finished and victim["equal"]
+    raced = [racer_result(start) for start in starts if start.aim == "second writer"]
+    refused = sum(ok for ok, _ in raced)
+    torn = sum(start.torn_line_added for start in starts)
+    ok = bool(kills) and len(resumed) == len(kills) and finished and victim["equal"] and refused == len(raced)
     line = (f"{'PASS' if ok else 'FAIL'}: {len(kills)} kills ({planned} planned"
             + (f", {missed} missed: the start finished first" if missed else "") + f"), {len(resumed)} resumes ok, "
+            f"{torn} torn metrics lines repaired, {refused} of {len(raced)} racing writers refused, "
             f"run {'finished' if finished else 'did NOT finish'}; victim vs reference: {_equality(victim)}; "
             f"control (2nd uninterrupted run) vs reference: {_equality(control)}")
     if not victim["equal"] and not control["equal"]:
@@ -453,6 +521,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra kills aimed at a start-up (of a start chosen at random)")
     parser.add_argument("--checkpoint-kills", type=int, default=5,
                         help="extra kills aimed at checkpoint writes (placed at random among the others)")
+    parser.add_argument("--metrics-kills", type=int, default=3,
+                        help="extra kills as soon as metrics.jsonl grows, each followed by a torn line")
+    parser.add_argument("--racers", type=int, default=3,
+                        help="extra kills of starts raced by a second writer first (which must be refused)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--checkpoint-every", type=int, default=4)
@@ -466,8 +538,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write every kill, start and comparison here")
     args = parser.parse_args(argv)
-    if min(args.kills, args.startup_kills, args.checkpoint_kills) < 0:
-        parser.error("--kills, --startup-kills and --checkpoint-kills must not be negative")
+    if min(args.kills, args.startup_kills, args.checkpoint_kills, args.metrics_kills, args.racers) < 0:
+        parser.error("--kills, --startup-kills, --checkpoint-kills, --metrics-kills and --racers must not be negative")
     return args
 
 

@@ -26,7 +26,7 @@ from greedy_infomax.config import CONFIG_TYPES, AnyRunConfig, TrainConfig, confi
     field_docs, from_namespace
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.placement import resolve_device, tune_allocator
-from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.reporting.run_folder import RunFolder, check_writable
 from greedy_infomax.tasks import PRESETS, TASKS, preset
 
 
@@ -80,8 +80,9 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     peek.add_argument("--resume")
     peek.add_argument("--name")
     peek.add_argument("--output")
-    peek.add_argument("--config")
+    peek.add_argument("--config", action="append", default=[])
     known, rest = peek.parse_known_args(argv)
+    file_tasks = [config_task(Path(path)) for path in known.config]  # each file checked now: a bad one is one line
     words = [word for word in rest if not word.startswith("-")]
     command = words[0] if words else None
     if known.resume:
@@ -97,8 +98,8 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
         if runs:
             return _open_run(str(runs[0])).config
     task = next((word for word in words[1:] if word in TASKS), "vision") if command == "demo" else "vision"
-    if known.config:  # the file's task decides which options exist; the real parse applies the file
-        task = config_task(Path(known.config))
+    if file_tasks:  # the file's task decides which options exist; the real parse applies the file
+        task = file_tasks[-1]
     return PRESETS[TASKS[task].demo_preset if command == "demo" else TASKS[task].paper_preset]
 
 
@@ -280,7 +281,7 @@ def cmd_pretrain(args: Namespace) -> int:
 
 
 def cmd_probe(args: Namespace) -> int:
-    from greedy_infomax.reporting.probe_report import write_probe_report
+    from greedy_infomax.reporting.probe_report import check_probe_report, write_probe_report
     from greedy_infomax.workflows import probe_run
 
     run = _open_run(args.run)
@@ -288,13 +289,13 @@ def cmd_probe(args: Namespace) -> int:
     folder = run.path
     if args.step is not None:
         run, folder = run.at_step(args.step), run.path / "probes" / f"step-{args.step:08d}"
+    check_probe_report(folder)  # now: a folder it cannot write fails before the probes, not after
     data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
         config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data)
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
     results = probe_run(run, config, _checked_device(args.device))
-    folder.mkdir(parents=True, exist_ok=True)
     print(write_probe_report(folder, results))
     print(f"written: {folder / 'probe.json'}, {folder / 'probe.md'}, {folder / 'probe.png'}")
     return 0
@@ -366,7 +367,8 @@ def cmd_bench(args: Namespace) -> int:
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
     _checked_device(args.device)  # checked now, as is the output folder: not after minutes of measuring
     output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".md"):
+        check_writable(output.with_suffix(suffix), "measured")
     precisions = tuple(args.precisions or default_precisions(args.device))
     report = bench(tuple(args.presets), tuple(args.modes), precisions, args.device, args.batch_size,
                    schedule, _switches(args), args.allocator,

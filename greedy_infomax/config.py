@@ -172,14 +172,35 @@ def from_namespace(parser: ArgumentParser, namespace: Namespace) -> AnyRunConfig
 
 def config_task(path: Path) -> str:
     """The task of a config file; no `task` key means vision."""
+    return read_config_file(path).get("task", "vision")
+
+
+def read_config_file(path: Path) -> dict:
+    """The options of a config file, checked for the mistakes the options parser reports with a traceback or a
+    riddle (a file not in UTF-8, an empty one, `train: 7`), each as one line naming the file."""
     try:
-        values = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise GimError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+                       "save it as UTF-8") from error
+    except OSError as error:
+        raise GimError(f"{path}: cannot be read ({error.strerror})") from error
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise GimError(f"{path}: {' '.join(str(error).split())}") from error
-    task = values.get("task", "vision") if isinstance(values, dict) else "vision"
+    example = "a section per concern, e.g. `train: {lr: 0.001, epochs: 2}`"
+    if not isinstance(values, dict):
+        held = "nothing" if values is None else f"a {type(values).__name__}"
+        raise GimError(f"{path}: holds {held}; a config file holds {example}")
+    task = values.get("task", "vision")
     if task not in CONFIG_TYPES:
         raise GimError(f"{path}: task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
-    return task
+    for section in fields(CONFIG_TYPES[task]):
+        if section.name in values and not isinstance(values[section.name], dict):
+            raise GimError(f"{path}: {section.name}: must be a section of options, got {values[section.name]!r}; "
+                           f"a config file holds {example}")
+    return values
 
 
 def load_config(path: Path) -> AnyRunConfig:

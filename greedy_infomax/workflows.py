@@ -50,12 +50,13 @@ def run_folder(config: AnyRunConfig, output: str | Path | None = None, name: str
     ranks other than 0, which write nothing. A folder this call made, in which the run failed before it logged or
     saved anything (bad data, a bad device, Ctrl-C while loading), is removed again, so failed starts leave no
     litter; a folder that was there before is never removed. A stop signal's message gets the command that
-    continues the run."""
+    continues the run. The folder is locked (RunFolder.lock) for as long as the run writes it: a second process
+    that would write it fails at once, before reading any data."""
     if not module_parallel.is_first_rank():
         yield None
         return
     if resume:
-        run, made = RunFolder.open(Path(resume)), False
+        run, made = RunFolder.open(Path(resume)).lock(), False
     else:
         parent = Path(output or "runs")
         made = name is None or not (parent / name).exists()
@@ -67,6 +68,7 @@ def run_folder(config: AnyRunConfig, output: str | Path | None = None, name: str
         again = "the same torchrun command with" if module_parallel.launched_by_torchrun() else command
         raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with: {again} --resume {run.path}") from None
     except BaseException:
+        run.close()
         if made and not run.started():
             shutil.rmtree(run.path, ignore_errors=True)
         raise

@@ -8,10 +8,12 @@ import multiprocessing
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -249,3 +251,49 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from greedy_infomax.reporting.run_folder import RunFolder
+run = RunFolder.open(Path(sys.argv[1])).lock()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@contextmanager
+def run_lock_holder(path: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding the lock of the run folder `path` (as a live `gim pretrain` would) until the block
+    ends, when it is SIGKILLed, as a crash would end it."""
+    repository = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repository), os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
+                              env=environment)
+    try:
+        assert holder.stdout.readline().strip() == "locked", "the holder process did not take the lock"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[Path]:
+    """`path` made unwritable for this process for the block: mode 555, or for root, whom modes do not stop, the
+    immutable attribute (skipped where the file system or the container refuses it)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(mode)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import yaml
+from conftest import read_only, run_lock_holder
 
-from greedy_infomax.cli import main
-from greedy_infomax.tasks import PRESETS
 from greedy_infomax import workflows
+from greedy_infomax.cli import main
 from greedy_infomax.reporting import probe_report
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -391,3 +397,136 @@ def test_pretrain_and_probe_audio_with_clapp(tmp_path, speech_root):
     results = json.loads((run.path / "probe.json").read_text())
     assert results["method"] == "greedy clapp (6 modules)"
     assert [row["module"] for row in results["trained"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_second_writer_of_a_live_run_is_one_line_naming_the_holder_and_changes_nothing(run_copy, capsys):
+    files = {path: path.read_bytes() for path in run_copy.rglob("*") if path.is_file() and path.name != "lock"}
+    with run_lock_holder(run_copy) as holder:
+        assert _exit_code(["pretrain", "--resume", str(run_copy), "--train.lr", "0.5", "--train.max_steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: {run_copy} is in use by pid {holder.pid} ") and len(err.splitlines()) == 1
+    assert {path: path.read_bytes() for path in run_copy.rglob("*") if path.is_file() and path.name != "lock"} == files
+
+
+@pytest.mark.parametrize("name", ["../escaped", ".", "ABSOLUTE"])
+def test_a_run_name_that_is_not_one_folder_name_is_refused(tmp_path, capsys, name):
+    output = tmp_path / "runs"
+    name = name.replace("ABSOLUTE", str(tmp_path / "escaped"))
+    assert _exit_code(["pretrain", "--preset", "smoke", "--output", str(output), "--name", name]) == 2
+    assert "must be one folder name inside" in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists() and not (output / "meta.json").exists()
+
+
+def test_a_torn_metrics_line_does_not_block_the_resume(run_copy):
+    """The issue's reproduction: garbage after the last row, as a crash in the middle of a write leaves."""
+    with open(run_copy / "metrics.jsonl", "a") as file:
+        file.write("garbage{\n")
+    with pytest.warns(UserWarning, match="metrics.jsonl: removed its last line, cut short by a crash"):
+        assert _exit_code(["pretrain", "--resume", str(run_copy), "--train.max_steps", "8"]) == 0
+    steps = [json.loads(line)["step"] for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+
+
+def test_kept_checkpoints_and_validation_rows_survive_a_racing_writer_and_a_torn_line(tmp_path, capsys):
+    """train.keep_every, train.validation and --step with the lock and the torn-line repair: the refused writer
+    and the repaired line leave the kept checkpoints and the per-epoch validation rows as an unbroken run has them."""
+    argv = ["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "128",
+            "--train.validation", "0.25", "--train.epochs", "2", "--train.max_steps", "6", "--train.log_every", "1",
+            "--train.checkpoint_every", "2", "--train.keep_every", "4"]
+    assert main(argv) == 0                                  # 96 images trained on: 6 steps of 16 per epoch
+    run = tmp_path / "r"
+    with run_lock_holder(run) as holder:
+        assert _exit_code(["pretrain", "--resume", str(run), "--train.max_steps", "12"]) == 2
+    assert f"is in use by pid {holder.pid}" in capsys.readouterr().err
+    with open(run / "metrics.jsonl", "a") as file:
+        file.write('{"step": 7, "loss/mod')
+    with pytest.warns(UserWarning, match="removed its last line"):
+        assert _exit_code(["pretrain", "--resume", str(run), "--train.max_steps", "12"]) == 0
+    rows = RunFolder.open(run).metrics()
+    assert [row["step"] for row in rows if "loss/module1" in row] == list(range(1, 13))
+    assert [row["step"] for row in rows if "val_loss/module1" in row] == [6, 12]
+    assert RunFolder.open(run).checkpoint_steps() == [4, 8, 10, 12]
+    assert main(["embed", str(run), "--step", "4", "--module", "1", "--data.limit", "16"]) == 0
+
+
+def test_a_full_disk_while_logging_is_one_line_and_the_run_resumes(tmp_path):
+    """A real write error: every file is limited to 1500 bytes (RLIMIT_FSIZE), so the metrics or the TensorBoard
+    file fills in the middle of a write, as on a full disk; tensorboardX used to add tracebacks from its thread and
+    its exit hook."""
+    resource = pytest.importorskip("resource")
+    argv = ["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--train.log_every", "1",
+            "--train.max_steps", "8", "--data.limit", "128"]
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+
+    repository = pathlib.Path(__file__).resolve().parents[1]
+    full = subprocess.run([sys.executable, "-m", "greedy_infomax.cli", *argv], capture_output=True, text=True,
+                          preexec_fn=limit_file_size, cwd=repository, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(repository)})
+    lines = [line for line in full.stderr.replace("\r", "\n").splitlines() if line and "step/s" not in line
+             and "s/step" not in line and "?step" not in line]
+    assert full.returncode == 2 and len(lines) == 1, full.stderr
+    assert re.match(r"gim: error: could not write \S+ \(File too large\); no checkpoint was saved yet", lines[0])
+    assert _exit_code(["pretrain", "--resume", str(tmp_path / "r")]) == 0
+    assert [row["step"] for row in RunFolder.open(tmp_path / "r").metrics()] == list(range(1, 9))
+
+
+def test_a_resume_with_every_checkpoint_deleted_is_one_line_and_keeps_the_metrics(run_copy, capsys):
+    shutil.rmtree(run_copy / "checkpoints")
+    metrics = (run_copy / "metrics.jsonl").read_bytes()
+    assert _exit_code(["pretrain", "--resume", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "saved checkpoints and none is left" in err and len(err.strip().splitlines()) == 1
+    assert (run_copy / "metrics.jsonl").read_bytes() == metrics
+
+
+@pytest.mark.parametrize("step", [[], ["--step", "6"]])
+def test_probe_of_a_run_folder_it_cannot_write_fails_before_probing(run_copy, capsys, monkeypatch, step):
+    """Also for a kept step, whose report goes into RUN/probes/step-N/."""
+    monkeypatch.setattr(workflows, "probe_run", lambda *args, **kwargs: pytest.fail("probed before the check"))
+    report = run_copy / ("probes/step-00000006" if step else "") / "probe.json"
+    with read_only(run_copy):
+        assert _exit_code(["probe", str(run_copy), *step]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: cannot write {report} (") and "nothing was probed" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "existing folder"])
+def test_embed_to_a_place_it_cannot_write_fails_before_embedding(run_copy, tmp_path, capsys, monkeypatch, where):
+    monkeypatch.setattr(workflows, "embed_run", lambda *args, **kwargs: pytest.fail("embedded before the check"))
+    (tmp_path / "out" / "features.npz").mkdir(parents=True)
+    argv = ["embed", str(run_copy), "--module", "1", "--output"]
+    if where == "existing folder":
+        assert _exit_code([*argv, str(tmp_path / "out" / "features.npz")]) == 2
+        assert "features.npz is a folder, not a file to write; nothing was embedded" in capsys.readouterr().err
+        return
+    with read_only(tmp_path / "out"):
+        assert _exit_code([*argv, str(tmp_path / "out" / "other.npz")]) == 2
+    assert "cannot write" in capsys.readouterr().err and not (tmp_path / "out" / "other.npz").exists()
+
+
+def test_an_absurd_learning_rate_stops_with_a_checkpoint_that_a_sane_resume_trains_from(tmp_path, capsys):
+    argv = ["pretrain", "--preset", "smoke", "--output", str(tmp_path), "--name", "r", "--data.limit", "64"]
+    assert _exit_code([*argv, "--train.lr", "1e10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    named = re.search(r"the newest checkpoint, (\S+), is from before", err)
+    assert err.startswith("gim: error: module 1 diverged by step") and named, err
+    assert _exit_code(["pretrain", "--resume", str(tmp_path / "r"), "--train.lr", "1e-3"]) == 0
+    run = RunFolder.open(tmp_path / "r")
+    assert run.latest_checkpoint().name == "step-00000004" and pathlib.Path(named[1]).name == "step-00000000"
+    assert all(row["loss/module1"] < 2 for row in run.metrics()), "trained from the weights before the blow-up"
+
+
+@pytest.mark.parametrize("preset", [[], ["--preset", "smoke"]])
+@pytest.mark.parametrize(("content", "message"), [(b"train: 7\n", "train: must be a section of options, got 7"),
+                                                  (b"\xff\xfetrain: {}\n", "not UTF-8 text (byte 0xff at offset 0)"),
+                                                  (b"", "holds nothing")])
+def test_a_config_file_mistake_is_one_line_whatever_else_is_given(tmp_path, capsys, preset, content, message):
+    """`train: 7` passed silently with or without --preset, and a file not in UTF-8 gave a traceback."""
+    (tmp_path / "bad.yaml").write_bytes(content)
+    assert _exit_code(["pretrain", *preset, "--config", str(tmp_path / "bad.yaml"), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gim: error: {tmp_path / 'bad.yaml'}: {message}" + err.split(message, 1)[1] and err.count("\n") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.yaml"], "no run folder"

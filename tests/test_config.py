@@ -1,6 +1,7 @@
 """Presets build and train; bad values name their option; configs round-trip through YAML."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -132,6 +133,26 @@ def test_load_config_names_an_option_this_version_lacks_in_one_line(tmp_path, ca
     with pytest.raises(GimError, match=r"config.yaml: .*'probe' does not accept option 'lr'.*pretrain --help"):
         load_config(path)
     assert capsys.readouterr().err == "", "no usage dump"
+
+
+CONFIG_FILE_MISTAKES = {
+    "not UTF-8": ("train:\n  lr: 0.001  # caf\xe9\n".encode("latin-1"), r"not UTF-8 text \(byte 0xe9 at offset 25\)"),
+    "a section as a number": (b"train: 7\n", r"train: must be a section of options, got 7"),
+    "empty": (b"", r"holds nothing; a config file holds a section per concern"),
+    "comments only": (b"# nothing yet\n", r"holds nothing"),
+    "a list": (b"- train\n", r"holds a list"),
+    "an unknown task": (b"task: video\n", r"task: must be one of vision, audio, got 'video'"),
+}
+
+
+@pytest.mark.parametrize("mistake", CONFIG_FILE_MISTAKES)
+def test_a_config_file_mistake_is_one_line_naming_the_file(tmp_path, mistake):
+    content, message = CONFIG_FILE_MISTAKES[mistake]
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(GimError, match=rf"^{re.escape(str(path))}: {message}") as error:
+        load_config(path)
+    assert len(str(error.value).splitlines()) == 1
 
 
 def test_unknown_preset_lists_the_valid_ones():

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
-from greedy_infomax.data.image_folder import read_image_folder, split_classes
+from greedy_infomax.data.image_folder import image_size, list_images, read_image_folder, split_classes
 from greedy_infomax.data.imagenet import read_imagenet
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
 from greedy_infomax.data.photo_folder import PhotoFolder, read_photo_folder
@@ -23,8 +23,15 @@ from greedy_infomax.errors import GimError
 
 
 def _read_split_folder(root: Path | None, split: str) -> ImageArray:
-    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, read whole into memory."""
+    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, read whole into memory. Reading
+    train/ also checks that test/'s images have the training size, so a pre-training run does not end in a probe
+    that fails."""
     classes = split_classes(root, split, "image-folder")
+    if split == "train" and (root / "test").is_dir():
+        first_test, first_train = list_images(root / "test", classes)[0][0], list_images(root / "train", classes)[0][0]
+        if (size := image_size(first_test)) != (train_size := image_size(first_train)):
+            raise GimError(f"{first_test}: size {size[0]}x{size[1]} differs from {train_size[0]}x{train_size[1]} of "
+                           f"the training images ({first_train}); the probes test on images of the training size")
     return read_image_folder(root / split, classes=classes)
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from greedy_infomax.config import TrainConfig
 from greedy_infomax.data.loader import Batches
+from greedy_infomax.engines.divergence import WeightWatch
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.placement import configure, resolve_device, trained_indices
@@ -237,7 +238,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step
-    outcomes = _Outcomes(options.on_nonfinite, run, modules)
+    outcomes = _Outcomes(options.on_nonfinite, run, modules, progress)
     with bar, StopSignals() as stop:  # the bar ends its line even on an error, which then starts a line of its own
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
@@ -250,7 +251,8 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                 bar.update()
                 log = progress.step % options.log_every == 0 or progress.step == total
                 checkpoint = progress.step % options.checkpoint_every == 0 or progress.step == total
-                if log or checkpoint or stop.received is not None:
+                validate = validation is not None and progress.batch == 0           # an epoch ended
+                if log or validate or checkpoint or stop.received is not None:
                     outcomes.settle()
                 if log:
                     values = logged_values(trained.start + 1, *outcomes.last_values())
@@ -259,7 +261,7 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                                             "samples_per_second": rate, "skipped_batches": outcomes.skipped})
                     bar.set_postfix({key.removeprefix("loss/"): f"{value:.3f}" for key, value in values.items()
                                      if key.startswith("loss/")})
-                if validation is not None and progress.batch == 0:         # an epoch ended
+                if validate:
                     run.log(progress.step, validation_losses(modules, validation, options.seed))
                 if checkpoint:
                     _checkpoint(run, modules, progress)
@@ -277,17 +279,21 @@ class _Outcomes:
     """Whether each step's update was applied, read one step late: by the time the host asks about step n, step
     n + 1 is already queued behind it, so a GPU never idles while the host checks. With `on_nonfinite` "stop", a
     skipped step holds every later update on the device until the host sees it, then the run stops with the
-    last good weights; with "skip", the batch is counted and training goes on."""
+    last good weights; with "skip", the batch is counted and training goes on. Before each log, validation and
+    checkpoint the weights are checked too (see engines/divergence.py), so no checkpoint holds weights that blew
+    up and no logged loss comes from them."""
 
-    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList) -> None:
+    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
         self.stop_on_nonfinite = on_nonfinite == "stop"
         self.run = run
         self.modules = modules
         self.skipped = 0
         self.in_a_row = 0
+        self.watch = WeightWatch(run, modules, asdict(progress))
         self._pending: tuple[Progress, int, list[torch.Tensor], list[dict[str, torch.Tensor]], _HostCopy] | None = None
         self._halted: torch.Tensor | None = None
         self._values: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]] = ([], [])
+        self._settled = replace(progress)
 
     def hold(self) -> torch.Tensor | None:
         """The flag the next step starts from: set once a step was skipped, if that stops the run."""
@@ -296,25 +302,34 @@ class _Outcomes:
     def add(self, after: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor,
             metrics: list[dict[str, torch.Tensor]]) -> None:
         """Record a step just queued (`after`: the progress once it is done; its modules' losses and metrics) and
-        settle the one before it."""
-        self.settle()
+        read the one before it."""
+        self._read()
         self._pending = (after, first_module, losses, metrics, _HostCopy(held))
         if self.stop_on_nonfinite:
             self._halted = held
 
     def settle(self) -> None:
+        """Read the outcome of the newest recorded step and check the weights (both wait for the device); stop
+        the run if it diverged and that stops it."""
+        self._read()
+        self.watch.forget_start_once_checkpointed(self.run)
+        if (ruined := self.watch.ruined(self.modules)) is not None:
+            _ruined(self.run, self.modules, self._settled, ruined, self.watch)
+
+    def _read(self) -> None:
         """Read the outcome of the newest recorded step (a sync); stop the run if it diverged and that stops it."""
         if self._pending is None:
             return
         after, first_module, losses, metrics, held = self._pending
         self._pending = None
         self._values = (losses, metrics)
+        self._settled = after
         if not held.read():
             self.in_a_row = 0
             return
         self._values = ([], [])
         if self.stop_on_nonfinite:
-            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module))
+            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module), self.watch)
         self.skipped, self.in_a_row = self.skipped + 1, self.in_a_row + 1
         try:
             check_skips_in_a_row(self.in_a_row)
@@ -350,18 +365,33 @@ def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
     return range(phase, phase + 1) if options.curriculum == "sequential" else trained_indices(options, num_modules)
 
 
-def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float]) -> None:
-    """Save the weights (still finite: the bad update was never applied) and stop with the module and step.
+def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float],
+              watch: WeightWatch) -> None:
+    """Save the weights (still finite: the bad update was never applied) and stop with the module and step; if
+    they had blown up before the loss did, stop as `_ruined` does instead.
 
     The modules before the culprit have learned from the bad step's batch, so the checkpoint counts that step as
     done, the culprit and the modules after it having skipped it, as `on_nonfinite` "skip" would: a resume does
     not feed that batch to the earlier modules twice."""
+    if (ruined := watch.ruined(modules)) is not None:
+        _ruined(run, modules, progress, ruined, watch)
     folder = _checkpoint(run, modules, progress)
     run.close()
     module, value = culprit
     raise GimError(f"module {module} diverged at step {progress.step} (loss {value}); saved in {folder} with that "
                    f"step's update skipped from module {module} on. Lower --train.lr and resume, or pass "
                    f"--train.on_nonfinite skip")
+
+
+def _ruined(run: RunFolder, modules: nn.ModuleList, progress: Progress, ruined: tuple[int, float, float],
+            watch: WeightWatch) -> None:
+    """Stop a run whose weights blew up, without saving them, naming the checkpoint from before to resume from."""
+    folder = watch.good_checkpoint(run, modules)
+    run.close()
+    module, before, now = ruined
+    raise GimError(f"module {module} diverged by step {progress.step}: the root-mean-square of its weights went from "
+                   f"{before:.3g} to {now:.3g}, so they were not saved; the newest checkpoint, {folder}, is from "
+                   f"before. Lower --train.lr and resume from it")
 
 
 def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int) -> None:

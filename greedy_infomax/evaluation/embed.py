@@ -18,9 +18,9 @@ from torch import nn
 from greedy_infomax.data.torch_data import Data, as_batches
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
-from greedy_infomax.reporting.run_folder import write_atomic
 from greedy_infomax.evaluation.features import extract_features, module_features
 from greedy_infomax.evaluation.speech_features import module_outputs
+from greedy_infomax.reporting.run_folder import check_writable, write_atomic
 
 
 class FeatureExtractor(nn.Module):
@@ -105,7 +105,7 @@ def array_writer(path: Path) -> Callable[[dict[str, np.ndarray]], Path]:
     if path.suffix not in FORMATS:
         raise GimError(f"{path}: unknown format {path.suffix!r}; choose one of: {', '.join(FORMATS)}")
     encode = FORMATS[path.suffix]()
-    path.parent.mkdir(parents=True, exist_ok=True)  # now: a folder that cannot be made fails before the work
+    check_writable(path, "embedded")  # now, not after the work
 
     def write(arrays: dict[str, np.ndarray]) -> Path:
         write_atomic(path, encode(arrays))

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from greedy_infomax.reporting.run_folder import write_atomic
+from greedy_infomax.reporting.run_folder import check_writable, write_atomic
 
 PROBE_NAMES = {"linear": "linear", "knn": "kNN", "speaker": "speaker", "phone": "phone"}
 
@@ -63,6 +63,16 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+REPORT_FILES = ("probe.json", "probe.md", "probe.png")
+
+
+def check_probe_report(folder: Path) -> None:
+    """Fail before probing, not after, where the report could not be written (a read-only run folder); the folder
+    (RUN/probes/step-N for a kept step) is made if missing."""
+    for name in REPORT_FILES:
+        check_writable(folder / name, "probed")
 
 
 def write_probe_report(run_path: Path, results: dict[str, Any]) -> str:

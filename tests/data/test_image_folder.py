@@ -167,3 +167,42 @@ def test_a_split_with_other_classes_is_an_error(folder: Path) -> None:
     with pytest.raises(GimError, match=r"class folders \['cat', 'dog'\] differ from \['cat', 'dog', 'emu'\]"):
         read_image_folder(folder, classes=["cat", "dog", "emu"])
     assert read_image_folder(folder, classes=["cat", "dog"]).labels.tolist() == [0, 0, 1]
+
+
+def _split_folder(root: Path, sizes: dict[str, tuple[int, int]], classes: tuple[str, ...] = ("cat", "dog")) -> None:
+    for split, (height, width) in sizes.items():
+        for name in classes:
+            _save(root / split / name / "a.png", _solid((1, 2, 3), height, width))
+
+
+def _image_folder_config(root: Path):
+    from greedy_infomax.tasks.vision import DataConfig
+    return DataConfig(dataset="image-folder", root=str(root), crop=4, batch_size=2)
+
+
+def test_an_image_folder_with_one_class_is_refused(tmp_path: Path) -> None:
+    """With one class every probe scores 100%, which says nothing."""
+    from greedy_infomax.tasks.vision import load_split
+    _split_folder(tmp_path, {"train": (4, 6), "test": (4, 6)}, classes=("cat",))
+    with pytest.raises(GimError, match=r"train: one class folder \(cat\); the probes classify images"):
+        load_split(_image_folder_config(tmp_path), "pretrain")
+
+
+def test_test_images_of_another_size_than_the_training_ones_are_refused_before_pretraining(tmp_path: Path) -> None:
+    from greedy_infomax.tasks.vision import load_split
+    _split_folder(tmp_path, {"train": (4, 6), "test": (8, 8)})
+    with pytest.raises(GimError, match=r"test/cat/a\.png: size 8x8 differs from 6x4 of the training images"):
+        load_split(_image_folder_config(tmp_path), "pretrain")
+
+
+def test_subfolders_and_broken_links_in_a_class_folder_are_named_not_skipped_silently(folder: Path) -> None:
+    _save(folder / "cat" / "more" / "d.png", _solid((9, 9, 9)))
+    (folder / "dog" / "gone.png").symlink_to(folder / "nowhere.png")
+    with pytest.warns(UserWarning) as warned:
+        images = read_image_folder(folder)
+    assert len(images.images) == 3
+    messages = sorted(str(warning.message) for warning in warned)
+    assert messages[0].startswith(f"{folder}: 1 broken symbolic links in class folders not read (the first: "
+                                  f"{folder / 'dog' / 'gone.png'})")
+    assert messages[1].startswith(f"{folder}: 1 subfolders in class folders not read "
+                                  f"(the first: {folder / 'cat' / 'more'})")
