@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from greedy_infomax.bench import machine
+from greedy_infomax.bench import ALLOCATORS, machine
 from greedy_infomax.placement import autocast_dtype
 from greedy_infomax.tasks import PRESETS
 
@@ -73,6 +73,9 @@ ORIGINAL_ENTRY = {
               "--start_epoch", "0", "--save_dir", "audio_experiment"],
 }
 OUR_PRESET = {"vision": "paper-stl10", "audio": "paper-librispeech"}
+# `gim` with its allocator tuning left out (for --allocator exact), run as `python -c`
+GIM_UNTUNED = ("import sys, greedy_infomax.placement as placement; placement.tune_allocator = lambda: None; "
+               "from greedy_infomax.cli import main; sys.exit(main())")
 STL10_SIDE = 96
 POLL_SECONDS = 0.5
 
@@ -115,6 +118,11 @@ def write_speech_corpus(folder: Path, speakers: int, utterances: int) -> None:
                    env=_our_env())
 
 
+def _allocator_env(allocator: str) -> dict[str, str]:
+    """glibc's malloc settings of a run: none as-run; `gim bench --allocator exact`'s for exact."""
+    return ALLOCATORS["exact"] if allocator == "exact" else {}
+
+
 def _our_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
@@ -139,7 +147,7 @@ def original_case(task: str, args: argparse.Namespace, data: Path, timed: int) -
     steps = args.warmup + timed
     command = [str(args.original_python), str(HERE / "side_by_side_original.py"), str(args.original), str(steps),
                "{stamps}", module, *options, "-i", str(data), "-o", "{out}"]
-    env = {**os.environ, "PYTHONPATH": str(args.original)}
+    env = {**os.environ, "PYTHONPATH": str(args.original), **_allocator_env(args.allocator)}
     env.pop("PYTHONHOME", None)
     return Case(f"original-{task}", "original", task, ORIGINAL_BATCH[task], args.warmup, steps, command, env)
 
@@ -162,10 +170,12 @@ def our_case(task: str, precision: str, args: argparse.Namespace, data: Path, or
     batch, batch_options = our_batch_options(task, args.ours_batch if task == "vision" else args.ours_audio_batch)
     steps = args.warmup + max(1, round(original_samples / batch))
     dataset = ["--data.dataset", "stl10"] if task == "vision" else ["--data.dataset", "librispeech"]
-    command = [sys.executable, "-m", "greedy_infomax.cli", "pretrain", "--preset", OUR_PRESET[task], *dataset,
+    gim = ["-m", "greedy_infomax.cli"] if args.allocator == "as-run" else ["-c", GIM_UNTUNED]
+    command = [sys.executable, *gim, "pretrain", "--preset", OUR_PRESET[task], *dataset,
                "--data.root", str(data), *batch_options, "--train.precision", precision,
                "--train.max_steps", str(steps), "--train.log_every", "1", "--output", "{out}", "--name", "run"]
-    return Case(f"ours-{task}-{precision}", "ours", task, batch, args.warmup, steps, command, _our_env())
+    env = {**_our_env(), **_allocator_env(args.allocator)}
+    return Case(f"ours-{task}-{precision}", "ours", task, batch, args.warmup, steps, command, env)
 
 
 def precisions() -> list[str]:
@@ -383,6 +393,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--unlabeled", type=int, default=1024, help="generated unlabelled STL-10 images (default 1024)")
     parser.add_argument("--speakers", type=int, default=12, help="speakers of the generated corpus (default 12)")
     parser.add_argument("--utterances", type=int, default=14, help="utterances per speaker (default 14)")
+    parser.add_argument("--allocator", choices=("as-run", "exact"), default="as-run",
+                        help="as-run: each side's malloc as its users get it (gim's tuned heap; glibc's defaults for "
+                        "the original); exact: both with every buffer from 64 KiB up mapped and returned on free, so "
+                        "RSS follows live tensors (memory only: its speeds are not representative)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one run may take before it is stopped")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data, logs and run folders here")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -398,8 +412,7 @@ def build_cases(args: argparse.Namespace, data: dict[str, Path]) -> list[Case]:
     cases = []
     for task in args.tasks:
         timed = args.original_steps if task == "vision" else args.original_audio_steps
-        original_data = original_stl10_input(data[task]) if task == "vision" else data[task]
-        cases.append(original_case(task, args, original_data, timed))
+        cases.append(original_case(task, args, data.get(f"original-{task}", data[task]), timed))
         samples = timed * ORIGINAL_BATCH[task]
         cases += [our_case(task, precision, args, data[task], samples) for precision in precisions()]
     return cases
@@ -410,6 +423,7 @@ def write_data(args: argparse.Namespace, workdir: Path) -> dict[str, Path]:
     if "vision" in args.tasks:
         largest = max(args.ours_batch or 0, PRESETS[OUR_PRESET["vision"]].data.batch_size, ORIGINAL_BATCH["vision"])
         write_stl10(data["vision"], {"unlabeled": max(args.unlabeled, 4 * largest), "train": 256, "test": 256})
+        data["original-vision"] = original_stl10_input(data["vision"])
     if "audio" in args.tasks:
         write_speech_corpus(data["audio"], args.speakers, args.utterances)
     return data
