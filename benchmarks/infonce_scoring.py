@@ -23,11 +23,10 @@ from dataclasses import replace
 import torch
 
 from greedy_infomax.bench import Schedule, random_inputs, timed_groups
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
-from greedy_infomax.placement import compile_in_place
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.placement import compile_in_place
+from greedy_infomax.tasks import PRESETS, prepare_modules
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 
 
 def readout_outputs(config: RunConfig, device: torch.device) -> tuple[torch.nn.ModuleList, list[torch.Tensor]]:

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -480,7 +480,7 @@ def machine_info() -> dict:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPOSITORY).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "greedy_infomax"], capture_output=True, text=True,
                            cwd=REPOSITORY).stdout.strip()
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "torch": torch.__version__,
             "python": platform.python_version(), "cpu": cpu, "logical_cpus": len(os.sched_getaffinity(0)),
             "load_average": os.getloadavg(), "torch_threads_default": torch.get_num_threads(),
             "git_commit": commit, "package_uncommitted_changes": bool(dirty),

@@ -36,19 +36,18 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 from greedy_infomax.bench import Schedule, timed_groups
 from greedy_infomax.config import AnyRunConfig
-from greedy_infomax.tasks import PRESETS, task_of
 from greedy_infomax.engines.local import train_step
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.placement import resolve_device, trained_indices
 from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.placement import resolve_device, trained_indices
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -135,7 +134,7 @@ def machine(args: argparse.Namespace) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else None
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "torch": torch.__version__,
             "cpu": cpu, "logical_cpus": len(os.sched_getaffinity(0)), "gpu": gpu,
             "load_average_before": os.getloadavg(), "command": " ".join(sys.argv)}
 

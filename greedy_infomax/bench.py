@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -338,7 +338,7 @@ def machine(device: str) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": cpu,
             "logical_cpus": len(os.sched_getaffinity(0)), "gpu": gpu, "device": device,
             "command": " ".join(["gim", *sys.argv[1:]])}

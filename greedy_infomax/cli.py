@@ -22,8 +22,15 @@ from typing import Literal, Optional, get_args, get_type_hints
 
 from jsonargparse import ArgumentParser, Namespace
 
-from greedy_infomax.config import CONFIG_TYPES, AnyRunConfig, TrainConfig, config_parser, config_task, \
-    field_docs, from_namespace
+from greedy_infomax.config import (
+    CONFIG_TYPES,
+    AnyRunConfig,
+    TrainConfig,
+    config_parser,
+    config_task,
+    field_docs,
+    from_namespace,
+)
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.placement import resolve_device, tune_allocator
 from greedy_infomax.reporting.run_folder import RunFolder, check_writable

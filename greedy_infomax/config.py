@@ -12,12 +12,11 @@ import argparse
 import ast
 import inspect
 import textwrap
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
 from greedy_infomax.errors import GimError

@@ -21,21 +21,21 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import strategies as st
 import torch
+from hypothesis import strategies as st
 from torch import nn
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import AnyRunConfig, TrainConfig
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, VisionRunConfig as RunConfig
 from greedy_infomax.data.librispeech import AudioSpec
 from greedy_infomax.engines.local import train_step
 from greedy_infomax.isolation import IsolatedModule
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.workflows import pretrain
 from greedy_infomax.placement import trained_indices
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS, prepare_modules
+from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
+from greedy_infomax.workflows import pretrain
 
 # What device-parametrised tests run on: the CPU, and a GPU where there is one.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

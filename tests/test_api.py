@@ -10,10 +10,10 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import finish, fork_ranks, snapshot
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import finish, fork_ranks, snapshot
 from greedy_infomax import api as gim
 from greedy_infomax.cli import main
 from greedy_infomax.errors import GimError

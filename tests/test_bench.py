@@ -5,12 +5,20 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_infomax.bench import (SETTLE_LIMIT, Case, Schedule, bench, count_flops, default_precisions, matmul_ceiling,
-                                  table, warm_up)
-from greedy_infomax.tasks import PRESETS
+from greedy_infomax.bench import (
+    SETTLE_LIMIT,
+    Case,
+    Schedule,
+    bench,
+    count_flops,
+    default_precisions,
+    matmul_ceiling,
+    table,
+    warm_up,
+)
 from greedy_infomax.engines.local import train_step
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.tasks import PRESETS, prepare_modules
 
 
 def test_flop_count_covers_forward_and_backward():

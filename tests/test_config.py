@@ -9,11 +9,10 @@ import torch
 import yaml
 
 from greedy_infomax.config import TrainConfig, end_to_end, load_config, to_dict
-
-from greedy_infomax.tasks import PRESETS, preset, task_of
-
-from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, ProbeConfig, VisionRunConfig as RunConfig
 from greedy_infomax.errors import GimError
+from greedy_infomax.tasks import PRESETS, preset, task_of
+from greedy_infomax.tasks.vision import DataConfig, ModelConfig, ObjectiveConfig, ProbeConfig
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -11,8 +11,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-
 from conftest import finish, fork_ranks
+
 from greedy_infomax.cli import main
 
 DOCS = Path(__file__).parent.parent / "docs"

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import snapshot
+
 from greedy_infomax.engines.local import seed_module, train_step
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.placement import trained_indices
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.placement import trained_indices
+from greedy_infomax.tasks import prepare_modules
 
 CPU = torch.device("cpu")
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import DEVICES
+
 from greedy_infomax.placement import to_device
 
 FAULTS_OF_A_SECOND_BUFFER = """

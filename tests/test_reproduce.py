@@ -12,12 +12,10 @@ import torch
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import end_to_end
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.evaluation.features import frozen_pass
 from greedy_infomax.models import copy_stages
-from greedy_infomax.tasks import task_of
 from greedy_infomax.reproduce import METHODS
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
 
 ROWS = [method.name for method in METHODS]
 

@@ -42,7 +42,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from greedy_infomax.data.librispeech import (ALIGNMENT_FILE, AUDIO_FOLDER, LABEL_FOLDER, SPLIT_FILES, AudioSpec)
+from greedy_infomax.data.librispeech import ALIGNMENT_FILE, AUDIO_FOLDER, LABEL_FOLDER, SPLIT_FILES, AudioSpec
 from greedy_infomax.errors import GimError
 
 PHONES = (

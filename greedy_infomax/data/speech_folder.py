@@ -17,8 +17,15 @@ import warnings
 from pathlib import Path
 
 from greedy_infomax.data.image_folder import class_names
-from greedy_infomax.data.librispeech import (ALIGNMENT_FILE, AudioSpec, LibriSpeechCorpus, Utterance, audio_frames,
-                                             index_alignments, spread_over_speakers)
+from greedy_infomax.data.librispeech import (
+    ALIGNMENT_FILE,
+    AudioSpec,
+    LibriSpeechCorpus,
+    Utterance,
+    audio_frames,
+    index_alignments,
+    spread_over_speakers,
+)
 from greedy_infomax.errors import GimError
 
 AUDIO_SUFFIXES = (".flac", ".wav")

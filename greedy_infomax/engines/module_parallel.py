@@ -35,10 +35,30 @@ from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
-from greedy_infomax.engines.local import Progress, StopSignals, check_skips_in_a_row, first_nonfinite, \
-    logged_values, resume_progress, settle_resumed, train_step
-from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
-    Message, pack, unpack
+from greedy_infomax.engines.local import (
+    Progress,
+    StopSignals,
+    check_skips_in_a_row,
+    first_nonfinite,
+    logged_values,
+    resume_progress,
+    settle_resumed,
+    train_step,
+)
+from greedy_infomax.engines.transport import (
+    CHECKPOINT,
+    CONTROL,
+    DATA,
+    END,
+    LOG,
+    REPORT,
+    SKIP,
+    Channel,
+    Inbox,
+    Message,
+    pack,
+    unpack,
+)
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.placement import configure, resolve_device, trained_indices
 from greedy_infomax.reporting.run_folder import RunFolder

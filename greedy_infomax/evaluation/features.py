@@ -1,10 +1,9 @@
 """Frozen features of every module, extracted in one pass over a dataset and cached in memory."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-import hashlib
 
 import torch
 from torch import nn

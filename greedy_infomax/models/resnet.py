@@ -5,10 +5,9 @@ How stages are grouped into gradient-isolated modules is configuration (see mode
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
-
-import torch
 
 
 class PreActBasicBlock(nn.Module):

@@ -129,8 +129,8 @@ class AudioObjectiveConfig:
     prediction_steps: int = 12
     """infonce_1d, clapp: K, how many frames ahead are predicted."""
     num_negatives: int = 10
-    """infonce_1d: negatives per positive, from all time steps of all windows of the negative group: one table per group whose
-    columns are random permutations, step k reading its last rows (the original's sampling_method 1)."""
+    """infonce_1d: negatives per positive, from all time steps of all windows of the negative group: one table per
+    group whose columns are random permutations, step k reading its last rows (the original's sampling_method 1)."""
     negative_groups: int = 1
     """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
     the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""

@@ -146,8 +146,8 @@ class ObjectiveConfig:
     skip_steps: int = 1
     """infonce_2d, clapp: rows skipped between a context row and its first target (they overlap with it)."""
     num_negatives: int = 16
-    """infonce_2d: negatives per positive, drawn uniformly with replacement for each step k from that step's target rows (rows
-    skip_steps + k and below, every column, every image of the query's negative group)."""
+    """infonce_2d: negatives per positive, drawn uniformly with replacement for each step k from that step's target
+    rows (rows skip_steps + k and below, every column, every image of the query's negative group)."""
     negative_groups: int = 1
     """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
     the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
@@ -317,8 +317,8 @@ class VisionTask(Task):
         data, _ = _pretrain_split(config, self.needs_labels(config))
         if self.needs_labels(config) and config.objective.num_classes != data.spec.num_classes:
             raise GimError(f"objective.num_classes: the supervised objective is sized for "
-                           f"{config.objective.num_classes} classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
-                           f"{data.spec.num_classes}")
+                           f"{config.objective.num_classes} classes, the data has {data.spec.num_classes}; pass "
+                           f"--objective.num_classes {data.spec.num_classes}")
         transform = train_transform(config.data, data.spec, self.views(config))
         loader = image_batches(data, config.data.batch_size, transform, device, config.train.seed, config.data.workers)
         if len(loader) == 0:

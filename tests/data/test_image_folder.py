@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import corrupt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import corrupt
 from greedy_infomax.data.image_folder import class_names, read_image_folder
 from greedy_infomax.errors import GimError
 
@@ -109,8 +109,7 @@ def test_32_bit_grayscale_holding_8_bit_values_is_kept_and_wider_values_refused(
 
 
 def test_an_image_folder_checks_its_test_split_when_pretraining_reads_train(tmp_path: Path) -> None:
-    from greedy_infomax.tasks.vision import DataConfig
-    from greedy_infomax.tasks.vision import load_split
+    from greedy_infomax.tasks.vision import DataConfig, load_split
     for split, classes in (("train", ("cat", "dog")), ("test", ("cat",))):
         for name in classes:
             _save(tmp_path / split / name / "a.png", _solid((1, 2, 3)))

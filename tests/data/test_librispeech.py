@@ -7,13 +7,19 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import corrupt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import corrupt
 from greedy_infomax.data import librispeech
-from greedy_infomax.data.librispeech import (LABELS_URL, AudioSpec, WindowLoader,
-                                             download_librispeech, read_librispeech, spread_over_speakers)
+from greedy_infomax.data.librispeech import (
+    LABELS_URL,
+    AudioSpec,
+    WindowLoader,
+    download_librispeech,
+    read_librispeech,
+    spread_over_speakers,
+)
 from greedy_infomax.errors import GimError
 
 WINDOW, HOP = 20_480, 160

@@ -10,8 +10,16 @@ import pytest
 
 from greedy_infomax.data import speech_corpus
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
-from greedy_infomax.data.speech_corpus import (FESTIVAL_PHONES, PHONES, SPEECH_RMS, Voice, frame_phones,
-                                               generate_speech_corpus, read_sentences, sample_voices)
+from greedy_infomax.data.speech_corpus import (
+    FESTIVAL_PHONES,
+    PHONES,
+    SPEECH_RMS,
+    Voice,
+    frame_phones,
+    generate_speech_corpus,
+    read_sentences,
+    sample_voices,
+)
 from greedy_infomax.errors import GimError
 
 HAVE_FESTIVAL = shutil.which("festival") is not None and all(

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import snapshot
+
 from greedy_infomax.engines.divergence import GROWTH_LIMIT, WeightWatch, weight_sizes
 from greedy_infomax.errors import GimError
 from greedy_infomax.reporting.run_folder import RunFolder

@@ -9,23 +9,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES, TensorBatches, snapshot
 from torch import nn
 
-from conftest import DEVICES, TensorBatches, snapshot
-from greedy_infomax.config import TrainConfig
-from greedy_infomax.isolation import IsolatedModule
-from greedy_infomax.objectives import InfoNCE1d
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 from greedy_infomax import placement
+from greedy_infomax.config import TrainConfig
 from greedy_infomax.engines import local
 from greedy_infomax.engines.local import train_step
-from greedy_infomax.placement import autocast_dtype
-from greedy_infomax.workflows import pretrain
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.errors import GimError
+from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.objectives import InfoNCE1d
+from greedy_infomax.placement import autocast_dtype, native_bf16
 from greedy_infomax.reporting.run_folder import RunFolder
-from greedy_infomax.placement import native_bf16
+from greedy_infomax.tasks import PRESETS, prepare_modules
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
+from greedy_infomax.workflows import pretrain
 
 
 def smoke(device: str = "cpu", **train_options) -> RunConfig:

@@ -16,19 +16,18 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-
 from conftest import Rank, finish, fork_ranks
+
 from greedy_infomax.cli import main
 from greedy_infomax.config import DistributedConfig
-from greedy_infomax.tasks import PRESETS, task_of
-from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 from greedy_infomax.engines.local import seed_module
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.workflows import pretrain
 from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.errors import GimError
 from greedy_infomax.objectives.negatives import shared_pool
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
+from greedy_infomax.workflows import pretrain
 
 CPU = torch.device("cpu")
 SMOKE = ["--preset", "smoke", "--data.limit", "48", "--data.batch_size", "8", "--train.device", "cpu",

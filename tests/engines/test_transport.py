@@ -13,11 +13,24 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-
 from conftest import finish, fork_ranks
+
 from greedy_infomax.engines import transport
-from greedy_infomax.engines.transport import (CHECKPOINT, CONTROL, DATA, END, LOG, MAX_DIMS, REPORT, SKIP, Channel,
-                                              Inbox, Message, pack, unpack)
+from greedy_infomax.engines.transport import (
+    CHECKPOINT,
+    CONTROL,
+    DATA,
+    END,
+    LOG,
+    MAX_DIMS,
+    REPORT,
+    SKIP,
+    Channel,
+    Inbox,
+    Message,
+    pack,
+    unpack,
+)
 from greedy_infomax.errors import GimError
 
 CPU = torch.device("cpu")
@@ -73,7 +86,7 @@ class Loopback:
         self.sends = 0
         self.fail_wait = fail_wait
 
-    def isend(self, tensor: torch.Tensor, peer: int, group=None) -> "Work":
+    def isend(self, tensor: torch.Tensor, peer: int, group=None) -> Work:
         self.sent.append(tensor.clone())
         self.log.append(f"send {self.sends}")
         self.sends += 1

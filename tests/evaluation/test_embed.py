@@ -10,19 +10,17 @@ import pytest
 import torch
 
 from greedy_infomax.cli import main
+from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.embed import array_writer, embed
+from greedy_infomax.evaluation.probes import linear_probe
+from greedy_infomax.evaluation.speech_features import last_frames, to_label_hop
+from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import PRESETS, task_of
 from greedy_infomax.tasks.audio import load_speech
 from greedy_infomax.tasks.vision import load_split
-from greedy_infomax.data.loader import BatchLoader
-from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.workflows import pretrain
-from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.embed import array_writer, embed
-from greedy_infomax.workflows import embed_run, load_extractor
-from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.workflows import probe_run
-from greedy_infomax.evaluation.speech_features import last_frames, to_label_hop
-from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.workflows import embed_run, load_extractor, pretrain, probe_run
 
 
 @pytest.fixture(scope="module")

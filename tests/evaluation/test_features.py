@@ -8,15 +8,23 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import TensorBatches, tiny_sequence_modules
 from torch import nn
 
-from conftest import TensorBatches, tiny_sequence_modules
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.features import (extract_features, finite, fingerprint, frozen_pass, left_unchanged,
-                                                module_features, pool_positions, raw_pixel_features)
+from greedy_infomax.evaluation.features import (
+    extract_features,
+    fingerprint,
+    finite,
+    frozen_pass,
+    left_unchanged,
+    module_features,
+    pool_positions,
+    raw_pixel_features,
+)
 
 
 def region_means(z: torch.Tensor, cells: int) -> torch.Tensor:

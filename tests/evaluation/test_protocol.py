@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-
 from conftest import TensorBatches, tiny_sequence_modules
+
 from greedy_infomax.evaluation import protocol
 from greedy_infomax.evaluation.features import module_features
 from greedy_infomax.evaluation.protocol import probe_features, probe_modules

@@ -9,12 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_sequence_modules
+
 from greedy_infomax.data.librispeech import AudioSpec, LibriSpeechCorpus, Utterance, read_librispeech
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.speech_features import (EveryNth, last_frames, log_mel_output, mel_filterbank, module_outputs,
-                                                        speech_features, to_label_hop)
+from greedy_infomax.evaluation.speech_features import (
+    EveryNth,
+    last_frames,
+    log_mel_output,
+    mel_filterbank,
+    module_outputs,
+    speech_features,
+    to_label_hop,
+)
 
 SPEC = AudioSpec(num_speakers=1)
 # Hand-made utterances: windows of 10 label frames, so a segment of 5 frames is the shortest that counts.

@@ -6,14 +6,14 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import snapshot
 from torch import nn
 
-from conftest import snapshot
-from greedy_infomax.tasks.audio import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
 from greedy_infomax.errors import GimError
 from greedy_infomax.models.audio import AudioEncoder, GRUStage
-from greedy_infomax.tasks import build_modules
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
+from greedy_infomax.tasks import build_modules
+from greedy_infomax.tasks.audio import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
 
 
 def _parameters(model: nn.Module) -> int:

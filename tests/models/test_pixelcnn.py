@@ -6,10 +6,8 @@ from dataclasses import replace
 import torch
 
 from greedy_infomax.config import end_to_end
-
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks import build_modules
 from greedy_infomax.models.pixelcnn import PixelCNN
+from greedy_infomax.tasks import PRESETS, build_modules
 
 
 def test_paper_size_on_1024_channels():

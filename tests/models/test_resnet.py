@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from greedy_infomax.tasks import PRESETS
 from greedy_infomax.models.resnet import PatchResNet, PreActBasicBlock, PreActBottleneck
+from greedy_infomax.tasks import PRESETS
 
 
 def _parameters(model: torch.nn.Module) -> int:

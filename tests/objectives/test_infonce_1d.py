@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import negatives_avoiding
+
 from greedy_infomax.models.audio import GRUStage
 from greedy_infomax.objectives import infonce_1d
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
@@ -246,6 +246,7 @@ def test_sequence_not_longer_than_the_steps_names_prediction_steps():
 def test_a_compiled_subsampling_objective_is_one_graph_whatever_window_it_draws():
     """A Python-int window start broke the graph under train.compile and recompiled it for every new start."""
     from torch._dynamo.utils import counters
+
     from greedy_infomax.placement import compile_in_place
     objective = InfoNCE1d(3, prediction_steps=2, num_negatives=4, subsample=True, subsample_window=6)
     compile_in_place(objective)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from conftest import negatives_avoiding
 from torch import nn
 
-from conftest import negatives_avoiding
 from greedy_infomax.objectives import infonce_2d
 from greedy_infomax.objectives.infonce_2d import InfoNCE2d
 

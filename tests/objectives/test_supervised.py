@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from greedy_infomax.errors import GimError
-from greedy_infomax.tasks.vision import OBJECTIVES
 from greedy_infomax.objectives.supervised import Supervised
+from greedy_infomax.tasks.vision import OBJECTIVES
 
 
 def reference(z: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,

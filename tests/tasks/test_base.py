@@ -13,8 +13,17 @@ from torch import nn
 from greedy_infomax.config import TrainConfig
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import fingerprint
-from greedy_infomax.objectives import (CLAPP1d, CLAPP2d, BarlowTwins, InfoNCE1d, InfoNCE2d, SimCLR, SpeechSupervised,
-                                       Supervised, VICReg)
+from greedy_infomax.objectives import (
+    BarlowTwins,
+    CLAPP1d,
+    CLAPP2d,
+    InfoNCE1d,
+    InfoNCE2d,
+    SimCLR,
+    SpeechSupervised,
+    Supervised,
+    VICReg,
+)
 from greedy_infomax.tasks import PRESETS, preset, task_of
 from greedy_infomax.tasks.base import Task
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from tasks.toy_objective import NextPosition
 
 from greedy_infomax import workflows
 from greedy_infomax.config import CONFIG_TYPES
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import PRESETS, TASKS, preset, register, vision
-from tasks.toy_objective import NextPosition
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from tasks.toy_objective import NextPosition
 from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig, require
@@ -19,7 +20,6 @@ from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embe
 from greedy_infomax.evaluation.protocol import probe_modules
 from greedy_infomax.models.split import isolate, split
 from greedy_infomax.tasks import Task
-from tasks.toy_objective import NextPosition
 
 OBJECTIVES: dict[str, type[nn.Module]] = {"next_position": NextPosition}
 
