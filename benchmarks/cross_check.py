@@ -38,6 +38,7 @@ Grouped cases default to 2 images (windows) per group: the group size does not c
 and the paper's 8 x 32 images take tens of minutes per case on 2 cores (`--per-group 32 --only vision-gim-8x32`;
 audio's 4 x 8 is `--per-group 8 --only audio-gim-4x8`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LR = 2e-4
 TOLERANCE = 1e-5
 ORIGINAL_COMMIT = "22d17e4"
-SUBSAMPLE_WINDOW = 128                  # the original's audio subsampling window
+SUBSAMPLE_WINDOW = 128  # the original's audio subsampling window
 SCORE_SPREAD = 1.0
 Replay = list[list[tuple[list[torch.Tensor], list[int]]]]
 """Per module, per negative group: the negatives it draws (in draw order) and its audio window starts."""
@@ -76,8 +77,8 @@ Replay = list[list[tuple[list[torch.Tensor], list[int]]]]
 
 @dataclass(frozen=True)
 class Case:
-    task: str            # vision | audio
-    model: str           # gim | cpc
+    task: str  # vision | audio
+    model: str  # gim | cpc
     groups: int
     per_group: int
     seed: int = 0
@@ -93,9 +94,12 @@ class Case:
 
 
 def cases(per_group: int) -> list[Case]:
-    return [Case(task, model, groups, 1 if groups == 1 else per_group)
-            for task, paper_groups in (("vision", 8), ("audio", 4)) for model in ("gim", "cpc")
-            for groups in (1, paper_groups)]
+    return [
+        Case(task, model, groups, 1 if groups == 1 else per_group)
+        for task, paper_groups in (("vision", 8), ("audio", 4))
+        for model in ("gim", "cpc")
+        for groups in (1, paper_groups)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------------------ ours
@@ -105,8 +109,11 @@ def our_config(case: Case) -> AnyRunConfig:
     """The paper preset, end-to-end with the PixelCNN for vision CPC, with the case's negative groups. (The modules
     never read the batch size; the config's is only kept valid.)"""
     config = PRESETS["paper-stl10" if case.task == "vision" else "paper-librispeech"]
-    config = replace(config, data=replace(config.data, batch_size=2 * case.groups),
-                     objective=replace(config.objective, negative_groups=case.groups))
+    config = replace(
+        config,
+        data=replace(config.data, batch_size=2 * case.groups),
+        objective=replace(config.objective, negative_groups=case.groups),
+    )
     return task_of(config).end_to_end_cpc(config) if case.model == "cpc" else config
 
 
@@ -126,16 +133,16 @@ def calibrate(modules: nn.ModuleList, x: torch.Tensor) -> list[float]:
             h = module.block(x)
             z, objective = module.readout(h), module.objective
             if isinstance(objective, infonce_2d.InfoNCE2d):
-                c = z if objective.autoregressor is None else objective.autoregressor(z)          # (B, Cc, H, W)
+                c = z if objective.autoregressor is None else objective.autoregressor(z)  # (B, Cc, H, W)
                 channels = c.shape[1]
-                queries = c.permute(0, 2, 3, 1).flatten(0, 2)                                   # (P, Cc)
-                candidates = objective.predictors(z)[:, :channels].permute(0, 2, 3, 1).flatten(0, 2)   # W_1 z
+                queries = c.permute(0, 2, 3, 1).flatten(0, 2)  # (P, Cc)
+                candidates = objective.predictors(z)[:, :channels].permute(0, 2, 3, 1).flatten(0, 2)  # W_1 z
             else:
-                c = z if module.autoregressor is None else module.autoregressor(h)             # (B, Cc, T)
+                c = z if module.autoregressor is None else module.autoregressor(h)  # (B, Cc, T)
                 channels = z.shape[1]
-                queries = objective.predictors(c.transpose(1, 2))[..., :channels].flatten(0, 1)     # W_1 c
-                candidates = z.transpose(1, 2).flatten(0, 1)                                    # (P, C)
-            queries = queries[::max(1, len(queries) // 1024)]
+                queries = objective.predictors(c.transpose(1, 2))[..., :channels].flatten(0, 1)  # W_1 c
+                candidates = z.transpose(1, 2).flatten(0, 1)  # (P, C)
+            queries = queries[:: max(1, len(queries) // 1024)]
             scales.append(SCORE_SPREAD / (queries @ candidates.T).std(1).mean().item())
             x = module(x)
     return scales
@@ -240,11 +247,12 @@ def exact_loss_gradients(modules: nn.ModuleList, x: torch.Tensor, replay: Replay
     for module, groups in zip(modules, replay):
         objective, forward = module.objective.double(), module.objective.forward
         objective.forward = lambda z, labels=None, **context: forward(
-            z.double(), labels, **{key: value.double() for key, value in context.items()})
+            z.double(), labels, **{key: value.double() for key, value in context.items()}
+        )
         with replaying(*joined(groups)):
             h, loss = module.loss(x)
         loss.backward()
-        del objective.forward                                           # the class's forward again
+        del objective.forward  # the class's forward again
         objective.float()
         x = h.detach()
     return taken_gradients(modules)
@@ -263,13 +271,13 @@ def import_original(root: Path) -> types.SimpleNamespace:
             __import__(name)
         except ImportError:
             stand_in = types.ModuleType(name)
-            stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None)   # torch's import checks look for one
+            stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None)  # torch's import checks look for one
             stand_in.TSNE = None
             sys.modules[name] = stand_in
     from GreedyInfoMax.audio.models import full_model, loss_InfoNCE
     from GreedyInfoMax.vision.models import FullModel, InfoNCE_Loss
-    return types.SimpleNamespace(vision=FullModel, audio=full_model, vision_loss=InfoNCE_Loss,
-                                 audio_loss=loss_InfoNCE)
+
+    return types.SimpleNamespace(vision=FullModel, audio=full_model, vision_loss=InfoNCE_Loss, audio_loss=loss_InfoNCE)
 
 
 def original_model(original: types.SimpleNamespace, case: Case) -> nn.Module:
@@ -278,16 +286,38 @@ def original_model(original: types.SimpleNamespace, case: Case) -> nn.Module:
     common = dict(device=torch.device("cpu"), loss=0, weight_init=False, learning_rate=LR)
     with contextlib.redirect_stdout(io.StringIO()):
         if case.task == "vision":
-            opt = types.SimpleNamespace(**common, negative_samples=16, prediction_step=5, resnet=50, grayscale=True,
-                                        model_splits=3 if case.model == "gim" else 1, train_module=3, dataset="stl10")
+            opt = types.SimpleNamespace(
+                **common,
+                negative_samples=16,
+                prediction_step=5,
+                resnet=50,
+                grayscale=True,
+                model_splits=3 if case.model == "gim" else 1,
+                train_module=3,
+                dataset="stl10",
+            )
             model = original.vision.FullVisionModel(opt, calc_loss=True)
             model.switch_calc_loss(True)
         else:
-            opt = types.SimpleNamespace(**common, negative_samples=10, prediction_step=12, sampling_method=1,
-                                        subsample=True, batch_size=case.per_group, remove_BPTT=False,
-                                        use_autoregressive=False, model_splits=6 if case.model == "gim" else 1)
-            model = original.audio.FullModel(opt, kernel_sizes=[10, 8, 4, 4, 4], strides=[5, 4, 2, 2, 2],
-                                             padding=[2, 2, 2, 2, 1], enc_hidden=512, reg_hidden=256)
+            opt = types.SimpleNamespace(
+                **common,
+                negative_samples=10,
+                prediction_step=12,
+                sampling_method=1,
+                subsample=True,
+                batch_size=case.per_group,
+                remove_BPTT=False,
+                use_autoregressive=False,
+                model_splits=6 if case.model == "gim" else 1,
+            )
+            model = original.audio.FullModel(
+                opt,
+                kernel_sizes=[10, 8, 4, 4, 4],
+                strides=[5, 4, 2, 2, 2],
+                padding=[2, 2, 2, 2, 1],
+                enc_hidden=512,
+                reg_hidden=256,
+            )
     return model.train()
 
 
@@ -309,14 +339,17 @@ class Draws:
         def wrapped(*args, **kwargs):
             self.module = index
             return method(*args, **kwargs)
+
         return wrapped
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Record the draws (on the first pass), or replay them (once `replay` is set)."""
         real = torch.randint, torch.randperm, np.random.randint
-        drawn = {"torch": {key: list(values) for key, values in self.torch.items()},
-                 "windows": {key: list(values) for key, values in self.windows.items()}}
+        drawn = {
+            "torch": {key: list(values) for key, values in self.torch.items()},
+            "windows": {key: list(values) for key, values in self.windows.items()},
+        }
 
         def through(function: Callable, kind: str) -> Callable:
             def draw(*args, **kwargs):
@@ -326,6 +359,7 @@ class Draws:
                 value = function(*args, **kwargs)
                 getattr(self, kind).setdefault(key, []).append(value if kind == "torch" else int(value))
                 return value
+
             return draw
 
         torch.randint, torch.randperm = through(real[0], "torch"), through(real[1], "torch")
@@ -352,10 +386,10 @@ def original_backward(model: nn.Module, x: torch.Tensor, case: Case, draws: Draw
     for group, chunk in enumerate(x.chunk(case.groups)):
         draws.group = group
         with draws.active():
-            loss = model(chunk, None, n=3)[0] if case.task == "vision" else model(chunk)     # (1, modules)
+            loss = model(chunk, None, n=3)[0] if case.task == "vision" else model(chunk)  # (1, modules)
         (loss.sum() / case.groups).backward()
         per_chunk.append(loss.detach())
-    draws.replay = True                                                  # later passes draw the same
+    draws.replay = True  # later passes draw the same
     return torch.cat(per_chunk).mean(0).tolist()
 
 
@@ -368,20 +402,26 @@ def original_step(model: nn.Module, x: torch.Tensor, case: Case, draws: Draws) -
     return losses
 
 
-def original_exact_loss_gradients(model: nn.Module, x: torch.Tensor, case: Case,
-                                  draws: Draws) -> dict[int, torch.Tensor]:
+def original_exact_loss_gradients(
+    model: nn.Module, x: torch.Tensor, case: Case, draws: Draws
+) -> dict[int, torch.Tensor]:
     """The original's gradients (by parameter id) with its loss modules, PixelCNN included, in fp64 on the fp32
     encoder's output; the model is left as it was. (`exact_loss_gradients` for the original.)"""
     if case.task == "vision" and case.model == "cpc":
         exact = [(model.autoregressor, "forward")]
     else:
         exact = [(loss, "get_loss" if case.task == "audio" else "forward") for loss in original_losses(model, case)]
-    saved = [module.__dict__.get(name) for module, name in exact]     # instance wrappers (Draws'), if any
+    saved = [module.__dict__.get(name) for module, name in exact]  # instance wrappers (Draws'), if any
     for module, name in exact:
         method = getattr(module.double(), name)
-        setattr(module, name, lambda *args, method=method, **kwargs: method(
-            *[value.double() if torch.is_tensor(value) and value.is_floating_point() else value for value in args],
-            **kwargs))
+        setattr(
+            module,
+            name,
+            lambda *args, method=method, **kwargs: method(
+                *[value.double() if torch.is_tensor(value) and value.is_floating_point() else value for value in args],
+                **kwargs,
+            ),
+        )
     model.zero_grad(set_to_none=True)
     original_backward(model, x, case, draws)
     for (module, name), previous in zip(exact, saved):
@@ -396,14 +436,15 @@ def original_exact_loss_gradients(model: nn.Module, x: torch.Tensor, case: Case,
 # ---------------------------------------------------------------------------------------- draws in our index layout
 
 
-def our_vision_negatives(draws: list[torch.Tensor], batch: int, rows: int = 7, columns: int = 7,
-                         negatives: int = 16, skip: int = 1) -> list[torch.Tensor]:
+def our_vision_negatives(
+    draws: list[torch.Tensor], batch: int, rows: int = 7, columns: int = 7, negatives: int = 16, skip: int = 1
+) -> list[torch.Tensor]:
     """The original's rand_index of each step k, (R*W*B*N, 1) over its (row, column, image) layout of the step's
     target rows, as our (R*B*W, N) indices b * R * W + row * W + column, queries in (row, image, column) order."""
     ours = []
     for k, drawn in enumerate(draws, start=1):
         R = rows - k - skip
-        index = drawn.reshape(R, columns, batch, negatives)                          # query (row, column, image)
+        index = drawn.reshape(R, columns, batch, negatives)  # query (row, column, image)
         row, column, image = index // (columns * batch), index // batch % columns, index % batch
         ours.append((image * R * columns + row * columns + column).permute(0, 2, 1, 3).reshape(-1, negatives))
     return ours
@@ -412,8 +453,8 @@ def our_vision_negatives(draws: list[torch.Tensor], batch: int, rows: int = 7, c
 def our_audio_negatives(permutations: list[torch.Tensor], batch: int, length: int) -> list[torch.Tensor]:
     """The original's table, column n = permutation n of the B*T steps (entry b*T + t, our layout too), cut to the
     B*(L-1) last rows that its steps read."""
-    table = torch.stack(permutations, dim=1)                                         # (B*T, N)
-    return [table[len(table) - batch * (length - 1):]]
+    table = torch.stack(permutations, dim=1)  # (B*T, N)
+    return [table[len(table) - batch * (length - 1) :]]
 
 
 def translate(case: Case, draws: Draws, modules: int) -> Replay:
@@ -454,8 +495,10 @@ def parameter_pairs(case: Case, ours: nn.ModuleList, model: nn.Module) -> list[l
         found.append(("objective.predictors.weight", module.objective.predictors.weight, predictors))
         if case.task == "audio" and module.autoregressor is not None:
             gru = dict(original.autoregressor.gru.named_parameters())
-            found += [(f"autoregressor.gru.{name}", parameter, [gru[name]])
-                      for name, parameter in module.autoregressor.gru.named_parameters()]
+            found += [
+                (f"autoregressor.gru.{name}", parameter, [gru[name]])
+                for name, parameter in module.autoregressor.gru.named_parameters()
+            ]
         if case.task == "vision" and case.model == "cpc":
             found += pixelcnn_pairs(module.objective.autoregressor, model.autoregressor)
         assert len(found) == len(list(module.parameters())), "every parameter of ours has its original"
@@ -463,8 +506,13 @@ def parameter_pairs(case: Case, ours: nn.ModuleList, model: nn.Module) -> list[l
     return pairs
 
 
-PIXELCNN_NAMES = {"vertical": "vertical_conv", "horizontal": "horizontal_conv", "vertical_to_horizontal": "v_to_h_conv",
-                  "horizontal_out": "horizontal_output", "vertical_skip": "residual_vertical"}
+PIXELCNN_NAMES = {
+    "vertical": "vertical_conv",
+    "horizontal": "horizontal_conv",
+    "vertical_to_horizontal": "v_to_h_conv",
+    "horizontal_out": "horizontal_output",
+    "vertical_skip": "residual_vertical",
+}
 
 
 def pixelcnn_pairs(ours: nn.Module, original: nn.Module) -> list[tuple[str, nn.Parameter, list]]:
@@ -502,16 +550,21 @@ def masks(modules: nn.ModuleList) -> dict[int, torch.Tensor]:
     return {id(layer.weight): layer.mask for layer in modules.modules() if isinstance(layer, RowCausalConv2d)}
 
 
-def compare_module(pairs: list[tuple[str, nn.Parameter, list]], before: dict[int, torch.Tensor],
-                   masked: dict[int, torch.Tensor], references: dict[str, dict] | None) -> dict:
+def compare_module(
+    pairs: list[tuple[str, nn.Parameter, list]],
+    before: dict[int, torch.Tensor],
+    masked: dict[int, torch.Tensor],
+    references: dict[str, dict] | None,
+) -> dict:
     """The largest relative errors over the module's tensors: `gradient`, ours against the original's; `step`, our
     optimiser's step taken from the original's gradients against the original's (the Adam update alone); `weight`,
     the weights after each side's own step. With `references` (fp32), the rounding floors: `floor` and
     `original_floor`, each side's gradients against the same side's with its loss computed in fp64 (the rounding in
     the loss alone); `order_floor`, ours against ours summed chunk by chunk as the original sums (the order of
     the sums alone); `chunked`, ours summed that way against the original's."""
-    kinds = ("gradient", "step", "weight") + (("floor", "original_floor", "order_floor", "chunked") if references
-                                              else ())
+    kinds = ("gradient", "step", "weight") + (
+        ("floor", "original_floor", "order_floor", "chunked") if references else ()
+    )
     worst = {kind: (0.0, "") for kind in kinds}
     without_gradient = []
     for name, ours, theirs in pairs:
@@ -524,23 +577,30 @@ def compare_module(pairs: list[tuple[str, nn.Parameter, list]], before: dict[int
         mask = masked.get(id(ours), torch.ones(()))
         twin = nn.Parameter(before[id(ours)].clone())
         twin.grad = torch.cat(grads)
-        IsolatedModule.configure_optimizer(nn.ParameterList([twin]), LR).step()   # ours builds this Adam
+        IsolatedModule.configure_optimizer(nn.ParameterList([twin]), LR).step()  # ours builds this Adam
         weight = torch.cat([parameter.detach() for parameter in theirs])
-        errors = {"gradient": relative(ours.grad * mask, twin.grad * mask),
-                  "step": relative(twin.detach() * mask, weight * mask),
-                  "weight": relative(ours.detach() * mask, weight * mask)}
+        errors = {
+            "gradient": relative(ours.grad * mask, twin.grad * mask),
+            "step": relative(twin.detach() * mask, weight * mask),
+            "weight": relative(ours.detach() * mask, weight * mask),
+        }
         if references:
             exact_theirs = torch.cat([references["original_exact"][id(p)] for p in theirs])
             chunked = references["chunked"][id(ours)]
-            errors |= {"floor": relative(ours.grad * mask, references["exact"][id(ours)] * mask),
-                       "original_floor": relative(twin.grad * mask, exact_theirs * mask),
-                       "order_floor": relative(ours.grad * mask, chunked * mask),
-                       "chunked": relative(chunked * mask, twin.grad * mask)}
+            errors |= {
+                "floor": relative(ours.grad * mask, references["exact"][id(ours)] * mask),
+                "original_floor": relative(twin.grad * mask, exact_theirs * mask),
+                "order_floor": relative(ours.grad * mask, chunked * mask),
+                "chunked": relative(chunked * mask, twin.grad * mask),
+            }
         for kind, error in errors.items():
             worst[kind] = max(worst[kind], (error, name))
-    return {**{f"{kind}_rel": error for kind, (error, _) in worst.items()},
-            **{f"{kind}_worst": name for kind, (_, name) in worst.items()},
-            "parameters": len(pairs), "without_gradient": without_gradient}
+    return {
+        **{f"{kind}_rel": error for kind, (error, _) in worst.items()},
+        **{f"{kind}_worst": name for kind, (_, name) in worst.items()},
+        "parameters": len(pairs),
+        "without_gradient": without_gradient,
+    }
 
 
 def passed(module: dict) -> bool:
@@ -565,38 +625,59 @@ def run_case(case: Case, original: types.SimpleNamespace) -> tuple[dict, Replay 
     before = {id(parameter): parameter.detach().clone() for parameter in ours.parameters()}
     draws = Draws(original_losses(model, case))
     fp32 = torch.get_default_dtype() == torch.float32
-    original_exact = original_exact_loss_gradients(model, x, case, draws) if fp32 else None   # draws recorded
-    theirs = original_step(model, x, case, draws)                                            # ... or replayed
+    original_exact = original_exact_loss_gradients(model, x, case, draws) if fp32 else None  # draws recorded
+    theirs = original_step(model, x, case, draws)  # ... or replayed
     replay = translate(case, draws, len(ours))
-    references = {"original_exact": original_exact, "exact": exact_loss_gradients(ours, x, replay),
-                  "chunked": chunked_gradients(ours, x, replay)} if fp32 else None
+    references = (
+        {
+            "original_exact": original_exact,
+            "exact": exact_loss_gradients(ours, x, replay),
+            "chunked": chunked_gradients(ours, x, replay),
+        }
+        if fp32
+        else None
+    )
     mine = our_step(ours, x, replay)
     for module in ours:
-        module.optimizer = None                                          # its moments: memory we do not need
+        module.optimizer = None  # its moments: memory we do not need
     masked = masks(ours)
     modules = []
     for index, (loss_ours, loss_theirs, module_pairs) in enumerate(zip(mine, theirs, pairs), start=1):
-        module = {"module": index, "loss": loss_ours, "loss_original": loss_theirs,
-                  "loss_rel": abs(loss_ours - loss_theirs) / abs(loss_theirs),
-                  **compare_module(module_pairs, before, masked, references)}
+        module = {
+            "module": index,
+            "loss": loss_ours,
+            "loss_original": loss_theirs,
+            "loss_rel": abs(loss_ours - loss_theirs) / abs(loss_theirs),
+            **compare_module(module_pairs, before, masked, references),
+        }
         modules.append({**module, "passed": passed(module)})
-    result = {**asdict(case), "name": case.name, "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
-              "batch": case.groups * case.per_group, "predictor_scales": scales, "modules": modules,
-              "passed": all(module["passed"] for module in modules),
-              "seconds": round(time.perf_counter() - started, 1)}
+    result = {
+        **asdict(case),
+        "name": case.name,
+        "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+        "batch": case.groups * case.per_group,
+        "predictor_scales": scales,
+        "modules": modules,
+        "passed": all(module["passed"] for module in modules),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     return result, (replay if case.pinned and fp32 else None)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--original", type=Path, default=Path("/work/orig"),
-                        help="folder holding the original's GreedyInfoMax package")
+    parser.add_argument(
+        "--original", type=Path, default=Path("/work/orig"), help="folder holding the original's GreedyInfoMax package"
+    )
     parser.add_argument("--per-group", type=int, default=2, help="images (windows) per group in the grouped cases")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     parser.add_argument("--only", nargs="*", default=None, help="case names to run (default: all)")
-    parser.add_argument("--drop-original-epsilon", action="store_true",
-                        help="the original's vision loss takes log(p) instead of log(p + 1e-11): with it, the one "
-                             "intended difference gone, fp64 runs agree to rounding")
+    parser.add_argument(
+        "--drop-original-epsilon",
+        action="store_true",
+        help="the original's vision loss takes log(p) instead of log(p + 1e-11): with it, the one "
+        "intended difference gone, fp64 runs agree to rounding",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "cross-check.json")
     args = parser.parse_args()
     original = import_original(args.original)
@@ -604,26 +685,37 @@ def main() -> int:
         original.vision_loss.ExpNLLLoss.forward = lambda self, input, target: F.nll_loss(torch.log(input), target)
     results, pins = [], {}
     for dtype in args.dtypes:
-        torch.set_default_dtype(getattr(torch, dtype))                 # both models, their inputs and buffers
+        torch.set_default_dtype(getattr(torch, dtype))  # both models, their inputs and buffers
         for case in cases(args.per_group):
             if args.only and case.name not in args.only:
                 continue
             print(f"{case.name} {dtype} ...", file=sys.stderr, flush=True)
             result, pin = run_case(case, original)
-            print(json.dumps({key: result[key] for key in ("name", "dtype", "passed", "seconds")}), file=sys.stderr,
-                  flush=True)
+            print(
+                json.dumps({key: result[key] for key in ("name", "dtype", "passed", "seconds")}),
+                file=sys.stderr,
+                flush=True,
+            )
             for module in result["modules"]:
-                print("  module {module}: ".format(**module) + ", ".join(
-                    f"{key} {value:.1e}" for key, value in module.items() if key.endswith("_rel")), file=sys.stderr)
+                print(
+                    "  module {module}: ".format(**module)
+                    + ", ".join(f"{key} {value:.1e}" for key, value in module.items() if key.endswith("_rel")),
+                    file=sys.stderr,
+                )
             results.append(result)
             if pin is not None:
-                pins[case.name] = [[([t.to(torch.int16) for t in negatives], starts) for negatives, starts in groups]
-                                   for groups in pin]
-    report = {"machine": {**machine("cpu"), "command": " ".join(["python", *sys.argv])},
-              "original": f"loeweX/Greedy_InfoMax@{ORIGINAL_COMMIT}",
-              "original_epsilon": not args.drop_original_epsilon, "tolerance": TOLERANCE,
-              "error": "max |ours - original| / max |original| per tensor; the largest over a module's tensors",
-              "passed": all(result["passed"] for result in results), "cases": results}
+                pins[case.name] = [
+                    [([t.to(torch.int16) for t in negatives], starts) for negatives, starts in groups] for groups in pin
+                ]
+    report = {
+        "machine": {**machine("cpu"), "command": " ".join(["python", *sys.argv])},
+        "original": f"loeweX/Greedy_InfoMax@{ORIGINAL_COMMIT}",
+        "original_epsilon": not args.drop_original_epsilon,
+        "tolerance": TOLERANCE,
+        "error": "max |ours - original| / max |original| per tensor; the largest over a module's tensors",
+        "passed": all(result["passed"] for result in results),
+        "cases": results,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     if pins:

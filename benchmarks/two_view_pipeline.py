@@ -15,6 +15,7 @@ size and channels in memory: the transform's cost does not depend on the pixels,
     python benchmarks/two_view_pipeline.py --json benchmarks/results/two-view-pipeline-cpu.json
     python benchmarks/two_view_pipeline.py --device cuda --presets paper-stl10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,9 @@ def pretrain_images(config: VisionRunConfig, images: int) -> tuple[ImageArray, s
         return load_split(config.data, "pretrain"), "read from disk"
     except GimError:
         spec = STAND_INS[config.data.dataset]
-        pixels = np.random.default_rng(0).integers(0, 256, (images, spec.channels, spec.height, spec.width),
-                                                   dtype=np.uint8)
+        pixels = np.random.default_rng(0).integers(
+            0, 256, (images, spec.channels, spec.height, spec.width), dtype=np.uint8
+        )
         return ImageArray(pixels, None, spec), f"random {spec.channels}x{spec.height}x{spec.width} stand-ins"
 
 
@@ -63,8 +65,9 @@ def seconds_per_batch(loader: BatchLoader, schedule: Schedule, device: torch.dev
 
 def measure(preset: str, objective: str, device: torch.device, schedule: Schedule) -> dict:
     base = PRESETS[preset]
-    config = replace(base, objective=replace(base.objective, name=objective),
-                     train=replace(base.train, device=str(device)))
+    config = replace(
+        base, objective=replace(base.objective, name=objective), train=replace(base.train, device=str(device))
+    )
     B = config.data.batch_size
     array, source = pretrain_images(config, images=B * 64)
     one = BatchLoader(array, B, train_transform(config.data, array.spec, 1), device, seed=0)
@@ -74,15 +77,27 @@ def measure(preset: str, objective: str, device: torch.device, schedule: Schedul
     modules = TASK.prepare_modules(config, input_channels(config.data, array.spec), device)
     trained = trained_indices(config.train, config.model.num_modules)
     step = statistics.median(timed_groups(lambda: train_step(modules, x, trained, (0, 0)), schedule, device))
-    return {"preset": preset, "objective": objective, "images": source, "batch_images": B, "rows": x.shape[0],
-            "one_view_images_per_s": B / data_one, "two_views_images_per_s": B / data_two,
-            "step_images_per_s": B / step, "share_of_step": data_two / (data_two + step)}
+    return {
+        "preset": preset,
+        "objective": objective,
+        "images": source,
+        "batch_images": B,
+        "rows": x.shape[0],
+        "one_view_images_per_s": B / data_one,
+        "two_views_images_per_s": B / data_two,
+        "step_images_per_s": B / step,
+        "share_of_step": data_two / (data_two + step),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["fashion-mnist", "paper-stl10"],
-                        choices=[name for name, preset in PRESETS.items() if preset.task == "vision"])
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["fashion-mnist", "paper-stl10"],
+        choices=[name for name, preset in PRESETS.items() if preset.task == "vision"],
+    )
     parser.add_argument("--objective", default="simclr", choices=["simclr", "barlow_twins", "vicreg"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the results here")
@@ -94,15 +109,26 @@ def main() -> None:
         schedule = GPU_SCHEDULE if device.type == "cuda" else CPU_SCHEDULES.get(preset, Schedule(3, 24, 4))
         row = measure(preset, args.objective, device, schedule)
         rows.append(row)
-        print(f"{preset} ({row['images']}, {row['batch_images']} images = {row['rows']} rows): one view "
-              f"{row['one_view_images_per_s']:.0f} images/s, two views {row['two_views_images_per_s']:.0f} images/s, "
-              f"{args.objective} step {row['step_images_per_s']:.1f} images/s; views take "
-              f"{100 * row['share_of_step']:.2f}% of a step", flush=True)
+        print(
+            f"{preset} ({row['images']}, {row['batch_images']} images = {row['rows']} rows): one view "
+            f"{row['one_view_images_per_s']:.0f} images/s, two views {row['two_views_images_per_s']:.0f} images/s, "
+            f"{args.objective} step {row['step_images_per_s']:.1f} images/s; views take "
+            f"{100 * row['share_of_step']:.2f}% of a step",
+            flush=True,
+        )
     if args.json:
         description = machine(args.device) | {"command": " ".join(["python", *sys.argv])}
         with open(args.json, "w") as file:
-            json.dump({"machine": description, "load_average_before": load_before,
-                       "load_average_after": os.getloadavg(), "rows": rows}, file, indent=1)
+            json.dump(
+                {
+                    "machine": description,
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
+                    "rows": rows,
+                },
+                file,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

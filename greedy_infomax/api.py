@@ -11,6 +11,7 @@
 Each name is defined where its concept lives (models/split.py, engines/, evaluation/, data/, tasks/); this module
 only gathers them, and docs/api.md walks through them with examples that run in the tests.
 """
+
 from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
 from greedy_infomax.data.image_folder import read_image_folder
@@ -36,16 +37,52 @@ from greedy_infomax.workflows import load_extractor, pretrain, pretrain_run, pro
 
 __all__ = [
     # cut a network into modules, and the objectives to attach
-    "split", "isolate", "IsolatedModule", "Objective", "InfoNCE2d", "InfoNCE1d", "Supervised", "CLAPP2d", "CLAPP1d",
-    "SimCLR", "BarlowTwins", "VICReg", "Patchify", "PatchGridPool", "GRUStage",
+    "split",
+    "isolate",
+    "IsolatedModule",
+    "Objective",
+    "InfoNCE2d",
+    "InfoNCE1d",
+    "Supervised",
+    "CLAPP2d",
+    "CLAPP1d",
+    "SimCLR",
+    "BarlowTwins",
+    "VICReg",
+    "Patchify",
+    "PatchGridPool",
+    "GRUStage",
     # train, probe, embed
-    "train", "TrainConfig", "RunFolder", "probe_modules", "ProbeConfig", "embed", "array_writer", "load_extractor",
-    "FeatureExtractor", "SpeechFeatureExtractor",
+    "train",
+    "TrainConfig",
+    "RunFolder",
+    "probe_modules",
+    "ProbeConfig",
+    "embed",
+    "array_writer",
+    "load_extractor",
+    "FeatureExtractor",
+    "SpeechFeatureExtractor",
     # the module-parallel engine under torchrun
-    "DistributedConfig", "is_first_rank",
+    "DistributedConfig",
+    "is_first_rank",
     # the paper's models, from a preset; tasks of your own
-    "PRESETS", "pretrain", "pretrain_run", "probe_run", "TASKS", "Task", "register",
+    "PRESETS",
+    "pretrain",
+    "pretrain_run",
+    "probe_run",
+    "TASKS",
+    "Task",
+    "register",
     # data
-    "Batches", "BatchLoader", "as_batches", "ImageTransform", "TwoViewTransform", "read_fashion_mnist",
-    "read_image_folder", "WindowLoader", "read_librispeech", "read_speech_folder",
+    "Batches",
+    "BatchLoader",
+    "as_batches",
+    "ImageTransform",
+    "TwoViewTransform",
+    "read_fashion_mnist",
+    "read_image_folder",
+    "WindowLoader",
+    "read_librispeech",
+    "read_speech_folder",
 ]

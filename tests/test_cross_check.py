@@ -2,6 +2,7 @@
 weights, inputs and negatives; here our paper models, rebuilt from its seed and scales, on its input, replaying the
 negatives the original drew (stored in benchmarks/results/), must give the losses the original computed. Needs only
 this project. The cross-check's own functions build and replay, so this test and the script cannot drift apart."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,7 +16,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 _spec = importlib.util.spec_from_file_location("cross_check", BENCHMARKS / "cross_check.py")
 cross_check = importlib.util.module_from_spec(_spec)
-sys.modules["cross_check"] = cross_check                  # its dataclasses look their module up while it loads
+sys.modules["cross_check"] = cross_check  # its dataclasses look their module up while it loads
 _spec.loader.exec_module(cross_check)
 
 REPORT = json.loads((BENCHMARKS / "results" / "cross-check.json").read_text())
@@ -33,7 +34,9 @@ def test_our_losses_are_the_originals_on_its_negatives(case):
     pinned = cross_check.Case(case["task"], case["model"], case["groups"], case["per_group"], case["seed"])
     modules = cross_check.our_modules(pinned)
     cross_check.scale_predictors(modules, case["predictor_scales"])
-    replay = [[([indices.long() for indices in negatives], starts) for negatives, starts in groups]
-              for groups in PINS[case["name"]]]
+    replay = [
+        [([indices.long() for indices in negatives], starts) for negatives, starts in groups]
+        for groups in PINS[case["name"]]
+    ]
     losses = cross_check.our_losses(modules, cross_check.case_input(pinned), replay)
     assert losses == pytest.approx([module["loss_original"] for module in case["modules"]], rel=1e-5)

@@ -2,6 +2,7 @@
 
 Meant for small custom datasets, so the spec (size, mean, std) is measured from the images themselves.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def check_classes(root: Path, classes: list[str]) -> list[str]:
     """The class folders of `root`, which must be `classes` (another split's), so label i means one class."""
     names = class_names(root)
     if names != classes:
-        raise GimError(f"{root}: class folders {names} differ from {classes} of the training split; "
-                       f"every split needs the same classes")
+        raise GimError(
+            f"{root}: class folders {names} differ from {classes} of the training split; "
+            f"every split needs the same classes"
+        )
     return names
 
 
@@ -47,8 +50,10 @@ def split_classes(root: Path | None, split: str, dataset: str) -> list[str]:
         raise GimError(f"data.root: the {dataset} dataset needs --data.root (a folder with train/ and test/)")
     classes = class_names(root / "train")
     if len(classes) < 2:
-        raise GimError(f"{root / 'train'}: one class folder ({classes[0]}); the probes classify images, which "
-                       "needs two classes at least (with one, every accuracy is 100%)")
+        raise GimError(
+            f"{root / 'train'}: one class folder ({classes[0]}); the probes classify images, which "
+            "needs two classes at least (with one, every accuracy is 100%)"
+        )
     if split == "train" and (root / "test").is_dir():
         for name in check_classes(root / "test", classes):
             image_files(root / "test" / name)
@@ -86,8 +91,11 @@ def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
         labels += [label] * len(files)
     for kind, skipped in unread.items():
         if skipped:
-            warnings.warn(f"{root}: {len(skipped)} {kind} in class folders not read (the first: {skipped[0]}); "
-                          "images are read only directly inside root/<class>/", stacklevel=2)
+            warnings.warn(
+                f"{root}: {len(skipped)} {kind} in class folders not read (the first: {skipped[0]}); "
+                "images are read only directly inside root/<class>/",
+                stacklevel=2,
+            )
     return paths, labels
 
 
@@ -98,8 +106,10 @@ def image_files(folder: Path) -> list[str]:
     files = sorted(name for name in visible if os.path.splitext(name)[1].lower() in image_suffixes())
     if not files:
         others = sorted({os.path.splitext(name)[1] or "no suffix" for name in visible})
-        raise GimError(f"{folder}: class folder has no images"
-                       + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else ""))
+        raise GimError(
+            f"{folder}: class folder has no images"
+            + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else "")
+        )
     return files
 
 
@@ -147,8 +157,10 @@ def to_8_bits(path: Path, image: Image.Image) -> Image.Image:
     values = np.asarray(image)
     sixteen = image.mode.startswith("I;16")
     if image.mode == "F" or values.min() < 0 or values.max() > (65535 if sixteen else 255):
-        raise GimError(f"{path}: {image.mode} pixels ({values.min()}..{values.max()}) are not 8 or 16-bit "
-                       "grayscale; save the image as 8 or 16 bits")
+        raise GimError(
+            f"{path}: {image.mode} pixels ({values.min()}..{values.max()}) are not 8 or 16-bit "
+            "grayscale; save the image as 8 or 16 bits"
+        )
     return Image.fromarray(np.round(values / 257 if sixteen else values).astype(np.uint8), "L")
 
 

@@ -3,6 +3,7 @@
 Layout (`<root>/stl10_binary/`): `{split}_X.bin` holds 96x96x3 uint8 images back to back, each stored
 channel-major and, within a channel, column-major; `{split}_y.bin` holds one uint8 label 1..10 per image.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ Every parameter of the 2B views is drawn in one call from the batch's seeded CPU
 transformed as whole-batch tensor operations on the training device: one grid_sample does every crop, resize and
 flip at once, and the jitter is a few broadcast multiplications. No image passes through Python on its own.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ from greedy_infomax.data.transforms import to_grayscale
 from greedy_infomax.placement import to_device
 
 
-def sample_boxes(count: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-                 uniform: torch.Tensor) -> torch.Tensor:
+def sample_boxes(
+    count: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], uniform: torch.Tensor
+) -> torch.Tensor:
     """Crop boxes (count, 4) as (top, left, box height, box width) in pixels, from uniform draws (count, 4).
 
     The box covers a fraction of the image's area drawn uniformly from `scale`, with an aspect ratio (width /
@@ -33,7 +35,7 @@ def sample_boxes(count: int, height: int, width: int, scale: tuple[float, float]
     box_height, box_width = torch.sqrt(area / aspect), torch.sqrt(area * aspect)
     shrink = torch.minimum(height / box_height, width / box_width).clamp(max=1)
     box_height, box_width = box_height * shrink, box_width * shrink
-    top = (height - box_height).clamp(min=0) * uniform[:, 2]                  # clamp: a fitted side may round up
+    top = (height - box_height).clamp(min=0) * uniform[:, 2]  # clamp: a fitted side may round up
     left = (width - box_width).clamp(min=0) * uniform[:, 3]
     return torch.stack([top, left, box_height, box_width], dim=1)
 
@@ -54,21 +56,22 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, flip: tor
     theta[:, 0, 2] = (2 * left + box_width) / W - 1
     theta[:, 1, 1] = box_height / H
     theta[:, 1, 2] = (2 * top + box_height) / H - 1
-    grid = F.affine_grid(theta, [N, C, size, size], align_corners=False)      # (N, size, size, 2)
+    grid = F.affine_grid(theta, [N, C, size, size], align_corners=False)  # (N, size, size, 2)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def color_jitter(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
-                 saturation: torch.Tensor) -> torch.Tensor:
+def color_jitter(
+    images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor
+) -> torch.Tensor:
     """Per-image factors (N,) applied to (N, C, H, W) images in [0, 1], in this order, clipping to [0, 1] after each:
 
     brightness scales the pixels; contrast scales their distance from the image's mean luma; saturation (colour
     images only) scales each pixel's distance from its own luma. A factor of 1 leaves the image unchanged."""
     x = (images * brightness[:, None, None, None]).clamp(0, 1)
-    mean = to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True)                  # (N, 1, 1, 1)
+    mean = to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
     x = ((x - mean) * contrast[:, None, None, None] + mean).clamp(0, 1)
     if x.shape[1] == 3:
-        luma = to_grayscale(x)                                                # (N, 1, H, W)
+        luma = to_grayscale(x)  # (N, 1, H, W)
         x = ((x - luma) * saturation[:, None, None, None] + luma).clamp(0, 1)
     return x
 
@@ -114,13 +117,15 @@ class TwoViewTransform:
         x = images.float() / 255.0
         if self.grayscale:
             x = to_grayscale(x)
-        x = torch.cat([x, x])                                                 # (2B, C, H, W): [view 1; view 2]
+        x = torch.cat([x, x])  # (2B, C, H, W): [view 1; view 2]
         draws = to_device(torch.rand(x.shape[0], 10, generator=generator), x.device)
         boxes = sample_boxes(x.shape[0], x.shape[2], x.shape[3], self.scale, self.ratio, draws[:, :4])
         x = resized_crop(x, boxes, self.crop, draws[:, 4] < self.flip_probability)
         jittered = draws[:, 5] < self.jitter_probability
-        factors = [torch.where(jittered, 1 + strength * (2 * draws[:, 6 + i] - 1), 1.0)
-                   for i, strength in enumerate((self.brightness, self.contrast, self.saturation))]
+        factors = [
+            torch.where(jittered, 1 + strength * (2 * draws[:, 6 + i] - 1), 1.0)
+            for i, strength in enumerate((self.brightness, self.contrast, self.saturation))
+        ]
         x = color_jitter(x, *factors)
         if x.shape[1] == 3:
             gray = (draws[:, 9] < self.grayscale_probability)[:, None, None, None]

@@ -8,6 +8,7 @@ run whose weights grew past GROWTH_LIMIT times stops without saving them: the ne
 same way when it was written, is the one to resume from. A run that has no checkpoint yet keeps its starting
 weights in memory (on the CPU) for that purpose, until it writes its first.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,7 +41,7 @@ class WeightWatch:
         """(1-based module, size at the start, size now) of the first trained module whose weights are not finite
         or grew past GROWTH_LIMIT times; None when every module is fine. Waits for the device."""
         for number, (before, now) in enumerate(zip(self.start, weight_sizes(modules), strict=True), start=1):
-            if before is not None and not now <= GROWTH_LIMIT * before:      # `not <=`: a NaN size is ruined too
+            if before is not None and not now <= GROWTH_LIMIT * before:  # `not <=`: a NaN size is ruined too
                 return number, before, now
         return None
 
@@ -69,11 +70,14 @@ def weight_sizes(modules: nn.ModuleList) -> list[float | None]:
     for module in modules:
         parameters = [p.detach() for p in module.parameters() if p.requires_grad] if module.optimizer else []
         counts.append(sum(p.numel() for p in parameters))
-        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.float()) for p in parameters]))
-                     if parameters else None)
+        norms.append(
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.float()) for p in parameters]))
+            if parameters
+            else None
+        )
     present = [norm for norm in norms if norm is not None]
     values = iter(torch.stack(present).tolist() if present else [])
-    return [None if norm is None else next(values) / count ** 0.5 for norm, count in zip(norms, counts, strict=True)]
+    return [None if norm is None else next(values) / count**0.5 for norm, count in zip(norms, counts, strict=True)]
 
 
 def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ has them.
 The features are exactly those the probes fit (same loader, transform, batches and pooling), so a linear
 classifier trained on the written arrays reproduces `gim probe`'s accuracy for that module.
 """
+
 from __future__ import annotations
 
 import io
@@ -54,11 +55,12 @@ class SpeechFeatureExtractor(nn.Module):
         """The run's standardisation: float waveforms in [-1, 1] (B, 1, samples) -> encoder input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return module_outputs(self.encoder)(x)[-1].transpose(1, 2)          # (B, D, frames) -> (B, frames, D)
+        return module_outputs(self.encoder)(x)[-1].transpose(1, 2)  # (B, D, frames) -> (B, frames, D)
 
 
-def embed(modules: nn.ModuleList, loader: Data, module: int, pool: int = 1,
-          batch_size: int = 256) -> dict[str, np.ndarray]:
+def embed(
+    modules: nn.ModuleList, loader: Data, module: int, pool: int = 1, batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Module `module`'s (1-based) features of one epoch of the loader: "features" (N, D) float32, and "labels" (N,)
     when the loader has them. The loader may also be a map-style torch Dataset, read in order in batches of
     `batch_size`, or a DataLoader."""
@@ -79,10 +81,12 @@ Encode = Callable[[dict[str, np.ndarray]], bytes]
 
 def _npz() -> Encode:
     """NumPy's archive of .npy arrays: `np.load(path)["features"]`."""
+
     def encode(arrays: dict[str, np.ndarray]) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
+
     return encode
 
 
@@ -91,8 +95,9 @@ def _safetensors() -> Encode:
     try:
         from safetensors.numpy import save
     except ImportError as error:
-        raise GimError("writing .safetensors needs the optional safetensors package (pip install safetensors); "
-                       ".npz needs nothing") from error
+        raise GimError(
+            "writing .safetensors needs the optional safetensors package (pip install safetensors); .npz needs nothing"
+        ) from error
     return lambda arrays: save({name: np.ascontiguousarray(array) for name, array in arrays.items()})
 
 
@@ -110,4 +115,5 @@ def array_writer(path: Path) -> Callable[[dict[str, np.ndarray]], Path]:
     def write(arrays: dict[str, np.ndarray]) -> Path:
         write_atomic(path, encode(arrays))
         return path
+
     return write

@@ -12,6 +12,7 @@ At C = 1024 and 4 layers this is the original's 129,010,688 parameters, one for 
 output is never read, so its vertical 1x1 map (2,099,200 of them) gets no gradient and never changes: it is kept
 so that the count and the parameter layout are the original's; leaving it out would compute the same function.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,7 @@ class RowCausalConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
         super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
         mask = torch.ones(1, 1, kernel, 1)
-        mask[:, :, kernel // 2 + 1:] = 0
+        mask[:, :, kernel // 2 + 1 :] = 0
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,11 +45,11 @@ class GatedLayer(nn.Module):
         self.residual = residual
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v_pre = self.vertical(v)                                                # (B, 2C, H, W)
-        h_pre = self.horizontal(h) + self.vertical_to_horizontal(v_pre)         # (B, 2C, H, W)
+        v_pre = self.vertical(v)  # (B, 2C, H, W)
+        h_pre = self.horizontal(h) + self.vertical_to_horizontal(v_pre)  # (B, 2C, H, W)
         if self.vertical_skip is not None:
             v_pre = v_pre + self.vertical_skip(v)
-        h_out = self.horizontal_out(_gate(h_pre))                               # (B, C, H, W)
+        h_out = self.horizontal_out(_gate(h_pre))  # (B, C, H, W)
         return _gate(v_pre), (h + h_out if self.residual else h_out)
 
 

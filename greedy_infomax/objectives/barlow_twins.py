@@ -1,5 +1,6 @@
 """Barlow Twins on a module's pooled, projected output (Zbontar et al. 2021, Sec. 2, Eq. 1-2), one per module, as
 blockwise self-supervised learning trains each block of a ResNet (Siddiqui et al. 2024)."""
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,9 @@ class BarlowTwins(nn.Module):
     views = 2  # rows b and B + b of a batch are two augmented views of image b (data/views.py)
     eps = 1e-5
 
-    def __init__(self, channels: int, off_diagonal_weight: float = 5e-3, hidden_dim: int = 512,
-                 projection_dim: int | None = None) -> None:
+    def __init__(
+        self, channels: int, off_diagonal_weight: float = 5e-3, hidden_dim: int = 512, projection_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.off_diagonal_weight = off_diagonal_weight
         self.projector = Projector(channels, hidden_dim, projection_dim or 512)
@@ -41,8 +43,8 @@ class BarlowTwins(nn.Module):
 
     def loss(self, p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
         """The loss of the projections p1, p2 (B, D) of the two views."""
-        a, b = self._standardise(p1), self._standardise(p2)                      # (B, D) each
-        c = a.T @ b / p1.shape[0]                                                 # (D, D)
+        a, b = self._standardise(p1), self._standardise(p2)  # (B, D) each
+        c = a.T @ b / p1.shape[0]  # (D, D)
         diagonal = c.diagonal()
         on = (1 - diagonal).pow(2).sum()
         off = c.pow(2).sum() - diagonal.pow(2).sum()

@@ -6,6 +6,7 @@ margin of 1. The loss of a context therefore depends on two scores, not on a sof
 what makes the paper's learning rule local in time and space. With one negative the cost per context is that of
 InfoNCE with N = 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,8 @@ from greedy_infomax.objectives.negatives import context_window, sample_negatives
 
 def hinge(context: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
     """mean_q max(0, 1 - u_q^+) + max(0, 1 + u_q^-) for the scores u = context . target of (Q, C) rows, in float32."""
-    positive_score = (context * positive).sum(-1).float()                     # (Q,)
-    negative_score = (context * negative).sum(-1).float()                     # (Q,)
+    positive_score = (context * positive).sum(-1).float()  # (Q,)
+    negative_score = (context * negative).sum(-1).float()  # (Q,)
     return (torch.relu(1 - positive_score) + torch.relu(1 + negative_score)).mean()
 
 
@@ -40,7 +41,7 @@ class CLAPP2d(nn.Module):
         super().__init__()
         self.prediction_steps = prediction_steps
         self.skip_steps = skip_steps
-        self.predictors = nn.Conv2d(channels, prediction_steps * channels, 1, bias=False)   # all K maps W_k
+        self.predictors = nn.Conv2d(channels, prediction_steps * channels, 1, bias=False)  # all K maps W_k
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Args: z (B, C, H, W) grid of patch vectors; labels are unused (self-supervised)."""
@@ -51,9 +52,11 @@ class CLAPP2d(nn.Module):
     def num_queries(self, batch: int, rows: int, columns: int) -> int:
         """Contexts over all steps: step k has (rows - s - k) rows of contexts with a target."""
         if rows <= self.prediction_steps + self.skip_steps:
-            raise ValueError(f"CLAPP2d needs a grid of more than prediction_steps + skip_steps = "
-                             f"{self.prediction_steps + self.skip_steps} rows (every step k needs a target), "
-                             f"got {rows}")
+            raise ValueError(
+                f"CLAPP2d needs a grid of more than prediction_steps + skip_steps = "
+                f"{self.prediction_steps + self.skip_steps} rows (every step k needs a target), "
+                f"got {rows}"
+            )
         return sum(rows - self._offset(k) for k in range(self.prediction_steps)) * batch * columns
 
     def loss(self, z: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -61,18 +64,18 @@ class CLAPP2d(nn.Module):
         in (b, t, x) order, after those of the steps before it; entry b*H*W + row*W + col is that position."""
         B, C, H, W = z.shape
         K = self.prediction_steps
-        wz = self.predictors(z).unflatten(1, (K, C))                             # (B, K, C, H, W)
-        pool = wz.permute(1, 0, 3, 4, 2).reshape(K, B * H * W, C)               # (K, BHW, C)
-        predicted = wz.unbind(1)                                                # K x (B, C, H, W): W_k z
-        queries = [B * (H - self._offset(k)) * W for k in range(K)]              # Q_k
-        step = torch.cat([torch.full((count,), k, device=z.device) for k, count in enumerate(queries)])   # (Q,)
+        wz = self.predictors(z).unflatten(1, (K, C))  # (B, K, C, H, W)
+        pool = wz.permute(1, 0, 3, 4, 2).reshape(K, B * H * W, C)  # (K, BHW, C)
+        predicted = wz.unbind(1)  # K x (B, C, H, W): W_k z
+        queries = [B * (H - self._offset(k)) * W for k in range(K)]  # Q_k
+        step = torch.cat([torch.full((count,), k, device=z.device) for k, count in enumerate(queries)])  # (Q,)
         # One gather (and one unbind) for every step: the backward writes each gradient once, not once per step.
-        negative_rows = pool[step, negatives].split(queries)                    # K x (Q_k, C)
+        negative_rows = pool[step, negatives].split(queries)  # K x (Q_k, C)
         losses = []
         for k in range(K):
             offset = self._offset(k)
-            context = z[:, :, :H - offset].permute(0, 2, 3, 1).reshape(-1, C)   # (Q_k, C)
-            positive = predicted[k][:, :, offset:].permute(0, 2, 3, 1).reshape(-1, C)   # (Q_k, C)
+            context = z[:, :, : H - offset].permute(0, 2, 3, 1).reshape(-1, C)  # (Q_k, C)
+            positive = predicted[k][:, :, offset:].permute(0, 2, 3, 1).reshape(-1, C)  # (Q_k, C)
             losses.append(hinge(context, positive, negative_rows[k]))
         return torch.stack(losses).mean()
 
@@ -98,16 +101,23 @@ class CLAPP1d(nn.Module):
         context_channels: Cc of the context c (B, Cc, T); defaults to C.
     """
 
-    def __init__(self, channels: int, prediction_steps: int = 12, context_channels: int | None = None,
-                 subsample: bool = False, subsample_window: int = 128) -> None:
+    def __init__(
+        self,
+        channels: int,
+        prediction_steps: int = 12,
+        context_channels: int | None = None,
+        subsample: bool = False,
+        subsample_window: int = 128,
+    ) -> None:
         super().__init__()
         self.prediction_steps = prediction_steps
         self.subsample = subsample
         self.subsample_window = subsample_window
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Args: z (B, C, T); labels are unused (self-supervised); context c (B, Cc, T), default z."""
         B, _, T = z.shape
         start, length = context_window(T, self.subsample_window if self.subsample else None)
@@ -117,26 +127,34 @@ class CLAPP1d(nn.Module):
     def num_queries(self, batch: int, steps: int) -> int:
         """Contexts over all steps: step k has (steps - k) contexts with a target per sequence."""
         if steps <= self.prediction_steps:
-            raise ValueError(f"CLAPP1d needs more steps than prediction_steps={self.prediction_steps} "
-                             f"(every step k needs a target), got sequences of {steps} steps")
+            raise ValueError(
+                f"CLAPP1d needs more steps than prediction_steps={self.prediction_steps} "
+                f"(every step k needs a target), got sequences of {steps} steps"
+            )
         return sum(steps - k for k in range(1, self.prediction_steps + 1)) * batch
 
-    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
-             length: int | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        negatives: torch.Tensor,
+        start: int | torch.Tensor = 0,
+        length: int | None = None,
+    ) -> torch.Tensor:
         """The loss for given negative indices (Q,), one per context: step k's block of B * (L - k) entries in (b, t)
         order, after those of the steps before it, for the L = `length` steps from `start` (default: all; a tensor
         start needs the length) that give contexts and positives; entry b*T + t is step t of sequence b."""
         B, C, T = z.shape
         length = T - start if length is None else length
-        pool = z.transpose(1, 2).reshape(B * T, C)                                # (BT, C)
-        steps = start + torch.arange(length, device=z.device)                     # (L,)
-        z_rows = z.transpose(1, 2)[:, steps]                                      # (B, L, C)
+        pool = z.transpose(1, 2).reshape(B * T, C)  # (BT, C)
+        steps = start + torch.arange(length, device=z.device)  # (L,)
+        z_rows = z.transpose(1, 2)[:, steps]  # (B, L, C)
         predictions = self.predictors(c.transpose(1, 2)[:, steps]).unflatten(2, (-1, C)).unbind(2)  # K x (B, L, C)
         # One gather (and one unbind) for every step: the backward writes each gradient once, not once per step.
         negative_rows = pool[negatives].split([B * (length - k) for k in range(1, self.prediction_steps + 1)])
         losses = []
         for k in range(1, self.prediction_steps + 1):
-            prediction = predictions[k - 1][:, :length - k].reshape(-1, C)        # (Q_k, C)
-            positive = z_rows[:, k:].reshape(-1, C)                               # (Q_k, C)
+            prediction = predictions[k - 1][:, : length - k].reshape(-1, C)  # (Q_k, C)
+            positive = z_rows[:, k:].reshape(-1, C)  # (Q_k, C)
             losses.append(hinge(prediction, positive, negative_rows[k - 1]))
         return torch.stack(losses).mean()

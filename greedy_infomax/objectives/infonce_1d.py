@@ -1,5 +1,6 @@
 """InfoNCE over a sequence of frame vectors, predicting K frames ahead (CPC, van den Oord et al. 2018, Sec. 2;
 GIM paper, Sec. 3, audio setup in Sec. 4.2)."""
+
 from __future__ import annotations
 
 import torch
@@ -52,9 +53,16 @@ class InfoNCE1d(nn.Module):
     """Data-parallel replicas whose batches join the negative pool: set by the module-parallel engine under
     `distributed.negatives global`, which only objectives declaring this attribute accept."""
 
-    def __init__(self, channels: int, prediction_steps: int = 12, num_negatives: int = 10,
-                 context_channels: int | None = None, subsample: bool = False, subsample_window: int = 128,
-                 negative_groups: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        prediction_steps: int = 12,
+        num_negatives: int = 10,
+        context_channels: int | None = None,
+        subsample: bool = False,
+        subsample_window: int = 128,
+        negative_groups: int = 1,
+    ) -> None:
         super().__init__()
         self.prediction_steps = prediction_steps
         self.num_negatives = num_negatives
@@ -65,17 +73,19 @@ class InfoNCE1d(nn.Module):
         self.predictors = nn.Linear(context_channels or channels, prediction_steps * channels, bias=False)
         self.metrics: dict[str, torch.Tensor] = {}
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Args: z (B, C, T) sequence of frame vectors; labels are unused (self-supervised); context c
         (B, Cc, T), default z."""
-        c = z if context is None else context                                       # (B, Cc, T)
+        c = z if context is None else context  # (B, Cc, T)
         results = []
         for z_g, c_g in zip(split_groups(z, self.negative_groups, self.negatives_group), c.chunk(self.negative_groups)):
             start, length = self.window(z_g.shape[2])
             pool = z_g.shape[0] * z_g.shape[2] * pool_copies(self.negatives_group)
-            negatives = sample_permuted_negatives(self.num_contexts(z_g.shape[0], length), self.num_negatives, pool,
-                                                  z_g.device)
+            negatives = sample_permuted_negatives(
+                self.num_contexts(z_g.shape[0], length), self.num_negatives, pool, z_g.device
+            )
             results.append(self.loss_and_accuracy(z_g, c_g, negatives, start, length))
         loss, accuracy = (torch.stack(values).mean() for values in zip(*results))
         self.metrics = {"accuracy": accuracy.detach()}
@@ -91,14 +101,25 @@ class InfoNCE1d(nn.Module):
         self._check_length(length)
         return batch * (length - 1)
 
-    def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor, start: int | torch.Tensor = 0,
-             length: int | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        negatives: torch.Tensor,
+        start: int | torch.Tensor = 0,
+        length: int | None = None,
+    ) -> torch.Tensor:
         """The loss of one group for given negative indices: see `loss_and_accuracy`."""
         return self.loss_and_accuracy(z, c, negatives, start, length)[0]
 
-    def loss_and_accuracy(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor,
-                          start: int | torch.Tensor = 0,
-                          length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_accuracy(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        negatives: torch.Tensor,
+        start: int | torch.Tensor = 0,
+        length: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of one group for given negative indices (B*(length-1), N) into the pool of all B*T steps (entry
         b*T + t; R*B*T with the R replicas of `negatives_group`, replica i's entries from i*B*T on), and the share of
         its queries whose positive scored highest, averaged alike.
@@ -111,18 +132,18 @@ class InfoNCE1d(nn.Module):
         K = self.prediction_steps
         length = T - start if length is None else length
         self._check_length(length)
-        steps = start + torch.arange(length, device=z.device)                  # (L,): the window
-        z_window = z.transpose(1, 2)[:, steps]                                  # (B, L, C)
-        predictions = self.predictors(c.transpose(1, 2)[:, steps[:-1]])        # (B, L-1, K*C): W_k c_t
+        steps = start + torch.arange(length, device=z.device)  # (L,): the window
+        z_window = z.transpose(1, 2)[:, steps]  # (B, L, C)
+        predictions = self.predictors(c.transpose(1, 2)[:, steps[:-1]])  # (B, L-1, K*C): W_k c_t
         pool = shared_pool(z.transpose(1, 2).reshape(B * T, C), 0, self.negatives_group)  # (R*B*T, C)
-        negative_vectors = pool[negatives]                                      # (B*(L-1), N, C)
+        negative_vectors = pool[negatives]  # (B*(L-1), N, C)
         step_losses, step_accuracies = [], []
         for k in range(1, K + 1):
-            prediction = predictions[:, :length - k, (k - 1) * C:k * C].reshape(-1, C)    # (B*(L-k), C)
-            positive = z_window[:, k:].reshape(-1, C)                                     # (B*(L-k), C)
-            negative = negative_vectors[B * (k - 1):]                                     # (B*(L-k), N, C)
-            positive_scores = (prediction * positive).sum(-1, keepdim=True)               # (B*(L-k), 1)
-            negative_scores = torch.bmm(negative, prediction[:, :, None]).squeeze(-1)     # (B*(L-k), N)
+            prediction = predictions[:, : length - k, (k - 1) * C : k * C].reshape(-1, C)  # (B*(L-k), C)
+            positive = z_window[:, k:].reshape(-1, C)  # (B*(L-k), C)
+            negative = negative_vectors[B * (k - 1) :]  # (B*(L-k), N, C)
+            positive_scores = (prediction * positive).sum(-1, keepdim=True)  # (B*(L-k), 1)
+            negative_scores = torch.bmm(negative, prediction[:, :, None]).squeeze(-1)  # (B*(L-k), N)
             logits = at_least_fp32(torch.cat([positive_scores, negative_scores], dim=1))
             step_losses.append(-F.log_softmax(logits, dim=1)[:, 0].mean())
             step_accuracies.append(positive_first(logits.detach()).mean())
@@ -130,5 +151,7 @@ class InfoNCE1d(nn.Module):
 
     def _check_length(self, length: int) -> None:
         if length <= self.prediction_steps:
-            raise ValueError(f"InfoNCE1d needs more steps than prediction_steps={self.prediction_steps} "
-                             f"(every step k needs a target), got sequences of {length} steps")
+            raise ValueError(
+                f"InfoNCE1d needs more steps than prediction_steps={self.prediction_steps} "
+                f"(every step k needs a target), got sequences of {length} steps"
+            )

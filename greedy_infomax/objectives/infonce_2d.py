@@ -1,4 +1,5 @@
 """InfoNCE over a grid of patch vectors, predicting rows below from rows above (paper, Sec. 3 and App. A.1)."""
+
 from __future__ import annotations
 
 import torch
@@ -41,9 +42,16 @@ class InfoNCE2d(nn.Module):
     """Data-parallel replicas whose batches join the negative pool: set by the module-parallel engine under
     `distributed.negatives global`, which only objectives declaring this attribute accept."""
 
-    def __init__(self, channels: int, prediction_steps: int = 5, skip_steps: int = 1, num_negatives: int = 16,
-                 context_channels: int | None = None, autoregressor: nn.Module | None = None,
-                 negative_groups: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        prediction_steps: int = 5,
+        skip_steps: int = 1,
+        num_negatives: int = 16,
+        context_channels: int | None = None,
+        autoregressor: nn.Module | None = None,
+        negative_groups: int = 1,
+    ) -> None:
         super().__init__()
         self.prediction_steps = prediction_steps
         self.skip_steps = skip_steps
@@ -69,15 +77,20 @@ class InfoNCE2d(nn.Module):
         each step's rows drawn from range(size of that step's pool)."""
         B, _, H, W = z.shape
         images = B * pool_copies(self.negatives_group)
-        return torch.cat([sample_negatives(B * rows * W, self.num_negatives, images * rows * W, z.device)
-                          for rows in self._target_rows(H)])
+        return torch.cat(
+            [
+                sample_negatives(B * rows * W, self.num_negatives, images * rows * W, z.device)
+                for rows in self._target_rows(H)
+            ]
+        )
 
     def loss(self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         """The loss of one group for given negative indices (Q, N): see `loss_and_accuracy`."""
         return self.loss_and_accuracy(z, c, negatives)[0]
 
-    def loss_and_accuracy(self, z: torch.Tensor, c: torch.Tensor,
-                          negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_accuracy(
+        self, z: torch.Tensor, c: torch.Tensor, negatives: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of one group for given negative indices (Q, N), and the share of its queries whose positive
         scored highest, weighted alike.
 
@@ -88,25 +101,25 @@ class InfoNCE2d(nn.Module):
         B, _, H, W = z.shape
         K = self.prediction_steps
         step, context_row, target_row, rows_per_step = self._pairs(H, z.device)  # (P,) each: every valid (k, t)
-        wz = self.predictors(z).unflatten(1, (K, -1))                          # (B, K, Cc, H, W)
-        wz = wz.permute(1, 0, 3, 4, 2)                                         # (K, B, H, W, Cc)
-        queries = c.permute(2, 0, 3, 1)[context_row]                           # (P, B, W, Cc)
-        positives = wz[step, :, target_row]                                    # (P, B, W, Cc)
+        wz = self.predictors(z).unflatten(1, (K, -1))  # (B, K, Cc, H, W)
+        wz = wz.permute(1, 0, 3, 4, 2)  # (K, B, H, W, Cc)
+        queries = c.permute(2, 0, 3, 1)[context_row]  # (P, B, W, Cc)
+        positives = wz[step, :, target_row]  # (P, B, W, Cc)
         pool = shared_pool(wz.reshape(K, B * H * W, -1), 1, self.negatives_group)  # (K, R*B*H*W, Cc)
-        step_of_query = step[:, None, None].expand(-1, B, W).reshape(-1)       # (Q,)
+        step_of_query = step[:, None, None].expand(-1, B, W).reshape(-1)  # (Q,)
         negative_vectors = pool[step_of_query[:, None], self._grid_index(negatives, step_of_query, H, W)]  # (Q, N, Cc)
-        queries = queries.reshape(-1, queries.shape[-1])                       # (Q, Cc)
+        queries = queries.reshape(-1, queries.shape[-1])  # (Q, Cc)
         positive_scores = (queries * positives.reshape(queries.shape)).sum(-1, keepdim=True)  # (Q, 1)
-        negative_scores = torch.bmm(negative_vectors, queries[:, :, None]).squeeze(-1)       # (Q, N)
+        negative_scores = torch.bmm(negative_vectors, queries[:, :, None]).squeeze(-1)  # (Q, N)
         logits = at_least_fp32(torch.cat([positive_scores, negative_scores], dim=1))
-        per_query = -F.log_softmax(logits, dim=1)[:, 0]                        # (Q,)
+        per_query = -F.log_softmax(logits, dim=1)[:, 0]  # (Q,)
         # Mean over each step's positions, then over steps: steps further ahead have fewer rows.
         weights = (1.0 / (K * rows_per_step.to(per_query.dtype) * B * W))[step_of_query]
         return (per_query * weights).sum(), (positive_first(logits.detach()) * weights).sum()
 
     def _grid_index(self, negatives: torch.Tensor, step_of_query: torch.Tensor, H: int, W: int) -> torch.Tensor:
         """Step-pool entries (Q, N) as entries b * H * W + row * W + x of the whole grid."""
-        first_row = self.skip_steps + 1 + step_of_query[:, None]               # (Q, 1): s + k
+        first_row = self.skip_steps + 1 + step_of_query[:, None]  # (Q, 1): s + k
         per_image = (H - first_row) * W
         image, within = negatives.div(per_image, rounding_mode="floor"), negatives.remainder(per_image)
         return image * H * W + first_row * W + within
@@ -121,10 +134,14 @@ class InfoNCE2d(nn.Module):
         call, and nothing whose shape depends on tensor data, which torch.compile could not trace."""
         key = (rows, device)
         if key not in self._pair_cache:
-            offsets = [k + 1 + self.skip_steps for k in range(self.prediction_steps)]   # rows from context to target
+            offsets = [k + 1 + self.skip_steps for k in range(self.prediction_steps)]  # rows from context to target
             pairs = [(k, t, t + offset) for k, offset in enumerate(offsets) for t in range(rows - offset)]
             rows_per_step = [max(rows - offset, 0) for offset in offsets]
             step, context_row, target_row = torch.tensor(pairs, device=device).unbind(1)
-            self._pair_cache[key] = (step, context_row, target_row,
-                                     torch.tensor(rows_per_step, dtype=torch.float, device=device))
+            self._pair_cache[key] = (
+                step,
+                context_row,
+                target_row,
+                torch.tensor(rows_per_step, dtype=torch.float, device=device),
+            )
         return self._pair_cache[key]

@@ -1,6 +1,7 @@
 """What the contrastive objectives (InfoNCE, CLAPP) share: negative sampling (indices of rows, never copies of
 whole tensors), the split of a batch into negative groups, the pool of data-parallel replicas, the precision of the
 scores, and the window of a long sequence that gives contexts and positives."""
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,7 @@ def sample_permuted_negatives(rows: int, num_negatives: int, pool_size: int, dev
     which shuffles the whole pool once per negative and reads only the rows it needs: we keep only those rows)."""
     if rows > pool_size:
         raise ValueError(f"cannot take {rows} rows of a permutation of {pool_size}")
-    columns = [torch.randperm(pool_size, device=device)[pool_size - rows:] for _ in range(num_negatives)]
+    columns = [torch.randperm(pool_size, device=device)[pool_size - rows :] for _ in range(num_negatives)]
     return torch.stack(columns, dim=1)
 
 
@@ -63,11 +64,14 @@ def split_groups(z: torch.Tensor, groups: int, group: dist.ProcessGroup | None) 
     """The batch cut into `groups` consecutive equal parts, each its own negative pool: what nn.DataParallel did
     in the original code, each GPU scoring its slice of the batch against negatives from that slice only."""
     if z.shape[0] % groups:
-        raise ValueError(f"objective.negative_groups: a batch of {z.shape[0]} does not split into {groups} equal "
-                         f"groups")
+        raise ValueError(
+            f"objective.negative_groups: a batch of {z.shape[0]} does not split into {groups} equal groups"
+        )
     if groups > 1 and group is not None:
-        raise ValueError("objective.negative_groups: with a negative pool shared across replicas "
-                         "(distributed.negatives global) the batch cannot also be split into groups")
+        raise ValueError(
+            "objective.negative_groups: with a negative pool shared across replicas "
+            "(distributed.negatives global) the batch cannot also be split into groups"
+        )
     return z.chunk(groups)
 
 

@@ -1,4 +1,5 @@
 """The head every two-view objective scores through: pool a module's output, split the two views, project."""
+
 from __future__ import annotations
 
 import torch
@@ -26,13 +27,19 @@ class Projector(nn.Module):
 
     def __init__(self, channels: int, hidden_dim: int, projection_dim: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(),
-                                 nn.Linear(hidden_dim, projection_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, projection_dim),
+        )
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: z (2B, C, *positions), view 1 in rows [0, B), view 2 in rows [B, 2B). Returns two (B, D)."""
         if z.shape[0] % 2 or z.shape[0] < 4:
-            raise GimError(f"a two-view objective needs a batch of 2B rows, B >= 2 images in two views each "
-                           f"(rows [0, B) view 1, [B, 2B) view 2), got {z.shape[0]} rows")
-        pooled = z.flatten(2).mean(2) if z.ndim > 2 else z                        # (2B, C)
-        return self.mlp(pooled).float().chunk(2)                                  # (B, D) each
+            raise GimError(
+                f"a two-view objective needs a batch of 2B rows, B >= 2 images in two views each "
+                f"(rows [0, B) view 1, [B, 2B) view 2), got {z.shape[0]} rows"
+            )
+        pooled = z.flatten(2).mean(2) if z.ndim > 2 else z  # (2B, C)
+        return self.mlp(pooled).float().chunk(2)  # (B, D) each

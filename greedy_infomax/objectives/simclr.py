@@ -1,4 +1,5 @@
 """SimCLR's NT-Xent on a module's pooled, projected output (Chen et al. 2020, Sec. 2.1, Eq. 1), one per module."""
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,9 @@ class SimCLR(nn.Module):
 
     views = 2  # rows b and B + b of a batch are two augmented views of image b (data/views.py)
 
-    def __init__(self, channels: int, temperature: float = 0.5, hidden_dim: int = 512,
-                 projection_dim: int | None = None) -> None:
+    def __init__(
+        self, channels: int, temperature: float = 0.5, hidden_dim: int = 512, projection_dim: int | None = None
+    ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"SimCLR needs a positive temperature, got {temperature}")
@@ -40,8 +42,8 @@ class SimCLR(nn.Module):
     def loss(self, p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
         """NT-Xent of the projections p1, p2 (B, D) of the two views."""
         B = p1.shape[0]
-        p = F.normalize(torch.cat([p1, p2]), dim=1)                               # (2B, D)
-        logits = p @ p.T / self.temperature                                       # (2B, 2B)
+        p = F.normalize(torch.cat([p1, p2]), dim=1)  # (2B, D)
+        logits = p @ p.T / self.temperature  # (2B, 2B)
         logits = logits.masked_fill(torch.eye(2 * B, dtype=torch.bool, device=p.device), float("-inf"))
-        partner = torch.arange(2 * B, device=p.device).roll(B)                    # (2B,): i + B mod 2B
+        partner = torch.arange(2 * B, device=p.device).roll(B)  # (2B,): i + B mod 2B
         return F.cross_entropy(logits, partner)

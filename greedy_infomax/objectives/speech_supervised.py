@@ -1,4 +1,5 @@
 """Supervised per-module losses for speech: the greedy supervised and supervised baselines of the audio table."""
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,14 @@ class SpeechSupervised(nn.Module):
 
     needs_labels = True
 
-    def __init__(self, channels: int, num_speakers: int, num_phones: int, targets: str = "both",
-                 context_channels: int | None = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_speakers: int,
+        num_phones: int,
+        targets: str = "both",
+        context_channels: int | None = None,
+    ) -> None:
         super().__init__()
         if targets not in ("both", "speaker", "phone"):
             raise ValueError(f"targets: must be both, speaker or phone, got {targets!r}")
@@ -38,22 +45,27 @@ class SpeechSupervised(nn.Module):
         self.phone = nn.Linear(features, num_phones) if targets != "speaker" else None
         self.metrics: dict[str, torch.Tensor] = {}
 
-    def forward(self, z: torch.Tensor, labels: tuple[torch.Tensor, torch.Tensor] | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Args: z (B, C, T); labels (speakers (B,), phones (B, F) with -1 where unknown), F <= T."""
         if labels is None or not isinstance(labels, tuple):
-            raise GimError("the speech supervised objective needs (speaker, phone) labels: a WindowLoader with "
-                           "phones=True")
+            raise GimError(
+                "the speech supervised objective needs (speaker, phone) labels: a WindowLoader with phones=True"
+            )
         speakers, phones = labels
-        h = (z if context is None else context).float()                                 # (B, C, T)
+        h = (z if context is None else context).float()  # (B, C, T)
         loss, metrics = h.new_zeros(()), {}
         if self.speaker is not None:
-            logits = self.speaker(h.mean(2))                                            # (B, speakers)
+            logits = self.speaker(h.mean(2))  # (B, speakers)
             loss = loss + F.cross_entropy(logits, speakers)
             metrics["speaker_accuracy"] = (logits.detach().argmax(1) == speakers).float().mean()
         if self.phone is not None:
-            frames = F.adaptive_avg_pool1d(h, phones.shape[1]).transpose(1, 2)        # (B, F, C)
-            logits = self.phone(frames).flatten(0, 1)                                   # (B*F, phones)
+            frames = F.adaptive_avg_pool1d(h, phones.shape[1]).transpose(1, 2)  # (B, F, C)
+            logits = self.phone(frames).flatten(0, 1)  # (B*F, phones)
             loss = loss + F.cross_entropy(logits, phones.flatten(), ignore_index=-1)
             known = phones.flatten() != -1
             correct = (logits.detach().argmax(1) == phones.flatten()) & known

@@ -1,4 +1,5 @@
 """A supervised per-module loss: the greedy supervised baseline of the paper (Sec. 4.1, Table 1)."""
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,7 @@ class Supervised(nn.Module):
         """Args: z (B, C, *positions); labels (B,) class indices, required."""
         if labels is None:
             raise GimError("the supervised objective needs labels, and this batch has none (an unlabelled split?)")
-        pooled = z.flatten(2).mean(2) if z.ndim > 2 else z                      # (B, C)
-        logits = self.classifier(pooled).float()                                # (B, classes)
+        pooled = z.flatten(2).mean(2) if z.ndim > 2 else z  # (B, C)
+        logits = self.classifier(pooled).float()  # (B, classes)
         self.metrics = {"accuracy": (logits.detach().argmax(1) == labels).float().mean()}
         return F.cross_entropy(logits, labels)

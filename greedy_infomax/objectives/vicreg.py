@@ -1,4 +1,5 @@
 """VICReg on a module's pooled, projected output (Bardes, Ponce, LeCun 2022, Sec. 3), one per module."""
+
 from __future__ import annotations
 
 import torch
@@ -28,12 +29,18 @@ class VICReg(nn.Module):
     """
 
     views = 2  # rows b and B + b of a batch are two augmented views of image b (data/views.py)
-    target_std = 1.0   # gamma
+    target_std = 1.0  # gamma
     eps = 1e-4
 
-    def __init__(self, channels: int, invariance_weight: float = 25.0, variance_weight: float = 25.0,
-                 covariance_weight: float = 1.0, hidden_dim: int = 512,
-                 projection_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        invariance_weight: float = 25.0,
+        variance_weight: float = 25.0,
+        covariance_weight: float = 1.0,
+        hidden_dim: int = 512,
+        projection_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.invariance_weight = invariance_weight
         self.variance_weight = variance_weight
@@ -49,15 +56,16 @@ class VICReg(nn.Module):
         invariance = (p1 - p2).pow(2).mean()
         variance = self._variance(p1) + self._variance(p2)
         covariance = self._covariance(p1) + self._covariance(p2)
-        return (self.invariance_weight * invariance + self.variance_weight * variance
-                + self.covariance_weight * covariance)
+        return (
+            self.invariance_weight * invariance + self.variance_weight * variance + self.covariance_weight * covariance
+        )
 
     def _variance(self, p: torch.Tensor) -> torch.Tensor:
-        std = torch.sqrt(p.var(dim=0) + self.eps)                                 # (D,)
+        std = torch.sqrt(p.var(dim=0) + self.eps)  # (D,)
         return torch.relu(self.target_std - std).mean()
 
     def _covariance(self, p: torch.Tensor) -> torch.Tensor:
         B, D = p.shape
         centred = p - p.mean(dim=0)
-        cov = centred.T @ centred / (B - 1)                                       # (D, D)
+        cov = centred.T @ centred / (B - 1)  # (D, D)
         return (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / D

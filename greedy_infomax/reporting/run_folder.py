@@ -12,6 +12,7 @@ A checkpoint folder is written under a temporary name, flushed to disk and renam
 `step-*` folder is always complete: a kill at any moment leaves the previous one intact. One process at a time
 writes a run folder: two would interleave their metrics and overwrite each other's checkpoints (see RunLock).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -71,8 +72,10 @@ class RunLock:
             file.seek(0)
             holder = " ".join(file.read().split()) or "another process"
             file.close()
-            raise GimError(f"{folder} is in use by {holder}: one process at a time writes a run folder; wait for "
-                           f"that one to end, or stop it") from None
+            raise GimError(
+                f"{folder} is in use by {holder}: one process at a time writes a run folder; wait for "
+                f"that one to end, or stop it"
+            ) from None
         file.truncate(0)
         command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
         file.write(f"pid {os.getpid()} on {socket.gethostname()} ({command})\n")
@@ -116,8 +119,9 @@ class RunFolder:
         """Set by `at_step`: the checkpoint that loading reads instead of the newest."""
 
     @classmethod
-    def create(cls, parent: Path, name: str | None = None, config: AnyRunConfig | None = None,
-               prefix: str = "") -> RunFolder:
+    def create(
+        cls, parent: Path, name: str | None = None, config: AnyRunConfig | None = None, prefix: str = ""
+    ) -> RunFolder:
         """A new, empty run folder with the config written into it.
 
         name None: `prefix` and the date and time, with -2, -3, ... when that folder exists (made at once, so two
@@ -138,8 +142,10 @@ class RunFolder:
         last_file = path / ("meta.json" if config is None else "config.yaml")  # written last: the run exists
         if last_file.exists() and run.started():
             run.close()
-            raise GimError(f"{path} already holds a run: choose another name, or continue it (`gim pretrain "
-                           f"--resume {path}`; in Python, resume=True)")
+            raise GimError(
+                f"{path} already holds a run: choose another name, or continue it (`gim pretrain "
+                f"--resume {path}`; in Python, resume=True)"
+            )
         kind = "custom" if config is None else config.task
         meta = {"format_version": FORMAT_VERSION, "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_atomic(path / "meta.json", json.dumps(meta, indent=2).encode())
@@ -165,16 +171,20 @@ class RunFolder:
         if not (run.path / "meta.json").exists():
             raise GimError(f"{path} is not a run folder (no meta.json); `gim pretrain` creates one")
         if (version := run._meta().get("format_version")) != FORMAT_VERSION:
-            raise GimError(f"{run.path / 'meta.json'}: run format {version} is not {FORMAT_VERSION}, "
-                           "the one this version of greedy-infomax reads")
+            raise GimError(
+                f"{run.path / 'meta.json'}: run format {version} is not {FORMAT_VERSION}, "
+                "the one this version of greedy-infomax reads"
+            )
         return run
 
     @property
     def config(self) -> AnyRunConfig:
         path = self.path / "config.yaml"
         if not path.exists():
-            raise GimError(f"{path} not found: a run of a network built in Python (the train API) has no config; "
-                           "build the same modules in Python and load the checkpoint with RunFolder.load_checkpoint")
+            raise GimError(
+                f"{path} not found: a run of a network built in Python (the train API) has no config; "
+                "build the same modules in Python and load the checkpoint with RunFolder.load_checkpoint"
+            )
         return load_config(path)
 
     def update_config(self, config: AnyRunConfig) -> None:
@@ -203,9 +213,11 @@ class RunFolder:
         except OSError as error:
             self.close()
             kept = self.latest_checkpoint()
-            raise GimError(f"could not write {path} ({error.strerror}); "
-                           + (f"the newest checkpoint is intact: {kept}" if kept else "no checkpoint was saved yet")
-                           + "; resume once the disk has room") from error
+            raise GimError(
+                f"could not write {path} ({error.strerror}); "
+                + (f"the newest checkpoint is intact: {kept}" if kept else "no checkpoint was saved yet")
+                + "; resume once the disk has room"
+            ) from error
 
     def forget_metrics_after(self, step: int) -> None:
         """Drop logged rows past `step` (work lost since the checkpoint), and a last line torn by a crash;
@@ -213,12 +225,16 @@ class RunFolder:
         rewound to step 0, which would erase its history."""
         self.lock()
         if step == 0 and self.latest_checkpoint() is None and self._meta().get("checkpointed"):
-            raise GimError(f"{self.checkpoints}: this run saved checkpoints and none is left, so it cannot resume "
-                           "(it would start again from step 0 and erase its metrics); restore them, or start a new run")
+            raise GimError(
+                f"{self.checkpoints}: this run saved checkpoints and none is left, so it cannot resume "
+                "(it would start again from step 0 and erase its metrics); restore them, or start a new run"
+            )
         rows, torn = self._read_metrics()
         if torn:
-            warnings.warn(f"{self.path / 'metrics.jsonl'}: removed its last line, cut short by a crash while it was "
-                          "written", stacklevel=2)
+            warnings.warn(
+                f"{self.path / 'metrics.jsonl'}: removed its last line, cut short by a crash while it was written",
+                stacklevel=2,
+            )
         kept = [row for row in rows if row["step"] <= step]
         write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in kept).encode())
         self._purge_step = step + 1
@@ -243,8 +259,10 @@ class RunFolder:
         rows = [_metrics_row(line) for _, line in numbered]
         for (number, line), row in zip(numbered[:-1], rows[:-1], strict=True):
             if row is None:
-                raise GimError(f"{path}: line {number} is not a metrics row ({line[:40]!r}); only a last line cut "
-                               "short by a crash is repaired: delete that line to go on")
+                raise GimError(
+                    f"{path}: line {number} is not a metrics row ({line[:40]!r}); only a last line cut "
+                    "short by a crash is repaired: delete that line to go on"
+                )
         torn = bool(rows) and rows[-1] is None
         return rows[:-1] if torn else rows, torn
 
@@ -274,8 +292,9 @@ class RunFolder:
         except OSError as error:
             shutil.rmtree(staging, ignore_errors=True)
             kept = self.latest_checkpoint()
-            raise GimError(f"could not write checkpoint {final} ({error.strerror}); "
-                           f"the previous one is intact: {kept}") from error
+            raise GimError(
+                f"could not write checkpoint {final} ({error.strerror}); the previous one is intact: {kept}"
+            ) from error
         for old in self._checkpoint_folders()[:-KEEP_CHECKPOINTS]:
             if not self.keep_every or _step_of(old) % self.keep_every:
                 shutil.rmtree(old, ignore_errors=True)
@@ -298,8 +317,10 @@ class RunFolder:
         was not kept is an error listing those that were (train.keep_every keeps more)."""
         if step not in self.checkpoint_steps():
             kept = ", ".join(map(str, self.checkpoint_steps())) or "none"
-            raise GimError(f"--step {step}: {self.path} kept no checkpoint of that step (kept: {kept}); "
-                           f"train.keep_every N keeps every Nth")
+            raise GimError(
+                f"--step {step}: {self.path} kept no checkpoint of that step (kept: {kept}); "
+                f"train.keep_every N keeps every Nth"
+            )
         pinned = RunFolder(self.path)
         pinned.pinned_step = step
         return pinned
@@ -356,6 +377,7 @@ class _EventFile:
 
     def __init__(self, folder: Path, purge_step: int | None) -> None:
         from tensorboardX.proto.event_pb2 import Event, SessionLog  # imported late: only training needs them
+
         folder.mkdir(exist_ok=True)
         self.path = folder / f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
         self._file = open(self.path, "ab")
@@ -366,6 +388,7 @@ class _EventFile:
     def add(self, step: int, scalars: dict[str, float]) -> None:
         from tensorboardX.proto.event_pb2 import Event
         from tensorboardX.summary import scalar
+
         for key, value in scalars.items():
             self._write(Event(wall_time=time.time(), step=step, summary=scalar(key, value)))
         self._file.flush()
@@ -373,10 +396,12 @@ class _EventFile:
     def _write(self, event: Any) -> None:
         """One record of TensorFlow's format: length, its checksum, the serialised event, its checksum."""
         from tensorboardX.record_writer import masked_crc32c
+
         data = event.SerializeToString()
         header = struct.pack("Q", len(data))
-        self._file.write(header + struct.pack("I", masked_crc32c(header))
-                         + data + struct.pack("I", masked_crc32c(data)))
+        self._file.write(
+            header + struct.pack("I", masked_crc32c(header)) + data + struct.pack("I", masked_crc32c(data))
+        )
 
     def close(self) -> None:
         """Close the file; after a failed write, without the error of writing its rest again (already reported)."""
@@ -400,8 +425,10 @@ def _load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - a damaged file raises RuntimeError, EOFError, UnpicklingError, ...
-        raise GimError(f"{path}: cannot be read ({type(error).__name__}), the checkpoint is damaged; delete its folder "
-                       f"to resume from the one before") from error
+        raise GimError(
+            f"{path}: cannot be read ({type(error).__name__}), the checkpoint is damaged; delete its folder "
+            f"to resume from the one before"
+        ) from error
 
 
 def _save_synced(obj: Any, path: Path) -> None:
@@ -447,8 +474,10 @@ def _check_adoptable(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise GimError(f"{path} is a file, not a run folder: choose another run name")
     if path.is_dir() and not ((path / "meta.json").exists() or (path / LOCK_FILE).exists()) and any(path.iterdir()):
-        raise GimError(f"{path} exists and is not a run folder (no meta.json): choose another run name; a run "
-                       f"never takes over a folder that holds other files")
+        raise GimError(
+            f"{path} exists and is not a run folder (no meta.json): choose another run name; a run "
+            f"never takes over a folder that holds other files"
+        )
 
 
 def _new_folder(parent: Path, base: str) -> Path:

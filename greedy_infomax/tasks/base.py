@@ -6,6 +6,7 @@ next to the shared train and distributed ones), its presets, its objectives by n
 builds loaders and modules from that config and runs its probe protocol; one line in tasks/__init__.py registers
 it. Everything above this layer (workflows, reproduce, bench, the CLI) reaches a task only through these methods.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -86,11 +87,19 @@ class Task:
         """The configured objective's class with the options its constructor names, taken from the config's
         objective section: a function of the module's output channels."""
         if config.objective.name not in self.objectives:
-            raise GimError(f"objective.name: {config.objective.name!r} is not an objective of {self.name} runs; "
-                           f"choose one of: {', '.join(self.objectives)}")
+            raise GimError(
+                f"objective.name: {config.objective.name!r} is not an objective of {self.name} runs; "
+                f"choose one of: {', '.join(self.objectives)}"
+            )
         cls = self.objectives[config.objective.name]
-        return partial(cls, **{name: getattr(config.objective, name) for name in objective_options(cls)
-                               if name != "name" and hasattr(config.objective, name)})
+        return partial(
+            cls,
+            **{
+                name: getattr(config.objective, name)
+                for name in objective_options(cls)
+                if name != "name" and hasattr(config.objective, name)
+            },
+        )
 
     def cut_at(self, config: AnyRunConfig, stages_per_module: tuple[int, ...]) -> AnyRunConfig:
         """The same encoder cut into other modules, for reading features only (e.g. an end-to-end run probed at
@@ -130,8 +139,9 @@ class Task:
         """The task's probe protocol on the run's newest checkpoint: every module, next to its baselines."""
         raise NotImplementedError
 
-    def embed(self, run: RunFolder, config: AnyRunConfig, module: int, role: str,
-              device: torch.device) -> dict[str, np.ndarray]:
+    def embed(
+        self, run: RunFolder, config: AnyRunConfig, module: int, role: str, device: torch.device
+    ) -> dict[str, np.ndarray]:
         """Module `module`'s (1-based) features, as the probes see them, of the split playing `role` ('pretrain',
         'probe_train' or 'probe_test')."""
         raise NotImplementedError
@@ -170,20 +180,23 @@ class Task:
         raise NotImplementedError
 
     # shared by every task: building and loading encoders ----------------------------------------------------------
-    def prepare_modules(self, config: AnyRunConfig, in_channels: int, device: torch.device,
-                        with_optimizers: bool = True) -> nn.ModuleList:
+    def prepare_modules(
+        self, config: AnyRunConfig, in_channels: int, device: torch.device, with_optimizers: bool = True
+    ) -> nn.ModuleList:
         """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
         torch.manual_seed(config.train.seed)
         return configure(self.build_modules(config, in_channels), config.train, device, with_optimizers)
 
-    def load_trained(self, run: RunFolder, config: AnyRunConfig, in_channels: int,
-                     device: torch.device) -> tuple[nn.ModuleList, dict[str, Any]]:
+    def load_trained(
+        self, run: RunFolder, config: AnyRunConfig, in_channels: int, device: torch.device
+    ) -> tuple[nn.ModuleList, dict[str, Any]]:
         """The run's modules with the weights of its newest checkpoint (no optimisers), and the saved progress."""
         modules = self.prepare_modules(config, in_channels, device, with_optimizers=False)
         return modules, run.load_checkpoint(modules, with_optimizers=False)
 
-    def probed_encoder(self, run: RunFolder, config: AnyRunConfig, in_channels: int,
-                       device: torch.device) -> tuple[nn.ModuleList, AnyRunConfig, dict[str, Any]]:
+    def probed_encoder(
+        self, run: RunFolder, config: AnyRunConfig, in_channels: int, device: torch.device
+    ) -> tuple[nn.ModuleList, AnyRunConfig, dict[str, Any]]:
         """The modules of the run's newest checkpoint, cut at `probe.stages_per_module` when set; the config cut
         alike; the saved progress."""
         trained, progress = self.load_trained(run, config, in_channels, device)

@@ -1,4 +1,5 @@
 """read_image_folder on a few PNG and JPEG files laid out one subfolder per class."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -92,7 +93,7 @@ def test_files_that_are_not_images_by_name_are_passed_over_and_a_broken_image_is
 
 def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(folder: Path) -> None:
     """PIL converts I;16 to L by clipping: everything above 255 of 65535 became white."""
-    wide = (np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800)            # 0 .. 64400
+    wide = np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800  # 0 .. 64400
     Image.fromarray(wide).save(folder / "dog" / "wide.png")
     assert Image.open(folder / "dog" / "wide.png").mode.startswith("I")
     images = read_image_folder(folder, grayscale=True).images
@@ -100,7 +101,7 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(folder: Path) -> None:
 
 
 def test_32_bit_grayscale_holding_8_bit_values_is_kept_and_wider_values_refused(folder: Path) -> None:
-    values = np.arange(4 * 6, dtype=np.int32).reshape(4, 6) * 10                 # 0 .. 230
+    values = np.arange(4 * 6, dtype=np.int32).reshape(4, 6) * 10  # 0 .. 230
     Image.fromarray(values, "I").save(folder / "dog" / "wide.tif")
     np.testing.assert_array_equal(read_image_folder(folder, grayscale=True).images[-1, 0], values)
     Image.fromarray(values * 1000, "I").save(folder / "dog" / "wide.tif")
@@ -110,6 +111,7 @@ def test_32_bit_grayscale_holding_8_bit_values_is_kept_and_wider_values_refused(
 
 def test_an_image_folder_checks_its_test_split_when_pretraining_reads_train(tmp_path: Path) -> None:
     from greedy_infomax.tasks.vision import DataConfig, load_split
+
     for split, classes in (("train", ("cat", "dog")), ("test", ("cat",))):
         for name in classes:
             _save(tmp_path / split / name / "a.png", _solid((1, 2, 3)))
@@ -176,12 +178,14 @@ def _split_folder(root: Path, sizes: dict[str, tuple[int, int]], classes: tuple[
 
 def _image_folder_config(root: Path):
     from greedy_infomax.tasks.vision import DataConfig
+
     return DataConfig(dataset="image-folder", root=str(root), crop=4, batch_size=2)
 
 
 def test_an_image_folder_with_one_class_is_refused(tmp_path: Path) -> None:
     """With one class every probe scores 100%, which says nothing."""
     from greedy_infomax.tasks.vision import load_split
+
     _split_folder(tmp_path, {"train": (4, 6), "test": (4, 6)}, classes=("cat",))
     with pytest.raises(GimError, match=r"train: one class folder \(cat\); the probes classify images"):
         load_split(_image_folder_config(tmp_path), "pretrain")
@@ -189,6 +193,7 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path: Path) -> None:
 
 def test_test_images_of_another_size_than_the_training_ones_are_refused_before_pretraining(tmp_path: Path) -> None:
     from greedy_infomax.tasks.vision import load_split
+
     _split_folder(tmp_path, {"train": (4, 6), "test": (8, 8)})
     with pytest.raises(GimError, match=r"test/cat/a\.png: size 8x8 differs from 6x4 of the training images"):
         load_split(_image_folder_config(tmp_path), "pretrain")
@@ -201,7 +206,9 @@ def test_subfolders_and_broken_links_in_a_class_folder_are_named_not_skipped_sil
         images = read_image_folder(folder)
     assert len(images.images) == 3
     messages = sorted(str(warning.message) for warning in warned)
-    assert messages[0].startswith(f"{folder}: 1 broken symbolic links in class folders not read (the first: "
-                                  f"{folder / 'dog' / 'gone.png'})")
-    assert messages[1].startswith(f"{folder}: 1 subfolders in class folders not read "
-                                  f"(the first: {folder / 'cat' / 'more'})")
+    assert messages[0].startswith(
+        f"{folder}: 1 broken symbolic links in class folders not read (the first: {folder / 'dog' / 'gone.png'})"
+    )
+    assert messages[1].startswith(
+        f"{folder}: 1 subfolders in class folders not read (the first: {folder / 'cat' / 'more'})"
+    )

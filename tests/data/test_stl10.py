@@ -1,4 +1,5 @@
 """read_stl10 on tiny files in the exact binary release format, including its column-major pixel order."""
+
 from __future__ import annotations
 
 import tempfile
@@ -67,8 +68,9 @@ def test_unlabeled_is_memory_mapped_and_has_no_labels(tmp_path: Path) -> None:
     assert isinstance(data.images, np.memmap)
 
 
-@pytest.mark.parametrize(("damage", "message"), [("test_y.bin", r"test_y\.bin not found"),
-                                               ("train_X.bin", r"train_X\.bin not found")])
+@pytest.mark.parametrize(
+    ("damage", "message"), [("test_y.bin", r"test_y\.bin not found"), ("train_X.bin", r"train_X\.bin not found")]
+)
 def test_pretraining_checks_the_labelled_splits_its_probe_will_need(tmp_path: Path, damage: str, message: str) -> None:
     """Hours of pre-training on the unlabelled split must not end in a probe that finds no labelled data."""
     _write(tmp_path, "unlabeled", _reference(2))
@@ -178,6 +180,7 @@ def test_download_stl10_fetches_and_extracts_once(tmp_path: Path, monkeypatch: p
 def test_spec_holds_the_release_statistics_and_pretraining_reads_the_unlabeled_split() -> None:
     """The spec's numbers (shared/spec/paper-gim.md); self-supervised training on the 100k unlabelled images."""
     from greedy_infomax.data import DATASETS
+
     assert (STL10_SPEC.mean, STL10_SPEC.std) == ((0.4313, 0.4156, 0.3663), (0.2683, 0.2610, 0.2687))
     assert (STL10_SPEC.grayscale_mean, STL10_SPEC.grayscale_std) == (0.4120, 0.2570)
     entry = DATASETS["stl10"]

@@ -1,5 +1,6 @@
 """Two-view augmentation: the batched crop against a per-pixel bilinear loop, box sampling inside its ranges, the
 jitter's analytic cases, and the whole transform's layout [view 1; view 2], seeding, and channel handling."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,12 @@ def reference_crop(image: torch.Tensor, box: torch.Tensor, size: int, flip: bool
             y0, x0 = math.floor(y), math.floor(x)
             y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
             wy, wx = y - y0, x - x0
-            out[:, i, j] = ((1 - wy) * (1 - wx) * image[:, y0, x0] + (1 - wy) * wx * image[:, y0, x1]
-                            + wy * (1 - wx) * image[:, y1, x0] + wy * wx * image[:, y1, x1])
+            out[:, i, j] = (
+                (1 - wy) * (1 - wx) * image[:, y0, x0]
+                + (1 - wy) * wx * image[:, y0, x1]
+                + wy * (1 - wx) * image[:, y1, x0]
+                + wy * wx * image[:, y1, x1]
+            )
     return out
 
 
@@ -73,10 +78,10 @@ def test_jitter_factors_of_one_change_nothing_and_the_analytic_cases_hold():
     ones = torch.ones(4)
     torch.testing.assert_close(color_jitter(images, ones, ones, ones), images)
     torch.testing.assert_close(color_jitter(images, ones * 2, ones, ones), images * 2)
-    flat = color_jitter(images, ones, ones * 0, ones)                  # contrast 0: every pixel the mean luma
+    flat = color_jitter(images, ones, ones * 0, ones)  # contrast 0: every pixel the mean luma
     luma = (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1).mean((1, 2))
     torch.testing.assert_close(flat, luma[:, None, None, None].expand_as(images))
-    gray = color_jitter(images, ones, ones, ones * 0)                  # saturation 0: every channel the luma
+    gray = color_jitter(images, ones, ones, ones * 0)  # saturation 0: every channel the luma
     torch.testing.assert_close(gray, gray[:, :1].expand_as(gray))
     assert color_jitter(images, ones * 3, ones, ones).max() == 1.0, "clipped to [0, 1]"
 
@@ -85,8 +90,10 @@ def _spec(channels: int, size: int) -> ImageSpec:
     return ImageSpec(channels, size, size, 10, (0.5,) * channels, (0.25,) * channels, 0.5, 0.25)
 
 
-@pytest.mark.parametrize("channels, size, crop, grayscale, out_channels", [
-    (1, 28, 28, False, 1), (1, 28, 32, False, 1), (3, 96, 64, False, 3), (3, 96, 64, True, 1)])
+@pytest.mark.parametrize(
+    "channels, size, crop, grayscale, out_channels",
+    [(1, 28, 28, False, 1), (1, 28, 32, False, 1), (3, 96, 64, False, 3), (3, 96, 64, True, 1)],
+)
 def test_views_are_two_rows_per_image_of_the_crop_size(channels, size, crop, grayscale, out_channels):
     transform = TwoViewTransform.for_data(crop, grayscale, _spec(channels, size))
     images = torch.randint(0, 256, (5, channels, size, size), dtype=torch.uint8)
@@ -106,11 +113,21 @@ def test_row_b_and_row_b_plus_B_are_views_of_image_b():
 
 def test_a_full_unflipped_unjittered_view_is_the_normalised_image():
     images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
-    transform = TwoViewTransform(16, False, (0.5,) * 3, (0.25,) * 3, scale=(1.0, 1.0), ratio=(1.0, 1.0),
-                                 flip_probability=0.0, jitter_probability=0.0, grayscale_probability=0.0)
+    transform = TwoViewTransform(
+        16,
+        False,
+        (0.5,) * 3,
+        (0.25,) * 3,
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        flip_probability=0.0,
+        jitter_probability=0.0,
+        grayscale_probability=0.0,
+    )
     expected = (images.float() / 255 - 0.5) / 0.25
-    torch.testing.assert_close(transform(images, torch.Generator().manual_seed(0)), torch.cat([expected, expected]),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        transform(images, torch.Generator().manual_seed(0)), torch.cat([expected, expected]), atol=1e-4, rtol=0
+    )
 
 
 def test_the_same_seed_gives_the_same_views_and_the_two_views_differ():
@@ -125,8 +142,9 @@ def test_the_same_seed_gives_the_same_views_and_the_two_views_differ():
 
 @pytest.mark.parametrize("probability", [0.0, 1.0])
 def test_random_grayscale_sets_the_three_channels_of_a_colour_view_alike(probability):
-    transform = TwoViewTransform(8, False, (0.0,) * 3, (1.0,) * 3, jitter_probability=0.0,
-                                 grayscale_probability=probability)
+    transform = TwoViewTransform(
+        8, False, (0.0,) * 3, (1.0,) * 3, jitter_probability=0.0, grayscale_probability=probability
+    )
     views = transform(torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8), torch.Generator().manual_seed(0))
     alike = (views == views[:, :1]).flatten(1).all(1)
     assert alike.all() if probability == 1.0 else not alike.any()

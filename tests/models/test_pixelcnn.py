@@ -1,4 +1,5 @@
 """The PixelCNN context network: the spec's size, and row t of its output never sees rows below t."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -27,7 +28,7 @@ def test_row_t_depends_on_the_rows_above_it_only():
     for row in range(7):
         z = torch.randn(2, 6, 7, 7, requires_grad=True)
         network(z)[:, :, row].sum().backward()
-        reached = z.grad.abs().sum(dim=(0, 1, 3)) > 0                                  # (H,)
+        reached = z.grad.abs().sum(dim=(0, 1, 3)) > 0  # (H,)
         assert reached.tolist() == [row - 3 <= r <= row for r in range(7)], row
 
 
@@ -40,6 +41,6 @@ def test_end_to_end_cpc_predicts_from_the_pixelcnn_and_outputs_the_encoder():
     assert torch.equal(module(x), module.block(x)), "the probes read the encoder, not the context"
     _, loss = module.loss(x)
     loss.backward()
-    unread = {"layers.3.vertical_skip.weight", "layers.3.vertical_skip.bias"}     # the last vertical output's
+    unread = {"layers.3.vertical_skip.weight", "layers.3.vertical_skip.bias"}  # the last vertical output's
     for name, parameter in module.objective.autoregressor.named_parameters():
         assert (parameter.grad is None) == (name in unread), name

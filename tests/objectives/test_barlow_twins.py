@@ -1,4 +1,5 @@
 """Barlow Twins against a loop over dimensions and samples, and analytic cases."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,7 +24,7 @@ def reference_loss(p1: torch.Tensor, p2: torch.Tensor, off_diagonal_weight: floa
     for i in range(D):
         for j in range(D):
             correlation = sum(a[i][b] * c[j][b] for b in range(B)) / B
-            loss = loss + ((1 - correlation) ** 2 if i == j else off_diagonal_weight * correlation ** 2)
+            loss = loss + ((1 - correlation) ** 2 if i == j else off_diagonal_weight * correlation**2)
     return loss
 
 

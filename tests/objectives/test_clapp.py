@@ -1,5 +1,6 @@
 """CLAPP's hinge objective on grids and sequences against slow loop references on the same negatives (and on a
 window of a sequence), plus the sampled index tensor, analytic cases and gradients."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,16 +32,26 @@ def reference_2d(z: torch.Tensor, weight: torch.Tensor, steps: int, skip: int, n
                     nb, rest = divmod(int(negatives[query]), H * W)
                     row, col = divmod(rest, W)
                     context = z[b, :, t, x]
-                    terms.append(hinge_terms(context @ (W_k[k] @ z[b, :, t + offset, x]),
-                                             context @ (W_k[k] @ z[nb, :, row, col])))
+                    terms.append(
+                        hinge_terms(
+                            context @ (W_k[k] @ z[b, :, t + offset, x]), context @ (W_k[k] @ z[nb, :, row, col])
+                        )
+                    )
                     query += 1
         step_means.append(torch.stack(terms).mean())
     assert query == len(negatives), "one negative per query"
     return torch.stack(step_means).mean()
 
 
-def reference_1d(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, negatives: torch.Tensor,
-                 start: int = 0, length: int | None = None) -> torch.Tensor:
+def reference_1d(
+    z: torch.Tensor,
+    c: torch.Tensor,
+    weight: torch.Tensor,
+    steps: int,
+    negatives: torch.Tensor,
+    start: int = 0,
+    length: int | None = None,
+) -> torch.Tensor:
     """Loops over k, b, t in the documented query order, contexts and positives from steps start .. start +
     length - 1 (default: all); negative n = b * T + t, from any step.
 
@@ -50,7 +61,7 @@ def reference_1d(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: 
     length = T - start if length is None else length
     query, step_means = 0, []
     for k in range(1, steps + 1):
-        W_k = weight[(k - 1) * C:k * C]
+        W_k = weight[(k - 1) * C : k * C]
         terms = []
         for b in range(B):
             for t in range(start, start + length - k):
@@ -63,11 +74,11 @@ def reference_1d(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: 
     return torch.stack(step_means).mean()
 
 
-GRIDS = [(2, 3, 5, 4, 2, 1), (3, 4, 7, 7, 5, 1), (2, 3, 6, 2, 3, 0), (1, 2, 4, 3, 1, 2)]   # B, C, H, W, K, skip
+GRIDS = [(2, 3, 5, 4, 2, 1), (3, 4, 7, 7, 5, 1), (2, 3, 6, 2, 3, 0), (1, 2, 4, 3, 1, 2)]  # B, C, H, W, K, skip
 
 
 @pytest.mark.parametrize("B, C, H, W, K, skip", GRIDS)
-@pytest.mark.parametrize("scale", [0.3, 3.0])      # scores mostly inside and mostly outside the margin
+@pytest.mark.parametrize("scale", [0.3, 3.0])  # scores mostly inside and mostly outside the margin
 def test_2d_matches_loop_reference(B, C, H, W, K, skip, scale):
     generator = torch.Generator().manual_seed(H * 100 + K)
     objective = CLAPP2d(C, prediction_steps=K, skip_steps=skip)
@@ -77,7 +88,7 @@ def test_2d_matches_loop_reference(B, C, H, W, K, skip, scale):
     assert objective.loss(z, negatives).item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
 
 
-SEQUENCES = [(2, 3, 9, 3, None), (3, 4, 16, 12, None), (1, 2, 5, 1, None), (2, 3, 12, 2, 5)]   # B, C, T, K, Cc
+SEQUENCES = [(2, 3, 9, 3, None), (3, 4, 16, 12, None), (1, 2, 5, 1, None), (2, 3, 12, 2, 5)]  # B, C, T, K, Cc
 
 
 @pytest.mark.parametrize("B, C, T, K, Cc", SEQUENCES)
@@ -123,7 +134,7 @@ def test_forward_draws_one_negative_per_query_from_every_position(record_negativ
     grid, sequence = CLAPP2d(3, prediction_steps=2, skip_steps=1), CLAPP1d(3, prediction_steps=3)
     z2, z1 = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 9)
     loss2, loss1 = grid(z2), sequence(z1)
-    (indices2, pool2), (indices1, pool1) = sampled         # rows below a context: 5 - 2 and 5 - 3; steps 9 - k
+    (indices2, pool2), (indices1, pool1) = sampled  # rows below a context: 5 - 2 and 5 - 3; steps 9 - k
     assert indices2.shape == (2 * (3 + 2) * 4, 1) and pool2 == 2 * 5 * 4
     assert indices1.shape == (2 * (8 + 7 + 6), 1) and pool1 == 2 * 9
     assert torch.equal(loss2, grid.loss(z2, indices2[:, 0]))
@@ -143,14 +154,14 @@ def test_positive_score_alpha_and_negative_zero_give_one_plus_the_positive_hinge
     objective = CLAPP1d(C, prediction_steps=1)
     with torch.no_grad():
         objective.predictors.weight.copy_(alpha * torch.eye(C))
-    z = torch.eye(C).reshape(B, T, C).transpose(1, 2)                                   # (B, C, T)
+    z = torch.eye(C).reshape(B, T, C).transpose(1, 2)  # (B, C, T)
     c = torch.zeros_like(z)
     targets = []
     for b in range(B):
         for t in range(T - 1):
             c[b, b * T + t + 1, t] = 1.0
             targets.append(b * T + t + 1)
-    negatives = torch.tensor([(target + 1) % C for target in targets])                  # never the target
+    negatives = torch.tensor([(target + 1) % C for target in targets])  # never the target
     assert objective.loss(z, c, negatives).item() == pytest.approx(expected)
 
 

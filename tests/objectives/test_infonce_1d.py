@@ -2,6 +2,7 @@
 windows), plus
 analytic cases, the sampled table of negatives and which rows each step reads, negative groups and the
 subsampling window."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,9 @@ from greedy_infomax.objectives.infonce_1d import InfoNCE1d
 from greedy_infomax.objectives.negatives import sample_permuted_negatives
 
 
-def reference(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, negatives: torch.Tensor,
-              start: int, length: int) -> tuple[torch.Tensor, float]:
+def reference(
+    z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, negatives: torch.Tensor, start: int, length: int
+) -> tuple[torch.Tensor, float]:
     """(loss, accuracy): loops over k, b, t; context (b, t) of step k uses negatives row
     B * (k - 1) + b * (length - k) + t - start, entry n = b' * T + t'. A query is right when no negative scores
     above its positive; both are averaged over each step's queries, then over the steps.
@@ -46,8 +48,7 @@ def reference(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int
     return torch.stack(step_means).mean(), sum(step_accuracies) / len(step_accuracies)
 
 
-def without_own_positives(negatives: torch.Tensor, B: int, T: int, steps: int, start: int,
-                          length: int) -> torch.Tensor:
+def without_own_positives(negatives: torch.Tensor, B: int, T: int, steps: int, start: int, length: int) -> torch.Tensor:
     """The table with every entry equal to the positive of a query that reads its row (at step k, row
     B * (k - 1) + b * (length - k) + t - start: b * T + t + k) moved on to an entry that is none of them."""
     negatives = negatives.clone()
@@ -70,12 +71,12 @@ def num_contexts(B: int, length: int) -> int:
 SHAPES = [
     # B, C, T, K, N, context channels (None: c = z, the GIM case), window start, window length (None: all)
     (2, 3, 9, 3, 4, None, 0, None),
-    (3, 4, 16, 12, 10, None, 0, None),     # the paper's K = 12 and N = 10
+    (3, 4, 16, 12, 10, None, 0, None),  # the paper's K = 12 and N = 10
     (1, 2, 5, 1, 2, None, 0, None),
-    (2, 3, 12, 2, 3, 5, 0, None),          # a separate context with its own width (CPC: the GRU's output)
-    (2, 3, 20, 3, 4, None, 0, 8),          # subsampled: a window at the start ...
-    (2, 3, 20, 3, 4, None, 7, 8),          # ... in the middle
-    (3, 2, 20, 4, 5, 3, 12, 8),            # ... at the very end, with a separate context
+    (2, 3, 12, 2, 3, 5, 0, None),  # a separate context with its own width (CPC: the GRU's output)
+    (2, 3, 20, 3, 4, None, 0, 8),  # subsampled: a window at the start ...
+    (2, 3, 20, 3, 4, None, 7, 8),  # ... in the middle
+    (3, 2, 20, 4, 5, 3, 12, 8),  # ... at the very end, with a separate context
 ]
 
 
@@ -84,8 +85,8 @@ def test_matches_loop_reference(B, C, T, K, N, Cc, start, length):
     generator = torch.Generator().manual_seed(T * 100 + K + start)
     objective = InfoNCE1d(C, prediction_steps=K, num_negatives=N, context_channels=Cc)
     window = T - start if length is None else length
-    z = torch.randn(B, C, T, generator=generator)                                       # (B, C, T)
-    c = z if Cc is None else torch.randn(B, Cc, T, generator=generator)                 # (B, Cc, T)
+    z = torch.randn(B, C, T, generator=generator)  # (B, C, T)
+    c = z if Cc is None else torch.randn(B, Cc, T, generator=generator)  # (B, Cc, T)
     negatives = torch.randint(B * T, (num_contexts(B, window), N), generator=generator)
     loss = objective.loss(z, c, negatives, start, length)
     expected, _ = reference(z, c, objective.predictors.weight.detach(), K, negatives, start, window)
@@ -97,12 +98,15 @@ def test_matches_loop_reference(B, C, T, K, N, Cc, start, length):
     assert accuracy.item() == pytest.approx(expected_accuracy, rel=1e-6)
 
 
-@pytest.mark.parametrize("B, C, T, K, N, Cc, subsample, window", [
-    (2, 3, 9, 3, 4, None, False, 128),
-    (3, 4, 20, 12, 10, 6, False, 128),
-    (2, 3, 40, 3, 4, None, True, 8),       # subsampled: queries from 8 steps, negatives from all 2 * 40
-    (2, 3, 8, 3, 4, None, True, 8),        # not longer than the window: no subsampling
-])
+@pytest.mark.parametrize(
+    "B, C, T, K, N, Cc, subsample, window",
+    [
+        (2, 3, 9, 3, 4, None, False, 128),
+        (3, 4, 20, 12, 10, 6, False, 128),
+        (2, 3, 40, 3, 4, None, True, 8),  # subsampled: queries from 8 steps, negatives from all 2 * 40
+        (2, 3, 8, 3, 4, None, True, 8),  # not longer than the window: no subsampling
+    ],
+)
 def test_forward_samples_one_row_of_negatives_per_context_step(record_negatives, B, C, T, K, N, Cc, subsample, window):
     sampled = record_negatives(infonce_1d)
     objective = InfoNCE1d(C, K, N, context_channels=Cc, subsample=subsample, subsample_window=window)
@@ -112,7 +116,7 @@ def test_forward_samples_one_row_of_negatives_per_context_step(record_negatives,
     start, length = objective.window(T)
     torch.manual_seed(0)
     loss = objective(z, context=None if Cc is None else c)
-    (indices, pool_size), = sampled
+    ((indices, pool_size),) = sampled
     assert length == (window if subsample and T > window else T)
     assert indices.shape == (num_contexts(B, length), N)
     assert pool_size == B * T, "negatives come from every step of every sequence, also when subsampling"
@@ -160,7 +164,7 @@ def test_step_k_reads_the_last_rows_of_the_table(k):
     objective = InfoNCE1d(C, prediction_steps=K, num_negatives=N)
     with torch.no_grad():
         objective.predictors.weight.zero_()
-        objective.predictors.weight[(k - 1) * C:k * C] = torch.eye(C)
+        objective.predictors.weight[(k - 1) * C : k * C] = torch.eye(C)
     table = torch.randint(B * T, (B * (T - 1), N))
     for b in range(B):
         for t in range(T - k):
@@ -173,7 +177,7 @@ def test_permuted_negatives_are_the_last_rows_of_uniform_permutations():
     """Every column: distinct entries; over many draws each pool entry equally likely in every row."""
     counts = torch.zeros(3, 6)
     for _ in range(3000):
-        table = sample_permuted_negatives(3, 2, 6, torch.device("cpu"))                     # (3, 2)
+        table = sample_permuted_negatives(3, 2, 6, torch.device("cpu"))  # (3, 2)
         assert all(len(set(column.tolist())) == 3 for column in table.T)
         counts += torch.nn.functional.one_hot(table[:, 0], 6).float()
     assert torch.allclose(counts / 3000, torch.full((3, 6), 1 / 6), atol=0.03)
@@ -195,8 +199,9 @@ def test_negative_groups_are_the_mean_of_the_groups_as_separate_batches(Cc, subs
     loss = grouped(z, context=c)
     torch.manual_seed(0)
     contexts = [None] * G if c is None else c.chunk(G)
-    expected, accuracies = zip(*[(single(part, context=context), single.metrics["accuracy"])
-                                 for part, context in zip(z.chunk(G), contexts)])
+    expected, accuracies = zip(
+        *[(single(part, context=context), single.metrics["accuracy"]) for part, context in zip(z.chunk(G), contexts)]
+    )
     assert torch.equal(loss, torch.stack(expected).mean())
     assert torch.equal(grouped.metrics["accuracy"], torch.stack(accuracies).mean())
 
@@ -209,7 +214,7 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
     objective = InfoNCE1d(C, prediction_steps=1, num_negatives=N)
     with torch.no_grad():
         objective.predictors.weight.copy_(alpha * torch.eye(C))
-    z = torch.eye(C).reshape(B, T, C).transpose(1, 2)                                   # (B, C, T)
+    z = torch.eye(C).reshape(B, T, C).transpose(1, 2)  # (B, C, T)
     c = torch.zeros_like(z)
     targets = []
     for b in range(B):
@@ -221,15 +226,15 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
     loss, accuracy = objective.loss_and_accuracy(z, c, negatives)
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
     assert accuracy.item() == pytest.approx(1.0)
-    assert objective.loss_and_accuracy(z, -c, negatives)[1].item() == pytest.approx(float(alpha == 0)), \
+    assert objective.loss_and_accuracy(z, -c, negatives)[1].item() == pytest.approx(float(alpha == 0)), (
         "a positive scoring -alpha against negatives at 0 is never first (but for the tie at alpha 0)"
+    )
 
 
 @pytest.mark.parametrize("with_context", [False, True])
 def test_gradients_reach_z_predictors_and_context(with_context):
     autoregressor = GRUStage(4, 6)
-    objective = InfoNCE1d(4, 3, 4, context_channels=6 if with_context else None, subsample=True,
-                          subsample_window=8)
+    objective = InfoNCE1d(4, 3, 4, context_channels=6 if with_context else None, subsample=True, subsample_window=8)
     z = torch.randn(3, 4, 12, requires_grad=True)
     objective(z, context=autoregressor(z) if with_context else None).backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
@@ -248,6 +253,7 @@ def test_a_compiled_subsampling_objective_is_one_graph_whatever_window_it_draws(
     from torch._dynamo.utils import counters
 
     from greedy_infomax.placement import compile_in_place
+
     objective = InfoNCE1d(3, prediction_steps=2, num_negatives=4, subsample=True, subsample_window=6)
     compile_in_place(objective)
     z = torch.randn(2, 3, 20, requires_grad=True)
@@ -255,7 +261,7 @@ def test_a_compiled_subsampling_objective_is_one_graph_whatever_window_it_draws(
     starts = set()
     for seed in range(4):
         torch.manual_seed(seed)
-        starts.add(int(objective.window(20)[0]))        # the window the forward below draws first
+        starts.add(int(objective.window(20)[0]))  # the window the forward below draws first
         torch.manual_seed(seed)
         objective(z).backward()
     assert len(starts) > 1

@@ -1,5 +1,6 @@
 """InfoNCE2d against a slow loop reference on the same negatives (loss and accuracy), plus analytic cases, the
 per-step negative pool and negative groups."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,9 @@ from greedy_infomax.objectives import infonce_2d
 from greedy_infomax.objectives.infonce_2d import InfoNCE2d
 
 
-def reference(z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, skip: int,
-              negatives: torch.Tensor) -> tuple[torch.Tensor, float]:
+def reference(
+    z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, steps: int, skip: int, negatives: torch.Tensor
+) -> tuple[torch.Tensor, float]:
     """(loss, accuracy): loops over k, t, b, x in the documented query order; negative n of step k (rows
     s + k .. H - 1 are its targets, R of them) = b * R * W + (row - s - k) * W + col. A query is right when no
     negative scores above its positive; both are averaged over each step's queries, then over the steps.
@@ -56,10 +58,12 @@ def num_queries(B: int, H: int, W: int, steps: int, skip: int) -> int:
     return sum(queries for queries, _ in step_pools(B, H, W, steps, skip))
 
 
-def sample_in_step_pools(B: int, H: int, W: int, steps: int, skip: int, N: int,
-                         generator: torch.Generator) -> torch.Tensor:
-    return torch.cat([torch.randint(pool, (queries, N), generator=generator)
-                      for queries, pool in step_pools(B, H, W, steps, skip)])
+def sample_in_step_pools(
+    B: int, H: int, W: int, steps: int, skip: int, N: int, generator: torch.Generator
+) -> torch.Tensor:
+    return torch.cat(
+        [torch.randint(pool, (queries, N), generator=generator) for queries, pool in step_pools(B, H, W, steps, skip)]
+    )
 
 
 def without_own_positives(negatives: torch.Tensor, B: int, H: int, W: int, steps: int, skip: int) -> torch.Tensor:
@@ -77,10 +81,10 @@ def without_own_positives(negatives: torch.Tensor, B: int, H: int, W: int, steps
 SHAPES = [
     # B, C, H, W, K, skip, N, context channels (None: c = z, the autoregressor-free GIM case)
     (2, 3, 5, 4, 2, 1, 3, None),
-    (3, 4, 7, 7, 5, 1, 16, None),       # the paper's 7x7 grid, K = 5
+    (3, 4, 7, 7, 5, 1, 16, None),  # the paper's 7x7 grid, K = 5
     (2, 3, 6, 2, 3, 0, 2, None),
     (1, 2, 4, 3, 1, 2, 5, None),
-    (2, 3, 6, 3, 2, 1, 4, 5),           # a separate context c with its own width (CPC with an autoregressor)
+    (2, 3, 6, 3, 2, 1, 4, 5),  # a separate context c with its own width (CPC with an autoregressor)
 ]
 
 
@@ -88,8 +92,8 @@ SHAPES = [
 def test_matches_loop_reference(B, C, H, W, K, skip, N, Cc):
     generator = torch.Generator().manual_seed(H * 100 + K)
     objective = InfoNCE2d(C, prediction_steps=K, skip_steps=skip, num_negatives=N, context_channels=Cc)
-    z = torch.randn(B, C, H, W, generator=generator)                                    # (B, C, H, W)
-    c = z if Cc is None else torch.randn(B, Cc, H, W, generator=generator)              # (B, Cc, H, W)
+    z = torch.randn(B, C, H, W, generator=generator)  # (B, C, H, W)
+    c = z if Cc is None else torch.randn(B, Cc, H, W, generator=generator)  # (B, Cc, H, W)
     negatives = sample_in_step_pools(B, H, W, K, skip, N, generator)
     loss = objective.loss(z, c, negatives)
     expected, _ = reference(z, c, objective.predictors.weight.detach(), K, skip, negatives)
@@ -127,9 +131,9 @@ def test_step_k_draws_negatives_from_its_target_rows_only(k):
     objective = InfoNCE2d(C, K, skip, N)
     with torch.no_grad():
         objective.predictors.weight.zero_()
-        objective.predictors.weight[(k - 1) * C:k * C, :, 0, 0] = torch.eye(C)
+        objective.predictors.weight[(k - 1) * C : k * C, :, 0, 0] = torch.eye(C)
     z = torch.randn(B, C, H, W) * 5
-    z[:, :, skip + k:] = 0
+    z[:, :, skip + k :] = 0
     torch.manual_seed(0)
     assert objective(z).item() == pytest.approx(math.log(N + 1), rel=1e-6)
 
@@ -189,11 +193,11 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
     """z one-hot per position, W_k = alpha * I, c = one-hot of the target: positive scores alpha, negatives 0."""
     B, H, W, skip, N = 2, 4, 3, 1, 6
     C = B * H * W
-    R = H - 1 - skip                                          # target rows of the one step
+    R = H - 1 - skip  # target rows of the one step
     objective = InfoNCE2d(C, prediction_steps=1, skip_steps=skip, num_negatives=N)
     with torch.no_grad():
         objective.predictors.weight.copy_(alpha * torch.eye(C)[:, :, None, None])
-    z = torch.eye(C).reshape(B, H, W, C).permute(0, 3, 1, 2)                           # (B, C, H, W)
+    z = torch.eye(C).reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W)
     c = torch.zeros_like(z)
     targets = []
     for t in range(R):
@@ -207,15 +211,15 @@ def test_dominant_positive_gives_log_one_plus_n_exp_minus_alpha(alpha):
     loss, accuracy = objective.loss_and_accuracy(z, c, negatives)
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=2e-6)
     assert accuracy.item() == pytest.approx(1.0)
-    assert objective.loss_and_accuracy(z, -c, negatives)[1].item() == pytest.approx(float(alpha == 0)), \
+    assert objective.loss_and_accuracy(z, -c, negatives)[1].item() == pytest.approx(float(alpha == 0)), (
         "a positive scoring -alpha against negatives at 0 is never first (but for the tie at alpha 0)"
+    )
 
 
 @pytest.mark.parametrize("with_autoregressor", [False, True])
 def test_gradients_reach_z_predictors_and_autoregressor(with_autoregressor):
     autoregressor = nn.Conv2d(4, 6, 1) if with_autoregressor else None
-    objective = InfoNCE2d(4, 2, 1, 4, context_channels=6 if with_autoregressor else None,
-                          autoregressor=autoregressor)
+    objective = InfoNCE2d(4, 2, 1, 4, context_channels=6 if with_autoregressor else None, autoregressor=autoregressor)
     z = torch.randn(3, 4, 6, 5, requires_grad=True)
     objective(z).backward()
     assert z.grad is not None and z.grad.abs().sum() > 0

@@ -1,5 +1,6 @@
 """The two-view projector against a loop over rows and features: pool the positions, a linear layer, batch
 normalisation over all 2B rows, ReLU, a linear layer; then rows [0, B) are view 1 and [B, 2B) view 2."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,7 @@ def reference_projection(z: torch.Tensor, projector: Projector) -> torch.Tensor:
     for j in range(normalised.shape[1]):
         column = [hidden[r][j] for r in range(rows)]
         mean = sum(column) / rows
-        variance = sum((x - mean) ** 2 for x in column) / rows           # BatchNorm normalises with 1/N
+        variance = sum((x - mean) ** 2 for x in column) / rows  # BatchNorm normalises with 1/N
         for r in range(rows):
             x = (column[r] - mean) / torch.sqrt(variance + norm.eps)
             normalised[r, j] = norm.weight[j].double() * x + norm.bias[j].double()
@@ -30,7 +31,7 @@ def reference_projection(z: torch.Tensor, projector: Projector) -> torch.Tensor:
 def test_matches_loop_reference(shape):
     torch.manual_seed(0)
     projector = Projector(shape[1], hidden_dim=6, projection_dim=5)
-    with torch.no_grad():                             # non-trivial affine parameters, so the reference checks them
+    with torch.no_grad():  # non-trivial affine parameters, so the reference checks them
         projector.mlp[1].weight.uniform_(0.5, 2.0)
         projector.mlp[1].bias.uniform_(-1.0, 1.0)
     z = torch.randn(shape)

@@ -1,4 +1,5 @@
 """SimCLR's NT-Xent against a loop over rows, and analytic cases."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ def test_matches_loop_reference(B, D, temperature):
 def test_identical_orthonormal_views_give_log_one_plus_negatives_times_exp_minus_one_over_tau(temperature):
     """Partners score cos = 1, every other row cos = 0: L = log(1 + (2B - 2) exp(-1 / tau))."""
     B = 4
-    p = torch.eye(B) * 3.0                                                 # lengths do not matter, only directions
+    p = torch.eye(B) * 3.0  # lengths do not matter, only directions
     expected = math.log1p((2 * B - 2) * math.exp(-1 / temperature))
     # fp32 cross-entropy of a logit near 1 / tau is exact to about 2**-23 / tau in absolute terms.
     assert SimCLR(3, temperature=temperature).loss(p, p).item() == pytest.approx(expected, rel=1e-5, abs=1e-7)

@@ -1,5 +1,6 @@
 """The supervised objective against a per-example loop (loss and accuracy), an analytic case, and its refusal of
 unlabelled batches."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,9 @@ from greedy_infomax.objectives.supervised import Supervised
 from greedy_infomax.tasks.vision import OBJECTIVES
 
 
-def reference(z: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
-              bias: torch.Tensor) -> tuple[torch.Tensor, float]:
+def reference(
+    z: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[torch.Tensor, float]:
     """(loss, accuracy): loops over examples: average the positions, score every class, take -log of the label's
     softmax; right when the label scores highest."""
     z, weight, bias = z.double(), weight.double(), bias.double()

@@ -1,5 +1,6 @@
 """What every two-view objective shares: forward = loss of its projector's two views, the pairing of rows b and
 B + b, symmetry in the views and the images, and gradients for the module and every parameter of its head."""
+
 from __future__ import annotations
 
 import pytest
@@ -62,15 +63,20 @@ def test_a_network_with_a_different_two_view_objective_per_module_learns_on_augm
     from greedy_infomax.models.split import isolate, split
 
     torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, stride=2), torch.nn.ReLU(),
-                                  torch.nn.Conv2d(8, 8, 3, stride=2), torch.nn.ReLU(),
-                                  torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU())
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3),
+        torch.nn.ReLU(),
+    )
     objectives = [partial(cls, hidden_dim=32, projection_dim=16) for cls in TWO_VIEW]
     modules = isolate(split(network, after=["1", "3"]), objectives, torch.zeros(1, 1, 20, 20))
     for module in modules:
         module.configure_optimizer(lr=1e-2)
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
-    views = TwoViewTransform(20, False, (0.5,), (0.25,))(images, torch.Generator().manual_seed(0))   # (16, 1, 20, 20)
+    views = TwoViewTransform(20, False, (0.5,), (0.25,))(images, torch.Generator().manual_seed(0))  # (16, 1, 20, 20)
     history = []
     for _ in range(15):
         x, losses = views, []

@@ -1,4 +1,5 @@
 """VICReg against a loop over dimensions and samples, and analytic cases."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,9 @@ import torch
 from greedy_infomax.objectives.vicreg import VICReg
 
 
-def reference_loss(p1: torch.Tensor, p2: torch.Tensor, weights: tuple[float, float, float], eps: float,
-                   gamma: float) -> torch.Tensor:
+def reference_loss(
+    p1: torch.Tensor, p2: torch.Tensor, weights: tuple[float, float, float], eps: float, gamma: float
+) -> torch.Tensor:
     """lambda * mean squared difference + mu * hinge on each dimension's std + nu * squared off-diagonal covariance."""
     p1, p2 = p1.double(), p2.double()
     B, D = p1.shape
@@ -30,9 +32,10 @@ def reference_loss(p1: torch.Tensor, p2: torch.Tensor, weights: tuple[float, flo
     return lam * invariance + mu * variance + nu * covariances
 
 
-@pytest.mark.parametrize("B, D, weights", [(3, 2, (25.0, 25.0, 1.0)), (6, 5, (1.0, 2.0, 3.0)),
-                                           (12, 7, (25.0, 25.0, 1.0))])
-@pytest.mark.parametrize("spread", [0.3, 2.0])     # below and above gamma = 1: the variance hinge off and on
+@pytest.mark.parametrize(
+    "B, D, weights", [(3, 2, (25.0, 25.0, 1.0)), (6, 5, (1.0, 2.0, 3.0)), (12, 7, (25.0, 25.0, 1.0))]
+)
+@pytest.mark.parametrize("spread", [0.3, 2.0])  # below and above gamma = 1: the variance hinge off and on
 def test_matches_loop_reference(B, D, weights, spread):
     generator = torch.Generator().manual_seed(B * 10 + D)
     p1 = torch.randn(B, D, generator=generator) * spread

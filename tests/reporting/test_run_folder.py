@@ -1,4 +1,5 @@
 """Run folders: create/open, metrics, atomic checkpoints that survive crashes and full disks."""
+
 from __future__ import annotations
 
 import builtins
@@ -98,8 +99,11 @@ def test_metrics_round_trip(run):
     run.close()
     assert run.metrics() == [{"step": 2, "loss/module1": 1.5}, {"step": 4, "loss/module1": 1.25, "epoch": 0}]
     events = [event for path in (run.path / "tensorboard").iterdir() for event in _events(path)]
-    assert [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value] == \
-        [(2, "loss/module1", 1.5), (4, "loss/module1", 1.25), (4, "epoch", 0.0)]
+    assert [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value] == [
+        (2, "loss/module1", 1.5),
+        (4, "loss/module1", 1.25),
+        (4, "epoch", 0.0),
+    ]
 
 
 def test_a_resumed_run_tells_tensorboard_to_hide_the_steps_it_replays(run):
@@ -116,10 +120,11 @@ def test_a_resumed_run_tells_tensorboard_to_hide_the_steps_it_replays(run):
 def _events(path: pathlib.Path) -> list:
     """The events of a TensorBoard file, read record by record (length, checksum, event, checksum)."""
     from tensorboardX.proto.event_pb2 import Event
+
     data, events, offset = path.read_bytes(), [], 0
     while offset < len(data):
-        (length,) = struct.unpack("Q", data[offset:offset + 8])
-        events.append(Event.FromString(data[offset + 12:offset + 12 + length]))
+        (length,) = struct.unpack("Q", data[offset : offset + 8])
+        events.append(Event.FromString(data[offset + 12 : offset + 12 + length]))
         offset += 12 + length + 4
     return events
 
@@ -131,7 +136,7 @@ def test_a_last_metrics_line_torn_by_a_crash_is_left_out_and_removed_on_resume(r
         run.log(step, {"loss/module1": 1.5})
     run.close()
     whole = (run.path / "metrics.jsonl").read_bytes()
-    (run.path / "metrics.jsonl").write_bytes(whole + whole.splitlines()[0][:17])      # '{"step": 1, "loss'
+    (run.path / "metrics.jsonl").write_bytes(whole + whole.splitlines()[0][:17])  # '{"step": 1, "loss'
     assert [row["step"] for row in run.metrics()] == [1, 2, 3]
     resumed = RunFolder.open(run.path)
     with pytest.warns(UserWarning, match="metrics.jsonl: removed its last line, cut short by a crash"):
@@ -170,8 +175,12 @@ def test_save_keeps_the_newest_two_and_load_restores_weights_optimizer_and_progr
 
     folders = sorted(path.name for path in run.checkpoints.iterdir())
     assert folders == ["step-00000002", "step-00000003"]
-    assert sorted(path.name for path in (run.checkpoints / "step-00000003").iterdir()) == \
-        ["module-1.pt", "module-2.pt", "module-3.pt", "progress.pt"]
+    assert sorted(path.name for path in (run.checkpoints / "step-00000003").iterdir()) == [
+        "module-1.pt",
+        "module-2.pt",
+        "module-3.pt",
+        "progress.pt",
+    ]
 
     fresh = _modules(config)
     progress = run.load_checkpoint(fresh)
@@ -180,14 +189,16 @@ def test_save_keeps_the_newest_two_and_load_restores_weights_optimizer_and_progr
     loaded_optimizer = fresh[1].optimizer.state_dict()
     assert loaded_optimizer["state"].keys() == saved_optimizer["state"].keys()
     for key, state in saved_optimizer["state"].items():
-        assert all(torch.equal(torch.as_tensor(value), torch.as_tensor(loaded_optimizer["state"][key][name]))
-                   for name, value in state.items())
+        assert all(
+            torch.equal(torch.as_tensor(value), torch.as_tensor(loaded_optimizer["state"][key][name]))
+            for name, value in state.items()
+        )
 
 
 def test_leftover_staging_folder_is_ignored(run, tiny_config):
     modules = _modules(tiny_config())
     run.save_checkpoint(modules, {"step": 4, "epoch": 0, "batch": 4})
-    crashed = run.checkpoints / ".staging-00000008"            # a kill while writing step 8
+    crashed = run.checkpoints / ".staging-00000008"  # a kill while writing step 8
     crashed.mkdir()
     (crashed / "module-1.pt").write_bytes(b"half a file")
     assert run.latest_checkpoint() == run.checkpoints / "step-00000004"
@@ -219,8 +230,9 @@ def test_a_missing_module_file_is_named(run, tiny_config):
         run.load_checkpoint(_modules(config))
 
 
-@pytest.mark.parametrize(("name", "damage"), [("module-2.pt", lambda data: data[:1000]),
-                                              ("progress.pt", lambda data: b"garbage")])
+@pytest.mark.parametrize(
+    ("name", "damage"), [("module-2.pt", lambda data: data[:1000]), ("progress.pt", lambda data: b"garbage")]
+)
 def test_a_damaged_checkpoint_file_is_named(run, tiny_config, name, damage):
     config = tiny_config()
     folder = run.save_checkpoint(_modules(config), {"step": 1, "epoch": 0, "batch": 1})
@@ -249,7 +261,7 @@ def test_failed_save_keeps_the_previous_checkpoint(monkeypatch, run, tiny_config
     if failing == "torch.save":
         calls = []
 
-        def save_then_fail(obj, file, *args, **kwargs):    # the disk fills up after module-1.pt is written
+        def save_then_fail(obj, file, *args, **kwargs):  # the disk fills up after module-1.pt is written
             calls.append(file)
             if len(calls) > 1:
                 _no_space()
@@ -259,7 +271,7 @@ def test_failed_save_keeps_the_previous_checkpoint(monkeypatch, run, tiny_config
         monkeypatch.setattr(torch, "save", save_then_fail)
     elif failing == "os.rename":
         monkeypatch.setattr(os, "rename", _no_space)
-    else:                                             # module-2.pt really written to a full device
+    else:  # module-2.pt really written to a full device
         if not os.path.exists("/dev/full"):
             pytest.skip("no /dev/full")
 
@@ -291,7 +303,7 @@ def test_failing_to_create_the_staging_folder_is_a_gim_error(monkeypatch, run, t
 
 def test_a_run_killed_while_its_folder_was_created_can_be_created_again(tmp_path):
     first = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
-    (first.path / "config.yaml").unlink()           # the state a kill between the two writes leaves
+    (first.path / "config.yaml").unlink()  # the state a kill between the two writes leaves
     again = RunFolder.create(tmp_path, "r", PRESETS["smoke"])
     assert RunFolder.open(again.path).config == PRESETS["smoke"]
 
@@ -321,8 +333,23 @@ def test_a_run_written_before_the_redesign_resumes_and_probes(tmp_path):
     assert main(["pretrain", "--resume", str(run), "--train.max_steps", "3", "--train.device", "cpu"]) == 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 3 and steps.count(3) == 1
-    assert main(["probe", str(run), "--probe.epochs", "1", "--probe.knn_k", "0", "--probe.random_init", "false",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                str(run),
+                "--probe.epochs",
+                "1",
+                "--probe.knn_k",
+                "0",
+                "--probe.random_init",
+                "false",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "probe.json").read_text())["trained"][-1]["module"] == 3
     assert saved.keys() == torch.load(run / "checkpoints" / "step-00000003" / "module-1.pt", weights_only=True).keys()
 
@@ -335,8 +362,11 @@ def test_a_second_process_cannot_write_a_run_and_a_killed_holder_leaves_no_stale
     run.close()
     before = {path.name: path.read_bytes() for path in run.path.iterdir() if path.is_file() and path.name != "lock"}
     with run_lock_holder(run.path) as holder:
-        for write in (lambda other: other.lock(), lambda other: other.log(1, {"loss/module1": 1.0}),
-                      lambda other: other.update_config(tiny_config(lr=0.5))):
+        for write in (
+            lambda other: other.lock(),
+            lambda other: other.log(1, {"loss/module1": 1.0}),
+            lambda other: other.update_config(tiny_config(lr=0.5)),
+        ):
             with pytest.raises(GimError, match=rf"is in use by pid {holder.pid} on \S+ \(-c ") as error:
                 write(RunFolder.open(run.path))
             assert len(str(error.value).splitlines()) == 1
@@ -373,6 +403,7 @@ def test_run_folders_of_one_process_share_its_lock_until_the_last_closes(run):
 
 def test_a_forked_child_does_not_keep_the_lock_of_its_killed_parent(tmp_path, tiny_config):
     """A data-loading worker forked by the writer: once the writer is gone, the run is free at once."""
+
     def parent(ready, stop):
         run = RunFolder.create(tmp_path, "r", tiny_config())  # noqa: F841 - held until the kill
         worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=False)
@@ -390,7 +421,7 @@ def test_a_forked_child_does_not_keep_the_lock_of_its_killed_parent(tmp_path, ti
         with pytest.raises(GimError, match=f"in use by pid {writer.pid} "):
             RunFolder.open(tmp_path / "r").lock()
         stop.set()
-        while writer.exitcode is None:          # not join(): the worker holds a copy of the pipe join() waits on
+        while writer.exitcode is None:  # not join(): the worker holds a copy of the pipe join() waits on
             time.sleep(0.01)
         assert writer.exitcode == -signal.SIGKILL and os.path.exists(f"/proc/{worker}"), "the worker lives on"
         RunFolder.open(tmp_path / "r").lock().close()
