@@ -156,7 +156,8 @@ def run_start(
 ) -> Start:
     """Run one start; SIGKILL it after `start.kill_after` seconds, or once its aimed write begins in `run` (a new
     checkpoint staging folder, or metrics.jsonl growing), if it is still running. A `racer` command is started
-    once training is under way, and the kill waits for it to exit."""
+    once training is under way, and the kill waits for that and for the racer to exit (on a loaded machine a
+    resume's start-up can outlast the kill moment, and a kill before training would leave the racer unstarted)."""
     before = checkpoint_entries(run) if start.aim == "checkpoint write" else {}
     metrics_size = _size(run / "metrics.jsonl")
     aimed = start.aim in ("checkpoint write", "metrics write")
@@ -166,7 +167,11 @@ def run_start(
         start.pid = process.pid
         limit = start.kill_after if start.kill_after is not None else hard_timeout
         second = None
-        while process.poll() is None and (time.perf_counter() - began < limit or (second and second.poll() is None)):
+
+        def racing() -> bool:  # a racer is due and has not exited (or not even started: training not under way)
+            return racer is not None and (second is None or second.poll() is None)
+
+        while process.poll() is None and (time.perf_counter() - began < limit or racing()):
             if start.aim == "checkpoint write" and new_staging(run, before):
                 break
             if start.aim == "metrics write" and _size(run / "metrics.jsonl") > metrics_size:
