@@ -3,8 +3,8 @@
 # (about 12 minutes on an H200, an estimate; a run cut short keeps what it wrote): GIM at the paper's global
 # batch of 256 on one GPU with torch.compile, deterministic and not (cuDNN's timed algorithm choice); the
 # CUDA-only tests and 240 steps of real pre-training at batch 256; the paper-stl10 preset in both precisions at
-# the paper's batch of 32 and at 256; a profile of one GIM step; each module's objective eager and compiled
-# (benchmarks/infonce_scoring.py); paper-librispeech; compile at batch 32. Every `gim bench` writes its JSON and
+# 32 images per step (one of the original's GPUs) and at 256 (the paper's step); a profile of one GIM step; each module's objective eager and compiled
+# (benchmarks/infonce_scoring.py); paper-librispeech at 8 windows per step; compile at batch 32. Every `gim bench` writes its JSON and
 # markdown under OUT_DIR; the profile goes to OUT_DIR/profile.txt.
 #
 #   benchmarks/gpu_bench.sh OUT_DIR          (needs a CUDA GPU; runs `python3 -m greedy_infomax.cli`, so the
@@ -35,7 +35,7 @@ gim bench "${b256[@]}" --train.compile true --train.deterministic false --output
 # does not time. The steady rate comes from the last two log rows (their rates count from step 0, compiling
 # included).
 batch=256
-python3 -m pytest -q -p no:cacheprovider -k cuda tests/engines/test_local.py tests/test_system.py \
+python3 -m pytest -q -p no:cacheprovider -k cuda tests/engines/test_local.py tests/test_placement.py \
     2>&1 | tee "$out/cuda-tests.txt" | tail -3
 gim pretrain --preset paper-stl10 --data.batch_size "$batch" --train.precision bf16 --train.compile true \
     --train.deterministic false --train.max_steps 240 --train.log_every 80 --output "$out/runs" --name stl10-b256 \
@@ -50,7 +50,7 @@ print(f"gim pretrain {run}: steps {s1}-{s2} at {rate:.0f} images/s; the paper's 
       f"{3e7 / rate / 3600:.2f} h")
 EOF
 
-gim bench --device cuda --presets paper-stl10 --modes end-to-end simultaneous --output "$out/stl10-b32"
+gim bench --device cuda --presets paper-stl10 --modes end-to-end simultaneous --batch_size 32 --output "$out/stl10-b32"
 gim bench --device cuda --presets paper-stl10 --modes end-to-end simultaneous --precisions bf16 \
     --batch_size 256 --output "$out/stl10-b256"
 
@@ -79,6 +79,7 @@ EOF
 python3 benchmarks/infonce_scoring.py --device cuda --batch_size 256 --precision bf16 --deterministic false \
     --json "$out/infonce-scoring.json"
 
-gim bench --device cuda --presets paper-librispeech --modes end-to-end simultaneous --output "$out/librispeech-b8"
+gim bench --device cuda --presets paper-librispeech --modes end-to-end simultaneous --batch_size 8 \
+    --output "$out/librispeech-b8"
 gim bench --device cuda --presets paper-stl10 --modes simultaneous --precisions bf16 --train.compile true \
-    --output "$out/stl10-b32-compile"
+    --batch_size 32 --output "$out/stl10-b32-compile"

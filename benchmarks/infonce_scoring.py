@@ -12,6 +12,7 @@ and checks that both give the same loss and gradient (compiled code draws random
     python benchmarks/infonce_scoring.py --device cuda --batch_size 256 --precision bf16 --deterministic false \\
         --json OUT/infonce-scoring.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,10 @@ from dataclasses import replace
 import torch
 
 from greedy_infomax.bench import Schedule, random_inputs, timed_groups
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
-from greedy_infomax.placement import compile_in_place
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.isolation import IsolatedModule
+from greedy_infomax.placement import compile_in_place
+from greedy_infomax.tasks import PRESETS, prepare_modules
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 
 
 def readout_outputs(config: RunConfig, device: torch.device) -> tuple[torch.nn.ModuleList, list[torch.Tensor]]:
@@ -42,8 +42,9 @@ def readout_outputs(config: RunConfig, device: torch.device) -> tuple[torch.nn.M
     return modules, outputs
 
 
-def loss_and_gradient(objective: torch.nn.Module, module: IsolatedModule, z: torch.Tensor,
-                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_and_gradient(
+    objective: torch.nn.Module, module: IsolatedModule, z: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward + backward on a leaf copy of z with the negatives of `seed`: (loss, z's gradient)."""
     z = z.detach().clone().requires_grad_()
     torch.manual_seed(seed)
@@ -64,9 +65,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     base = PRESETS[args.preset]
-    config = replace(base, data=replace(base.data, batch_size=args.batch_size),
-                     train=replace(base.train, device=args.device, precision=args.precision,
-                                   deterministic=args.deterministic == "true"))
+    config = replace(
+        base,
+        data=replace(base.data, batch_size=args.batch_size),
+        train=replace(
+            base.train, device=args.device, precision=args.precision, deterministic=args.deterministic == "true"
+        ),
+    )
     device = torch.device(args.device)
     schedule = Schedule(3, 30, 3) if device.type == "cuda" else Schedule(1, 6, 3)
     modules, outputs = readout_outputs(config, device)
@@ -76,23 +81,31 @@ def main() -> None:
         compile_in_place(compiled)
         eager_loss, eager_grad = loss_and_gradient(module.objective, module, z, seed=index)
         compiled_loss, compiled_grad = loss_and_gradient(compiled, module, z, seed=index)
-        row = {"module": index + 1, "shape": list(z.shape),
-               "loss_difference": abs(float(compiled_loss - eager_loss)),
-               "gradient_difference": float((compiled_grad - eager_grad).abs().max() / eager_grad.abs().max())}
+        row = {
+            "module": index + 1,
+            "shape": list(z.shape),
+            "loss_difference": abs(float(compiled_loss - eager_loss)),
+            "gradient_difference": float((compiled_grad - eager_grad).abs().max() / eager_grad.abs().max()),
+        }
         for name, objective in (("eager", module.objective), ("compiled", compiled)):
             seconds = timed_groups(lambda: loss_and_gradient(objective, module, z, seed=index), schedule, device)
             row[f"{name}_ms"] = 1e3 * statistics.median(seconds)
         rows.append(row)
-        print(f"module {row['module']} {tuple(row['shape'])}: eager {row['eager_ms']:.1f} ms, compiled "
-              f"{row['compiled_ms']:.1f} ms ({row['eager_ms'] / row['compiled_ms']:.2f}x); loss differs by "
-              f"{row['loss_difference']:.2e}, gradient by {row['gradient_difference']:.2e} of its largest entry",
-              flush=True)
+        print(
+            f"module {row['module']} {tuple(row['shape'])}: eager {row['eager_ms']:.1f} ms, compiled "
+            f"{row['compiled_ms']:.1f} ms ({row['eager_ms'] / row['compiled_ms']:.2f}x); loss differs by "
+            f"{row['loss_difference']:.2e}, gradient by {row['gradient_difference']:.2e} of its largest entry",
+            flush=True,
+        )
     total = {name: sum(row[f"{name}_ms"] for row in rows) for name in ("eager", "compiled")}
     print(f"all modules: eager {total['eager']:.1f} ms, compiled {total['compiled']:.1f} ms per step")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"arguments": vars(args), "torch": torch.__version__, "modules": rows, "total_ms": total},
-                      file, indent=1)
+            json.dump(
+                {"arguments": vars(args), "torch": torch.__version__, "modules": rows, "total_ms": total},
+                file,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -8,17 +8,24 @@
               run's duration. A moment in the reference's start-up kills some start (chosen at random) that
               long after it began; a moment in training kills the victim when it reaches the same point of
               the run (these are taken in order, so the kills walk through the whole run, checkpoint writes
-              included). Two kinds of aimed kills are added at random places: `--startup-kills` at a uniform
+              included). Three kinds of aimed kills are added at random places: `--startup-kills` at a uniform
               moment of a start's start-up, `--checkpoint-kills` as soon as a new `.staging-*` folder appears
-              (a checkpoint write has begun)
-3. verdict    every restart must load without an error and continue from the newest checkpoint; the newest
-              checkpoints of victim and reference must hold equal tensors (torch.equal), and metrics.jsonl
-              must log every step once with the reference's losses
+              (a checkpoint write has begun), `--metrics-kills` as soon as metrics.jsonl grows (a log write has
+              begun), after which part of a further row is appended, as a kill in the middle of that write
+              leaves it (a one-line append is too quick to interrupt by timing alone). `--racers` starts are
+              raced by a second writer once their training is under way: alternately `gim pretrain --resume`
+              with another learning rate, and a fresh start with the same --name; the victim is killed only after
+              the racer has exited
+3. verdict    every restart must load without an error and continue from the newest checkpoint; every racer
+              must exit with code 2 and one line naming the victim's pid; the newest checkpoints of victim and
+              reference must hold equal tensors (torch.equal), and metrics.jsonl must log every step once with
+              the reference's losses (so neither a torn line nor a racer changed anything)
 4. control    a second uninterrupted run, compared with the reference the same way: if even these differ,
               training is not deterministic and a difference of the victim says nothing about resuming
 
     python benchmarks/kill_resume.py --json benchmarks/results/kill_resume.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,16 +42,16 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-TQDM_POSITION = re.compile(r"(\d+)/(\d+) \[")            # "pretrain:  10%|█   | 9/90 [00:01<..."
+TQDM_POSITION = re.compile(r"(\d+)/(\d+) \[")  # "pretrain:  10%|█   | 9/90 [00:01<..."
 ERROR_MARKERS = ("Traceback", "gim: error", "Error:")
-UNCOMPARED_METRICS = {"samples_per_second"}                 # wall-clock rates differ between any two runs
-KEEP_CHECKPOINTS = 2                                       # run_folder.KEEP_CHECKPOINTS
+UNCOMPARED_METRICS = {"samples_per_second"}  # wall-clock rates differ between any two runs
+KEEP_CHECKPOINTS = 2  # run_folder.KEEP_CHECKPOINTS
 
 
 # ---------------------------------------------------------------------------------------------------- starting gim
@@ -53,18 +60,35 @@ KEEP_CHECKPOINTS = 2                                       # run_folder.KEEP_CHE
 def pretrain_command(args: argparse.Namespace, output: Path, name: str, resume: bool) -> list[str]:
     if resume:
         return [str(args.gim), "pretrain", "--resume", str(output / name)]
-    return [str(args.gim), "pretrain", "--preset", "smoke", "--output", str(output), "--name", name,
-            "--train.epochs", str(args.epochs), "--train.checkpoint_every", str(args.checkpoint_every),
-            "--data.limit", str(args.limit), "--data.batch_size", str(args.batch_size),
-            "--train.precision", "fp32"]
+    return [
+        str(args.gim),
+        "pretrain",
+        "--preset",
+        "smoke",
+        "--output",
+        str(output),
+        "--name",
+        name,
+        "--train.epochs",
+        str(args.epochs),
+        "--train.checkpoint_every",
+        str(args.checkpoint_every),
+        "--data.limit",
+        str(args.limit),
+        "--data.batch_size",
+        str(args.batch_size),
+        "--train.precision",
+        "fp32",
+    ]
 
 
 @dataclass(frozen=True)
 class PlannedKill:
-    """A kill aimed at `aim` ("start-up", "training" or "checkpoint write")."""
+    """A kill aimed at `aim` ("start-up", "training", "checkpoint write", "metrics write" or "second writer":
+    a training moment, raced by another writer first)."""
 
     aim: str
-    moment: float | None                     # seconds into the reference run; None for a checkpoint write
+    moment: float | None  # seconds into the reference run; None for a checkpoint or metrics write
 
 
 def plan_kills(args: argparse.Namespace, reference: dict, rng: random.Random) -> list[PlannedKill]:
@@ -75,6 +99,12 @@ def plan_kills(args: argparse.Namespace, reference: dict, rng: random.Random) ->
     startup += [rng.uniform(0, reference["startup_seconds"]) for _ in range(args.startup_kills)]
     aimed = [PlannedKill("start-up", m) for m in startup]
     aimed += [PlannedKill("checkpoint write", None)] * args.checkpoint_kills
+    aimed += [PlannedKill("metrics write", None)] * args.metrics_kills
+    training = reference["seconds"] - reference["startup_seconds"]
+    aimed += [
+        PlannedKill("second writer", reference["startup_seconds"] + rng.uniform(0.3, 0.9) * training)
+        for _ in range(args.racers)
+    ]
     for kill in aimed:
         plan.insert(rng.randrange(len(plan) + 1), kill)
     return plan
@@ -85,9 +115,9 @@ def kill_delay(kill: PlannedKill, reference: dict, checkpoint: int | None) -> fl
     if kill.aim == "start-up":
         return kill.moment
     ahead = (checkpoint or 0) * reference["seconds_per_step"]
-    if kill.aim == "training":
+    if kill.aim in ("training", "second writer"):
         return max(reference["startup_seconds"], kill.moment - ahead)
-    return reference["seconds"] - ahead      # a checkpoint write: give up at the expected end of the start
+    return reference["seconds"] - ahead  # a checkpoint or metrics write: give up at the expected end of the start
 
 
 @dataclass
@@ -96,15 +126,18 @@ class Start:
 
     number: int
     resume: bool
-    aim: str | None                          # what the kill was aimed at; None: the final start, not killed
-    kill_after: float | None                 # seconds after the start; None: let it run to the end
-    checkpoint_before: int | None            # newest checkpoint step on disk when it started
+    aim: str | None  # what the kill was aimed at; None: the final start, not killed
+    kill_after: float | None  # seconds after the start; None: let it run to the end
+    checkpoint_before: int | None  # newest checkpoint step on disk when it started
     killed: bool = False
-    seconds: float = 0.0                     # from start to exit or kill
+    seconds: float = 0.0  # from start to exit or kill
     returncode: int | None = None
-    started_training_at: int | None = None   # tqdm's first position: the step it resumed from
-    steps_done: int | None = None            # tqdm's last position
+    started_training_at: int | None = None  # tqdm's first position: the step it resumed from
+    steps_done: int | None = None  # tqdm's last position
     errors: list[str] = field(default_factory=list)
+    pid: int | None = None
+    racer: dict | None = None  # the second writer's command, exit code and last stderr line
+    torn_line_added: bool = False  # a metrics-write kill: part of a row appended after it
 
 
 def child_environment(args: argparse.Namespace) -> dict[str, str]:
@@ -112,24 +145,52 @@ def child_environment(args: argparse.Namespace) -> dict[str, str]:
     return {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
 
 
-def run_start(start: Start, command: list[str], log: Path, hard_timeout: float, environment: dict,
-              staging_of: Path | None = None) -> Start:
-    """Run one start; SIGKILL it after `start.kill_after` seconds, or once a new checkpoint staging folder
-    appears under `staging_of`, if it is still running."""
-    before = checkpoint_entries(staging_of) if staging_of else {}
+def run_start(
+    start: Start,
+    command: list[str],
+    log: Path,
+    hard_timeout: float,
+    environment: dict,
+    run: Path,
+    racer: list[str] | None = None,
+) -> Start:
+    """Run one start; SIGKILL it after `start.kill_after` seconds, or once its aimed write begins in `run` (a new
+    checkpoint staging folder, or metrics.jsonl growing), if it is still running. A `racer` command is started
+    once training is under way, and the kill waits for it to exit."""
+    before = checkpoint_entries(run) if start.aim == "checkpoint write" else {}
+    metrics_size = _size(run / "metrics.jsonl")
+    aimed = start.aim in ("checkpoint write", "metrics write")
     with open(log, "w") as stderr:
         began = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPOSITORY, env=environment)
+        start.pid = process.pid
         limit = start.kill_after if start.kill_after is not None else hard_timeout
-        while process.poll() is None and time.perf_counter() - began < limit:
-            if staging_of and new_staging(staging_of, before):
+        second = None
+        while process.poll() is None and (time.perf_counter() - began < limit or (second and second.poll() is None)):
+            if start.aim == "checkpoint write" and new_staging(run, before):
                 break
-            time.sleep(0.001 if staging_of else 0.01)
+            if start.aim == "metrics write" and _size(run / "metrics.jsonl") > metrics_size:
+                break
+            if racer and second is None and TQDM_POSITION.search(log.read_text(errors="replace")):
+                second = subprocess.Popen(
+                    racer, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPOSITORY, env=environment
+                )
+            time.sleep(0.001 if aimed else 0.01)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             start.killed = start.kill_after is not None
         start.returncode = process.wait()
         start.seconds = time.perf_counter() - began
+    if second is not None:
+        error = second.communicate()[1].strip().splitlines()
+        start.racer = {
+            "command": " ".join(racer),
+            "returncode": second.returncode,
+            "stderr_lines": len(error),
+            "last_line": error[-1] if error else "",
+        }
+    if start.killed and start.aim == "metrics write":
+        start.torn_line_added = tear_metrics(run)
     text = log.read_text(errors="replace")
     positions = [int(match.group(1)) for match in TQDM_POSITION.finditer(text)]
     start.started_training_at = positions[0] if positions else None
@@ -138,6 +199,35 @@ def run_start(start: Start, command: list[str], log: Path, hard_timeout: float, 
     if not start.killed and start.kill_after is None and start.returncode == -signal.SIGKILL:
         start.errors.append(f"did not finish within {hard_timeout:.0f} s: killed as hung")
     return start
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def tear_metrics(run: Path) -> bool:
+    """Append the first half of the last row without its newline, as a kill in the middle of the next log write
+    leaves it (that row's step is past the newest checkpoint, which is written after the log of its step)."""
+    path = run / "metrics.jsonl"
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    if not lines:
+        return False
+    with open(path, "ab") as file:
+        file.write(lines[-1][: len(lines[-1]) // 2])
+    return True
+
+
+def racer_result(start: Start) -> tuple[bool, str]:
+    """Did the second writer fail at once, in one line naming the victim's pid? (ok, what happened)"""
+    racer = start.racer
+    if racer is None:
+        return False, "no racer started: the victim never reached training"
+    ok = (
+        racer["returncode"] == 2
+        and racer["stderr_lines"] == 1
+        and f"is in use by pid {start.pid} " in racer["last_line"]
+    )
+    return ok, f"exit {racer['returncode']}: {racer['last_line'][:160]}"
 
 
 def resume_result(start: Start) -> tuple[bool, str]:
@@ -176,7 +266,7 @@ def checkpoint_entries(run: Path) -> dict[str, tuple[int, int]]:
         for entry in os.scandir(run / "checkpoints"):
             try:
                 entries[entry.name] = (entry.stat().st_ino, entry.stat().st_mtime_ns)
-            except FileNotFoundError:        # renamed or removed by a running start since the listing
+            except FileNotFoundError:  # renamed or removed by a running start since the listing
                 pass
     except FileNotFoundError:
         pass
@@ -185,8 +275,9 @@ def checkpoint_entries(run: Path) -> dict[str, tuple[int, int]]:
 
 def new_staging(run: Path, before: dict[str, tuple[int, int]]) -> bool:
     """Is a checkpoint being written that was not there (or not the same folder) before?"""
-    return any(name.startswith(".staging-") and before.get(name) != entry
-               for name, entry in checkpoint_entries(run).items())
+    return any(
+        name.startswith(".staging-") and before.get(name) != entry for name, entry in checkpoint_entries(run).items()
+    )
 
 
 def metrics_rows(run: Path) -> tuple[list[dict], int]:
@@ -205,6 +296,8 @@ def kill_phase(start: Start, run: Path, before: dict[str, tuple[int, int]]) -> s
     """Where the kill landed, judged from what the start left behind."""
     if not (run / "config.yaml").exists():
         return "start-up, before the run folder"
+    if start.torn_line_added:
+        return "metrics write (torn line added)"
     after = checkpoint_entries(run)
     changed = {name for name, entry in after.items() if before.get(name) != entry}
     if any(name.startswith(".staging-") for name in changed):
@@ -225,11 +318,12 @@ def run_reference(args: argparse.Namespace, workdir: Path, name: str) -> dict:
     command = pretrain_command(args, workdir, name, resume=False)
     with open(log, "w") as stderr:
         began = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPOSITORY,
-                                   env=child_environment(args))
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPOSITORY, env=child_environment(args)
+        )
         startup = None
         while process.poll() is None:
-            if startup is None and "pretrain:" in log.read_text(errors="replace"):
+            if startup is None and TQDM_POSITION.search(log.read_text(errors="replace")):  # the bar is up
                 startup = time.perf_counter() - began
             time.sleep(0.02)
         wall = time.perf_counter() - began
@@ -237,8 +331,13 @@ def run_reference(args: argparse.Namespace, workdir: Path, name: str) -> dict:
         raise SystemExit(f"{name} run failed (exit {process.returncode}):\n{log.read_text()[-2000:]}")
     total = newest_checkpoint(workdir / name)
     startup = startup if startup is not None else wall
-    return {"seconds": wall, "startup_seconds": startup, "steps": total,
-            "seconds_per_step": (wall - startup) / total, "command": " ".join(command)}
+    return {
+        "seconds": wall,
+        "startup_seconds": startup,
+        "steps": total,
+        "seconds_per_step": (wall - startup) / total,
+        "command": " ".join(command),
+    }
 
 
 def kill_and_resume(args: argparse.Namespace, workdir: Path, reference: dict, deadline: float) -> tuple[list, list]:
@@ -250,13 +349,22 @@ def kill_and_resume(args: argparse.Namespace, workdir: Path, reference: dict, de
         if time.time() > deadline:
             break
         checkpoint = newest_checkpoint(run)
-        start = Start(number=len(starts) + 1, resume=(run / "config.yaml").exists(),
-                      aim=None if planned is None else planned.aim, checkpoint_before=checkpoint,
-                      kill_after=None if planned is None else kill_delay(planned, reference, checkpoint))
+        start = Start(
+            number=len(starts) + 1,
+            resume=(run / "config.yaml").exists(),
+            aim=None if planned is None else planned.aim,
+            checkpoint_before=checkpoint,
+            kill_after=None if planned is None else kill_delay(planned, reference, checkpoint),
+        )
         before = checkpoint_entries(run)
         command = pretrain_command(args, workdir, "victim", start.resume)
-        run_start(start, command, workdir / f"start-{start.number}.stderr", hard_timeout, child_environment(args),
-                  staging_of=run if start.aim == "checkpoint write" else None)
+        racer = None
+        if start.aim == "second writer":
+            resume = len(starts) % 2 == 0 and start.resume
+            racer = pretrain_command(args, workdir, "victim", resume) + (["--train.lr", "0.5"] if resume else [])
+        run_start(
+            start, command, workdir / f"start-{start.number}.stderr", hard_timeout, child_environment(args), run, racer
+        )
         starts.append(start)
         _report_start(start, kills, run, before)
         if not resume_result(start)[0]:
@@ -271,12 +379,26 @@ def _report_start(start: Start, kills: list[dict], run: Path, before: dict) -> N
         kills[-1]["next_start"] = {"number": start.number, "ok": ok, "result": detail}
     if start.killed:
         rows, torn = metrics_rows(run)
-        kills.append({"kill": len(kills) + 1, **asdict(start), "phase": kill_phase(start, run, before),
-                      "last_logged_step": rows[-1]["step"] if rows else None, "torn_metrics_lines": torn,
-                      "newest_checkpoint": newest_checkpoint(run), "next_start": None})
+        kills.append(
+            {
+                "kill": len(kills) + 1,
+                **asdict(start),
+                "phase": kill_phase(start, run, before),
+                "last_logged_step": rows[-1]["step"] if rows else None,
+                "torn_metrics_lines": torn,
+                "newest_checkpoint": newest_checkpoint(run),
+                "next_start": None,
+                "racer_ok": racer_result(start) if start.aim == "second writer" else None,
+            }
+        )
     ending = "killed" if start.killed else f"exit {start.returncode}"
-    print(f"start {start.number:2d} ({'resume' if start.resume else 'fresh '}): {ending} after {start.seconds:4.1f} s, "
-          f"steps {start.started_training_at}->{start.steps_done}; {detail}", file=sys.stderr, flush=True)
+    raced = f"; racer {racer_result(start)[1]}" if start.aim == "second writer" else ""
+    print(
+        f"start {start.number:2d} ({'resume' if start.resume else 'fresh '}): {ending} after {start.seconds:4.1f} s, "
+        f"steps {start.started_training_at}->{start.steps_done}; {detail}{raced}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- comparison
@@ -300,8 +422,12 @@ def compare_checkpoints(reference: Path, other: Path) -> dict:
         return {"parameters_equal": False, "problem": f"{other.name} has no checkpoint"}
     other_folder = other / "checkpoints" / f"step-{newest_checkpoint(other):08d}"
     modules = sorted(p.name for p in ref_folder.glob("module-*.pt"))
-    result = {"reference_checkpoint": ref_folder.name, "other_checkpoint": other_folder.name, "modules": {},
-              "different_tensors": []}
+    result = {
+        "reference_checkpoint": ref_folder.name,
+        "other_checkpoint": other_folder.name,
+        "modules": {},
+        "different_tensors": [],
+    }
     for name in modules:
         ref = torch.load(ref_folder / name, map_location="cpu", weights_only=True)
         if not (other_folder / name).exists():
@@ -312,14 +438,20 @@ def compare_checkpoints(reference: Path, other: Path) -> dict:
         different = [key for key, tensor in ours.items() if key not in theirs or not torch.equal(tensor, theirs[key])]
         different += sorted(set(theirs) - set(ours))
         result["different_tensors"] += [f"{name}:{key}" for key in different]
-        result["modules"][name] = {"tensors": len(ref["state_dict"]), "parameters_equal": not different,
-                                   "optimizer_equal": equal_structures(ref["optimizer"], other_state["optimizer"])}
+        result["modules"][name] = {
+            "tensors": len(ref["state_dict"]),
+            "parameters_equal": not different,
+            "optimizer_equal": equal_structures(ref["optimizer"], other_state["optimizer"]),
+        }
     ref_progress = torch.load(ref_folder / "progress.pt", map_location="cpu", weights_only=False)
     other_progress = torch.load(other_folder / "progress.pt", map_location="cpu", weights_only=False)
     result["progress_equal"] = equal_structures(ref_progress, other_progress)
     result["same_module_files"] = modules == sorted(p.name for p in other_folder.glob("module-*.pt"))
-    result["parameters_equal"] = (ref_folder.name == other_folder.name and result["same_module_files"]
-                                  and all(m["parameters_equal"] for m in result["modules"].values()))
+    result["parameters_equal"] = (
+        ref_folder.name == other_folder.name
+        and result["same_module_files"]
+        and all(m["parameters_equal"] for m in result["modules"].values())
+    )
     result["optimizers_equal"] = all(m.get("optimizer_equal", False) for m in result["modules"].values())
     return result
 
@@ -333,29 +465,44 @@ def compare_metrics(reference: Path, other: Path) -> dict:
     by_step = {row["step"]: row for row in other_rows}
     missing = [row["step"] for row in ref_rows if row["step"] not in by_step]
     extra = sorted(set(by_step) - {row["step"] for row in ref_rows})
-    different = [row["step"] for row in ref_rows if row["step"] in by_step and
-                 {k: v for k, v in row.items() if k not in UNCOMPARED_METRICS} !=
-                 {k: v for k, v in by_step[row["step"]].items() if k not in UNCOMPARED_METRICS}]
+    different = [
+        row["step"]
+        for row in ref_rows
+        if row["step"] in by_step
+        and {k: v for k, v in row.items() if k not in UNCOMPARED_METRICS}
+        != {k: v for k, v in by_step[row["step"]].items() if k not in UNCOMPARED_METRICS}
+    ]
     in_order = other_steps == sorted(other_steps)
-    return {"reference_rows": len(ref_rows), "other_rows": len(other_rows), "torn_lines": torn,
-            "duplicated_steps": duplicated, "missing_steps": missing, "extra_steps": extra,
-            "different_steps": different, "in_order": in_order,
-            "equal": not (torn or duplicated or missing or extra or different) and in_order}
+    return {
+        "reference_rows": len(ref_rows),
+        "other_rows": len(other_rows),
+        "torn_lines": torn,
+        "duplicated_steps": duplicated,
+        "missing_steps": missing,
+        "extra_steps": extra,
+        "different_steps": different,
+        "in_order": in_order,
+        "equal": not (torn or duplicated or missing or extra or different) and in_order,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- report
 
 
 def table(kills: list[dict]) -> str:
-    lines = ["| kill | start | aimed at | killed at (s) | landed in | steps done | last logged | newest checkpoint "
-             "| next start |",
-             "|---:|---|---|---:|---|---:|---:|---:|---|"]
+    lines = [
+        "| kill | start | aimed at | killed at (s) | landed in | steps done | last logged | newest checkpoint "
+        "| next start |",
+        "|---:|---|---|---:|---|---:|---:|---:|---|",
+    ]
     for kill in kills:
         following = kill["next_start"]
         outcome = "—" if following is None else f"{'ok' if following['ok'] else 'FAILED'}: {following['result']}"
-        lines.append(f"| {kill['kill']} | {kill['number']} ({'resume' if kill['resume'] else 'fresh'}) "
-                     f"| {kill['aim']} | {kill['seconds']:.2f} | {kill['phase']} | {_dash(kill['steps_done'])} "
-                     f"| {_dash(kill['last_logged_step'])} | {_dash(kill['newest_checkpoint'])} | {outcome} |")
+        lines.append(
+            f"| {kill['kill']} | {kill['number']} ({'resume' if kill['resume'] else 'fresh'}) "
+            f"| {kill['aim']} | {kill['seconds']:.2f} | {kill['phase']} | {_dash(kill['steps_done'])} "
+            f"| {_dash(kill['last_logged_step'])} | {_dash(kill['newest_checkpoint'])} | {outcome} |"
+        )
     return "\n".join(lines)
 
 
@@ -363,8 +510,9 @@ def _dash(value) -> str:
     return "—" if value is None else str(value)
 
 
-def verdict(args: argparse.Namespace, kills: list[dict], starts: list[Start], victim: dict, control: dict,
-            changed: list[str]) -> tuple[bool, str]:
+def verdict(
+    args: argparse.Namespace, kills: list[dict], starts: list[Start], victim: dict, control: dict, changed: list[str]
+) -> tuple[bool, str]:
     """One line: PASS only if every kill was followed by a good resume and the victim ended equal to the reference.
 
     A planned kill can miss when the machine runs faster than during the reference and a start finishes first;
@@ -372,13 +520,20 @@ def verdict(args: argparse.Namespace, kills: list[dict], starts: list[Start], vi
     """
     resumed = [kill for kill in kills if kill["next_start"] is not None and kill["next_start"]["ok"]]
     finished = bool(starts) and not starts[-1].killed and starts[-1].returncode == 0
-    planned = args.kills + args.startup_kills + args.checkpoint_kills
+    planned = args.kills + args.startup_kills + args.checkpoint_kills + args.metrics_kills + args.racers
     missed = sum(start.aim is not None and not start.killed and not start.errors for start in starts)
-    ok = bool(kills) and len(resumed) == len(kills) and finished and victim["equal"]
-    line = (f"{'PASS' if ok else 'FAIL'}: {len(kills)} kills ({planned} planned"
-            + (f", {missed} missed: the start finished first" if missed else "") + f"), {len(resumed)} resumes ok, "
-            f"run {'finished' if finished else 'did NOT finish'}; victim vs reference: {_equality(victim)}; "
-            f"control (2nd uninterrupted run) vs reference: {_equality(control)}")
+    raced = [racer_result(start) for start in starts if start.aim == "second writer"]
+    refused = sum(ok for ok, _ in raced)
+    torn = sum(start.torn_line_added for start in starts)
+    ok = bool(kills) and len(resumed) == len(kills) and finished and victim["equal"] and refused == len(raced)
+    line = (
+        f"{'PASS' if ok else 'FAIL'}: {len(kills)} kills ({planned} planned"
+        + (f", {missed} missed: the start finished first" if missed else "")
+        + f"), {len(resumed)} resumes ok, "
+        f"{torn} torn metrics lines repaired, {refused} of {len(raced)} racing writers refused, "
+        f"run {'finished' if finished else 'did NOT finish'}; victim vs reference: {_equality(victim)}; "
+        f"control (2nd uninterrupted run) vs reference: {_equality(control)}"
+    )
     if not victim["equal"] and not control["equal"]:
         line += " -> training itself is not deterministic here, so the victim's difference is not evidence about resume"
     return ok, line + (f"; note: {', '.join(changed)} changed while this ran" if changed else "")
@@ -386,8 +541,10 @@ def verdict(args: argparse.Namespace, kills: list[dict], starts: list[Start], vi
 
 def _equality(comparison: dict) -> str:
     checkpoints, metrics = comparison["checkpoints"], comparison["metrics"]
-    return (f"parameters {_same(checkpoints.get('parameters_equal'))} ({checkpoints.get('other_checkpoint')}), "
-            f"optimisers {_same(checkpoints.get('optimizers_equal'))}, metrics {_same(metrics['equal'])}")
+    return (
+        f"parameters {_same(checkpoints.get('parameters_equal'))} ({checkpoints.get('other_checkpoint')}), "
+        f"optimisers {_same(checkpoints.get('optimizers_equal'))}, metrics {_same(metrics['equal'])}"
+    )
 
 
 def _same(equal: bool | None) -> str:
@@ -396,27 +553,46 @@ def _same(equal: bool | None) -> str:
 
 def compare_runs(reference: Path, other: Path) -> dict:
     checkpoints, metrics = compare_checkpoints(reference, other), compare_metrics(reference, other)
-    return {"checkpoints": checkpoints, "metrics": metrics,
-            "equal": bool(checkpoints.get("parameters_equal")) and metrics["equal"]}
+    return {
+        "checkpoints": checkpoints,
+        "metrics": metrics,
+        "equal": bool(checkpoints.get("parameters_equal")) and metrics["equal"],
+    }
 
 
 def package_sources() -> dict[str, str]:
     """A digest of each source file of the package: the runs compared must have run the same code."""
-    return {path.relative_to(REPOSITORY).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted((REPOSITORY / "greedy_infomax").rglob("*.py"))}
+    return {
+        path.relative_to(REPOSITORY).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((REPOSITORY / "greedy_infomax").rglob("*.py"))
+    }
 
 
 def machine_info() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPOSITORY).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "greedy_infomax"], capture_output=True, text=True,
-                           cwd=REPOSITORY).stdout.strip()
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-            "python": platform.python_version(), "cpu": cpu, "logical_cpus": len(os.sched_getaffinity(0)),
-            "load_average": os.getloadavg(), "torch_threads_default": torch.get_num_threads(),
-            "git_commit": commit, "package_uncommitted_changes": bool(dirty),
-            "command": " ".join(sys.argv)}
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "greedy_infomax"], capture_output=True, text=True, cwd=REPOSITORY
+    ).stdout.strip()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "logical_cpus": len(os.sched_getaffinity(0)),
+        "load_average": os.getloadavg(),
+        "torch_threads_default": torch.get_num_threads(),
+        "git_commit": commit,
+        "package_uncommitted_changes": bool(dirty),
+        "command": " ".join(sys.argv),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -429,9 +605,12 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict:
     for name in ("reference", "control"):
         print(f"{name} run (uninterrupted) ...", file=sys.stderr, flush=True)
         references[name] = run_reference(args, workdir, name)
-        print(f"{name}: {references[name]['steps']} steps in {references[name]['seconds']:.1f} s (start-up "
-              f"{references[name]['startup_seconds']:.1f} s, {references[name]['seconds_per_step']:.3f} s/step)",
-              file=sys.stderr, flush=True)
+        print(
+            f"{name}: {references[name]['steps']} steps in {references[name]['seconds']:.1f} s (start-up "
+            f"{references[name]['startup_seconds']:.1f} s, {references[name]['seconds_per_step']:.3f} s/step)",
+            file=sys.stderr,
+            flush=True,
+        )
     kills, starts = kill_and_resume(args, workdir, references["reference"], deadline=started + 60 * args.max_minutes)
     victim = compare_runs(workdir / "reference", workdir / "victim")
     control = compare_runs(workdir / "reference", workdir / "control")
@@ -439,35 +618,69 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict:
     changed = sorted(name for name in sources.keys() | now.keys() if sources.get(name) != now.get(name))
     ok, line = verdict(args, kills, starts, victim, control, changed)
     phases = {phase: sum(k["phase"] == phase for k in kills) for phase in dict.fromkeys(k["phase"] for k in kills)}
-    return {"machine": machine, "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "references": references, "kills": kills, "phases": phases, "starts": [asdict(s) for s in starts],
-            "victim_vs_reference": victim, "control_vs_reference": control,
-            "package_files_changed_during_run": changed, "passed": ok, "verdict": line,
-            "wall_seconds": time.time() - started}
+    return {
+        "machine": machine,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "references": references,
+        "kills": kills,
+        "phases": phases,
+        "starts": [asdict(s) for s in starts],
+        "victim_vs_reference": victim,
+        "control_vs_reference": control,
+        "package_files_changed_during_run": changed,
+        "passed": ok,
+        "verdict": line,
+        "wall_seconds": time.time() - started,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs at uniform random moments of the run")
-    parser.add_argument("--startup-kills", type=int, default=3,
-                        help="extra kills aimed at a start-up (of a start chosen at random)")
-    parser.add_argument("--checkpoint-kills", type=int, default=5,
-                        help="extra kills aimed at checkpoint writes (placed at random among the others)")
+    parser.add_argument(
+        "--startup-kills", type=int, default=3, help="extra kills aimed at a start-up (of a start chosen at random)"
+    )
+    parser.add_argument(
+        "--checkpoint-kills",
+        type=int,
+        default=5,
+        help="extra kills aimed at checkpoint writes (placed at random among the others)",
+    )
+    parser.add_argument(
+        "--metrics-kills",
+        type=int,
+        default=3,
+        help="extra kills as soon as metrics.jsonl grows, each followed by a torn line",
+    )
+    parser.add_argument(
+        "--racers",
+        type=int,
+        default=3,
+        help="extra kills of starts raced by a second writer first (which must be refused)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--checkpoint-every", type=int, default=4)
     parser.add_argument("--limit", type=int, default=9216, help="pre-training images (18 batches of 512)")
-    parser.add_argument("--batch-size", type=int, default=512,
-                        help="larger than the preset's 16, so that a step (not start-up) fills most of the run")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="OMP_NUM_THREADS of every gim process (default: torch's choice, the core count)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=512,
+        help="larger than the preset's 16, so that a step (not start-up) fills most of the run",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS of every gim process (default: torch's choice, the core count)",
+    )
     parser.add_argument("--max-minutes", type=float, default=20, help="stop killing after this long")
     parser.add_argument("--gim", type=Path, default=REPOSITORY / ".venv" / "bin" / "gim")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write every kill, start and comparison here")
     args = parser.parse_args(argv)
-    if min(args.kills, args.startup_kills, args.checkpoint_kills) < 0:
-        parser.error("--kills, --startup-kills and --checkpoint-kills must not be negative")
+    if min(args.kills, args.startup_kills, args.checkpoint_kills, args.metrics_kills, args.racers) < 0:
+        parser.error("--kills, --startup-kills, --checkpoint-kills, --metrics-kills and --racers must not be negative")
     return args
 
 

@@ -7,6 +7,7 @@ paper's phone probe), whose lengths all differ: this measures what that costs fo
 
     python3 benchmarks/onednn_cache.py [CHANNELS GRU_HIDDEN]     (default 512 256: the paper's encoder)
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,14 +26,13 @@ def resident_mib() -> int:
 
 
 def main(channels: int = 512, hidden: int = 256, lengths: int = 300, seconds: float = 3.0) -> None:
-    config = replace(PRESETS["paper-librispeech"],
-                     model=AudioModelConfig(channels=(channels,) * 5, gru_hidden=hidden))
+    config = replace(PRESETS["paper-librispeech"], model=AudioModelConfig(channels=(channels,) * 5, gru_hidden=hidden))
     encode = module_outputs(prepare_modules(config, 1, torch.device("cpu"), with_optimizers=False))
     first = int(seconds * 16_000)
     encode(torch.randn(1, 1, first))
     print(f"{channels} channels, GRU {hidden}: {resident_mib()} MiB after one utterance", flush=True)
     for k in range(1, lengths + 1):
-        encode(torch.randn(1, 1, first + 160 * k))                      # a new length, 10 ms longer each time
+        encode(torch.randn(1, 1, first + 160 * k))  # a new length, 10 ms longer each time
         if k % 50 == 0:
             print(f"{k} more lengths: {resident_mib()} MiB", flush=True)
 

@@ -23,6 +23,7 @@ The load average before and after goes into the JSON; compare only runs made tog
     python benchmarks/pipeline_efficiency.py --json benchmarks/results/pipeline_efficiency-cpu.json
     python benchmarks/pipeline_efficiency.py --device cuda --stages 2     # needs one GPU per stage
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,19 +37,18 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 from greedy_infomax.bench import Schedule, timed_groups
 from greedy_infomax.config import AnyRunConfig
-from greedy_infomax.tasks import PRESETS, task_of
 from greedy_infomax.engines.local import train_step
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.placement import resolve_device, trained_indices
 from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.placement import resolve_device, trained_indices
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -68,11 +68,14 @@ def stage_seconds(config: AnyRunConfig, stages: int, schedule: Schedule) -> list
             batches = _endless(loader)
             step = lambda: train_step(modules, next(batches), trained, (0, 0), owned)  # noqa: E731
         else:
-            x = run_frozen(list(modules[:owned.start]), first)
+            x = run_frozen(list(modules[: owned.start]), first)
             step = lambda x=x, owned=owned: train_step(modules, x, trained, (0, 0), owned)  # noqa: E731
         seconds.append(timed_groups(step, schedule, device))
-        print(f"stage {stage} (modules {owned.start + 1}-{owned.stop}) alone: "
-              f"{statistics.median(seconds[-1]) * 1000:.1f} ms/step", file=sys.stderr)
+        print(
+            f"stage {stage} (modules {owned.start + 1}-{owned.stop}) alone: "
+            f"{statistics.median(seconds[-1]) * 1000:.1f} ms/step",
+            file=sys.stderr,
+        )
     return seconds
 
 
@@ -91,12 +94,38 @@ def pipeline(args: argparse.Namespace, schedule_name: str, workdir: Path) -> dic
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     name = f"pipeline-{schedule_name}"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.stages),
-               "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "greedy_infomax.cli", "pretrain",
-               "--preset", args.preset, "--output", str(workdir), "--name", name, "--train.device", args.device,
-               "--train.max_steps", str(args.steps), "--train.log_every", str(args.log_every),
-               "--train.checkpoint_every", str(10 * args.steps), "--data.batch_size", str(args.batch_size),
-               "--distributed.schedule", schedule_name]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(args.stages),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "-m",
+        "greedy_infomax.cli",
+        "pretrain",
+        "--preset",
+        args.preset,
+        "--output",
+        str(workdir),
+        "--name",
+        name,
+        "--train.device",
+        args.device,
+        "--train.max_steps",
+        str(args.steps),
+        "--train.log_every",
+        str(args.log_every),
+        "--train.checkpoint_every",
+        str(10 * args.steps),
+        "--data.batch_size",
+        str(args.batch_size),
+        "--distributed.schedule",
+        schedule_name,
+    ]
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": str(args.threads)}
     started = time.perf_counter()
     subprocess.run(command, env=environment, check=True, stdout=subprocess.DEVNULL)
@@ -107,8 +136,13 @@ def pipeline(args: argparse.Namespace, schedule_name: str, workdir: Path) -> dic
     rate = (last - first) * args.batch_size / (elapsed[last] - elapsed[first])
     steady = [row for row in rows if row["step"] > first]
     busy = {key: statistics.mean(row[key] for row in steady) for key in steady[0] if key.startswith("busy/")}
-    result = {"command": " ".join(command[1:]), "wall_seconds": time.perf_counter() - started,
-              "steady_images_per_second": rate, "steady_steps": [first, last], "busy": busy}
+    result = {
+        "command": " ".join(command[1:]),
+        "wall_seconds": time.perf_counter() - started,
+        "steady_images_per_second": rate,
+        "steady_steps": [first, last],
+        "busy": busy,
+    }
     if schedule_name == "async":
         result["inputs"] = _async_summary(rows)
     print(f"{schedule_name} pipeline: {rate:.1f} images/s between steps {first} and {last}", file=sys.stderr)
@@ -120,24 +154,42 @@ def _async_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
     stages = sorted({key.split("/")[1] for row in rows for key in row if key.startswith("async/")})
     summary = {}
     for stage in stages:
+
         def total(field: str) -> float:
             return sum(row[f"async/{stage}/{field}"] for row in rows)
+
         steps = total("steps")
-        summary[stage] = {"steps": steps, "reused": total("reused"), "dropped": total("dropped"),
-                          "staleness_mean": sum(row[f"async/{stage}/staleness_mean"] * row[f"async/{stage}/steps"]
-                                                for row in rows) / max(steps, 1),
-                          "staleness_max": max(row[f"async/{stage}/staleness_max"] for row in rows),
-                          "uses_max": max(row[f"async/{stage}/uses_max"] for row in rows)}
+        summary[stage] = {
+            "steps": steps,
+            "reused": total("reused"),
+            "dropped": total("dropped"),
+            "staleness_mean": sum(row[f"async/{stage}/staleness_mean"] * row[f"async/{stage}/steps"] for row in rows)
+            / max(steps, 1),
+            "staleness_max": max(row[f"async/{stage}/staleness_max"] for row in rows),
+            "uses_max": max(row[f"async/{stage}/uses_max"] for row in rows),
+        }
     return summary
 
 
 def machine(args: argparse.Namespace) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else None
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-            "cpu": cpu, "logical_cpus": len(os.sched_getaffinity(0)), "gpu": gpu,
-            "load_average_before": os.getloadavg(), "command": " ".join(sys.argv)}
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "logical_cpus": len(os.sched_getaffinity(0)),
+        "gpu": gpu,
+        "load_average_before": os.getloadavg(),
+        "command": " ".join(sys.argv),
+    }
 
 
 def arguments() -> argparse.Namespace:
@@ -160,8 +212,14 @@ def arguments() -> argparse.Namespace:
 def measure(args: argparse.Namespace, config: AnyRunConfig) -> dict:
     """--repeats rounds of (stages alone, then the sync pipeline), each round's efficiency against its own bound,
     so that a drift in the machine's load between the two measurements stays small; then the async pipeline."""
-    report = {"machine": machine(args), "preset": args.preset, "stages": args.stages,
-              "threads_per_stage": args.threads, "batch_size": args.batch_size, "rounds": []}
+    report = {
+        "machine": machine(args),
+        "preset": args.preset,
+        "stages": args.stages,
+        "threads_per_stage": args.threads,
+        "batch_size": args.batch_size,
+        "rounds": [],
+    }
     schedule = Schedule(warmup=5, steps=args.alone_steps, repeats=5)
     torch.set_num_threads(args.threads)
     topology = Topology.of(Settings(config.train, config.distributed), config.model.num_modules, 0, args.stages)
@@ -171,9 +229,14 @@ def measure(args: argparse.Namespace, config: AnyRunConfig) -> dict:
             alone = [statistics.median(seconds) for seconds in stage_seconds(config, args.stages, schedule)]
             bound = args.batch_size / max(alone)
             sync = pipeline(args, "sync", Path(workdir) / str(round_index))
-            report["rounds"].append({"stage_seconds_alone": dict(zip(modules, alone)),
-                                     "bound_images_per_second": bound, "sync": sync,
-                                     "efficiency": sync["steady_images_per_second"] / bound})
+            report["rounds"].append(
+                {
+                    "stage_seconds_alone": dict(zip(modules, alone)),
+                    "bound_images_per_second": bound,
+                    "sync": sync,
+                    "efficiency": sync["steady_images_per_second"] / bound,
+                }
+            )
             print(f"round {round_index}: efficiency {report['rounds'][-1]['efficiency']:.3f}", file=sys.stderr)
         if args.async_run:
             report["async"] = pipeline(args, "async", Path(workdir) / "async")
@@ -185,11 +248,13 @@ def measure(args: argparse.Namespace, config: AnyRunConfig) -> dict:
 def main() -> None:
     args = arguments()
     config = PRESETS[args.preset]
-    config = replace(config, data=replace(config.data, batch_size=args.batch_size),
-                     train=replace(config.train, device=args.device))
+    config = replace(
+        config, data=replace(config.data, batch_size=args.batch_size), train=replace(config.train, device=args.device)
+    )
     report = measure(args, config)
-    print(json.dumps({"efficiency": [r["efficiency"] for r in report["rounds"]],
-                      "median": report["efficiency_median"]}))
+    print(
+        json.dumps({"efficiency": [r["efficiency"] for r in report["rounds"]], "median": report["efficiency_median"]})
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -43,6 +43,7 @@ representative).
     python benchmarks/side_by_side.py --original /work/orig --original-python /work/orig-venv/bin/python \\
         --json benchmarks/results/side-by-side-cpu-2026-12-03.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,18 +68,30 @@ from greedy_infomax.tasks import PRESETS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-ORIGINAL_BATCH = {"vision": 32, "audio": 8}        # the original's --batch_size defaults (one CPU: no multi-GPU)
+ORIGINAL_BATCH = {"vision": 32, "audio": 8}  # the original's --batch_size defaults (one CPU: no multi-GPU)
 ORIGINAL_ENTRY = {
     # vision_traineval.sh, less --download_dataset (nothing is fetched)
     "vision": ["GreedyInfoMax.vision.main_vision", "--grayscale", "--save_dir", "vision_experiment"],
     # audio_traineval.sh
-    "audio": ["GreedyInfoMax.audio.main_audio", "--subsample", "--num_epochs", "1000", "--learning_rate", "2e-4",
-              "--start_epoch", "0", "--save_dir", "audio_experiment"],
+    "audio": [
+        "GreedyInfoMax.audio.main_audio",
+        "--subsample",
+        "--num_epochs",
+        "1000",
+        "--learning_rate",
+        "2e-4",
+        "--start_epoch",
+        "0",
+        "--save_dir",
+        "audio_experiment",
+    ],
 }
 OUR_PRESET = {"vision": "paper-stl10", "audio": "paper-librispeech"}
 # `gim` with its allocator tuning left out (for --allocator exact), run as `python -c`
-GIM_UNTUNED = ("import sys, greedy_infomax.placement as placement; placement.tune_allocator = lambda: None; "
-               "from greedy_infomax.cli import main; sys.exit(main())")
+GIM_UNTUNED = (
+    "import sys, greedy_infomax.placement as placement; placement.tune_allocator = lambda: None; "
+    "from greedy_infomax.cli import main; sys.exit(main())"
+)
 STL10_SIDE = 96
 POLL_SECONDS = 0.5
 
@@ -95,9 +108,9 @@ def write_stl10(folder: Path, counts: dict[str, int], seed: int = 0) -> None:
     release.mkdir(parents=True, exist_ok=True)
     for split, count in counts.items():
         coarse = rng.integers(0, 256, (count, 3, 8, 8)).astype(np.int16)
-        images = coarse.repeat(STL10_SIDE // 8, axis=2).repeat(STL10_SIDE // 8, axis=3)      # (N, C, H, W)
+        images = coarse.repeat(STL10_SIDE // 8, axis=2).repeat(STL10_SIDE // 8, axis=3)  # (N, C, H, W)
         images = np.clip(images + rng.normal(0, 16, images.shape), 0, 255).astype(np.uint8)
-        images.transpose(0, 1, 3, 2).tofile(release / f"{split}_X.bin")                   # (N, C, W, H) on disk
+        images.transpose(0, 1, 3, 2).tofile(release / f"{split}_X.bin")  # (N, C, W, H) on disk
         if split != "unlabeled":
             rng.integers(1, 11, count, dtype=np.uint8).tofile(release / f"{split}_y.bin")
 
@@ -116,9 +129,24 @@ def original_stl10_input(folder: Path) -> Path:
 def write_speech_corpus(folder: Path, speakers: int, utterances: int) -> None:
     if (folder / "LibriSpeech100_labels_split" / "train_split.txt").is_file():
         return
-    subprocess.run([sys.executable, "-m", "greedy_infomax.cli", "data", "speech-corpus", "--root", str(folder),
-                    "--speakers", str(speakers), "--utterances", str(utterances)], check=True, cwd=REPO,
-                   env=_our_env())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greedy_infomax.cli",
+            "data",
+            "speech-corpus",
+            "--root",
+            str(folder),
+            "--speakers",
+            str(speakers),
+            "--utterances",
+            str(utterances),
+        ],
+        check=True,
+        cwd=REPO,
+        env=_our_env(),
+    )
 
 
 def _allocator_env(allocator: str) -> dict[str, str]:
@@ -136,11 +164,11 @@ def _our_env() -> dict[str, str]:
 @dataclass
 class Case:
     name: str
-    side: str                   # original | ours
-    task: str                   # vision | audio
+    side: str  # original | ours
+    task: str  # vision | audio
     batch: int
-    warmup: int                 # steps left out of the timing
-    steps: int                  # warm-up + timed
+    warmup: int  # steps left out of the timing
+    steps: int  # warm-up + timed
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
 
@@ -148,8 +176,19 @@ class Case:
 def original_case(task: str, args: argparse.Namespace, data: Path, timed: int) -> Case:
     module, *options = ORIGINAL_ENTRY[task]
     steps = args.warmup + timed
-    command = [str(args.original_python), str(HERE / "side_by_side_original.py"), str(args.original), str(steps),
-               "{stamps}", module, *options, "-i", str(data), "-o", "{out}"]
+    command = [
+        str(args.original_python),
+        str(HERE / "side_by_side_original.py"),
+        str(args.original),
+        str(steps),
+        "{stamps}",
+        module,
+        *options,
+        "-i",
+        str(data),
+        "-o",
+        "{out}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(args.original), **_allocator_env(args.allocator)}
     env.pop("PYTHONHOME", None)
     return Case(f"original-{task}", "original", task, ORIGINAL_BATCH[task], args.warmup, steps, command, env)
@@ -174,9 +213,27 @@ def our_case(task: str, precision: str, args: argparse.Namespace, data: Path, or
     steps = args.warmup + max(1, round(original_samples / batch))
     dataset = ["--data.dataset", "stl10"] if task == "vision" else ["--data.dataset", "librispeech"]
     gim = ["-m", "greedy_infomax.cli"] if args.allocator == "as-run" else ["-c", GIM_UNTUNED]
-    command = [sys.executable, *gim, "pretrain", "--preset", OUR_PRESET[task], *dataset,
-               "--data.root", str(data), *batch_options, "--train.precision", precision,
-               "--train.max_steps", str(steps), "--train.log_every", "1", "--output", "{out}", "--name", "run"]
+    command = [
+        sys.executable,
+        *gim,
+        "pretrain",
+        "--preset",
+        OUR_PRESET[task],
+        *dataset,
+        "--data.root",
+        str(data),
+        *batch_options,
+        "--train.precision",
+        precision,
+        "--train.max_steps",
+        str(steps),
+        "--train.log_every",
+        "1",
+        "--output",
+        "{out}",
+        "--name",
+        "run",
+    ]
     env = {**_our_env(), **_allocator_env(args.allocator)}
     return Case(f"ours-{task}-{precision}", "ours", task, batch, args.warmup, steps, command, env)
 
@@ -198,7 +255,7 @@ class TreeMemory:
         self.peak_rss = 0
         self.peak_pss = 0
         self.steady_rss = 0
-        self.steady = False            # set once warm-up is over
+        self.steady = False  # set once warm-up is over
         self.processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -227,7 +284,7 @@ class TreeMemory:
                     fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                if int(fields[3]) == self.session:          # field 6 of stat: the session id
+                if int(fields[3]) == self.session:  # field 6 of stat: the session id
                     members.append(int(entry.name))
         self.processes = max(self.processes, len(members))
         return members
@@ -238,8 +295,12 @@ class TreeMemory:
     def stop(self) -> dict[str, int]:
         self._stop.set()
         self._thread.join()
-        return {"peak_rss_bytes": self.peak_rss, "peak_tree_pss_bytes": self.peak_pss,
-                "steady_rss_bytes": self.steady_rss, "processes": self.processes}
+        return {
+            "peak_rss_bytes": self.peak_rss,
+            "peak_tree_pss_bytes": self.peak_pss,
+            "steady_rss_bytes": self.steady_rss,
+            "processes": self.processes,
+        }
 
 
 def _status_kib(pid: int, keys: tuple[str, ...]) -> dict[str, int]:
@@ -266,8 +327,9 @@ def run_case(case: Case, folder: Path, timeout: float) -> dict:
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     with open(folder / "log.txt", "w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=case.env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=case.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     memory = TreeMemory(process.pid)
     watch = threading.Thread(target=_mark_steady, args=(memory, case, folder, stamps), daemon=True)
     watch.start()
@@ -278,8 +340,14 @@ def run_case(case: Case, folder: Path, timeout: float) -> dict:
     wall = time.monotonic() - started
     _end_session(process.pid)
     memory.sample()
-    record = {"case": case.name, "returncode": returncode, "wall_seconds": wall, "load_average_before": load_before,
-              "load_average_after": os.getloadavg()[0], **memory.stop()}
+    record = {
+        "case": case.name,
+        "returncode": returncode,
+        "wall_seconds": wall,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        **memory.stop(),
+    }
     ends = _step_ends(case, folder, stamps)
     record["step_ends_seconds"] = [end - ends[0] for end in ends] if ends else []
     record.update(_rate(case, ends))
@@ -325,8 +393,11 @@ def _rate(case: Case, ends: list[float]) -> dict:
     if timed < 1 or case.warmup < 1:
         return {"error": f"{len(ends)} steps ended, {case.warmup + 1} needed"}
     seconds = ends[-1] - ends[case.warmup - 1]
-    return {"timed_steps": timed, "seconds_per_step": seconds / timed,
-            "samples_per_second": case.batch * timed / seconds}
+    return {
+        "timed_steps": timed,
+        "seconds_per_step": seconds / timed,
+        "samples_per_second": case.batch * timed / seconds,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------- summary
@@ -339,16 +410,26 @@ def summarise(cases: list[Case], runs: list[dict]) -> dict:
         mine = [run for run in runs if run["case"] == case.name]
         rates = [run["samples_per_second"] for run in mine if "samples_per_second" in run]
         summary[case.name] = {
-            "side": case.side, "task": case.task, "batch": case.batch, "rounds": len(mine),
-            "samples_per_second": statistics.median(rates) if rates else None, "samples_per_second_runs": rates,
-            **{key: max(run[key] for run in mine) for key in ("peak_rss_bytes", "peak_tree_pss_bytes",
-                                                                "steady_rss_bytes")}}
+            "side": case.side,
+            "task": case.task,
+            "batch": case.batch,
+            "rounds": len(mine),
+            "samples_per_second": statistics.median(rates) if rates else None,
+            "samples_per_second_runs": rates,
+            **{
+                key: max(run[key] for run in mine)
+                for key in ("peak_rss_bytes", "peak_tree_pss_bytes", "steady_rss_bytes")
+            },
+        }
     for case in (c for c in cases if c.side == "ours"):
         ours, original = summary[case.name], summary[f"original-{case.task}"]
         ours["vs_original"] = {
             "speed": _ratio(ours["samples_per_second"], original["samples_per_second"]),
-            **{key.removesuffix("_bytes"): _ratio(ours[key], original[key])
-               for key in ("peak_rss_bytes", "peak_tree_pss_bytes", "steady_rss_bytes")}}
+            **{
+                key.removesuffix("_bytes"): _ratio(ours[key], original[key])
+                for key in ("peak_rss_bytes", "peak_tree_pss_bytes", "steady_rss_bytes")
+            },
+        }
     return summary
 
 
@@ -357,18 +438,23 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def table(summary: dict) -> str:
-    gib = 2 ** 30
-    rows = ["| case | batch | samples/s (median) | runs | speed vs original | peak RSS GiB (vs original) "
-            "| tree PSS GiB | steady RSS GiB |", "|---|---:|---:|---|---:|---:|---:|---:|"]
+    gib = 2**30
+    rows = [
+        "| case | batch | samples/s (median) | runs | speed vs original | peak RSS GiB (vs original) "
+        "| tree PSS GiB | steady RSS GiB |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for name, case in summary.items():
         versus = case.get("vs_original", {})
         rate = f"{case['samples_per_second']:.3g}" if case["samples_per_second"] else "failed"
         speed = f"{versus['speed']:.2f}x" if versus.get("speed") else ""
         memory = f" ({versus['peak_rss']:.2f}x)" if versus.get("peak_rss") else ""
         each = ", ".join(f"{r:.3g}" for r in case["samples_per_second_runs"])
-        rows.append(f"| {name} | {case['batch']} | {rate} | {each} "
-                    f"| {speed} | {case['peak_rss_bytes'] / gib:.2f}{memory} | {case['peak_tree_pss_bytes'] / gib:.2f} "
-                    f"| {case['steady_rss_bytes'] / gib:.2f} |")
+        rows.append(
+            f"| {name} | {case['batch']} | {rate} | {each} "
+            f"| {speed} | {case['peak_rss_bytes'] / gib:.2f}{memory} | {case['peak_tree_pss_bytes'] / gib:.2f} "
+            f"| {case['steady_rss_bytes'] / gib:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -376,32 +462,66 @@ def table(summary: dict) -> str:
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--original", type=Path, required=True,
-                        help="checkout of loeweX/Greedy_InfoMax: the folder holding its GreedyInfoMax package")
-    parser.add_argument("--original-python", type=Path, default=os.environ.get("GIM_ORIGINAL_PYTHON"),
-                        help="a Python that runs the original (default: $GIM_ORIGINAL_PYTHON); benchmarks/README.md")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--original",
+        type=Path,
+        required=True,
+        help="checkout of loeweX/Greedy_InfoMax: the folder holding its GreedyInfoMax package",
+    )
+    parser.add_argument(
+        "--original-python",
+        type=Path,
+        default=os.environ.get("GIM_ORIGINAL_PYTHON"),
+        help="a Python that runs the original (default: $GIM_ORIGINAL_PYTHON); benchmarks/README.md",
+    )
     parser.add_argument("--tasks", nargs="+", choices=("vision", "audio"), default=["vision", "audio"])
     parser.add_argument("--rounds", type=int, default=2, help="times every case runs, alternating (default 2)")
     parser.add_argument("--warmup", type=int, default=1, help="steps left out of the timing (at least 1; default 1)")
-    parser.add_argument("--original-steps", type=int, default=2, help="timed steps of the original's vision (32 "
-                        "images each; default 2); ours times about as many images, in whole steps, at least one")
-    parser.add_argument("--original-audio-steps", type=int, default=3,
-                        help="timed steps of the original's audio (8 windows each; default 3); ours likewise")
-    parser.add_argument("--ours-batch", type=int, default=None,
-                        help="images per step of ours (default: the paper-stl10 preset's), e.g. 32 for the original's")
-    parser.add_argument("--ours-audio-batch", type=int, default=None,
-                        help="windows per step of ours (default: the paper-librispeech preset's)")
+    parser.add_argument(
+        "--original-steps",
+        type=int,
+        default=2,
+        help="timed steps of the original's vision (32 "
+        "images each; default 2); ours times about as many images, in whole steps, at least one",
+    )
+    parser.add_argument(
+        "--original-audio-steps",
+        type=int,
+        default=3,
+        help="timed steps of the original's audio (8 windows each; default 3); ours likewise",
+    )
+    parser.add_argument(
+        "--ours-batch",
+        type=int,
+        default=None,
+        help="images per step of ours (default: the paper-stl10 preset's), e.g. 32 for the original's",
+    )
+    parser.add_argument(
+        "--ours-audio-batch",
+        type=int,
+        default=None,
+        help="windows per step of ours (default: the paper-librispeech preset's)",
+    )
     parser.add_argument("--unlabeled", type=int, default=1024, help="generated unlabelled STL-10 images (default 1024)")
     parser.add_argument("--speakers", type=int, default=12, help="speakers of the generated corpus (default 12)")
     parser.add_argument("--utterances", type=int, default=14, help="utterances per speaker (default 14)")
-    parser.add_argument("--allocator", choices=("as-run", "exact"), default="as-run",
-                        help="as-run: each side's malloc as its users get it (gim's tuned heap; glibc's defaults for "
-                        "the original); exact: both with every buffer from 64 KiB up mapped and returned on free, so "
-                        "RSS follows live tensors (memory only: its speeds are not representative)")
-    parser.add_argument("--timeout", type=float, default=1800,
-                        help="seconds one run may take before it is stopped; its stamps so far still count")
+    parser.add_argument(
+        "--allocator",
+        choices=("as-run", "exact"),
+        default="as-run",
+        help="as-run: each side's malloc as its users get it (gim's tuned heap; glibc's defaults for "
+        "the original); exact: both with every buffer from 64 KiB up mapped and returned on free, so "
+        "RSS follows live tensors (memory only: its speeds are not representative)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds one run may take before it is stopped; its stamps so far still count",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep data, logs and run folders here")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
@@ -445,27 +565,42 @@ def main() -> None:
         for round_ in range(args.rounds):
             for case in cases:
                 print(f"round {round_ + 1}/{args.rounds}: {case.name} ({case.steps} steps of {case.batch})", flush=True)
-                runs.append({"round": round_ + 1, **run_case(case, workdir / "runs" / f"{case.name}-{round_ + 1}",
-                                                             args.timeout)})
+                runs.append(
+                    {
+                        "round": round_ + 1,
+                        **run_case(case, workdir / "runs" / f"{case.name}-{round_ + 1}", args.timeout),
+                    }
+                )
                 print(f"  {_line(runs[-1])}", flush=True)
         summary = summarise(cases, runs)
     print(table(summary))
-    report = {"machine": {**machine("cpu"), "command": " ".join(["python", *sys.argv]),
-                          "load_average_start": runs[0]["load_average_before"] if runs else None},
-              "original": {"path": str(args.original), "python": str(args.original_python)},
-              "our_precisions": precisions(),     # without "auto" where auto is fp32 on this CPU
-              "settings": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
-              "cases": [{"name": c.name, "batch": c.batch, "warmup": c.warmup, "steps": c.steps,
-                         "command": " ".join(c.command)} for c in cases],
-              "wall_seconds": time.monotonic() - started, "summary": summary, "runs": runs}
+    report = {
+        "machine": {
+            **machine("cpu"),
+            "command": " ".join(["python", *sys.argv]),
+            "load_average_start": runs[0]["load_average_before"] if runs else None,
+        },
+        "original": {"path": str(args.original), "python": str(args.original_python)},
+        "our_precisions": precisions(),  # without "auto" where auto is fp32 on this CPU
+        "settings": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "cases": [
+            {"name": c.name, "batch": c.batch, "warmup": c.warmup, "steps": c.steps, "command": " ".join(c.command)}
+            for c in cases
+        ],
+        "wall_seconds": time.monotonic() - started,
+        "summary": summary,
+        "runs": runs,
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _line(run: dict) -> str:
     rate = f"{run['samples_per_second']:.3g} samples/s" if "samples_per_second" in run else run.get("error")
-    return (f"{rate}, {run['wall_seconds']:.0f} s, peak RSS {run['peak_rss_bytes'] / 2 ** 30:.2f} GiB, "
-            f"load {run['load_average_before']:.1f} -> {run['load_average_after']:.1f}")
+    return (
+        f"{rate}, {run['wall_seconds']:.0f} s, peak RSS {run['peak_rss_bytes'] / 2**30:.2f} GiB, "
+        f"load {run['load_average_before']:.1f} -> {run['load_average_after']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ appends a `time.monotonic()` stamp to STAMPS_FILE; after STEPS of them the proce
 epoch-end checkpoint, loss plot and later t-SNE plots are never reached. Stamps are written and flushed one per
 line, so a run killed early still leaves the steps it made.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,6 +38,7 @@ def stand_ins() -> None:
     if not hasattr(np, "int"):
         np.int = int
     from torchvision.datasets import STL10
+
     STL10._check_integrity = lambda self: True
     sys.modules["torchaudio"] = old_torchaudio()
 
@@ -46,9 +48,9 @@ def old_torchaudio() -> types.ModuleType:
     import torch
 
     def load(path: str, normalization: bool = True) -> tuple[torch.Tensor, int]:
-        samples, rate = soundfile.read(path, dtype="int32", always_2d=True)      # (N, channels), 16-bit << 16
-        audio = torch.from_numpy(samples.T.astype("float32"))                      # (channels, N)
-        return (audio / 2 ** 31 if normalization else audio), rate
+        samples, rate = soundfile.read(path, dtype="int32", always_2d=True)  # (N, channels), 16-bit << 16
+        audio = torch.from_numpy(samples.T.astype("float32"))  # (channels, N)
+        return (audio / 2**31 if normalization else audio), rate
 
     module = types.ModuleType("torchaudio")
     module.load = load

@@ -14,6 +14,7 @@ ceiling (measured again before each timed group), and peak memory (peak RSS on C
 the data pipeline alone (reading, cropping, augmenting, batching), which must outrun training. Timings are medians
 over groups of steps; the machine, date and command go into the JSON next to every raw number.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -60,10 +61,14 @@ class Schedule:
     repeats: int
 
 
-# The paper presets' steps take seconds on a CPU, so they get few; the small presets' steps are short enough
-# for many more.
-CPU_SCHEDULES = {"paper-stl10": Schedule(1, 3, 3), "paper-librispeech": Schedule(1, 4, 2),
-                 "fashion-mnist": Schedule(5, 40, 4), "speech": Schedule(3, 20, 4)}
+# The paper presets' steps are long on a CPU (the paper's 256 images or 32 windows per step), so they get few; the
+# small presets' steps are short enough for many more.
+CPU_SCHEDULES = {
+    "paper-stl10": Schedule(1, 3, 3),
+    "paper-librispeech": Schedule(1, 4, 2),
+    "fashion-mnist": Schedule(5, 40, 4),
+    "speech": Schedule(3, 20, 4),
+}
 GPU_SCHEDULE = Schedule(5, 50, 5)
 SMALL_SCHEDULE = Schedule(2, 10, 2)
 SETTLE_LIMIT = 6
@@ -93,8 +98,11 @@ class Case:
         """The preset with this batch size, precision and device, turned into this mode."""
         config = PRESETS[self.preset]
         data = config.data if self.batch_size is None else replace(config.data, batch_size=self.batch_size)
-        config = replace(config, data=data, train=replace(config.train, precision=self.precision, device=self.device,
-                                                          **dict(self.switches)))
+        config = replace(
+            config,
+            data=data,
+            train=replace(config.train, precision=self.precision, device=self.device, **dict(self.switches)),
+        )
         if self.mode == "end-to-end":
             return end_to_end(config)
         if self.mode.startswith("module-"):
@@ -105,6 +113,7 @@ class Case:
 def default_precisions(device: str) -> tuple[str, ...]:
     """fp32, and bf16 where the device has it in hardware (emulated, a paper-stl10 bf16 case would take hours)."""
     from greedy_infomax.placement import native_bf16
+
     return PRECISIONS if native_bf16(torch.device(device)) else ("fp32",)
 
 
@@ -149,9 +158,8 @@ def synchronize(device: torch.device) -> None:
 
 def warm_up(step: Callable[[], object], steps: int, device: torch.device) -> int:
     """Run `steps` untimed steps, then more while the last one still raised the peak memory by over 1% (at most
-    SETTLE_LIMIT more); returns how many ran. The tuned CPU heap grows over a paper-scale case's first 2-4 steps,
-    and a step that grows it pays page faults: a paper-stl10 end-to-end step at batch 16 took 14.3 s in step 2,
-    9.3-9.9 s from step 3 on."""
+    SETTLE_LIMIT more); returns how many ran. The tuned CPU heap grows over a paper-scale case's first steps, and a
+    step that grows it pays page faults, so it is slower than the steps after it."""
     done, grew = 0, True
     while done < steps or (grew and 0 < steps and done < steps + SETTLE_LIMIT):
         before = memory_peak(device)
@@ -162,12 +170,17 @@ def warm_up(step: Callable[[], object], steps: int, device: torch.device) -> int
     return done
 
 
-def timed_groups(step: Callable[[], object], schedule: Schedule, device: torch.device,
-                 before_group: Callable[[], object] = lambda: None) -> list[float]:
+def timed_groups(
+    step: Callable[[], object],
+    schedule: Schedule,
+    device: torch.device,
+    before_group: Callable[[], object] = lambda: None,
+) -> list[float]:
     """Seconds per step of each timed group, after the warm-up; `before_group` runs, untimed, before each group."""
     warm_up(step, schedule.warmup, device)
-    sizes = [schedule.steps // schedule.repeats + (i < schedule.steps % schedule.repeats)
-             for i in range(schedule.repeats)]
+    sizes = [
+        schedule.steps // schedule.repeats + (i < schedule.steps % schedule.repeats) for i in range(schedule.repeats)
+    ]
     seconds = []
     for size in filter(None, sizes):
         before_group()
@@ -208,8 +221,12 @@ def build_training(case: Case) -> TrainingCase:
     x = random_inputs(config, device)
     modules = task_of(config).prepare_modules(config, in_channels=x.shape[1], device=device)
     trained = trained_indices(config.train, config.model.num_modules)
-    return TrainingCase(modules, x, trained, lambda: train_step(modules, x, trained, (config.train.seed, 0),
-                                                                frozen_chunks=config.train.frozen_chunks))
+    return TrainingCase(
+        modules,
+        x,
+        trained,
+        lambda: train_step(modules, x, trained, (config.train.seed, 0), frozen_chunks=config.train.frozen_chunks),
+    )
 
 
 def measure_training(case: Case) -> dict:
@@ -232,16 +249,26 @@ def measure_training(case: Case) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
         training.step()
         synchronize(device)
-    peak = memory_peak(device)                 # before counting FLOPs, whose bookkeeping is not training's
+    peak = memory_peak(device)  # before counting FLOPs, whose bookkeeping is not training's
     flops = count_flops(training.step)
     median = statistics.median(seconds)
-    return {"warmup_steps": warmed, "seconds_per_step": seconds, "samples_per_second": training.x.shape[0] / median,
-            "flops_per_step": flops, "gflops_per_second": flops / median / 1e9,
-            "ceilings_gflops": ceilings, "ceiling_fraction": statistics.median(
-                flops / group / 1e9 / ceiling for group, ceiling in zip(seconds, ceilings)),
-            "built_bytes": built, "peak_bytes": peak, "peak_above_model_bytes": peak - built,
-            "parameters": sum(p.numel() for p in training.modules.parameters()),
-            "trained_modules": [index + 1 for index in training.trained], "threads": torch.get_num_threads()}
+    return {
+        "warmup_steps": warmed,
+        "seconds_per_step": seconds,
+        "samples_per_second": training.x.shape[0] / median,
+        "flops_per_step": flops,
+        "gflops_per_second": flops / median / 1e9,
+        "ceilings_gflops": ceilings,
+        "ceiling_fraction": statistics.median(
+            flops / group / 1e9 / ceiling for group, ceiling in zip(seconds, ceilings)
+        ),
+        "built_bytes": built,
+        "peak_bytes": peak,
+        "peak_above_model_bytes": peak - built,
+        "parameters": sum(p.numel() for p in training.modules.parameters()),
+        "trained_modules": [index + 1 for index in training.trained],
+        "threads": torch.get_num_threads(),
+    }
 
 
 def measure_data(case: Case) -> dict:
@@ -279,7 +306,7 @@ def matmul_ceiling(dtype: torch.dtype, device: torch.device, size: int | None = 
     once = max(time.perf_counter() - started, 1e-6)
     per_group = max(1, int(seconds / 5 / once))
     groups = timed_groups(lambda: torch.mm(a, b), Schedule(0, 5 * per_group, 5), device)
-    return 2 * size ** 3 / statistics.median(groups) / 1e9
+    return 2 * size**3 / statistics.median(groups) / 1e9
 
 
 def run_case(case: Case) -> dict:
@@ -304,9 +331,17 @@ def schedule_for(preset: str, device: str, mode: str, override: Schedule | None)
     return CPU_SCHEDULES.get(preset, SMALL_SCHEDULE)
 
 
-def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[str, ...], device: str = "cpu",
-          batch_size: int | None = None, schedule: Schedule | None = None, switches: dict[str, bool | int] | None = None,
-          allocator: str = "tuned", progress: Callable[[str], None] = print) -> dict:
+def bench(
+    presets: tuple[str, ...],
+    modes: tuple[str, ...],
+    precisions: tuple[str, ...],
+    device: str = "cpu",
+    batch_size: int | None = None,
+    schedule: Schedule | None = None,
+    switches: dict[str, bool | int] | None = None,
+    allocator: str = "tuned",
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Every case of presets x precisions x modes, plus the matmul ceilings and the data pipelines; the report.
 
     `switches` sets train options of every case (compile, channels_last, recompute_activations, frozen_chunks),
@@ -319,38 +354,75 @@ def bench(presets: tuple[str, ...], modes: tuple[str, ...], precisions: tuple[st
     progress("matmul ceiling: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items()))
     records = []
     for preset in presets:
-        cases = [Case(preset, mode, precision, device, batch_size, schedule_for(preset, device, mode, schedule),
-                      tuple(sorted((switches or {}).items())), allocator)
-                 for precision in precisions for mode in modes_of(preset, modes)]
-        cases.append(Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE,
-                                                                                   schedule)))
+        cases = [
+            Case(
+                preset,
+                mode,
+                precision,
+                device,
+                batch_size,
+                schedule_for(preset, device, mode, schedule),
+                tuple(sorted((switches or {}).items())),
+                allocator,
+            )
+            for precision in precisions
+            for mode in modes_of(preset, modes)
+        ]
+        cases.append(
+            Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE, schedule))
+        )
         for case in cases:
             record = run_case(case)
             records.append(record)
-            progress(f"{preset} {case.precision} {case.mode}: " + (
-                f"failed: {record['error']}" if "error" in record else
-                f"{record['samples_per_second']:.1f} samples/s ({record['wall_seconds']:.0f} s)"))
-    return {"machine": machine(device), "ceilings_gflops": ceilings, "switches": switches or {}, "allocator": allocator,
-            "records": records,
-            "wall_seconds": time.perf_counter() - started}
+            progress(
+                f"{preset} {case.precision} {case.mode}: "
+                + (
+                    f"failed: {record['error']}"
+                    if "error" in record
+                    else f"{record['samples_per_second']:.1f} samples/s ({record['wall_seconds']:.0f} s)"
+                )
+            )
+    return {
+        "machine": machine(device),
+        "ceilings_gflops": ceilings,
+        "switches": switches or {},
+        "allocator": allocator,
+        "records": records,
+        "wall_seconds": time.perf_counter() - started,
+    }
 
 
 def machine(device: str) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": cpu,
-            "logical_cpus": len(os.sched_getaffinity(0)), "gpu": gpu, "device": device,
-            "command": " ".join(["gim", *sys.argv[1:]])}
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu,
+        "logical_cpus": len(os.sched_getaffinity(0)),
+        "gpu": gpu,
+        "device": device,
+        "command": " ".join(["gim", *sys.argv[1:]]),
+    }
 
 
 def table(report: dict) -> str:
     """One markdown table: every training case with speed, FLOP efficiency and memory, then the data pipelines."""
     ceilings = report["ceilings_gflops"]
-    rows = ["| preset | precision | mode | samples/s | GFLOP/step | GFLOP/s | of matmul ceiling | peak memory (GiB) "
-            "| above model (GiB) | vs. largest single module | vs. end-to-end | paper schedule (h) |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| preset | precision | mode | samples/s | GFLOP/step | GFLOP/s | of matmul ceiling | peak memory (GiB) "
+        "| above model (GiB) | vs. largest single module | vs. end-to-end | paper schedule (h) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     training = [r for r in report["records"] if r["mode"] != DATA_MODE]
     for record in training:
         head = f"| {record['preset']} | {record['precision']} | {record['mode']} |"
@@ -358,33 +430,54 @@ def table(report: dict) -> str:
             rows.append(f"{head} failed: {record['error']} | | | | | | | | |")
             continue
         largest, end = _references(training, record)
-        rows.append(f"{head} {record['samples_per_second']:.3g} | {record['flops_per_step'] / 1e9:.3g} "
-                    f"| {record['gflops_per_second']:.3g} | {record['ceiling_fraction']:.2f} "
-                    f"| {record['peak_bytes'] / GIB:.2f} | {record['peak_above_model_bytes'] / GIB:.2f} "
-                    f"| {_ratio(record['peak_above_model_bytes'], largest)} "
-                    f"| {_ratio(record['peak_above_model_bytes'], end)} | {_paper_hours(record)} |")
-    rows += ["", "| preset | data pipeline samples/s | GIM simultaneous training samples/s (fastest precision) "
-             "| data / training |", "|---|---:|---:|---:|"]
+        rows.append(
+            f"{head} {record['samples_per_second']:.3g} | {record['flops_per_step'] / 1e9:.3g} "
+            f"| {record['gflops_per_second']:.3g} | {record['ceiling_fraction']:.2f} "
+            f"| {record['peak_bytes'] / GIB:.2f} | {record['peak_above_model_bytes'] / GIB:.2f} "
+            f"| {_ratio(record['peak_above_model_bytes'], largest)} "
+            f"| {_ratio(record['peak_above_model_bytes'], end)} | {_paper_hours(record)} |"
+        )
+    rows += [
+        "",
+        "| preset | data pipeline samples/s | GIM simultaneous training samples/s (fastest precision) "
+        "| data / training |",
+        "|---|---:|---:|---:|",
+    ]
     for record in (r for r in report["records"] if r["mode"] == DATA_MODE):
         if "error" in record:
             rows.append(f"| {record['preset']} | no data: {record['error']} | | |")
             continue
-        training_rate = max((r["samples_per_second"] for r in training if r["preset"] == record["preset"]
-                             and r["mode"] == "simultaneous" and "error" not in r), default=None)
+        training_rate = max(
+            (
+                r["samples_per_second"]
+                for r in training
+                if r["preset"] == record["preset"] and r["mode"] == "simultaneous" and "error" not in r
+            ),
+            default=None,
+        )
         rate = record["samples_per_second"]
-        rows.append(f"| {record['preset']} | {rate:.0f} | " + ("— | — |" if training_rate is None else
-                                                               f"{training_rate:.3g} | {rate / training_rate:.1f} |"))
+        rows.append(
+            f"| {record['preset']} | {rate:.0f} | "
+            + ("— | — |" if training_rate is None else f"{training_rate:.3g} | {rate / training_rate:.1f} |")
+        )
     info = report["machine"]
-    rows += ["", "matmul ceiling at the start: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items())
-             + f"; {info['gpu'] or info['cpu']}, {info['threads']} threads, torch {info['torch']}, {info['date']}; "
-             f"switches: {_switches(report['switches'])}; allocator: {report['allocator']}"]
+    rows += [
+        "",
+        "matmul ceiling at the start: "
+        + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items())
+        + f"; {info['gpu'] or info['cpu']}, {info['threads']} threads, torch {info['torch']}, {info['date']}; "
+        f"switches: {_switches(report['switches'])}; allocator: {report['allocator']}",
+    ]
     return "\n".join(rows)
 
 
 def _references(training: list[dict], record: dict) -> tuple[int | None, int | None]:
     """Peak above model of the largest single module and of end-to-end, for the record's preset and precision."""
-    same = [r for r in training if r["preset"] == record["preset"] and r["precision"] == record["precision"]
-            and "error" not in r]
+    same = [
+        r
+        for r in training
+        if r["preset"] == record["preset"] and r["precision"] == record["precision"] and "error" not in r
+    ]
     singles = [r["peak_above_model_bytes"] for r in same if r["mode"].startswith("module-")]
     ends = [r["peak_above_model_bytes"] for r in same if r["mode"] == "end-to-end"]
     return (max(singles) if singles else None), (ends[0] if ends else None)
@@ -406,5 +499,16 @@ def _ratio(value: int, reference: int | None) -> str:
 
 if __name__ == "__main__":
     case = json.loads(sys.argv[1])
-    print(json.dumps(worker(Case(**{**case, "schedule": Schedule(**case["schedule"]),
-                                    "switches": tuple(map(tuple, case["switches"]))}))))
+    print(
+        json.dumps(
+            worker(
+                Case(
+                    **{
+                        **case,
+                        "schedule": Schedule(**case["schedule"]),
+                        "switches": tuple(map(tuple, case["switches"])),
+                    }
+                )
+            )
+        )
+    )

@@ -1,13 +1,14 @@
 """The `gim` command: sub-commands mapped to library functions, flags generated from the config dataclasses.
 
-    gim demo [vision|audio]   pre-train the fashion-mnist (or speech) preset, probe every module, print the table
-    gim pretrain [options]    pre-train into a new run folder (or --resume RUN)
-    gim probe RUN             linear + kNN probes of every module of a run
-    gim embed RUN --module K  the frozen features of module K for a split, as .npz (or .safetensors) with labels
-    gim reproduce TASK        every method of the paper's comparison, one budget: tables, error plot, commands
-    gim data NAME             download a dataset where a network exists, or generate the speech corpus
-    gim bench                 training speed, FLOP efficiency and memory of every preset and mode on this machine
+gim demo [vision|audio]   pre-train the fashion-mnist (or speech) preset, probe every module, print the table
+gim pretrain [options]    pre-train into a new run folder (or --resume RUN)
+gim probe RUN             linear + kNN probes of every module of a run
+gim embed RUN --module K  the frozen features of module K for a split, as .npz (or .safetensors) with labels
+gim reproduce TASK        every method of the paper's comparison, one budget: tables, error plot, commands
+gim data NAME             download a dataset where a network exists, or generate the speech corpus
+gim bench                 training speed, FLOP efficiency and memory of every preset and mode on this machine
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,18 @@ from typing import Literal, Optional, get_args, get_type_hints
 
 from jsonargparse import ArgumentParser, Namespace
 
-from greedy_infomax.config import CONFIG_TYPES, AnyRunConfig, TrainConfig, config_parser, config_task, \
-    field_docs, from_namespace
+from greedy_infomax.config import (
+    CONFIG_TYPES,
+    AnyRunConfig,
+    TrainConfig,
+    config_parser,
+    config_task,
+    field_docs,
+    from_namespace,
+)
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.placement import resolve_device, tune_allocator
-from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.reporting.run_folder import RunFolder, check_writable
 from greedy_infomax.tasks import PRESETS, TASKS, preset
 
 
@@ -63,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = formatwarning
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      line: str | None = None) -> str:
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """Warnings as one line, like the errors, without the source line that Python prints."""
     kind = "warning" if category is UserWarning else category.__name__
     return f"gim: {kind}: {message}\n"
@@ -80,8 +89,9 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
     peek.add_argument("--resume")
     peek.add_argument("--name")
     peek.add_argument("--output")
-    peek.add_argument("--config")
+    peek.add_argument("--config", action="append", default=[])
     known, rest = peek.parse_known_args(argv)
+    file_tasks = [config_task(Path(path)) for path in known.config]  # each file checked now: a bad one is one line
     words = [word for word in rest if not word.startswith("-")]
     command = words[0] if words else None
     if known.resume:
@@ -97,8 +107,8 @@ def _run_defaults(argv: list[str]) -> AnyRunConfig:
         if runs:
             return _open_run(str(runs[0])).config
     task = next((word for word in words[1:] if word in TASKS), "vision") if command == "demo" else "vision"
-    if known.config:  # the file's task decides which options exist; the real parse applies the file
-        task = config_task(Path(known.config))
+    if file_tasks:  # the file's task decides which options exist; the real parse applies the file
+        task = file_tasks[-1]
     return PRESETS[TASKS[task].demo_preset if command == "demo" else TASKS[task].paper_preset]
 
 
@@ -113,40 +123,56 @@ def _build_parser(defaults: AnyRunConfig) -> ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subcommands(dest="command", required=True)
     commands.add_subcommand("pretrain", _pretrain_parser(defaults), help="pre-train an encoder module by module")
-    commands.add_subcommand("demo", _demo_parser(defaults),
-                            help="the whole story on embedded data: pre-train, probe, table and plot")
+    commands.add_subcommand(
+        "demo", _demo_parser(defaults), help="the whole story on embedded data: pre-train, probe, table and plot"
+    )
     commands.add_subcommand("probe", _probe_parser(defaults), help="probe every module of a run")
     commands.add_subcommand("embed", _embed_parser(), help="write the frozen features of one module of a run")
-    commands.add_subcommand("reproduce", _reproduce_parser(),
-                            help="train and probe every method of the paper's comparison: tables and plots")
-    data = _parser(description=(
-        "Download a dataset (needs a network) into --root, or generate the offline speech corpus there."))
+    commands.add_subcommand(
+        "reproduce",
+        _reproduce_parser(),
+        help="train and probe every method of the paper's comparison: tables and plots",
+    )
+    data = _parser(
+        description=("Download a dataset (needs a network) into --root, or generate the offline speech corpus there.")
+    )
     data.add_argument("name", choices=list(DATA_COMMANDS))
     data.add_argument("--root", type=str, default="data", help="where to put it")
     data.add_argument("--speakers", type=int, default=100, help="speech-corpus: number of synthetic speakers")
     data.add_argument("--utterances", type=int, default=20, help="speech-corpus: utterances per speaker")
     data.add_argument("--seed", type=int, default=0, help="speech-corpus: the corpus is a function of this seed")
     commands.add_subcommand("data", data, help="download STL-10, Fashion-MNIST or LibriSpeech; generate speech")
-    commands.add_subcommand("bench", _bench_parser(),
-                            help="speed, FLOP efficiency and memory of each preset and mode, against the matmul ceiling")
+    commands.add_subcommand(
+        "bench",
+        _bench_parser(),
+        help="speed, FLOP efficiency and memory of each preset and mode, against the matmul ceiling",
+    )
     return parser
 
 
 def _pretrain_parser(defaults: AnyRunConfig) -> ArgumentParser:
     defaults_by_task = "; ".join(f"{task.paper_preset} for a {name} --config file" for name, task in TASKS.items())
-    parser = config_parser(defaults, description=(
-        f"Pre-train an encoder greedily. Options, a --config file's among them, apply in order over --preset "
-        f"(default {TASKS['vision'].paper_preset}; {defaults_by_task}) or the resumed run; `--preset NAME --help` "
-        f"lists the options of that preset's task. Presets: {', '.join(PRESETS)}."))
+    parser = config_parser(
+        defaults,
+        description=(
+            f"Pre-train an encoder greedily. Options, a --config file's among them, apply in order over --preset "
+            f"(default {TASKS['vision'].paper_preset}; {defaults_by_task}) or the resumed run; `--preset NAME --help` "
+            f"lists the options of that preset's task. Presets: {', '.join(PRESETS)}."
+        ),
+    )
     _add_run_arguments(parser)
     parser.add_argument("--resume", type=str, default=None, help="continue this run folder where it stopped")
     return parser
 
 
 def _demo_parser(defaults: AnyRunConfig) -> ArgumentParser:
-    parser = config_parser(defaults, description=(
-        "Pre-train, probe every module and print the table: `gim demo` on Fashion-MNIST, `gim demo audio` on the "
-        "generated speech corpus (generated first if missing); each takes minutes on a laptop."))
+    parser = config_parser(
+        defaults,
+        description=(
+            "Pre-train, probe every module and print the table: `gim demo` on Fashion-MNIST, `gim demo audio` on the "
+            "generated speech corpus (generated first if missing); each takes minutes on a laptop."
+        ),
+    )
     parser.add_argument("demo", nargs="?", choices=list(TASKS), default="vision", help="which task's demo")
     _add_run_arguments(parser)
     parser.add_argument("--resume", type=str, default=None, help="continue this demo's run folder, then probe it")
@@ -165,37 +191,56 @@ def _probe_parser(defaults: AnyRunConfig) -> ArgumentParser:
 
 def _reproduce_parser() -> ArgumentParser:
     from greedy_infomax.reproduce import all_slugs
-    parser = _parser(description=(
-        "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
-        "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
-        "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
-        "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), paper (STL-10 / "
-        "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
-        "the report lists every method probed there."))
+
+    parser = _parser(
+        description=(
+            "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
+            "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
+            "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
+            "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), paper (STL-10 / "
+            "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
+            "the report lists every method probed there."
+        )
+    )
     parser.add_argument("task", choices=list(TASKS), help="which comparison")
     parser.add_argument("--budget", choices=["smoke", "cpu", "paper"], default="cpu", help="training budget")
-    parser.add_argument("--output", type=str, default=None, help="folder for the runs and reports "
-                        "(default: runs/reproduce-TASK-BUDGET)")
+    parser.add_argument(
+        "--output", type=str, default=None, help="folder for the runs and reports (default: runs/reproduce-TASK-BUDGET)"
+    )
     parser.add_argument("--root", type=str, default=None, help="dataset folder (data.root of every run)")
     parser.add_argument("--device", type=str, default=None, help="train.device of every run (default: auto)")
-    parser.add_argument("--methods", type=Literal[all_slugs()], nargs="+", default=None,
-                        help="only these methods (default: all)")
+    parser.add_argument(
+        "--methods", type=Literal[all_slugs()], nargs="+", default=None, help="only these methods (default: all)"
+    )
     return parser
 
 
 def _bench_parser() -> ArgumentParser:
     from greedy_infomax.bench import DEFAULT_PRESETS, PRECISIONS
-    parser = _parser(description=(
-        "Measure the fp32/bf16 matmul ceiling, then train each preset in each mode and precision on random inputs, "
-        "each case in a fresh process: samples/s, GFLOP/s (torch's flop counter) as a fraction of the ceiling, peak "
-        "memory (RSS on CPU, max allocated on GPU); and the data pipeline alone where the dataset is on disk. "
-        "Prints one table, writes OUTPUT.json and OUTPUT.md."))
+
+    parser = _parser(
+        description=(
+            "Measure the fp32/bf16 matmul ceiling, then train each preset in each mode and precision on random "
+            "inputs, each case in a fresh process: samples/s, GFLOP/s (torch's flop counter) as a fraction of the "
+            "ceiling, peak memory (RSS on CPU, max allocated on GPU); and the data pipeline alone where the dataset "
+            "is on disk. Prints one table, writes OUTPUT.json and OUTPUT.md."
+        )
+    )
     parser.add_argument("--presets", type=str, nargs="+", default=list(DEFAULT_PRESETS), help="presets to measure")
-    parser.add_argument("--modes", type=Literal["end-to-end", "simultaneous", "module"], nargs="+",
-                        default=["end-to-end", "simultaneous", "module"],
-                        help="modes (module: each module trained alone, earlier ones frozen)")
-    parser.add_argument("--precisions", type=Literal[PRECISIONS], nargs="+", default=None,
-                        help="default: fp32, and bf16 where the device computes it natively (emulated bf16 takes hours)")
+    parser.add_argument(
+        "--modes",
+        type=Literal["end-to-end", "simultaneous", "module"],
+        nargs="+",
+        default=["end-to-end", "simultaneous", "module"],
+        help="modes (module: each module trained alone, earlier ones frozen)",
+    )
+    parser.add_argument(
+        "--precisions",
+        type=Literal[PRECISIONS],
+        nargs="+",
+        default=None,
+        help="default: fp32, and bf16 where the device computes it natively (emulated bf16 takes hours)",
+    )
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch_size", type=int, default=None, help="override every preset's batch size")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per preset)")
@@ -204,14 +249,28 @@ def _bench_parser() -> ArgumentParser:
     docs = field_docs(TrainConfig)
     hints = get_type_hints(TrainConfig)
     for name in BENCH_SWITCHES:  # only those given apply: the presets keep their own otherwise
-        parser.add_argument(f"--train.{name}", type=Optional[hints[name]], default=None,
-                            help=f"for every case (default: each preset's own): {docs[name]}")
-    parser.add_argument("--allocator", choices=["tuned", "glibc", "exact"], default="tuned", help=(
-        "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts), glibc (its "
-        "defaults: what tuning gains) or exact (every buffer of 64 KiB or more mmapped and returned on free: peak RSS "
-        "follows live tensors; slower)"))
-    parser.add_argument("--output", type=str, default=None,
-                        help="path without suffix for .json and .md (default: runs/bench/bench-DATE-TIME)")
+        parser.add_argument(
+            f"--train.{name}",
+            type=Optional[hints[name]],
+            default=None,
+            help=f"for every case (default: each preset's own): {docs[name]}",
+        )
+    parser.add_argument(
+        "--allocator",
+        choices=["tuned", "glibc", "exact"],
+        default="tuned",
+        help=(
+            "CPU malloc of the workers: tuned (as gim runs; keeps freed heap, which peak RSS counts), glibc (its "
+            "defaults: what tuning gains) or exact (every buffer of 64 KiB or more mmapped and returned on free: peak "
+            "RSS follows live tensors; slower)"
+        ),
+    )
+    parser.add_argument(
+        "--output",
+        type=str,
+        default=None,
+        help="path without suffix for .json and .md (default: runs/bench/bench-DATE-TIME)",
+    )
     return parser
 
 
@@ -223,19 +282,30 @@ EMBED_SPLITS = {"train": "probe_train", "test": "probe_test", "pretrain": "pretr
 
 
 def _embed_parser() -> ArgumentParser:
-    parser = _parser(description=(
-        "Write module K's frozen features of a split (pooled as the run's probes pool them) to a NumPy .npz file "
-        "holding `features` (N, D) and, when the split is labelled, `labels` (N,); a .safetensors output needs the "
-        "optional safetensors package. Data options default to the run's."))
+    parser = _parser(
+        description=(
+            "Write module K's frozen features of a split (pooled as the run's probes pool them) to a NumPy .npz file "
+            "holding `features` (N, D) and, when the split is labelled, `labels` (N,); a .safetensors output needs the "
+            "optional safetensors package. Data options default to the run's."
+        )
+    )
     parser.add_argument("run", type=str, help="run folder")
     parser.add_argument("--module", type=int, required=True, help="which module's features (1-based)")
     parser.add_argument("--split", choices=list(EMBED_SPLITS), default="test", help="which split of the dataset")
-    parser.add_argument("--output", type=str, default=None,
-                        help="file to write, .npz or .safetensors (default: RUN/embeddings/module-K-SPLIT.npz)")
+    parser.add_argument(
+        "--output",
+        type=str,
+        default=None,
+        help="file to write, .npz or .safetensors (default: RUN/embeddings/module-K-SPLIT.npz)",
+    )
     parser.add_argument("--data.dataset", type=str, default=None, help="embed another dataset (same image format)")
     parser.add_argument("--data.root", type=str, default=None, help="its folder, or the run's dataset's new place")
-    parser.add_argument("--data.limit", type=int, default=None,
-                        help="only the first N images of the split; 0: all of it (default: the run's limit)")
+    parser.add_argument(
+        "--data.limit",
+        type=int,
+        default=None,
+        help="only the first N images of the split; 0: all of it (default: the run's limit)",
+    )
     parser.add_argument("--probe.pool", type=int, default=None, help="pool each grid to pool x pool cells")
     _add_step_argument(parser)
     _add_device_argument(parser)
@@ -243,18 +313,25 @@ def _embed_parser() -> ArgumentParser:
 
 
 def _add_step_argument(parser: ArgumentParser) -> None:
-    parser.add_argument("--step", type=Optional[int], default=None,
-                        help="use the checkpoint of this step (train.keep_every keeps them) instead of the newest")
+    parser.add_argument(
+        "--step",
+        type=Optional[int],
+        default=None,
+        help="use the checkpoint of this step (train.keep_every keeps them) instead of the newest",
+    )
 
 
 def _add_device_argument(parser: ArgumentParser) -> None:
-    parser.add_argument("--device", type=str, default="auto",
-                        help="cpu, cuda or cuda:N; auto: a GPU if torch sees one (whatever the run trained on)")
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="auto",
+        help="cpu, cuda or cuda:N; auto: a GPU if torch sees one (whatever the run trained on)",
+    )
 
 
 def _add_run_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--preset", type=str, default=None,
-                        help=f"start from a named preset: {', '.join(PRESETS)}")
+    parser.add_argument("--preset", type=str, default=None, help=f"start from a named preset: {', '.join(PRESETS)}")
     parser.add_argument("--output", type=str, default=None, help="folder holding run folders (default: runs)")
     parser.add_argument("--name", type=str, default=None, help="run folder name (default: the date and time)")
 
@@ -280,7 +357,7 @@ def cmd_pretrain(args: Namespace) -> int:
 
 
 def cmd_probe(args: Namespace) -> int:
-    from greedy_infomax.reporting.probe_report import write_probe_report
+    from greedy_infomax.reporting.probe_report import check_probe_report, write_probe_report
     from greedy_infomax.workflows import probe_run
 
     run = _open_run(args.run)
@@ -288,13 +365,13 @@ def cmd_probe(args: Namespace) -> int:
     folder = run.path
     if args.step is not None:
         run, folder = run.at_step(args.step), run.path / "probes" / f"step-{args.step:08d}"
+    check_probe_report(folder)  # now: a folder it cannot write fails before the probes, not after
     data = config.data if args.data.root is None else replace(config.data, root=args.data.root)
     try:
         config = replace(config, probe=type(config.probe)(**args.probe.as_dict()), data=data)
     except (ValueError, TypeError) as error:
         raise GimError(str(error)) from error
     results = probe_run(run, config, _checked_device(args.device))
-    folder.mkdir(parents=True, exist_ok=True)
     print(write_probe_report(folder, results))
     print(f"written: {folder / 'probe.json'}, {folder / 'probe.md'}, {folder / 'probe.png'}")
     return 0
@@ -351,8 +428,10 @@ def cmd_reproduce(args: Namespace) -> int:
     try:
         reproduce(args.task, args.budget, output, args.root, args.device, tuple(args.methods) if args.methods else None)
     except TrainingStopped as stopped:
-        raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with the same gim reproduce command, "
-                                                     f"which keeps what {output} holds") from None
+        raise TrainingStopped(
+            stopped.signal_number,
+            f"{stopped}; continue with the same gim reproduce command, which keeps what {output} holds",
+        ) from None
     print((output / "comparison.md").read_text())
     print(f"written: {output / 'comparison.md'}, {output / 'comparison.png'}, {output / 'commands.sh'}")
     return 0
@@ -366,11 +445,20 @@ def cmd_bench(args: Namespace) -> int:
     schedule = None if args.steps is None else Schedule(args.warmup, args.steps, args.repeats)
     _checked_device(args.device)  # checked now, as is the output folder: not after minutes of measuring
     output = Path(args.output or time.strftime("runs/bench/bench-%Y%m%d-%H%M%S"))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".md"):
+        check_writable(output.with_suffix(suffix), "measured")
     precisions = tuple(args.precisions or default_precisions(args.device))
-    report = bench(tuple(args.presets), tuple(args.modes), precisions, args.device, args.batch_size,
-                   schedule, _switches(args), args.allocator,
-                   progress=lambda line: print(line, file=sys.stderr, flush=True))
+    report = bench(
+        tuple(args.presets),
+        tuple(args.modes),
+        precisions,
+        args.device,
+        args.batch_size,
+        schedule,
+        _switches(args),
+        args.allocator,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     output.with_suffix(".md").write_text(table(report) + "\n")
     print(table(report))
@@ -416,16 +504,21 @@ def cmd_data(args: Namespace) -> int:
 
 def _download(module: str, function: str) -> Callable[[Namespace], Path]:
     """A `gim data` action that calls greedy_infomax.data.<module>.<function>(root), imported when used."""
+
     def action(args: Namespace) -> Path:
         import importlib
+
         return getattr(importlib.import_module(f"greedy_infomax.data.{module}"), function)(Path(args.root))
+
     return action
 
 
 def _generate_speech(args: Namespace) -> Path:
     from greedy_infomax.data.speech_corpus import generate_speech_corpus
-    return generate_speech_corpus(Path(args.root), num_speakers=args.speakers,
-                                  utterances_per_speaker=args.utterances, seed=args.seed)
+
+    return generate_speech_corpus(
+        Path(args.root), num_speakers=args.speakers, utterances_per_speaker=args.utterances, seed=args.seed
+    )
 
 
 DATA_COMMANDS: dict[str, Callable[[Namespace], Path]] = {
@@ -436,8 +529,15 @@ DATA_COMMANDS: dict[str, Callable[[Namespace], Path]] = {
 }
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "probe": cmd_probe, "embed": cmd_embed, "demo": cmd_demo,
-            "reproduce": cmd_reproduce, "data": cmd_data, "bench": cmd_bench}
+COMMANDS = {
+    "pretrain": cmd_pretrain,
+    "probe": cmd_probe,
+    "embed": cmd_embed,
+    "demo": cmd_demo,
+    "reproduce": cmd_reproduce,
+    "data": cmd_data,
+    "bench": cmd_bench,
+}
 
 
 if __name__ == "__main__":

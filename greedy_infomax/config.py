@@ -6,18 +6,18 @@ and `DistributedConfig` into its run config, and registers its type here so that
 loads without knowing the task in advance. The CLI flags, `--help` and config files are generated from the
 dataclasses, so their field docstrings are the user documentation of every option.
 """
+
 from __future__ import annotations
 
 import argparse
 import ast
 import inspect
 import textwrap
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
 from greedy_infomax.errors import GimError
@@ -90,8 +90,11 @@ class TrainConfig:
         require(self.epochs > 0, "train.epochs", f"must be positive, got {self.epochs}")
         require(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")
         require(self.train_module is None or self.train_module > 0, "train.train_module", "is 1-based")
-        require(self.train_module is None or self.curriculum == "simultaneous", "train.curriculum",
-                 "sequential trains every module in turn; it cannot be combined with train.train_module")
+        require(
+            self.train_module is None or self.curriculum == "simultaneous",
+            "train.curriculum",
+            "sequential trains every module in turn; it cannot be combined with train.train_module",
+        )
         require(self.checkpoint_every > 0, "train.checkpoint_every", "must be positive")
         require(self.keep_every is None or self.keep_every > 0, "train.keep_every", "must be positive")
         require(0 <= self.validation < 1, "train.validation", f"must be in [0, 1), got {self.validation}")
@@ -142,10 +145,12 @@ def end_to_end(config: AnyRunConfig) -> AnyRunConfig:
 
 def to_dict(config: AnyRunConfig) -> dict:
     """Plain nested dict (tuples as lists) with the task first, as written to a run folder's config.yaml."""
+
     def plain(value):
         if isinstance(value, dict):
             return {key: plain(item) for key, item in value.items()}
         return list(value) if isinstance(value, tuple) else value
+
     return {"task": config.task, **plain(asdict(config))}
 
 
@@ -156,8 +161,12 @@ def config_parser(defaults: AnyRunConfig, **parser_options) -> ArgumentParser:
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(exit_on_error=False, **parser_options)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file of options (a run's config.yaml works)")
-    parser.add_argument("--task", choices=[defaults.task], default=defaults.task,
-                        help="the task (vision, audio, ...): set by --preset or by a --config file's task")
+    parser.add_argument(
+        "--task",
+        choices=[defaults.task],
+        default=defaults.task,
+        help="the task (vision, audio, ...): set by --preset or by a --config file's task",
+    )
     parser.add_class_arguments(type(defaults), None, default=defaults, sub_configs=False)
     return parser
 
@@ -172,14 +181,38 @@ def from_namespace(parser: ArgumentParser, namespace: Namespace) -> AnyRunConfig
 
 def config_task(path: Path) -> str:
     """The task of a config file; no `task` key means vision."""
+    return read_config_file(path).get("task", "vision")
+
+
+def read_config_file(path: Path) -> dict:
+    """The options of a config file, checked for the mistakes the options parser reports with a traceback or a
+    riddle (a file not in UTF-8, an empty one, `train: 7`), each as one line naming the file."""
     try:
-        values = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise GimError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8"
+        ) from error
+    except OSError as error:
+        raise GimError(f"{path}: cannot be read ({error.strerror})") from error
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise GimError(f"{path}: {' '.join(str(error).split())}") from error
-    task = values.get("task", "vision") if isinstance(values, dict) else "vision"
+    example = "a section per concern, e.g. `train: {lr: 0.001, epochs: 2}`"
+    if not isinstance(values, dict):
+        held = "nothing" if values is None else f"a {type(values).__name__}"
+        raise GimError(f"{path}: holds {held}; a config file holds {example}")
+    task = values.get("task", "vision")
     if task not in CONFIG_TYPES:
         raise GimError(f"{path}: task: must be one of {', '.join(CONFIG_TYPES)}, got {task!r}")
-    return task
+    for section in fields(CONFIG_TYPES[task]):
+        if section.name in values and not isinstance(values[section.name], dict):
+            raise GimError(
+                f"{path}: {section.name}: must be a section of options, got {values[section.name]!r}; "
+                f"a config file holds {example}"
+            )
+    return values
 
 
 def load_config(path: Path) -> AnyRunConfig:
@@ -194,11 +227,35 @@ def load_config(path: Path) -> AnyRunConfig:
         raise GimError(f"{path}: {' '.join(str(error).split())}") from error
 
 
+def check_negatives(negatives: str, objective: str, objectives: dict[str, type]) -> None:
+    """`distributed.negatives global` pools an objective's sampled negatives across replicas; only the objectives
+    with a `negatives_group` attribute (set by the module-parallel engine) can do that."""
+    pooling = [name for name, cls in objectives.items() if hasattr(cls, "negatives_group")]
+    require(
+        negatives == "local" or objective in pooling,
+        "distributed.negatives",
+        f"global shares the negative pool across replicas, which only {', '.join(pooling)} can; objective "
+        f"{objective} trains on each replica's own batch (pass local)",
+    )
+
+
 def check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) -> None:
     """A probe's own cut of the encoder must cover its stages exactly."""
-    require(stages_per_module is None or (sum(stages_per_module) == stages and min(stages_per_module) > 0),
-            "probe.stages_per_module", f"must be positive and add up to the encoder's {stages} stages, "
-            f"got {stages_per_module}")
+    require(
+        stages_per_module is None or (sum(stages_per_module) == stages and min(stages_per_module) > 0),
+        "probe.stages_per_module",
+        f"must be positive and add up to the encoder's {stages} stages, got {stages_per_module}",
+    )
+
+
+def check_negative_groups(batch_size: int, groups: int) -> None:
+    """`objective.negative_groups` must cut the batch into equal groups of at least 2 (an image or window alone
+    has no other to draw negatives from)."""
+    require(
+        batch_size % groups == 0 and batch_size // groups > 1,
+        "objective.negative_groups",
+        f"must split data.batch_size ({batch_size}) into equal groups of at least 2, got {groups}",
+    )
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -208,7 +265,12 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body
     docs = {}
     for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
             docs[node.target.id] = " ".join(after.value.value.split())
     return docs

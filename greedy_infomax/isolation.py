@@ -8,6 +8,7 @@ so its graph is freed before the next module runs: peak memory is that of the la
 whole network. Whether a step's update is applied (not where the loss is NaN or infinite) is decided on the
 device, so on a GPU the host never waits for a module.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -19,8 +20,9 @@ from torch import nn
 class IsolatedModule(nn.Module):
     """Encoder block + readout + objective (+ autoregressor) + its own optimiser."""
 
-    def __init__(self, block: nn.Module, readout: nn.Module, objective: nn.Module,
-                 autoregressor: nn.Module | None = None) -> None:
+    def __init__(
+        self, block: nn.Module, readout: nn.Module, objective: nn.Module, autoregressor: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.block = block
         self.readout = readout
@@ -50,8 +52,9 @@ class IsolatedModule(nn.Module):
             c = self.autoregressor(z)
             return c, self.objective(self.readout(z), labels, context=c)
 
-    def step(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-             hold: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, hold: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimisation step of this module alone; returns (detached output, detached loss, skipped).
 
         The update is skipped when the loss is not finite or `hold` (a bool tensor) is set: weights and Adam
@@ -64,11 +67,17 @@ class IsolatedModule(nn.Module):
         if hold is not None:
             skip |= hold
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()          # frees this module's graph now, before the next module runs
+        loss.backward()  # frees this module's graph now, before the next module runs
         # The flag GradScaler hands fused Adam: where it is 1 the kernel leaves weights, moments and step count.
         self.optimizer.found_inf = skip.float()
         self.optimizer.step()
         return h.detach(), loss.detach(), self.optimizer.found_inf.bool()
+
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """What the objective measured on its last batch besides the loss (e.g. "accuracy"), as detached tensors on
+        the device, so that nothing waits for them until they are logged; empty for an objective that measures
+        nothing else."""
+        return dict(getattr(self.objective, "metrics", {}))
 
     def precision(self, device: torch.device):
         """bf16 autocast when configured, else a no-op context."""

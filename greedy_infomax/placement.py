@@ -1,6 +1,7 @@
 """Where and how modules run: the device, precision, memory format, compilation, activation recomputation,
 determinism and the CPU allocator. Training, probing and embedding all place modules through here, so a module
 runs the same way whichever of them built it."""
+
 from __future__ import annotations
 
 import ctypes
@@ -52,17 +53,17 @@ def tune_allocator() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return
-    mallopt(_M_MMAP_MAX, 0)               # no mapping per buffer: every buffer comes from the heap
-    mallopt(_M_ARENA_MAX, 1)              # one heap for every thread, so that holds in OpenMP threads too
+    mallopt(_M_MMAP_MAX, 0)  # no mapping per buffer: every buffer comes from the heap
+    mallopt(_M_ARENA_MAX, 1)  # one heap for every thread, so that holds in OpenMP threads too
     mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # never hand the heap's top back
-    mallopt(_M_TOP_PAD, 256 << 20)        # and grow it in large steps
+    mallopt(_M_TOP_PAD, 256 << 20)  # and grow it in large steps
 
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 in hardware; elsewhere autocast emulates it, far slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu" and hasattr(torch.cpu, "get_capabilities"):   # older torch cannot tell: say no (fp32)
+    if device.type == "cpu" and hasattr(torch.cpu, "get_capabilities"):  # older torch cannot tell: say no (fp32)
         capabilities = torch.cpu.get_capabilities()
         return any(capabilities.get(feature, False) for feature in _BF16_CPU_FEATURES)
     return False
@@ -89,8 +90,9 @@ def trained_indices(options: TrainConfig, num_modules: int) -> range:
     return range(num_modules) if k is None else range(k - 1, k)
 
 
-def configure(modules: nn.ModuleList, options: TrainConfig, device: torch.device,
-              with_optimizers: bool = True) -> nn.ModuleList:
+def configure(
+    modules: nn.ModuleList, options: TrainConfig, device: torch.device, with_optimizers: bool = True
+) -> nn.ModuleList:
     """Place modules on the device in the memory format and precision of `options`; optimisers on trained ones."""
     if with_optimizers and options.train_module is not None and options.train_module > len(modules):
         raise GimError(f"train.train_module: must be at most {len(modules)}, got {options.train_module}")
@@ -118,8 +120,12 @@ def to_channels_last(modules: nn.ModuleList) -> nn.ModuleList:
     choose channels-last again). Only tiny encoders have such convolutions."""
     modules = modules.to(memory_format=torch.channels_last)
     for conv in modules.modules():
-        if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride != (1, 1)
-                and conv.in_channels < 8):
+        if (
+            isinstance(conv, nn.Conv2d)
+            and conv.kernel_size == (1, 1)
+            and conv.stride != (1, 1)
+            and conv.in_channels < 8
+        ):
             conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
             conv.register_forward_pre_hook(_standard_layout)
             conv.forward = torch.compiler.disable(conv.forward)
@@ -134,6 +140,7 @@ def compile_in_place(module: nn.Module) -> None:
     on, eager mode once a probe's no-grad passes had filled it. Compiled code draws random numbers (an objective's
     negatives) as eager code does, so compiling changes results only by rounding."""
     import torch._inductor.config  # inductor only when compiling: it takes a second to import
+
     torch._inductor.config.fallback_random = True
     forward = module.forward
 
@@ -142,8 +149,9 @@ def compile_in_place(module: nn.Module) -> None:
 
     # A copy of the code object per module: dynamo keys its cache on the code object.
     code = compiled.__code__.replace()
-    module.forward = torch.compile(types.FunctionType(code, compiled.__globals__, compiled.__name__, None,
-                                                     compiled.__closure__))
+    module.forward = torch.compile(
+        types.FunctionType(code, compiled.__globals__, compiled.__name__, None, compiled.__closure__)
+    )
 
 
 def _standard_layout(conv: nn.Conv2d, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -156,8 +164,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32" or (precision == "auto" and not native):
         return None
     if not native:
-        warnings.warn(f"train.precision bf16: this {device.type} has no bf16 arithmetic, so autocast emulates it, "
-                      "several times slower than fp32; 'auto' picks bf16 only where it is native", stacklevel=3)
+        warnings.warn(
+            f"train.precision bf16: this {device.type} has no bf16 arithmetic, so autocast emulates it, "
+            "several times slower than fp32; 'auto' picks bf16 only where it is native",
+            stacklevel=3,
+        )
     return torch.bfloat16
 
 
@@ -189,5 +200,3 @@ def _set_determinism(enabled: bool, device: torch.device) -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not enabled
-
-

@@ -6,6 +6,7 @@ on the same encoder), then the random encoder and the raw-input baseline from th
 runs are probed at GIM's module boundaries, so every row has a column per module. A method whose run folder
 already holds its probe results is not run again, so an interrupted reproduction continues where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ from greedy_infomax.workflows import pretrain, probe_run
 
 SECONDS_FILE = "reproduce-seconds.txt"
 """In a method's folder: the seconds spent training and probing it, summed over interrupted attempts."""
+
 
 @dataclass(frozen=True)
 class Method:
@@ -73,17 +75,31 @@ def methods_of(task: str, budget: str) -> tuple[Method, ...]:
             rows.append(method)
             continue
         for variant in TASKS[task].supervised_variants(budget):
-            rows.append(method if not variant else Method(
-                f"{method.name} ({variant})", f"{method.slug}-{variant}",
-                lambda config, change=method.change, variant=variant:
-                    task_of(config).supervised_variant(change(config), variant)))
+            rows.append(
+                method
+                if not variant
+                else Method(
+                    f"{method.name} ({variant})",
+                    f"{method.slug}-{variant}",
+                    lambda config, change=method.change, variant=variant: task_of(config).supervised_variant(
+                        change(config), variant
+                    ),
+                )
+            )
     return tuple(rows)
 
 
 def all_slugs() -> tuple[str, ...]:
     """Every method slug of every task and budget, for `gim reproduce --methods`."""
-    return tuple(dict.fromkeys(method.slug for task in TASKS.values() for budget in task.budgets
-                               for method in methods_of(task.name, budget)))
+    return tuple(
+        dict.fromkeys(
+            method.slug
+            for task in TASKS.values()
+            for budget in task.budgets
+            for method in methods_of(task.name, budget)
+        )
+    )
+
 
 def budget_config(task: str, budget: str, root: str | None = None, device: str | None = None) -> AnyRunConfig:
     """The GIM config of a budget: its preset, with the data folder and device given, sized for the data's labels."""
@@ -99,13 +115,23 @@ def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
     """The method's full config: trained as the method says, probed at GIM's module boundaries, with the random
     encoder and the raw-input baseline probed once, next to GIM."""
     config = method.change(base)
-    probe = replace(config.probe, stages_per_module=base.model.stages_per_module
-                    if config.model.stages_per_module != base.model.stages_per_module else None)
+    probe = replace(
+        config.probe,
+        stages_per_module=base.model.stages_per_module
+        if config.model.stages_per_module != base.model.stages_per_module
+        else None,
+    )
     return task_of(config).with_baselines(replace(config, probe=probe), method.slug == "gim")
 
 
-def reproduce(task: str, budget: str, output: Path, root: str | None = None, device: str | None = None,
-              methods: tuple[str, ...] | None = None) -> dict[str, Any]:
+def reproduce(
+    task: str,
+    budget: str,
+    output: Path,
+    root: str | None = None,
+    device: str | None = None,
+    methods: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """Train and probe every method (or the named slugs) into output/<slug>/ and write the comparison there, with
     every method probed in `output` so far (a method probed before keeps the training time then measured)."""
     base = budget_config(task, budget, root, device)
@@ -118,8 +144,11 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
         config, path = method_config(method, base), output / method.slug
         probed = path / "probe.json"
         if method in chosen:
-            print(f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
-                  f"{config.objective.name}, curriculum {config.train.curriculum}", flush=True)
+            print(
+                f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
+                f"{config.objective.name}, curriculum {config.train.curriculum}",
+                flush=True,
+            )
             if probed.exists():
                 print(f"  already done: {probed}", flush=True)
             else:
@@ -129,11 +158,17 @@ def reproduce(task: str, budget: str, output: Path, root: str | None = None, dev
         else:
             continue
         results = json.loads(probed.read_text())
-        rows.append({"method": method.name, "slug": method.slug, "seconds": _seconds_spent(path),
-                     "results": results})
+        rows.append({"method": method.name, "slug": method.slug, "seconds": _seconds_spent(path), "results": results})
         commands += [f"# {method.name}", *_commands(preset, config, output, method.slug)]
-    summary = {"task": task, "budget": budget, "preset": preset, "seed": base.train.seed,
-               "date": time.strftime("%Y-%m-%d"), "methods": rows, "paper": TASKS[task].paper_results}
+    summary = {
+        "task": task,
+        "budget": budget,
+        "preset": preset,
+        "seed": base.train.seed,
+        "date": time.strftime("%Y-%m-%d"),
+        "methods": rows,
+        "paper": TASKS[task].paper_results,
+    }
     (output / "commands.sh").write_text("\n".join(commands) + "\n")
     (output / "comparison.json").write_text(json.dumps(summary, indent=2))
     write_comparison(summary, output)
@@ -169,8 +204,10 @@ def _commands(preset: str, config: AnyRunConfig, output: Path, slug: str) -> lis
     """The `gim pretrain` and `gim probe` command lines that make this row on their own (the probe options are
     part of the run's config, so `gim probe` needs none)."""
     flags = _flags(_differences(to_dict(PRESETS[preset]), to_dict(config)))
-    return [shlex.join(["gim", "pretrain", "--preset", preset, "--output", str(output), "--name", slug, *flags]),
-            shlex.join(["gim", "probe", str(output / slug)])]
+    return [
+        shlex.join(["gim", "pretrain", "--preset", preset, "--output", str(output), "--name", slug, *flags]),
+        shlex.join(["gim", "probe", str(output / slug)]),
+    ]
 
 
 def _differences(before: dict, after: dict, prefix: str = "") -> list[tuple[str, Any]]:

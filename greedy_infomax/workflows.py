@@ -2,6 +2,7 @@
 cleaning it up, on one process or under torchrun), probe it, embed a split, load a feature extractor. The CLI
 and the Python API both call these, so a script gets what `gim` does.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,10 +32,15 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
 
     if module_parallel.launched_by_torchrun():
         return module_parallel.pretrain(
-            config.train, config.distributed, config.model.num_modules,
+            config.train,
+            config.distributed,
+            config.model.num_modules,
             data=lambda device: task.pretrain_loader(config, device),
             build=lambda in_channels, device: task.prepare_modules(config, in_channels, device),
-            run=run, resume=resume, on_start=save_config)
+            run=run,
+            resume=resume,
+            on_start=save_config,
+        )
     device = resolve_device(config.train.device)
     loader, in_channels = task.pretrain_loader(config, device)
     validation = task.validation_loader(config, device)
@@ -43,19 +49,25 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
 
 
 @contextmanager
-def run_folder(config: AnyRunConfig, output: str | Path | None = None, name: str | None = None,
-               resume: str | Path | None = None, prefix: str = "",
-               command: str = "gim pretrain") -> Iterator[RunFolder | None]:
+def run_folder(
+    config: AnyRunConfig,
+    output: str | Path | None = None,
+    name: str | None = None,
+    resume: str | Path | None = None,
+    prefix: str = "",
+    command: str = "gim pretrain",
+) -> Iterator[RunFolder | None]:
     """The run folder to train in: `resume`'s, else a new one under `output` (default runs/); None on the torchrun
     ranks other than 0, which write nothing. A folder this call made, in which the run failed before it logged or
     saved anything (bad data, a bad device, Ctrl-C while loading), is removed again, so failed starts leave no
     litter; a folder that was there before is never removed. A stop signal's message gets the command that
-    continues the run."""
+    continues the run. The folder is locked (RunFolder.lock) for as long as the run writes it: a second process
+    that would write it fails at once, before reading any data."""
     if not module_parallel.is_first_rank():
         yield None
         return
     if resume:
-        run, made = RunFolder.open(Path(resume)), False
+        run, made = RunFolder.open(Path(resume)).lock(), False
     else:
         parent = Path(output or "runs")
         made = name is None or not (parent / name).exists()
@@ -67,13 +79,20 @@ def run_folder(config: AnyRunConfig, output: str | Path | None = None, name: str
         again = "the same torchrun command with" if module_parallel.launched_by_torchrun() else command
         raise TrainingStopped(stopped.signal_number, f"{stopped}; continue with: {again} --resume {run.path}") from None
     except BaseException:
+        run.close()
         if made and not run.started():
             shutil.rmtree(run.path, ignore_errors=True)
         raise
 
 
-def pretrain_run(config: AnyRunConfig, output: str | Path | None = None, name: str | None = None,
-                 resume: str | Path | None = None, prefix: str = "", command: str = "gim pretrain") -> RunFolder | None:
+def pretrain_run(
+    config: AnyRunConfig,
+    output: str | Path | None = None,
+    name: str | None = None,
+    resume: str | Path | None = None,
+    prefix: str = "",
+    command: str = "gim pretrain",
+) -> RunFolder | None:
     """Everything `gim pretrain` does: make the data where it can be made offline (not under torchrun, where every
     rank would make it at once), then train in a new or resumed run folder. Returns the folder (None on the ranks
     other than 0)."""
@@ -91,8 +110,9 @@ def probe_run(run: RunFolder, config: AnyRunConfig | None = None, device: str = 
     return task_of(config).probe(run, config, resolve_device(device, "--device"))
 
 
-def embed_run(run: RunFolder, module: int, role: str, config: AnyRunConfig | None = None,
-              device: str = "auto") -> dict[str, np.ndarray]:
+def embed_run(
+    run: RunFolder, module: int, role: str, config: AnyRunConfig | None = None, device: str = "auto"
+) -> dict[str, np.ndarray]:
     """Module `module`'s (1-based) features of the run's newest checkpoint on the split playing `role`
     ('pretrain', 'probe_train' or 'probe_test') of the run's dataset, or of the dataset `config` names instead."""
     config = config or run.config

@@ -1,6 +1,7 @@
 """The public API on a network of the user's own: a custom run folder, resumed to the very result of an
 uninterrupted run; the same network trained module-parallel by 2 gloo processes; what it refuses; and that
 every name it gathers exists."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import finish, fork_ranks, snapshot
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import finish, fork_ranks, snapshot
 from greedy_infomax import api as gim
 from greedy_infomax.cli import main
 from greedy_infomax.errors import GimError
@@ -21,8 +22,14 @@ from greedy_infomax.errors import GimError
 
 def _modules() -> nn.ModuleList:
     torch.manual_seed(0)
-    network = nn.Sequential(OrderedDict(conv1=nn.Conv2d(1, 4, 3, stride=2, padding=1), relu1=nn.ReLU(),
-                                        conv2=nn.Conv2d(4, 6, 3, stride=2, padding=1), relu2=nn.ReLU()))
+    network = nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(1, 4, 3, stride=2, padding=1),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(4, 6, 3, stride=2, padding=1),
+            relu2=nn.ReLU(),
+        )
+    )
     infonce = partial(gim.InfoNCE2d, prediction_steps=2, num_negatives=4)
     return gim.isolate(gim.split(network, after=["relu1"]), infonce, sample=torch.zeros(1, 1, 28, 28))
 
@@ -60,26 +67,29 @@ class Garments(Dataset):
         return len(IMAGES)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = torch.from_numpy(IMAGES.images[index].copy()).float() / 255                     # (1, 28, 28)
+        image = torch.from_numpy(IMAGES.images[index].copy()).float() / 255  # (1, 28, 28)
         return (image.flip(-1) if self.flip and torch.rand(()) < 0.5 else image), int(IMAGES.labels[index])
 
 
 def _seeded_loader() -> DataLoader:
-    return DataLoader(Garments(flip=True), batch_size=8, shuffle=True, num_workers=2,
-                      generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        Garments(flip=True), batch_size=8, shuffle=True, num_workers=2, generator=torch.Generator().manual_seed(0)
+    )
 
 
 @pytest.mark.parametrize("data", [Garments(flip=True), "dataloader"], ids=["dataset", "dataloader"])
 def test_a_user_dataset_or_seeded_dataloader_resumed_mid_epoch_equals_the_uninterrupted_run(tmp_path, data):
     """Step 6 is batch 2 of epoch 1 (4 batches an epoch); the Dataset is read by 2 worker processes either way."""
+
     def fresh():
         return _seeded_loader() if data == "dataloader" else data
-    straight = snapshot(gim.train(_modules(), fresh(), gim.RunFolder.create(tmp_path, "straight"), OPTIONS,
-                                  batch_size=8))
+
+    straight = snapshot(
+        gim.train(_modules(), fresh(), gim.RunFolder.create(tmp_path, "straight"), OPTIONS, batch_size=8)
+    )
     run = gim.RunFolder.create(tmp_path, "stopped")
     gim.train(_modules(), fresh(), run, replace(OPTIONS, max_steps=6), batch_size=8)
-    resumed = snapshot(gim.train(_modules(), fresh(), gim.RunFolder.open(run.path), OPTIONS, resume=True,
-                                 batch_size=8))
+    resumed = snapshot(gim.train(_modules(), fresh(), gim.RunFolder.open(run.path), OPTIONS, resume=True, batch_size=8))
     assert all(torch.equal(resumed[name], straight[name]) for name in straight)
     assert not all(torch.equal(tensor, snapshot(_modules())[name]) for name, tensor in straight.items())
 

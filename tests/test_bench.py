@@ -1,16 +1,25 @@
 """gim bench: FLOP counting, the matmul ceiling, one real bench of the smoke preset, and train.compile."""
+
 from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from greedy_infomax.bench import (SETTLE_LIMIT, Case, Schedule, bench, count_flops, default_precisions, matmul_ceiling,
-                                  table, warm_up)
-from greedy_infomax.tasks import PRESETS
+from greedy_infomax.bench import (
+    SETTLE_LIMIT,
+    Case,
+    Schedule,
+    bench,
+    count_flops,
+    default_precisions,
+    matmul_ceiling,
+    table,
+    warm_up,
+)
 from greedy_infomax.engines.local import train_step
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.tasks import PRESETS, prepare_modules
 
 
 def test_flop_count_covers_forward_and_backward():
@@ -25,8 +34,9 @@ def test_matmul_ceiling_is_a_rate():
 
 
 def test_bench_of_the_smoke_preset_measures_every_case(tmp_path):
-    report = bench(("smoke",), ("end-to-end", "simultaneous"), ("fp32",), schedule=Schedule(1, 2, 1),
-                   progress=lambda line: None)
+    report = bench(
+        ("smoke",), ("end-to-end", "simultaneous"), ("fp32",), schedule=Schedule(1, 2, 1), progress=lambda line: None
+    )
     records = {record["mode"]: record for record in report["records"]}
     assert set(records) == {"end-to-end", "simultaneous", "data"}
     assert not any("error" in record for record in records.values()), records
@@ -43,6 +53,7 @@ def test_bench_of_the_smoke_preset_measures_every_case(tmp_path):
 def test_each_timed_group_is_divided_by_the_ceiling_measured_just_before_it(monkeypatch):
     """A shared CPU's ceiling drifts within minutes, so each group of steps is compared with its own."""
     from greedy_infomax import bench as bench_module
+
     measured = iter([100.0, 200.0, 400.0])
     monkeypatch.setattr(bench_module, "matmul_ceiling", lambda dtype, device, seconds: next(measured))
     record = bench_module.measure_training(Case("smoke", "simultaneous", "fp32", "cpu", None, Schedule(1, 3, 3)))
@@ -51,11 +62,13 @@ def test_each_timed_group_is_divided_by_the_ceiling_measured_just_before_it(monk
     assert record["ceiling_fraction"] == pytest.approx(sorted(r / c for r, c in zip(rates, (100, 200, 400)))[1])
 
 
-@pytest.mark.parametrize("growing_steps, warmup, expected",
-                         [(0, 1, 1), (3, 1, 4), (3, 5, 5), (100, 1, 1 + SETTLE_LIMIT), (100, 0, 0)])
+@pytest.mark.parametrize(
+    "growing_steps, warmup, expected", [(0, 1, 1), (3, 1, 4), (3, 5, 5), (100, 1, 1 + SETTLE_LIMIT), (100, 0, 0)]
+)
 def test_warm_up_goes_on_while_steps_still_raise_the_peak_memory(monkeypatch, growing_steps, warmup, expected):
     """A step that grows the heap pays page faults, so timing starts once a step leaves the peak where it was."""
     from greedy_infomax import bench as bench_module
+
     steps = []
     monkeypatch.setattr(bench_module, "memory_peak", lambda device: 1000 * (1 + min(len(steps), growing_steps)))
     assert warm_up(lambda: steps.append(1), warmup, torch.device("cpu")) == expected == len(steps)
@@ -67,8 +80,11 @@ def test_compiled_modules_train_like_plain_ones_and_keep_parameter_names():
     x = torch.randn(4, 1, 28, 28)
     results = []
     for compiled in (False, True):
-        modules = prepare_modules(replace(config, train=replace(config.train, compile=compiled, device="cpu",
-                                                                   precision="fp32")), 1, torch.device("cpu"))
+        modules = prepare_modules(
+            replace(config, train=replace(config.train, compile=compiled, device="cpu", precision="fp32")),
+            1,
+            torch.device("cpu"),
+        )
         _, losses, _ = train_step(modules, x, range(3), (2, 0))
         results.append((list(modules.state_dict()), torch.stack(losses), modules))
     (names, plain_losses, plain), (compiled_names, compiled_losses, compiled) = results
@@ -83,6 +99,7 @@ def test_each_compiled_block_and_objective_is_one_graph_with_a_dynamo_cache_of_i
     every module, which no-grad passes at new batch sizes (probes, frozen modules) filled: dynamo then ran eagerly.
     The objective, negative sampling included, is one graph too."""
     from torch._dynamo.utils import counters
+
     config = PRESETS["smoke"]
     train = replace(config.train, compile=True, device="cpu", precision="fp32", channels_last=False)
     modules = prepare_modules(replace(config, train=train), 1, torch.device("cpu"))
@@ -95,12 +112,25 @@ def test_each_compiled_block_and_objective_is_one_graph_with_a_dynamo_cache_of_i
 
 
 def test_table_projects_the_paper_schedule_from_the_measured_rate():
-    record = {"preset": "paper-stl10", "mode": "simultaneous", "precision": "bf16",
-              "samples_per_second": 300 * 100_000 / 3600 / 2, "flops_per_step": 2e12, "gflops_per_second": 100.0,
-              "ceiling_fraction": 0.5, "peak_bytes": 2 << 30, "peak_above_model_bytes": 1 << 30}
+    record = {
+        "preset": "paper-stl10",
+        "mode": "simultaneous",
+        "precision": "bf16",
+        "samples_per_second": 300 * 100_000 / 3600 / 2,
+        "flops_per_step": 2e12,
+        "gflops_per_second": 100.0,
+        "ceiling_fraction": 0.5,
+        "peak_bytes": 2 << 30,
+        "peak_above_model_bytes": 1 << 30,
+    }
     machine = {"gpu": None, "cpu": "test", "threads": 1, "torch": torch.__version__, "date": "today"}
-    report = {"ceilings_gflops": {"bf16": 200.0}, "records": [record, {**record, "preset": "fashion-mnist"}],
-              "machine": machine, "switches": {}, "allocator": "tuned"}
+    report = {
+        "ceilings_gflops": {"bf16": 200.0},
+        "records": [record, {**record, "preset": "fashion-mnist"}],
+        "machine": machine,
+        "switches": {},
+        "allocator": "tuned",
+    }
     rows = [line for line in table(report).splitlines() if line.startswith("| paper-stl10 | bf16")]
     assert rows and rows[0].endswith("| 2 |")  # 3e7 images at 4167 images/s: 2 hours
     assert next(line for line in table(report).splitlines() if line.startswith("| fashion-mnist")).endswith("| — |")
@@ -108,6 +138,7 @@ def test_table_projects_the_paper_schedule_from_the_measured_rate():
 
 def test_bench_measures_bf16_by_default_only_where_it_is_native(monkeypatch):
     from greedy_infomax import placement
+
     for native, expected in ((True, ("fp32", "bf16")), (False, ("fp32",))):
         monkeypatch.setattr(placement, "native_bf16", lambda device: native)
         assert default_precisions("cpu") == expected

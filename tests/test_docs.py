@@ -1,5 +1,6 @@
 """Every code example in docs/ runs: each ```python block is one of docs/examples/*.py verbatim, each example runs
 at a small size, and the ```bash blocks (the gim session of docs/cli.md) run command by command."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,8 +12,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-
 from conftest import finish, fork_ranks
+
 from greedy_infomax.cli import main
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -21,8 +22,9 @@ BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
 
 
 def _blocks(language: str) -> list[str]:
-    return [text for page in sorted(DOCS.glob("*.md")) for lang, text in BLOCK.findall(page.read_text())
-            if lang == language]
+    return [
+        text for page in sorted(DOCS.glob("*.md")) for lang, text in BLOCK.findall(page.read_text()) if lang == language
+    ]
 
 
 @pytest.fixture
@@ -32,6 +34,7 @@ def example(monkeypatch):
 
     def load(name: str) -> ModuleType:
         return importlib.import_module(name)
+
     return load
 
 
@@ -50,7 +53,7 @@ def test_own_network_trains_probes_every_module_and_embeds(example, tmp_path):
     rows = example("own_network").main(tmp_path, limit=128)
     assert [row["module"] for row in rows] == [1, 2, 3]
     assert all(0.0 <= row["linear"] <= 1.0 and 0.0 <= row["knn"] <= 1.0 for row in rows)
-    run, = (tmp_path / "own-network").iterdir()                  # named by the date and time
+    (run,) = (tmp_path / "own-network").iterdir()  # named by the date and time
     written = np.load(run / "module-2-test.npz")
     assert written["features"].shape == (128, 64 * 2 * 2) and written["labels"].shape == (128,)
     assert (run / "checkpoints" / "step-00000004").is_dir()
@@ -60,8 +63,8 @@ def test_own_dataset_trains_on_a_dataset_class_and_probes_through_a_dataloader(e
     rows = example("own_dataset").main(tmp_path, train_images=64, test_images=32)
     assert [row["module"] for row in rows] == [1, 2, 3]
     assert all(0.0 <= row["linear"] <= 1.0 for row in rows)
-    run, = (tmp_path / "own-dataset").iterdir()
-    assert (run / "checkpoints" / "step-00000002").is_dir()                     # 64 images: 2 batches of 32
+    (run,) = (tmp_path / "own-dataset").iterdir()
+    assert (run / "checkpoints" / "step-00000002").is_dir()  # 64 images: 2 batches of 32
 
 
 def test_own_objective_trains_beside_a_supervised_module(example, tmp_path):
@@ -86,7 +89,7 @@ def test_parallel_under_three_processes_equals_its_run_in_one(example, tmp_path,
     local = parallel.main(tmp_path / "local", limit=128).latest_checkpoint()
     ranks = fork_ranks(3, tmp_path, _run_example, parallel.main, tmp_path / "torchrun", 128)
     assert finish(ranks) == [0, 0, 0], [rank.output for rank in ranks]
-    run, = (tmp_path / "torchrun" / "parallel").iterdir()
+    (run,) = (tmp_path / "torchrun" / "parallel").iterdir()
     checkpoint = run / "checkpoints" / local.name
     for name in ("module-1.pt", "module-2.pt", "module-3.pt"):
         weights, expected = (torch.load(folder / name)["state_dict"] for folder in (checkpoint, local))

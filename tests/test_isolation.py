@@ -1,21 +1,22 @@
 """Gradient isolation: a module's step touches only its own parameters, and nothing flows back to earlier ones."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import snapshot
+
 from greedy_infomax.engines.local import seed_module, train_step
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.placement import trained_indices
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.placement import trained_indices
+from greedy_infomax.tasks import prepare_modules
 
 CPU = torch.device("cpu")
 
 
 def _images(config, batch: int = 4, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 1, config.data.crop, config.data.crop, generator=generator)   # (B, 1, crop, crop)
+    return torch.randn(batch, 1, config.data.crop, config.data.crop, generator=generator)  # (B, 1, crop, crop)
 
 
 def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], prefix: str) -> dict[str, bool]:
@@ -27,7 +28,9 @@ def test_stepping_module_k_changes_only_module_k(tiny_config, k):
     config = tiny_config(train_module=k)
     modules = prepare_modules(config, 1, CPU)
     before = snapshot(modules)
-    _, losses, _ = train_step(modules, _images(config), trained_indices(config.train, config.model.num_modules), draws=(0, 0))
+    _, losses, _ = train_step(
+        modules, _images(config), trained_indices(config.train, config.model.num_modules), draws=(0, 0)
+    )
     after = snapshot(modules)
     assert len(losses) == 1 and torch.isfinite(losses[0])
     for index in range(1, 4):
@@ -44,7 +47,7 @@ def test_no_gradient_reaches_earlier_modules(tiny_config):
     modules = prepare_modules(config, 1, CPU)
     first, second = modules[0], modules[1]
     x = _images(config).requires_grad_(True)
-    h = first(x)                                   # built with autograd on purpose: step() must cut it
+    h = first(x)  # built with autograd on purpose: step() must cut it
     assert h.requires_grad
     second.configure_optimizer(1e-3)
     out, loss, _ = second.step(h)
@@ -53,7 +56,7 @@ def test_no_gradient_reaches_earlier_modules(tiny_config):
     assert all(p.grad is not None for p in second.parameters())
     assert not out.requires_grad and not loss.requires_grad
 
-    leaf = torch.randn(out.shape[0], 8, 4, 4, requires_grad=True)        # an input that itself wants a gradient
+    leaf = torch.randn(out.shape[0], 8, 4, 4, requires_grad=True)  # an input that itself wants a gradient
     modules[2].configure_optimizer(1e-3)
     modules[2].step(leaf)
     assert leaf.grad is None
@@ -63,7 +66,7 @@ def test_no_gradient_reaches_earlier_modules(tiny_config):
 def test_a_skipped_step_leaves_weights_and_adam_state_as_they_were(tiny_config, cause):
     config = tiny_config()
     module = prepare_modules(config, 1, CPU)[0]
-    module.step(_images(config))                      # Adam has moments and a step count to keep
+    module.step(_images(config))  # Adam has moments and a step count to keep
     weights = snapshot(module)
     state = {name: value.clone() for name, value in module.optimizer.state_dict()["state"][0].items()}
     x, hold = _images(config, seed=1), torch.tensor(cause == "hold")
@@ -94,7 +97,9 @@ def test_per_module_backward_equals_sum_of_detached_losses(tiny_config):
     optimizer = torch.optim.Adam(summed.parameters(), lr=config.train.lr, fused=True)
     for step in range(3):
         images = _images(config, seed=step)
-        _, isolated_losses, _ = train_step(isolated, images, trained_indices(config.train, config.model.num_modules), draws=(100, step))
+        _, isolated_losses, _ = train_step(
+            isolated, images, trained_indices(config.train, config.model.num_modules), draws=(100, step)
+        )
 
         x, losses = images, []
         for index, module in enumerate(summed):
@@ -116,7 +121,7 @@ def test_run_frozen_builds_no_graph(tiny_config):
     x = _images(config).requires_grad_(True)
     out = run_frozen(list(modules), x)
     assert not out.requires_grad and out.grad_fn is None
-    assert out.shape == (4 * 16, 8, 2, 2)                       # (B * grid * grid, C, h, w) of module 3
+    assert out.shape == (4 * 16, 8, 2, 2)  # (B * grid * grid, C, h, w) of module 3
     assert torch.equal(out, _chain(modules, x.detach()))
 
 
@@ -125,7 +130,7 @@ def test_run_frozen_in_chunks_gives_the_whole_batch_output(tiny_config):
     modules = prepare_modules(config, 1, CPU)
     x = _images(config)
     whole = run_frozen(list(modules), x)
-    for chunks in (2, 3, 100):                                  # uneven parts, more parts than samples
+    for chunks in (2, 3, 100):  # uneven parts, more parts than samples
         torch.testing.assert_close(run_frozen(list(modules), x, chunks), whole)
 
 

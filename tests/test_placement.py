@@ -1,12 +1,13 @@
 """Process settings: the tuned allocator hands freed tensor buffers back without new page faults; host tensors
 reach the training device intact."""
+
 import subprocess
 import sys
 
 import pytest
 import torch
-
 from conftest import DEVICES
+
 from greedy_infomax.placement import to_device
 
 FAULTS_OF_A_SECOND_BUFFER = """
@@ -29,15 +30,16 @@ print(min(faults() for _ in range(8)))   # where glibc maps each buffer anew, th
 def test_tuned_allocator_reuses_freed_buffers_where_glibc_maps_them_again():
     counts = {}
     for allocator in ("glibc", "tuned"):
-        done = subprocess.run([sys.executable, "-c", FAULTS_OF_A_SECOND_BUFFER, allocator], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", FAULTS_OF_A_SECOND_BUFFER, allocator], capture_output=True, text=True, check=True
+        )
         counts[allocator] = int(done.stdout.split()[-1])
     assert counts["tuned"] * 10 < counts["glibc"], counts
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_to_device_keeps_values_dtype_and_shape(device):
-    host = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 4)[:, None]     # a view, as the loaders pass
+    host = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 4)[:, None]  # a view, as the loaders pass
     tensor = to_device(host, torch.device(device))
     assert tensor.device.type == device and tensor.dtype == torch.uint8 and tensor.shape == (2, 1, 3, 4)
     assert tensor.cpu().flatten().tolist() == list(range(24))

@@ -1,5 +1,6 @@
 """`gim reproduce` end to end on the smoke budgets, its commands re-making a row, and the regrouping that lets an
 end-to-end encoder be probed at GIM's module boundaries."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,10 @@ import torch
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import end_to_end
-from greedy_infomax.tasks import PRESETS
-from greedy_infomax.tasks import prepare_modules
 from greedy_infomax.evaluation.features import frozen_pass
 from greedy_infomax.models import copy_stages
-from greedy_infomax.tasks import task_of
 from greedy_infomax.reproduce import METHODS
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
 
 ROWS = [method.name for method in METHODS]
 
@@ -25,7 +24,9 @@ ROWS = [method.name for method in METHODS]
 def test_an_end_to_end_encoder_cut_at_gim_boundaries_gives_its_intermediate_outputs():
     config = end_to_end(PRESETS["smoke"])
     [whole] = prepare_modules(config, 1, torch.device("cpu"), with_optimizers=False)
-    cut = copy_stages([whole], prepare_modules(task_of(config).cut_at(config, (1, 1, 1)), 1, torch.device("cpu"), False))
+    cut = copy_stages(
+        [whole], prepare_modules(task_of(config).cut_at(config, (1, 1, 1)), 1, torch.device("cpu"), False)
+    )
     x = torch.randn(2, 1, 28, 28)
     outputs = frozen_pass(cut, x, lambda module, h: h)
     with torch.no_grad():
@@ -51,15 +52,16 @@ def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path
         assert [row["module"] for row in method["results"]["trained"]] == [1, 2, 3], method["method"]
     rows = _table_rows((output / "comparison.md").read_text())
     assert list(rows) == ROWS + ["random init", "raw pixels"]
-    assert rows["GIM"][3] == "81.9" and rows["end-to-end CPC"][3] == "80.5"       # the paper's column
-    accuracy = {method["slug"]: [row["linear"] for row in method["results"]["trained"]]
-                for method in summary["methods"]}
+    assert rows["GIM"][3] == "81.9" and rows["end-to-end CPC"][3] == "80.5"  # the paper's column
+    accuracy = {
+        method["slug"]: [row["linear"] for row in method["results"]["trained"]] for method in summary["methods"]
+    }
     assert rows["end-to-end CPC"][:3] == [f"{100 * a:.1f}" for a in accuracy["cpc"]]
     assert (output / "comparison.png").stat().st_size > 0
 
     # The commands of a row re-make it exactly, in another folder.
     lines = (output / "commands.sh").read_text().splitlines()
-    cpc = lines[lines.index("# end-to-end CPC") + 1:lines.index("# end-to-end CPC") + 3]
+    cpc = lines[lines.index("# end-to-end CPC") + 1 : lines.index("# end-to-end CPC") + 3]
     again = tmp_path / "again"
     for line in cpc:
         assert main(shlex.split(line.replace(str(output), str(again)))[1:]) == 0
@@ -72,8 +74,9 @@ def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path
     assert main(["reproduce", "vision", "--budget", "smoke", "--output", str(output), "--methods", "gim"]) == 0
     assert "already done" in capsys.readouterr().out
     again = json.loads((output / "comparison.json").read_text())
-    assert [(m["method"], m["seconds"]) for m in again["methods"]] == [(m["method"], m["seconds"])
-                                                                       for m in summary["methods"]]
+    assert [(m["method"], m["seconds"]) for m in again["methods"]] == [
+        (m["method"], m["seconds"]) for m in summary["methods"]
+    ]
     assert list(_table_rows((output / "comparison.md").read_text())) == ROWS + ["random init", "raw pixels"]
 
 
@@ -98,6 +101,7 @@ def test_an_interrupted_method_reports_the_time_of_all_its_attempts(tmp_path: Pa
     """Stopped while probing, then run again: the time column adds both attempts, not the second alone."""
     import greedy_infomax.reproduce as reproduce_module
     from greedy_infomax.errors import TrainingStopped
+
     real = reproduce_module.write_probe_report
 
     def stopped(*args, **kwargs):
@@ -117,12 +121,23 @@ def test_an_interrupted_method_reports_the_time_of_all_its_attempts(tmp_path: Pa
 def test_the_paper_audio_comparison_has_a_speaker_and_a_phone_model_per_supervised_method():
     """As the original code trains them (--loss 1 and --loss 2); vision and the CPU budgets keep one row each."""
     from greedy_infomax.reproduce import methods_of
+
     paper = {method.slug: method for method in methods_of("audio", "paper")}
-    assert list(paper) == ["gim", "gim-sequential", "cpc", "greedy-supervised-speaker", "greedy-supervised-phone",
-                           "supervised-speaker", "supervised-phone"]
+    assert list(paper) == [
+        "gim",
+        "gim-sequential",
+        "cpc",
+        "greedy-supervised-speaker",
+        "greedy-supervised-phone",
+        "supervised-speaker",
+        "supervised-phone",
+    ]
     base = PRESETS["paper-librispeech"]
     phone = paper["supervised-phone"].change(base)
-    assert (phone.objective.name, phone.objective.targets, phone.model.stages_per_module) == ("supervised", "phone",
-                                                                                              (6,))
+    assert (phone.objective.name, phone.objective.targets, phone.model.stages_per_module) == (
+        "supervised",
+        "phone",
+        (6,),
+    )
     assert [method.slug for method in methods_of("audio", "cpu")] == [method.slug for method in METHODS]
     assert [method.slug for method in methods_of("vision", "paper")] == [method.slug for method in METHODS]

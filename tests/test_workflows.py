@@ -1,6 +1,7 @@
 """What a user runs, as library functions: pretrain_run trains and resumes in its run folder, makes the data first,
 removes a folder it made when the run failed before logging anything, keeps any other, and says how to continue a
 stopped run; probe_run, embed_run and load_extractor on a trained smoke run, with the options given."""
+
 from __future__ import annotations
 
 import signal
@@ -21,8 +22,11 @@ from greedy_infomax.workflows import embed_run, load_extractor, pretrain_run, pr
 def smoke(max_steps: int = 1):
     """The smoke preset on 4 images, 2 batches of 2, for `max_steps` steps on the CPU."""
     config = PRESETS["smoke"]
-    return replace(config, data=replace(config.data, limit=4, batch_size=2),
-                   train=replace(config.train, device="cpu", max_steps=max_steps))
+    return replace(
+        config,
+        data=replace(config.data, limit=4, batch_size=2),
+        train=replace(config.train, device="cpu", max_steps=max_steps),
+    )
 
 
 def with_limit(config, limit: int):
@@ -30,6 +34,7 @@ def with_limit(config, limit: int):
 
 
 # -- pretrain_run -------------------------------------------------------------------------------------------------
+
 
 def test_a_run_trains_in_its_named_folder_and_resumes_there(tmp_path):
     run = pretrain_run(smoke(max_steps=1), output=tmp_path, name="r")
@@ -60,6 +65,7 @@ def test_the_data_is_prepared_before_the_run_folder_is_made(tmp_path, monkeypatc
 def fail(error: BaseException):
     def raising(config, run, resume=False):
         raise error
+
     return raising
 
 
@@ -98,11 +104,13 @@ def test_a_stopped_run_says_which_command_continues_it(tmp_path, monkeypatch):
     with pytest.raises(TrainingStopped) as error:
         pretrain_run(smoke(), output=tmp_path, name="r", command="python train.py")
     assert error.value.signal_number == signal.SIGTERM
-    assert str(error.value) == ("stopped by SIGTERM after saving step 3; continue with: python train.py --resume "
-                                f"{tmp_path / 'r'}")
+    assert str(error.value) == (
+        f"stopped by SIGTERM after saving step 3; continue with: python train.py --resume {tmp_path / 'r'}"
+    )
 
 
 # -- probe_run, embed_run, load_extractor -------------------------------------------------------------------------
+
 
 def test_a_probe_follows_the_config_it_is_given_instead_of_the_runs(probe_smoke_run):
     config = with_limit(probe_smoke_run.config, 16)
@@ -113,10 +121,15 @@ def test_a_probe_follows_the_config_it_is_given_instead_of_the_runs(probe_smoke_
     assert all(row.keys() == {"module", "features", "linear"} for row in results["trained"])
 
 
-@pytest.mark.parametrize("call", [lambda run: probe_run(run, device="tpu"),
-                                  lambda run: embed_run(run, 1, "probe_test", device="tpu"),
-                                  lambda run: load_extractor(run.path, 1, device="tpu")],
-                         ids=["probe", "embed", "extractor"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda run: probe_run(run, device="tpu"),
+        lambda run: embed_run(run, 1, "probe_test", device="tpu"),
+        lambda run: load_extractor(run.path, 1, device="tpu"),
+    ],
+    ids=["probe", "embed", "extractor"],
+)
 def test_an_unusable_device_names_the_option(probe_smoke_run, call):
     with pytest.raises(GimError, match="^--device: 'tpu' is not a device this runs on"):
         call(probe_smoke_run)
@@ -131,6 +144,6 @@ def test_an_extractor_of_modules_1_to_k_gives_the_embedded_features(probe_smoke_
     extractor = load_extractor(str(probe_smoke_run.path), module)
     assert len(extractor.encoder) == module
     assert not any(parameter.requires_grad for parameter in extractor.parameters())
-    images = torch.from_numpy(load_split(config.data, "probe_test").images[:5].copy())       # (5, 1, 28, 28)
-    features = extractor(extractor.transform(images))                                       # (5, C)
+    images = torch.from_numpy(load_split(config.data, "probe_test").images[:5].copy())  # (5, 1, 28, 28)
+    features = extractor(extractor.transform(images))  # (5, C)
     np.testing.assert_allclose(features.numpy(), arrays["features"][:5], rtol=1e-5, atol=1e-6)

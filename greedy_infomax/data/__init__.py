@@ -1,5 +1,6 @@
 """Datasets by name and which split plays which role (pre-training, probe training, probe testing); where the
 generated speech corpus lives. The tasks (greedy_infomax/tasks/) turn a run's data config into loaders."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from greedy_infomax.data.fashion_mnist import read_fashion_mnist
-from greedy_infomax.data.image_folder import read_image_folder, split_classes
+from greedy_infomax.data.image_folder import image_size, list_images, read_image_folder, split_classes
 from greedy_infomax.data.imagenet import read_imagenet
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
 from greedy_infomax.data.photo_folder import PhotoFolder, read_photo_folder
@@ -23,8 +24,17 @@ from greedy_infomax.errors import GimError
 
 
 def _read_split_folder(root: Path | None, split: str) -> ImageArray:
-    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, read whole into memory."""
+    """An image folder laid out as root/train/<class>/* and root/test/<class>/*, read whole into memory. Reading
+    train/ also checks that test/'s images have the training size, so a pre-training run does not end in a probe
+    that fails."""
     classes = split_classes(root, split, "image-folder")
+    if split == "train" and (root / "test").is_dir():
+        first_test, first_train = list_images(root / "test", classes)[0][0], list_images(root / "train", classes)[0][0]
+        if (size := image_size(first_test)) != (train_size := image_size(first_train)):
+            raise GimError(
+                f"{first_test}: size {size[0]}x{size[1]} differs from {train_size[0]}x{train_size[1]} of "
+                f"the training images ({first_train}); the probes test on images of the training size"
+            )
     return read_image_folder(root / split, classes=classes)
 
 
@@ -52,15 +62,18 @@ def known_dataset(name: str) -> bool:
     return name in DATASETS or python_target(name) is not None
 
 
-def read_images(dataset: str, root: str | None, role: str, limit: int | None = None,
-                resize: int | None = None) -> ImageArray | StreamedImages:
+def read_images(
+    dataset: str, root: str | None, role: str, limit: int | None = None, resize: int | None = None
+) -> ImageArray | StreamedImages:
     """The split of image dataset `dataset` playing `role` ('pretrain', 'probe_train' or 'probe_test'), cut to
     `limit` images; the photos of a photo folder brought to `resize` pixels (default: photo_folder.DEFAULT_SIDE)."""
     if not known_dataset(dataset):
-        raise GimError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}, "
-                       "python:package.module:factory")
-    entry = DATASETS.get(dataset) or DatasetEntry(partial(read_python_dataset, dataset), pretrain="train",
-                                                  probe_train="train", probe_test="test")
+        raise GimError(
+            f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}, python:package.module:factory"
+        )
+    entry = DATASETS.get(dataset) or DatasetEntry(
+        partial(read_python_dataset, dataset), pretrain="train", probe_train="train", probe_test="test"
+    )
     split = entry.read(Path(root).expanduser() if root else None, getattr(entry, role))
     if resize is not None and isinstance(split, PhotoFolder):
         split = split.resized(resize)

@@ -3,6 +3,7 @@
 A file at `destination` is therefore always whole and verified; a download in progress lives beside it as
 `<name>.part`, which the next call resumes with an HTTP Range request.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 IDX: two zero bytes, a dtype code (0x08 = uint8), the number of dimensions, one big-endian int32 size per
 dimension, then the values in C order. Files may be gzipped (`.gz`).
 """
+
 from __future__ import annotations
 
 import gzip

@@ -2,9 +2,11 @@
 
 Meant for small custom datasets, so the spec (size, mean, std) is measured from the images themselves.
 """
+
 from __future__ import annotations
 
 import os
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -33,8 +35,10 @@ def check_classes(root: Path, classes: list[str]) -> list[str]:
     """The class folders of `root`, which must be `classes` (another split's), so label i means one class."""
     names = class_names(root)
     if names != classes:
-        raise GimError(f"{root}: class folders {names} differ from {classes} of the training split; "
-                       f"every split needs the same classes")
+        raise GimError(
+            f"{root}: class folders {names} differ from {classes} of the training split; "
+            f"every split needs the same classes"
+        )
     return names
 
 
@@ -45,6 +49,11 @@ def split_classes(root: Path | None, split: str, dataset: str) -> list[str]:
     if root is None:
         raise GimError(f"data.root: the {dataset} dataset needs --data.root (a folder with train/ and test/)")
     classes = class_names(root / "train")
+    if len(classes) < 2:
+        raise GimError(
+            f"{root / 'train'}: one class folder ({classes[0]}); the probes classify images, which "
+            "needs two classes at least (with one, every accuracy is 100%)"
+        )
     if split == "train" and (root / "test").is_dir():
         for name in check_classes(root / "test", classes):
             image_files(root / "test" / name)
@@ -63,13 +72,30 @@ def read_image_folder(root: Path, grayscale: bool = False, classes: list[str] | 
 
 
 def list_images(root: Path, names: list[str]) -> tuple[list[Path], list[int]]:
-    """Every image file directly in each class folder, sorted, with its class index (see image_files)."""
+    """Every image file directly in each class folder, sorted, with its class index (see image_files). Subfolders
+    and broken symbolic links are not read, with a warning: images the user meant to train on may be in them."""
     paths: list[Path] = []
     labels: list[int] = []
+    unread: dict[str, list[Path]] = {"subfolders": [], "broken symbolic links": []}
     for label, name in enumerate(names):
         files = image_files(root / name)
         paths += [root / name / file for file in files]
+        with os.scandir(root / name) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    unread["subfolders"].append(Path(entry.path))
+                elif entry.is_symlink() and not os.path.exists(entry.path):
+                    unread["broken symbolic links"].append(Path(entry.path))
         labels += [label] * len(files)
+    for kind, skipped in unread.items():
+        if skipped:
+            warnings.warn(
+                f"{root}: {len(skipped)} {kind} in class folders not read (the first: {skipped[0]}); "
+                "images are read only directly inside root/<class>/",
+                stacklevel=2,
+            )
     return paths, labels
 
 
@@ -80,8 +106,10 @@ def image_files(folder: Path) -> list[str]:
     files = sorted(name for name in visible if os.path.splitext(name)[1].lower() in image_suffixes())
     if not files:
         others = sorted({os.path.splitext(name)[1] or "no suffix" for name in visible})
-        raise GimError(f"{folder}: class folder has no images"
-                       + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else ""))
+        raise GimError(
+            f"{folder}: class folder has no images"
+            + (f" (only files with {', '.join(others)}, which Pillow does not read)" if others else "")
+        )
     return files
 
 
@@ -89,6 +117,15 @@ def image_files(folder: Path) -> list[str]:
 def image_suffixes() -> frozenset[str]:
     """File suffixes (lower case, with the dot) of the formats Pillow reads (asked once: it loads every plugin)."""
     return frozenset(suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image, from its header."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise GimError(f"{path}: cannot read as an image ({error})") from error
 
 
 def _read_all(paths: list[Path], mode: str) -> np.ndarray:
@@ -120,8 +157,10 @@ def to_8_bits(path: Path, image: Image.Image) -> Image.Image:
     values = np.asarray(image)
     sixteen = image.mode.startswith("I;16")
     if image.mode == "F" or values.min() < 0 or values.max() > (65535 if sixteen else 255):
-        raise GimError(f"{path}: {image.mode} pixels ({values.min()}..{values.max()}) are not 8 or 16-bit "
-                       "grayscale; save the image as 8 or 16 bits")
+        raise GimError(
+            f"{path}: {image.mode} pixels ({values.min()}..{values.max()}) are not 8 or 16-bit "
+            "grayscale; save the image as 8 or 16 bits"
+        )
     return Image.fromarray(np.round(values / 257 if sixteen else values).astype(np.uint8), "L")
 
 

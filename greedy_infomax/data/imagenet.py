@@ -8,6 +8,7 @@ without suffix, then its boxes, each starting with the wnid), looked for in the 
 file name, then its wnid) in the root or in val/. The devkit's ground truth numbers classes by ILSVRC2012_ID, whose
 mapping to wnids is a MATLAB file; it is not read here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,9 @@ def _read_val(root: Path, wnids: list[str]) -> PhotoFolder:
     val = root / "val"
     if not val.is_dir():
         raise GimError(f"{val}: not a folder (expected {val}/<wnid>/*.JPEG, or {val}/*.JPEG and a label file)")
-    flat = any(entry.is_file() and os.path.splitext(entry.name)[1].lower() in image_suffixes()
-               for entry in os.scandir(val))
+    flat = any(
+        entry.is_file() and os.path.splitext(entry.name)[1].lower() in image_suffixes() for entry in os.scandir(val)
+    )
     if not flat:
         return PhotoFolder(val, *list_photos(val, check_classes(val, wnids)), wnids)
     label_file = _label_file(root)
@@ -55,9 +57,13 @@ def _read_val(root: Path, wnids: list[str]) -> PhotoFolder:
         if wnid not in index:
             raise GimError(f"{label_file}: {file} is labelled {wnid}, which is not a class folder of {root / 'train'}")
         rows.append((index[wnid], file))
-    rows.sort()                                               # each class's images consecutive, as PhotoFolder wants
-    return PhotoFolder(val, np.array([os.fsencode(file) for _, file in rows]),
-                       np.array([label for label, _ in rows], dtype=np.int64), wnids)
+    rows.sort()  # each class's images consecutive, as PhotoFolder wants
+    return PhotoFolder(
+        val,
+        np.array([os.fsencode(file) for _, file in rows]),
+        np.array([label for label, _ in rows], dtype=np.int64),
+        wnids,
+    )
 
 
 def _label_file(root: Path) -> Path:
@@ -67,8 +73,10 @@ def _label_file(root: Path) -> Path:
         for name in LABEL_FILES:
             if (place / name).is_file():
                 return place / name
-    raise GimError(f"{root / 'val'} holds its images without class folders, and no label file was found: put "
-                   f"{' or '.join(LABEL_FILES)} in {root} (docs/cli.md, ImageNet)")
+    raise GimError(
+        f"{root / 'val'} holds its images without class folders, and no label file was found: put "
+        f"{' or '.join(LABEL_FILES)} in {root} (docs/cli.md, ImageNet)"
+    )
 
 
 def _read_labels(path: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ works as ROOT unchanged. The generated corpus (`speech_corpus.py`) is written in
 Speakers are the sorted numeric speaker ids of both splits; a speaker's label is its position in that order.
 Waveforms are float32 in [-1, 1]; the loaders standardise them with the spec's mean and std.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -81,8 +82,14 @@ class LibriSpeechCorpus:
     Also what the speech-folder reader returns (speech_folder.py), whose phone alignments are optional.
     """
 
-    def __init__(self, alignment_file: Path | None, spec: AudioSpec, speakers: tuple[str, ...],
-                 splits: dict[str, tuple[Utterance, ...]], alignments: dict[str, tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        alignment_file: Path | None,
+        spec: AudioSpec,
+        speakers: tuple[str, ...],
+        splits: dict[str, tuple[Utterance, ...]],
+        alignments: dict[str, tuple[int, int]],
+    ) -> None:
         self.alignment_file = alignment_file
         """The CPC-format phone alignments, None if the corpus has none."""
         self.spec = spec
@@ -129,15 +136,19 @@ def read_librispeech(root: Path | None, limit: int | None = None) -> LibriSpeech
     """
     root = required_gim_data("LibriSpeech", f"{AUDIO_FOLDER.parts[0]}/ and {LABEL_FOLDER}/") if root is None else root
     audio = _existing_audio_folder(root)
-    ids = {split: spread_over_speakers(_read_split(_existing_label_file(root, name)), limit, _speaker_number)
-           for split, name in SPLIT_FILES.items()}
+    ids = {
+        split: spread_over_speakers(_read_split(_existing_label_file(root, name)), limit, _speaker_number)
+        for split, name in SPLIT_FILES.items()
+    }
     alignment_file = _existing_label_file(root, ALIGNMENT_FILE)
     speakers = tuple(sorted({_speaker_id(i) for split_ids in ids.values() for i in split_ids}, key=int))
     spec = AudioSpec(num_speakers=len(speakers))
     label = {speaker: index for index, speaker in enumerate(speakers)}
     splits = {
-        split: tuple(_utterance(audio, i, label[_speaker_id(i)], spec, root / LABEL_FOLDER / SPLIT_FILES[split])
-                     for i in split_ids)
+        split: tuple(
+            _utterance(audio, i, label[_speaker_id(i)], spec, root / LABEL_FOLDER / SPLIT_FILES[split])
+            for i in split_ids
+        )
         for split, split_ids in ids.items()
     }
     return LibriSpeechCorpus(alignment_file, spec, speakers, splits, index_alignments(alignment_file, splits))
@@ -220,15 +231,17 @@ def audio_frames(path: Path, spec: AudioSpec, whole_window: bool = True) -> int:
     except soundfile.SoundFileError as error:
         raise GimError(f"{path}: cannot read as {path.suffix[1:].upper()} ({error})") from error
     if info.samplerate != spec.sample_rate or info.channels != 1:
-        raise GimError(f"{path}: {info.channels} channel(s) at {info.samplerate} Hz; expected mono at "
-                       f"{spec.sample_rate} Hz")
+        raise GimError(
+            f"{path}: {info.channels} channel(s) at {info.samplerate} Hz; expected mono at {spec.sample_rate} Hz"
+        )
     if whole_window and info.frames < spec.window:
         raise GimError(f"{path}: {info.frames} samples is shorter than one {spec.window}-sample window")
     return info.frames
 
 
-def index_alignments(path: Path, splits: dict[str, tuple[Utterance, ...]],
-                     lists: dict[str, str] = SPLIT_FILES) -> dict[str, tuple[int, int]]:
+def index_alignments(
+    path: Path, splits: dict[str, tuple[Utterance, ...]], lists: dict[str, str] = SPLIT_FILES
+) -> dict[str, tuple[int, int]]:
     """Map each id to its (line number, byte offset), checking that every split utterance has exactly one line;
     `lists` names where each split's utterances come from, for the error."""
     index: dict[str, tuple[int, int]] = {}
@@ -259,8 +272,10 @@ def _checked_labels(labels: np.ndarray, utterance: Utterance, spec: AudioSpec, w
         raise GimError(f"{where}: label {labels[index]} at frame {index} is outside 0..{spec.num_phones - 1}")
     max_frames = -(-utterance.num_samples // spec.hop)
     if len(labels) > max_frames:
-        raise GimError(f"{where}: {len(labels)} frames of labels for {utterance.num_samples} samples "
-                       f"(at most {max_frames} frames of {spec.hop})")
+        raise GimError(
+            f"{where}: {len(labels)} frames of labels for {utterance.num_samples} samples "
+            f"(at most {max_frames} frames of {spec.hop})"
+        )
     return labels
 
 
@@ -290,8 +305,17 @@ class WindowLoader:
     order and batch b's windows depend only on (seed, e, b), so a run resumed at (e, b) sees the same batches.
     """
 
-    def __init__(self, corpus: LibriSpeechCorpus, split: str, batch_size: int, device: torch.device, seed: int = 0,
-                 shuffle: bool = True, phones: bool = False, utterances: Sequence[Utterance] | None = None) -> None:
+    def __init__(
+        self,
+        corpus: LibriSpeechCorpus,
+        split: str,
+        batch_size: int,
+        device: torch.device,
+        seed: int = 0,
+        shuffle: bool = True,
+        phones: bool = False,
+        utterances: Sequence[Utterance] | None = None,
+    ) -> None:
         self.corpus = corpus
         self.phones = phones
         self.utterances = _split(corpus, split) if utterances is None else tuple(utterances)
@@ -305,12 +329,13 @@ class WindowLoader:
         n = len(self.utterances)
         return n // self.batch_size if self.shuffle else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0,
-              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, epoch: int = 0, start_batch: int = 0, stride: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches start_batch, start_batch + stride, ... of the epoch (data-parallel replicas take turns)."""
         order = epoch_order(len(self.utterances), self.seed if self.shuffle else None, epoch)
         for b in range(start_batch, len(self), stride):
-            batch = [self.utterances[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+            batch = [self.utterances[i] for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
             starts = self._window_starts(batch, epoch, b)
             clips = np.stack([self._clip(u, s) for u, s in zip(batch, starts)])[:, None]  # (B, 1, window)
             speakers = to_device(torch.tensor([u.speaker for u in batch], dtype=torch.int64), self.device)
@@ -325,7 +350,7 @@ class WindowLoader:
         the utterance's num_samples // hop frames from the end, as the probes match them (to within a frame)."""
         spec = self.corpus.spec
         labels = self.corpus.phones(utterance)
-        first = start // spec.hop - (utterance.num_samples // spec.hop - len(labels))   # label index of frame 0
+        first = start // spec.hop - (utterance.num_samples // spec.hop - len(labels))  # label index of frame 0
         index = np.arange(first, first + spec.frames_per_window)
         valid = (index >= 0) & (index < len(labels))
         return np.where(valid, labels[np.clip(index, 0, len(labels) - 1)], -1)

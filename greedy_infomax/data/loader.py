@@ -1,4 +1,5 @@
 """Minibatches of an ImageArray: a seeded order per epoch, resumable at any batch, transformed on the device."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ import torch
 
 from greedy_infomax.data.spec import ImageArray
 from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.placement import to_device
 
 
@@ -31,8 +33,15 @@ class BatchLoader:
     (e, b) sees exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, array: ImageArray, batch_size: int, transform: ImageTransform, device: torch.device,
-                 seed: int | None = None, keep_last: bool = False) -> None:
+    def __init__(
+        self,
+        array: ImageArray,
+        batch_size: int,
+        transform: ImageTransform | TwoViewTransform,
+        device: torch.device,
+        seed: int | None = None,
+        keep_last: bool = False,
+    ) -> None:
         self.array = array
         self.batch_size = batch_size
         self.transform = transform
@@ -47,17 +56,17 @@ class BatchLoader:
         n = len(self.array)
         return n // self.batch_size if self.seed is not None and not self.keep_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0,
-              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def epoch(
+        self, epoch: int = 0, start_batch: int = 0, stride: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches start_batch, start_batch + stride, ... of the epoch (data-parallel replicas take turns)."""
         order = epoch_order(len(self.array), self.seed, epoch)
         for b in range(start_batch, len(self), stride):
-            index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+            index = np.sort(order[b * self.batch_size : (b + 1) * self.batch_size])
             images = to_device(torch.from_numpy(np.ascontiguousarray(self.array.images[index])), self.device)
             labels = None
             if self.array.labels is not None:
-                labels = to_device(torch.from_numpy(np.asarray(self.array.labels[index], dtype=np.int64)),
-                                   self.device)
+                labels = to_device(torch.from_numpy(np.asarray(self.array.labels[index], dtype=np.int64)), self.device)
             generator = None if self.seed is None else torch.Generator().manual_seed(batch_seed(self.seed, epoch, b))
             yield self.transform(images, generator), labels
 

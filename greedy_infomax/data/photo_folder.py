@@ -7,6 +7,7 @@ its memory grows only by a few dozen bytes per photo. A photo that cannot be rea
 photo of its class, and the files skipped are counted and named in one warning; a class none of whose photos can be
 read is an error.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ class PhotoFolder(StreamedImages):
     """The photos `names` (paths under `root`) of the classes `labels` (ascending, so each class's photos are
     consecutive), each read as a (3, side, side) uint8 tensor."""
 
-    def __init__(self, root: Path, names: np.ndarray, labels: np.ndarray, classes: list[str],
-                 side: int = DEFAULT_SIDE) -> None:
+    def __init__(
+        self, root: Path, names: np.ndarray, labels: np.ndarray, classes: list[str], side: int = DEFAULT_SIDE
+    ) -> None:
         self.root = root
         self.name = str(root)
         self.names = names
@@ -61,8 +63,9 @@ class PhotoFolder(StreamedImages):
             except Exception as error:  # noqa: BLE001 - whatever breaks one photo, the run goes on without it
                 failures.append(f"{path}\0{' '.join(str(error).split()) or type(error).__name__}")
         first, reason = failures[0].split("\0")
-        raise GimError(f"{self.root / self.classes[label]}: none of its {len(failures)} photos can be read "
-                       f"({first}: {reason})")
+        raise GimError(
+            f"{self.root / self.classes[label]}: none of its {len(failures)} photos can be read ({first}: {reason})"
+        )
 
     def _class_from(self, index: int, label: int) -> chain[int]:
         """The photos of the class from `index` on, then round to the class's first ones."""
@@ -80,9 +83,12 @@ class PhotoFolder(StreamedImages):
     def report(self) -> None:
         if self.skipped and not self._warned:
             path = min(self.skipped)
-            warnings.warn(f"{self.root}: {len(self.skipped)} unreadable file{'s' if len(self.skipped) > 1 else ''} "
-                          f"skipped, each replaced by the next readable photo of its class (first by name: {path}: "
-                          f"{self.skipped[path]})", stacklevel=2)
+            warnings.warn(
+                f"{self.root}: {len(self.skipped)} unreadable file{'s' if len(self.skipped) > 1 else ''} "
+                f"skipped, each replaced by the next readable photo of its class (first by name: {path}: "
+                f"{self.skipped[path]})",
+                stacklevel=2,
+            )
             self._warned = True
 
     def first(self, count: int) -> PhotoFolder:
@@ -98,7 +104,7 @@ def decode(path: Path, side: int) -> np.ndarray:
     when it shrinks), its centre square kept. A JPEG is decoded at 1/2, 1/4 or 1/8 scale where that still leaves
     `side`, which makes large photos several times faster to read."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                      # notes on the EXIF or palette of photos that decode
+        warnings.simplefilter("ignore")  # notes on the EXIF or palette of photos that decode
         with Image.open(path) as image:
             image.draft("RGB", _scaled_to(image.size, side))
             image = _rgb(path, image)

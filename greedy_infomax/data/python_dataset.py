@@ -5,6 +5,7 @@ channels, or a PIL image; every image of a split of one size. The run's crop, fl
 then apply to them as to every dataset, and its run folder records the name, so resume, probe and embed import the
 same function again (from the current folder or the Python path).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -49,16 +50,22 @@ def _made(name: str, root: Path | None) -> tuple[Dataset, Dataset]:
         with _current_folder_importable():
             module = importlib.import_module(module_name)
     except ImportError as error:
-        raise GimError(f"data.dataset {name}: cannot import {module_name} ({error}); run from the folder that holds "
-                       f"it, or put it on PYTHONPATH") from error
+        raise GimError(
+            f"data.dataset {name}: cannot import {module_name} ({error}); run from the folder that holds "
+            f"it, or put it on PYTHONPATH"
+        ) from error
     factory = getattr(module, function, None)
     if not callable(factory):
         raise GimError(f"data.dataset {name}: {module_name} has no function {function}")
     made = factory(str(root)) if root is not None else factory()
-    if not (isinstance(made, (tuple, list)) and len(made) == 2
-            and all(hasattr(split, "__getitem__") and hasattr(split, "__len__") for split in made)):
-        raise GimError(f"data.dataset {name}: {function}() must return (train, test) map-style Datasets, "
-                       f"got {type(made).__name__}")
+    if not (
+        isinstance(made, (tuple, list))
+        and len(made) == 2
+        and all(hasattr(split, "__getitem__") and hasattr(split, "__len__") for split in made)
+    ):
+        raise GimError(
+            f"data.dataset {name}: {function}() must return (train, test) map-style Datasets, got {type(made).__name__}"
+        )
     return made[0], made[1]
 
 
@@ -96,8 +103,10 @@ class UserImages(StreamedImages):
     def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, int]:
         image, label = self._item(index)
         if tuple(image.shape) != self.shape:
-            raise GimError(f"{self.name}: image {index} is {_shape(image.shape)}, image 0 {_shape(self.shape)}; "
-                           f"every image of a split needs one size (resize them in the Dataset)")
+            raise GimError(
+                f"{self.name}: image {index} is {_shape(image.shape)}, image 0 {_shape(self.shape)}; "
+                f"every image of a split needs one size (resize them in the Dataset)"
+            )
         return (image, label) if self.labelled else image
 
     def _item(self, index: int) -> tuple[torch.Tensor, int | None]:
@@ -115,16 +124,19 @@ def as_image(value: Any, where: str) -> torch.Tensor:
         value = value.convert("L" if value.mode in ("1", "L", "LA") else "RGB")
     array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
     if array.dtype != np.uint8:
-        raise GimError(f"{where}: {array.dtype} pixels; return uint8 images (0..255) or PIL images: the run's "
-                       f"crop, flip and normalisation happen on the device")
+        raise GimError(
+            f"{where}: {array.dtype} pixels; return uint8 images (0..255) or PIL images: the run's "
+            f"crop, flip and normalisation happen on the device"
+        )
     if array.ndim == 2:
         array = array[None]
     elif array.ndim == 3 and array.shape[0] not in (1, 3) and array.shape[2] in (1, 3):
         array = array.transpose(2, 0, 1)
     if array.ndim != 3 or array.shape[0] not in (1, 3):
-        raise GimError(f"{where}: an image of shape {tuple(array.shape)}; expected (C, H, W) or (H, W, C) with 1 "
-                       f"or 3 channels")
-    return torch.from_numpy(np.array(array, order="C"))            # a copy: PIL's arrays are read-only
+        raise GimError(
+            f"{where}: an image of shape {tuple(array.shape)}; expected (C, H, W) or (H, W, C) with 1 or 3 channels"
+        )
+    return torch.from_numpy(np.array(array, order="C"))  # a copy: PIL's arrays are read-only
 
 
 def _num_classes(dataset: Dataset, images: UserImages) -> int:

@@ -1,4 +1,5 @@
 """$GIM_DATA: the one folder under which every reader looks when it is given no root."""
+
 from __future__ import annotations
 
 import os

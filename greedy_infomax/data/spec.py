@@ -2,6 +2,7 @@
 
 Every size used by models and probes (channels, classes, image size) comes from here, never from a constant.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

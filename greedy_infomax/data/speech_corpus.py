@@ -26,6 +26,7 @@ Only festival's command line is used (one `festival -b` process per speaker, `wo
 voices and fortunes-min are permissively licensed. espeak-ng (GPL-3+) is not used: its command line gives no
 phone timings, and its library must not be loaded into this MIT-licensed process.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,19 +43,64 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from greedy_infomax.data.librispeech import (ALIGNMENT_FILE, AUDIO_FOLDER, LABEL_FOLDER, SPLIT_FILES, AudioSpec)
+from greedy_infomax.data.librispeech import ALIGNMENT_FILE, AUDIO_FOLDER, LABEL_FOLDER, SPLIT_FILES, AudioSpec
 from greedy_infomax.errors import GimError
 
 PHONES = (
-    "sil", "aa", "ae", "ah", "ao", "aw", "ax", "ay", "b", "ch", "d", "dh", "eh", "er", "ey", "f", "g", "hh", "ih",
-    "iy", "jh", "k", "l", "m", "n", "ng", "ow", "oy", "p", "r", "s", "sh", "t", "th", "uh", "uw", "v", "w", "y",
-    "z", "zh",
+    "sil",
+    "aa",
+    "ae",
+    "ah",
+    "ao",
+    "aw",
+    "ax",
+    "ay",
+    "b",
+    "ch",
+    "d",
+    "dh",
+    "eh",
+    "er",
+    "ey",
+    "f",
+    "g",
+    "hh",
+    "ih",
+    "iy",
+    "jh",
+    "k",
+    "l",
+    "m",
+    "n",
+    "ng",
+    "ow",
+    "oy",
+    "p",
+    "r",
+    "s",
+    "sh",
+    "t",
+    "th",
+    "uh",
+    "uw",
+    "v",
+    "w",
+    "y",
+    "z",
+    "zh",
 )
 """Label -> phone class: 0 is silence, 1..40 are ARPAbet phones."""
 FESTIVAL_PHONES = {phone: label for label, phone in enumerate(PHONES)} | {
-    "axr": PHONES.index("er"), "dx": PHONES.index("t"), "el": PHONES.index("l"), "em": PHONES.index("m"),
-    "en": PHONES.index("n"), "nx": PHONES.index("n"), "hv": PHONES.index("hh"),
-    "pau": 0, "brth": 0, "h#": 0,
+    "axr": PHONES.index("er"),
+    "dx": PHONES.index("t"),
+    "el": PHONES.index("l"),
+    "em": PHONES.index("m"),
+    "en": PHONES.index("n"),
+    "nx": PHONES.index("n"),
+    "hv": PHONES.index("hh"),
+    "pau": 0,
+    "brth": 0,
+    "h#": 0,
 }
 """Festival's `radio` phone set (used by all three voices) -> label."""
 VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
@@ -115,8 +161,9 @@ def read_sentences(folder: Path = FORTUNES) -> list[str]:
     return list(sentences)
 
 
-def generate_speech_corpus(root: Path, num_speakers: int = 100, utterances_per_speaker: int = 20, seed: int = 0,
-                           workers: int | None = None) -> Path:
+def generate_speech_corpus(
+    root: Path, num_speakers: int = 100, utterances_per_speaker: int = 20, seed: int = 0, workers: int | None = None
+) -> Path:
     """Synthesise the corpus into `root` (LibriSpeech/ and LibriSpeech100_labels_split/) and return `root`.
 
     Each speaker gets `utterances_per_speaker` utterances, TEST_SHARE of them (at least one) in the test split.
@@ -126,8 +173,10 @@ def generate_speech_corpus(root: Path, num_speakers: int = 100, utterances_per_s
     sentences = read_sentences()
     order = np.random.default_rng([seed, 0]).permutation(len(sentences))
     num_test_sentences = max(1, round(TEST_SHARE * len(sentences)))
-    pools = {"train": [sentences[i] for i in order[num_test_sentences:]],
-             "test": [sentences[i] for i in order[:num_test_sentences]]}
+    pools = {
+        "train": [sentences[i] for i in order[num_test_sentences:]],
+        "test": [sentences[i] for i in order[:num_test_sentences]],
+    }
     voices = sample_voices(num_speakers, seed)
     spec = AudioSpec(num_speakers=num_speakers)
     root.mkdir(parents=True, exist_ok=True)
@@ -145,14 +194,18 @@ def generate_speech_corpus(root: Path, num_speakers: int = 100, utterances_per_s
 
 def _check_request(root: Path, num_speakers: int, utterances_per_speaker: int) -> None:
     if num_speakers < 1 or utterances_per_speaker < 2:
-        raise GimError(f"a speech corpus needs at least 1 speaker and 2 utterances per speaker (one for each split); "
-                       f"got {num_speakers} and {utterances_per_speaker}")
+        raise GimError(
+            f"a speech corpus needs at least 1 speaker and 2 utterances per speaker (one for each split); "
+            f"got {num_speakers} and {utterances_per_speaker}"
+        )
     for folder in (root / AUDIO_FOLDER.parts[0], root / LABEL_FOLDER):
         if folder.exists():
             raise GimError(f"{folder} already exists: delete it, or generate the speech corpus into another root")
     if shutil.which("festival") is None or not all((FORTUNES / name).is_file() for name in FORTUNE_FILES):
-        raise GimError(f"the speech corpus needs festival and {FORTUNES}: install the Debian packages "
-                       f"{APT_PACKAGES} (./setup.sh does so when run as root)")
+        raise GimError(
+            f"the speech corpus needs festival and {FORTUNES}: install the Debian packages "
+            f"{APT_PACKAGES} (./setup.sh does so when run as root)"
+        )
 
 
 def _speaker_texts(pools: dict[str, list[str]], count: int, seed: int, speaker: int) -> dict[str, list[str]]:
@@ -176,20 +229,22 @@ class _Rendered:
     labels: np.ndarray
 
 
-def _run_speakers(jobs: list[tuple[int, Voice, dict[str, list[str]]]], staging: Path, spec: AudioSpec,
-                  workers: int) -> list[_Rendered]:
+def _run_speakers(
+    jobs: list[tuple[int, Voice, dict[str, list[str]]]], staging: Path, spec: AudioSpec, workers: int
+) -> list[_Rendered]:
     """Synthesise and render every speaker, `workers` festival processes at a time, with a progress bar."""
     results: list[_Rendered] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(jobs), desc="speech corpus",
-                                                               unit="speaker") as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(jobs), desc="speech corpus", unit="speaker") as bar,
+    ):
         for rendered in pool.map(lambda job: _speaker(*job, staging, spec), jobs):
             results.extend(rendered)
             bar.update()
     return results
 
 
-def _speaker(index: int, voice: Voice, texts: dict[str, list[str]], staging: Path,
-             spec: AudioSpec) -> list[_Rendered]:
+def _speaker(index: int, voice: Voice, texts: dict[str, list[str]], staging: Path, spec: AudioSpec) -> list[_Rendered]:
     """Synthesise one speaker's utterances with festival, then write them as 16 kHz FLAC files."""
     speaker = str(index + 1)
     folder = staging / AUDIO_FOLDER / speaker / CHAPTER
@@ -218,8 +273,11 @@ def _synthesise(voice: Voice, texts: Sequence[str], scratch: Path) -> list[tuple
     outputs = [(scratch / f"{i}.wav", scratch / f"{i}.segs") for i in range(len(texts))]
     lines = [f"(voice_{voice.festival_voice})", *_prosody(voice)]
     for text, (wave, segments) in zip(texts, outputs):
-        lines += [f'(set! utt (SynthText "{text}"))', f'(utt.save.wave utt "{wave}" \'riff)',
-                  f'(utt.save.segs utt "{segments}")']
+        lines += [
+            f'(set! utt (SynthText "{text}"))',
+            f'(utt.save.wave utt "{wave}" \'riff)',
+            f'(utt.save.segs utt "{segments}")',
+        ]
     script = scratch / "synthesise.scm"
     script.write_text("\n".join(lines) + "\n")
     done = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True)
@@ -227,16 +285,19 @@ def _synthesise(voice: Voice, texts: Sequence[str], scratch: Path) -> list[tuple
     if done.returncode or missing:
         messages = done.stderr.strip().splitlines() or ["no message"]
         detail = next((line for line in messages if "ERROR" in line), messages[-1])  # e.g. SIOD ERROR: ...
-        raise GimError(f"festival failed on {script} ({detail}); first sentence not synthesised: "
-                       f"{missing[0] if missing else 'none'!r}")
+        raise GimError(
+            f"festival failed on {script} ({detail}); first sentence not synthesised: "
+            f"{missing[0] if missing else 'none'!r}"
+        )
     return outputs
 
 
 def _prosody(voice: Voice) -> list[str]:
     """Scheme lines setting a voice's tempo and F0, after the voice is selected (selecting resets them)."""
     if voice.festival_voice in HTS_VOICES:
-        return [f"(set! hts_engine_params (append {voice.festival_voice}::hts_engine_params "
-                f"'((\"-r\" {voice.tempo:.4f}))))"]
+        return [
+            f'(set! hts_engine_params (append {voice.festival_voice}::hts_engine_params \'(("-r" {voice.tempo:.4f}))))'
+        ]
     return [
         f"(Parameter.set 'Duration_Stretch {1 / voice.tempo:.4f})",
         f"(set! int_lr_params '((target_f0_mean {voice.f0_mean:.2f}) (target_f0_std {voice.f0_std:.2f}) "

@@ -11,14 +11,22 @@ every fifth (the 5th, 10th, ...), which is held out for testing: a speaker probe
 5 or more recordings in both splits, on recordings it was not fitted on. Recordings shorter than one window are
 left out with a warning. Waveforms are standardised with LibriSpeech's statistics.
 """
+
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
 from greedy_infomax.data.image_folder import class_names
-from greedy_infomax.data.librispeech import (ALIGNMENT_FILE, AudioSpec, LibriSpeechCorpus, Utterance, audio_frames,
-                                             index_alignments, spread_over_speakers)
+from greedy_infomax.data.librispeech import (
+    ALIGNMENT_FILE,
+    AudioSpec,
+    LibriSpeechCorpus,
+    Utterance,
+    audio_frames,
+    index_alignments,
+    spread_over_speakers,
+)
 from greedy_infomax.errors import GimError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -45,13 +53,20 @@ def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpu
             split = "test" if position % TEST_EVERY == 0 else "train"
             splits[split].append(Utterance(path.stem, path, label, frames))
     if short:
-        warnings.warn(f"{root}: {len(short)} recording(s) shorter than one {spec.window}-sample window "
-                      f"({spec.window / spec.sample_rate} s) left out, e.g. {short[0]}", stacklevel=2)
+        warnings.warn(
+            f"{root}: {len(short)} recording(s) shorter than one {spec.window}-sample window "
+            f"({spec.window / spec.sample_rate} s) left out, e.g. {short[0]}",
+            stacklevel=2,
+        )
     if not splits["test"]:
-        raise GimError(f"{root}: no speaker has {TEST_EVERY} recordings, so the test split (every "
-                       f"{TEST_EVERY}th recording of a speaker) is empty")
-    kept = {split: tuple(spread_over_speakers(utterances, limit, lambda utterance: utterance.speaker))
-            for split, utterances in splits.items()}
+        raise GimError(
+            f"{root}: no speaker has {TEST_EVERY} recordings, so the test split (every "
+            f"{TEST_EVERY}th recording of a speaker) is empty"
+        )
+    kept = {
+        split: tuple(spread_over_speakers(utterances, limit, lambda utterance: utterance.speaker))
+        for split, utterances in splits.items()
+    }
     alignment_file = root / ALIGNMENT_FILE
     if not alignment_file.is_file():
         return LibriSpeechCorpus(None, spec, speakers, kept, {})
@@ -62,8 +77,11 @@ def read_speech_folder(root: Path, limit: int | None = None) -> LibriSpeechCorpu
 
 def _recordings(folder: Path) -> list[Path]:
     """The speaker's audio files, sorted by name; other files are ignored."""
-    paths = sorted(path for path in folder.iterdir()
-                   if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith("."))
+    paths = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
+    )
     if not paths:
         raise GimError(f"{folder}: no {' or '.join(AUDIO_SUFFIXES)} recordings")
     return paths
@@ -74,6 +92,8 @@ def _check_names(utterances: list[Utterance]) -> None:
     seen: dict[str, Path] = {}
     for utterance in utterances:
         if utterance.id in seen:
-            raise GimError(f"{utterance.path}: the name {utterance.id!r} is also {seen[utterance.id]}; "
-                           "utterance names must be unique across speakers")
+            raise GimError(
+                f"{utterance.path}: the name {utterance.id!r} is also {seen[utterance.id]}; "
+                "utterance names must be unique across speakers"
+            )
         seen[utterance.id] = utterance.path

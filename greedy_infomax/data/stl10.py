@@ -3,6 +3,7 @@
 Layout (`<root>/stl10_binary/`): `{split}_X.bin` holds 96x96x3 uint8 images back to back, each stored
 channel-major and, within a channel, column-major; `{split}_y.bin` holds one uint8 label 1..10 per image.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,10 +32,13 @@ MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
 
 
 def read_stl10(root: Path | None, split: str) -> ImageArray:
-    """Read one split from `root/stl10_binary/` (root None: `$GIM_DATA`); `unlabeled` has no labels."""
+    """Read one split from `root/stl10_binary/` (root None: `$GIM_DATA`); `unlabeled` has no labels. Reading
+    `unlabeled` (pre-training) also checks the labelled splits, so the run does not end in a probe that fails."""
     if split not in SPLITS:
         raise GimError(f"unknown STL-10 split {split!r}: choose one of {', '.join(SPLITS)}")
     root = required_gim_data("STL-10", f"{FOLDER}/") if root is None else root
+    for labelled in ("train", "test") if split == "unlabeled" else ():
+        _read_labels(_existing(root, f"{labelled}_y.bin"), len(_read_images(_existing(root, f"{labelled}_X.bin"))))
     images = _read_images(_existing(root, f"{split}_X.bin"))
     labels = None if split == "unlabeled" else _read_labels(_existing(root, f"{split}_y.bin"), len(images))
     return ImageArray(images, labels, STL10_SPEC)

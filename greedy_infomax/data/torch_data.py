@@ -1,6 +1,7 @@
 """Torch data in the API: a map-style `Dataset` read by worker processes in a seeded, resumable order, and a user's
 own `DataLoader` (or any iterable of batches) passed through; both in the `Batches` shape that training, the probes
 and feature extraction read, so `train`, `probe_modules` and `embed` take either (`as_batches`)."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,16 @@ class DatasetBatches:
     `inputs` or `(inputs, labels)`, batched by torch's default_collate; `transform` then runs on the device.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, seed: int | None = None,
-                 workers: int | None = None, transform: Transform | None = None, keep_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        device: torch.device,
+        seed: int | None = None,
+        workers: int | None = None,
+        transform: Transform | None = None,
+        keep_last: bool = False,
+    ) -> None:
         if batch_size < 1:
             raise GimError(f"batch_size: must be positive, got {batch_size}")
         self.dataset = dataset
@@ -61,17 +70,23 @@ class DatasetBatches:
         n = len(self.dataset)
         return n // self.batch_size if self.seed is not None and not self.keep_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0,
-              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def epoch(
+        self, epoch: int = 0, start_batch: int = 0, stride: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches start_batch, start_batch + stride, ... of the epoch (data-parallel replicas take turns)."""
         numbers = range(start_batch, len(self), stride)
         if not numbers:
             return
         keys = _BatchKeys(epoch_order(len(self.dataset), self.seed, epoch), self.batch_size, numbers)
         draws = (epoch,) if self.seed is None else (self.seed, epoch)
-        loader = DataLoader(_SeededItems(self.dataset, draws), batch_sampler=keys, num_workers=self.workers,
-                            collate_fn=default_collate, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(batch_seed(*draws)))  # not torch's global one
+        loader = DataLoader(
+            _SeededItems(self.dataset, draws),
+            batch_sampler=keys,
+            num_workers=self.workers,
+            collate_fn=default_collate,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(batch_seed(*draws)),
+        )  # not torch's global one
         for b, batch in zip(numbers, one_line_errors(loader), strict=True):
             inputs, labels = self.unpack(batch)
             inputs, labels = to_device(inputs, self.device), _labels_on(labels, self.device)
@@ -94,7 +109,7 @@ class _BatchKeys:
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for b in self.numbers:
-            yield b, np.sort(self.order[b * self.batch_size:(b + 1) * self.batch_size])
+            yield b, np.sort(self.order[b * self.batch_size : (b + 1) * self.batch_size])
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -110,7 +125,7 @@ class _SeededItems(Dataset):
 
     def __getitems__(self, key: tuple[int, np.ndarray]) -> list[Any]:
         b, indices = key
-        with seeded(batch_seed(*self.draws, b, 1)):     # 1: not the seed of the batch's transform on the device
+        with seeded(batch_seed(*self.draws, b, 1)):  # 1: not the seed of the batch's transform on the device
             fetch = getattr(self.dataset, "__getitems__", None)
             return fetch(indices.tolist()) if fetch else [self.dataset[int(i)] for i in indices]
 
@@ -124,7 +139,7 @@ def seeded(seed: int) -> Iterator[None]:
     the training process, whose draws must not change)."""
     states = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
     torch.random.default_generator.manual_seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     random.seed(seed)
     try:
         yield
@@ -178,8 +193,10 @@ class IterableBatches:
 
     def __init__(self, batches: Iterable[Any], device: torch.device, batch_size: int | None = None) -> None:
         if not hasattr(batches, "__len__"):
-            raise GimError(f"a {type(batches).__name__} has no len(): training counts epochs in batches; give it "
-                           "__len__, or pass a map-style Dataset")
+            raise GimError(
+                f"a {type(batches).__name__} has no len(): training counts epochs in batches; give it "
+                "__len__, or pass a map-style Dataset"
+            )
         self.batches = batches
         self.device = device
         self.batch_size = getattr(batches, "batch_size", None) or batch_size
@@ -192,13 +209,17 @@ class IterableBatches:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0,
-              stride: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def epoch(
+        self, epoch: int = 0, start_batch: int = 0, stride: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches start_batch, start_batch + stride, ... of the epoch, the others read and passed over."""
         if start_batch and not self.seeded:
-            warnings.warn(f"resuming at batch {start_batch} of epoch {epoch} of a {type(self.batches).__name__} whose "
-                          "order is not seeded per epoch: the batches passed over are not the ones trained before; "
-                          "give its DataLoader a generator (torch.Generator().manual_seed(S))", stacklevel=2)
+            warnings.warn(
+                f"resuming at batch {start_batch} of epoch {epoch} of a {type(self.batches).__name__} whose "
+                "order is not seeded per epoch: the batches passed over are not the ones trained before; "
+                "give its DataLoader a generator (torch.Generator().manual_seed(S))",
+                stacklevel=2,
+            )
         for generator, initial in zip(self.generators, self.initial_seeds, strict=True):
             generator.manual_seed(batch_seed(initial, epoch))
         sampler = getattr(self.batches, "sampler", None)
@@ -211,8 +232,10 @@ class IterableBatches:
             count += 1
             yield to_device(inputs, self.device), _labels_on(labels, self.device)
         if count < expected:
-            raise GimError(f"a {type(self.batches).__name__} gave {count} of the {expected} batches its len() "
-                           f"promises from batch {start_batch} of epoch {epoch}")
+            raise GimError(
+                f"a {type(self.batches).__name__} gave {count} of the {expected} batches its len() "
+                f"promises from batch {start_batch} of epoch {epoch}"
+            )
 
 
 def _generators(batches: Iterable[Any]) -> list[torch.Generator]:
@@ -232,12 +255,16 @@ def _seeded(batches: Iterable[Any]) -> bool:
     if not isinstance(batches, DataLoader):
         return False
     sampler = getattr(batches.batch_sampler, "sampler", batches.sampler)
-    return isinstance(sampler, SequentialSampler) or hasattr(sampler, "set_epoch") or (
-        isinstance(sampler, RandomSampler) and sampler.generator is not None)
+    return (
+        isinstance(sampler, SequentialSampler)
+        or hasattr(sampler, "set_epoch")
+        or (isinstance(sampler, RandomSampler) and sampler.generator is not None)
+    )
 
 
-def as_batches(data: Data, batch_size: int | None, device: torch.device, seed: int | None = None,
-               workers: int | None = None) -> Batches:
+def as_batches(
+    data: Data, batch_size: int | None, device: torch.device, seed: int | None = None, workers: int | None = None
+) -> Batches:
     """`data` in the Batches shape: Batches (BatchLoader, WindowLoader, ...) as they are; a map-style torch Dataset
     in a DatasetBatches of `batch_size` (shuffled by `seed` when training, else in stored order); a DataLoader, or
     any other iterable of batches with len(), in an IterableBatches."""

@@ -2,6 +2,7 @@
 
 They run on whole uint8 batches on the training device, so augmentation costs far less than a step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> 
     B, _, H, W = images.shape
     top = torch.randint(H - size + 1, (B,), generator=generator)
     left = torch.randint(W - size + 1, (B,), generator=generator)
-    rows = to_device(top[:, None] + torch.arange(size), images.device)          # (B, size)
-    cols = to_device(left[:, None] + torch.arange(size), images.device)         # (B, size)
+    rows = to_device(top[:, None] + torch.arange(size), images.device)  # (B, size)
+    cols = to_device(left[:, None] + torch.arange(size), images.device)  # (B, size)
     batch = torch.arange(B, device=images.device)[:, None, None]
     return images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
@@ -29,7 +30,7 @@ def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     H, W = images.shape[2:]
     top, left = (H - size) // 2, (W - size) // 2
-    return images[:, :, top:top + size, left:left + size]
+    return images[:, :, top : top + size, left : left + size]
 
 
 def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """The engines: local.py trains in one process, module_parallel.py in the processes torchrun starts (one stage of
 modules each). `train` picks the one the launch asks for, so one script runs either way."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -11,9 +12,15 @@ from greedy_infomax.placement import resolve_device
 from greedy_infomax.reporting.run_folder import RunFolder
 
 
-def train(modules: nn.ModuleList, loader: Data, run: RunFolder | None, options: TrainConfig = TrainConfig(),
-          resume: bool = False, distributed: DistributedConfig = DistributedConfig(),
-          batch_size: int | None = None) -> nn.ModuleList:
+def train(
+    modules: nn.ModuleList,
+    loader: Data,
+    run: RunFolder | None,
+    options: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    distributed: DistributedConfig = DistributedConfig(),
+    batch_size: int | None = None,
+) -> nn.ModuleList:
     """Train any IsolatedModules greedily, logging and checkpointing in `run`. In one process: the local engine.
     Under torchrun (every rank running the same script): the module-parallel engine as `distributed` lays it out,
     stage 0 reading `loader` and rank 0 writing `run` (the other ranks may pass None, see is_first_rank); rank 0

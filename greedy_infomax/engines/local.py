@@ -4,6 +4,7 @@ happens when a loss is not finite or a stop signal arrives.
 `train` trains any list of IsolatedModules (built with models/split.py, or by a task) on any loader of the
 `Batches` shape; placement (device, precision, memory format, compilation) is placement.py's.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from greedy_infomax.config import TrainConfig
 from greedy_infomax.data.loader import Batches
+from greedy_infomax.engines.divergence import WeightWatch
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.placement import configure, resolve_device, trained_indices
@@ -49,9 +51,16 @@ class Progress:
         return self.epoch + self.batch / batches_per_epoch
 
 
-def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: tuple[int, ...],
-               owned: range | None = None, labels: torch.Tensor | None = None, frozen_chunks: int = 1,
-               hold: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def train_step(
+    modules: nn.ModuleList,
+    x: torch.Tensor,
+    trained: range,
+    draws: tuple[int, ...],
+    owned: range | None = None,
+    labels: torch.Tensor | None = None,
+    frozen_chunks: int = 1,
+    hold: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """One batch through the `owned` modules (default: all up to the last trained one), x being the input of the
     first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
     Returns the last owned module's output, the losses, and `held`: a bool tensor on the device, set when some
@@ -70,7 +79,7 @@ def train_step(modules: nn.ModuleList, x: torch.Tensor, trained: range, draws: t
         seed_module(draws, index)
         x, loss, held = modules[index].step(x, labels, held)
         losses.append(loss)
-    if held is None:                                  # no module stepped here and nothing held on entry
+    if held is None:  # no module stepped here and nothing held on entry
         held = torch.zeros((), dtype=torch.bool, device=x.device)
     return x, losses, held
 
@@ -83,8 +92,23 @@ rather than running to its end without learning."""
 def check_skips_in_a_row(count: int, where: str = "") -> None:
     """Stop a run whose last SKIP_LIMIT batches were all skipped: it diverged for good."""
     if count >= SKIP_LIMIT:
-        raise GimError(f"{where}{count} batches in a row were skipped for a non-finite loss: the run diverged for "
-                       "good. Lower --train.lr and resume from the newest checkpoint")
+        raise GimError(
+            f"{where}{count} batches in a row were skipped for a non-finite loss: the run diverged for "
+            "good. Lower --train.lr and resume from the newest checkpoint"
+        )
+
+
+def logged_values(
+    first_module: int, losses: list[torch.Tensor], metrics: list[dict[str, torch.Tensor]]
+) -> dict[str, float]:
+    """What a step logs for the modules it trained, from module `first_module` (1-based) on: loss/moduleK, then
+    NAME/moduleK for each thing an objective measured besides its loss (accuracy/moduleK for InfoNCE), read from
+    the device in one copy."""
+    numbers = range(first_module, first_module + len(losses))
+    names = [f"loss/module{k}" for k in numbers]
+    names += [f"{name}/module{k}" for k, measured in zip(numbers, metrics) for name in measured]
+    values = [*losses, *(value for measured in metrics for value in measured.values())]
+    return dict(zip(names, torch.stack([value.float() for value in values]).tolist())) if values else {}
 
 
 def first_nonfinite(losses: list[torch.Tensor], first_module: int) -> tuple[int, float] | None:
@@ -128,12 +152,16 @@ class StopSignals:
             raise KeyboardInterrupt
         self.received = number
         # os.write, not print: the signal may arrive while the progress bar is printing
-        os.write(2, f"\n{signal.Signals(number).name}: stopping after this step, with a checkpoint "
-                    f"(a second signal stops at once, without one)\n".encode())
+        os.write(
+            2,
+            f"\n{signal.Signals(number).name}: stopping after this step, with a checkpoint "
+            f"(a second signal stops at once, without one)\n".encode(),
+        )
 
 
-def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig = TrainConfig(),
-          resume: bool = False) -> nn.ModuleList:
+def train(
+    modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig = TrainConfig(), resume: bool = False
+) -> nn.ModuleList:
     """Train any IsolatedModules greedily: `options` as in a run's `train` section, logs and checkpoints in `run`.
 
     Each module's negatives are drawn from (`options.seed`, step, module); the loader brings its own order and
@@ -142,8 +170,15 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: Trai
     return fit(configure(modules, options, resolve_device(options.device)), loader, run, options, resume)
 
 
-def fit(modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig, resume: bool = False,
-        on_start: Callable[[], None] | None = None, validation: Batches | None = None) -> nn.ModuleList:
+def fit(
+    modules: nn.ModuleList,
+    loader: Batches,
+    run: RunFolder,
+    options: TrainConfig,
+    resume: bool = False,
+    on_start: Callable[[], None] | None = None,
+    validation: Batches | None = None,
+) -> nn.ModuleList:
     """`train` for modules already placed (placement.configure); `on_start` runs once the checkpoint, if resuming,
     is loaded and checked against `options`, just before the first step. With `validation`, each module's loss on
     it is logged after every epoch."""
@@ -163,7 +198,7 @@ def validation_losses(modules: nn.ModuleList, loader: Batches, seed: int) -> dic
     with torch.no_grad():
         for batch, (x, labels) in enumerate(loader.epoch(0)):
             for index, module in enumerate(modules):
-                seed_module((seed, 0, batch, 1), index)           # apart from every training draw (seed, step)
+                seed_module((seed, 0, batch, 1), index)  # apart from every training draw (seed, step)
                 x, loss = module.loss(x, labels)
                 totals[index] += float(loss)
     return {f"val_loss/module{index + 1}": total / len(loader) for index, total in enumerate(totals)}
@@ -176,8 +211,9 @@ def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: in
     progress = Progress()
     if run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
-        progress = Progress(saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step),
-                            saved.get("steps_per_module"))
+        progress = Progress(
+            saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step), saved.get("steps_per_module")
+        )
     run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
     return progress
 
@@ -191,9 +227,11 @@ def settle_phases(progress: Progress, options: TrainConfig, batches_per_epoch: i
         return
     now, saved = options.epochs * batches_per_epoch, progress.steps_per_module
     if saved is not None and saved != now and progress.step > min(saved, now):
-        raise GimError(f"train.curriculum sequential: {saved} steps per module when saved, {now} now (other "
-                       f"train.epochs, batches or data); at step {progress.step} that would re-cut the phases of "
-                       f"the modules already trained. Resume with the saved options, or start a new run")
+        raise GimError(
+            f"train.curriculum sequential: {saved} steps per module when saved, {now} now (other "
+            f"train.epochs, batches or data); at step {progress.step} that would re-cut the phases of "
+            f"the modules already trained. Resume with the saved options, or start a new run"
+        )
     progress.steps_per_module = now
 
 
@@ -202,14 +240,23 @@ def settle_resumed(progress: Progress, total: int, batches_per_epoch: int, optio
     end of this one (a resume with larger batches), or the loader would yield nothing, forever."""
     if progress.step >= total:
         limit = "max_steps" if options.max_steps == total else "epochs"
-        print(f"nothing to train: the run is at step {progress.step} of the {total} that train.{limit} "
-              f"{getattr(options, limit)} allows; raise it to go on", file=sys.stderr)
+        print(
+            f"nothing to train: the run is at step {progress.step} of the {total} that train.{limit} "
+            f"{getattr(options, limit)} allows; raise it to go on",
+            file=sys.stderr,
+        )
     if progress.batch >= batches_per_epoch:
         progress.epoch, progress.batch = progress.epoch + 1, 0
 
 
-def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loader: Batches,
-               progress: Progress, validation: Batches | None = None) -> None:
+def train_loop(
+    options: TrainConfig,
+    run: RunFolder,
+    modules: nn.ModuleList,
+    loader: Batches,
+    progress: Progress,
+    validation: Batches | None = None,
+) -> None:
     """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done (with the
     sequential curriculum, each module alone for `options.epochs` in turn), logging every
     `log_every` steps and checkpointing every `checkpoint_every` steps, at the end, on a signal or on divergence."""
@@ -219,34 +266,58 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
         total = min(total, options.max_steps)
         last = -(-total // per_phase)  # the last module the sequential curriculum reaches
         if options.curriculum == "sequential" and last < len(modules):
-            print(f"note: train.max_steps {total} stops the sequential curriculum ({per_phase} steps per module) "
-                  f"at module {last} of {len(modules)}; the modules after it stay untrained", file=sys.stderr)
+            print(
+                f"note: train.max_steps {total} stops the sequential curriculum ({per_phase} steps per module) "
+                f"at module {last} of {len(modules)}; the modules after it stay untrained",
+                file=sys.stderr,
+            )
     settle_resumed(progress, total, len(loader), options)
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step
-    outcomes = _Outcomes(options.on_nonfinite, run, modules)
+    outcomes = _Outcomes(options.on_nonfinite, run, modules, progress)
     with bar, StopSignals() as stop:  # the bar ends its line even on an error, which then starts a line of its own
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
-                names = [f"module{index + 1}" for index in trained]
-                _, losses, held = train_step(modules, inputs, trained, (options.seed, progress.step), labels=labels,
-                                             frozen_chunks=options.frozen_chunks, hold=outcomes.hold())
+                _, losses, held = train_step(
+                    modules,
+                    inputs,
+                    trained,
+                    (options.seed, progress.step),
+                    labels=labels,
+                    frozen_chunks=options.frozen_chunks,
+                    hold=outcomes.hold(),
+                )
+                measured = [modules[index].metrics() for index in trained]  # still on the device
                 progress.advance(len(loader))
-                outcomes.add(replace(progress), trained.start + 1, losses, held)   # reads the step before this one
+                outcomes.add(replace(progress), trained.start + 1, losses, held, measured)  # reads the step before
                 bar.update()
                 log = progress.step % options.log_every == 0 or progress.step == total
                 checkpoint = progress.step % options.checkpoint_every == 0 or progress.step == total
-                if log or checkpoint or stop.received is not None:
+                validate = validation is not None and progress.batch == 0  # an epoch ended
+                if log or validate or checkpoint or stop.received is not None:
                     outcomes.settle()
                 if log:
-                    values = {f"loss/{name}": float(loss) for name, loss in zip(names, outcomes.last_losses())}
+                    values = logged_values(trained.start + 1, *outcomes.last_values())
                     rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
-                    run.log(progress.step, {**values, "epoch": progress.epochs_done(len(loader)),
-                                            "samples_per_second": rate, "skipped_batches": outcomes.skipped})
-                    bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values.values())})
-                if validation is not None and progress.batch == 0:         # an epoch ended
+                    run.log(
+                        progress.step,
+                        {
+                            **values,
+                            "epoch": progress.epochs_done(len(loader)),
+                            "samples_per_second": rate,
+                            "skipped_batches": outcomes.skipped,
+                        },
+                    )
+                    bar.set_postfix(
+                        {
+                            key.removeprefix("loss/"): f"{value:.3f}"
+                            for key, value in values.items()
+                            if key.startswith("loss/")
+                        }
+                    )
+                if validate:
                     run.log(progress.step, validation_losses(modules, validation, options.seed))
                 if checkpoint:
                     _checkpoint(run, modules, progress)
@@ -255,8 +326,11 @@ def train_loop(options: TrainConfig, run: RunFolder, modules: nn.ModuleList, loa
                 if progress.step >= total:
                     break
     if outcomes.skipped:
-        print(f"note: {outcomes.skipped} of {progress.step - first_step} batches were skipped for a non-finite loss "
-              f"(train.on_nonfinite skip); metrics.jsonl has them step by step", file=sys.stderr)
+        print(
+            f"note: {outcomes.skipped} of {progress.step - first_step} batches were skipped for a non-finite loss "
+            f"(train.on_nonfinite skip); metrics.jsonl has them step by step",
+            file=sys.stderr,
+        )
     run.close()
 
 
@@ -264,42 +338,63 @@ class _Outcomes:
     """Whether each step's update was applied, read one step late: by the time the host asks about step n, step
     n + 1 is already queued behind it, so a GPU never idles while the host checks. With `on_nonfinite` "stop", a
     skipped step holds every later update on the device until the host sees it, then the run stops with the
-    last good weights; with "skip", the batch is counted and training goes on."""
+    last good weights; with "skip", the batch is counted and training goes on. Before each log, validation and
+    checkpoint the weights are checked too (see engines/divergence.py), so no checkpoint holds weights that blew
+    up and no logged loss comes from them."""
 
-    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList) -> None:
+    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
         self.stop_on_nonfinite = on_nonfinite == "stop"
         self.run = run
         self.modules = modules
         self.skipped = 0
         self.in_a_row = 0
-        self._pending: tuple[Progress, int, list[torch.Tensor], _HostCopy] | None = None
+        self.watch = WeightWatch(run, modules, asdict(progress))
+        self._pending: tuple[Progress, int, list[torch.Tensor], list[dict[str, torch.Tensor]], _HostCopy] | None = None
         self._halted: torch.Tensor | None = None
-        self._losses: list[torch.Tensor] = []
+        self._values: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]] = ([], [])
+        self._settled = replace(progress)
 
     def hold(self) -> torch.Tensor | None:
         """The flag the next step starts from: set once a step was skipped, if that stops the run."""
         return self._halted
 
-    def add(self, after: Progress, first_module: int, losses: list[torch.Tensor], held: torch.Tensor) -> None:
-        """Record a step just queued (`after`: the progress once it is done) and settle the one before it."""
-        self.settle()
-        self._pending = (after, first_module, losses, _HostCopy(held))
+    def add(
+        self,
+        after: Progress,
+        first_module: int,
+        losses: list[torch.Tensor],
+        held: torch.Tensor,
+        metrics: list[dict[str, torch.Tensor]],
+    ) -> None:
+        """Record a step just queued (`after`: the progress once it is done; its modules' losses and metrics) and
+        read the one before it."""
+        self._read()
+        self._pending = (after, first_module, losses, metrics, _HostCopy(held))
         if self.stop_on_nonfinite:
             self._halted = held
 
     def settle(self) -> None:
+        """Read the outcome of the newest recorded step and check the weights (both wait for the device); stop
+        the run if it diverged and that stops it."""
+        self._read()
+        self.watch.forget_start_once_checkpointed(self.run)
+        if (ruined := self.watch.ruined(self.modules)) is not None:
+            _ruined(self.run, self.modules, self._settled, ruined, self.watch)
+
+    def _read(self) -> None:
         """Read the outcome of the newest recorded step (a sync); stop the run if it diverged and that stops it."""
         if self._pending is None:
             return
-        after, first_module, losses, held = self._pending
+        after, first_module, losses, metrics, held = self._pending
         self._pending = None
-        self._losses = losses
+        self._values = (losses, metrics)
+        self._settled = after
         if not held.read():
             self.in_a_row = 0
             return
-        self._losses = []
+        self._values = ([], [])
         if self.stop_on_nonfinite:
-            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module))
+            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module), self.watch)
         self.skipped, self.in_a_row = self.skipped + 1, self.in_a_row + 1
         try:
             check_skips_in_a_row(self.in_a_row)
@@ -307,9 +402,9 @@ class _Outcomes:
             self.run.close()
             raise
 
-    def last_losses(self) -> list[torch.Tensor]:
-        """The losses of the newest settled step; none if its update was skipped."""
-        return self._losses
+    def last_values(self) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """The losses and metrics of the newest settled step's modules; none if its update was skipped."""
+        return self._values
 
 
 class _HostCopy:
@@ -319,7 +414,7 @@ class _HostCopy:
     def __init__(self, flag: torch.Tensor) -> None:
         self.ready = None
         if flag.is_cuda:
-            flag = flag.to("cpu", non_blocking=True)              # into pinned memory, in stream order
+            flag = flag.to("cpu", non_blocking=True)  # into pinned memory, in stream order
             self.ready = torch.cuda.Event()
             self.ready.record()
         self.flag = flag
@@ -335,25 +430,47 @@ def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
     return range(phase, phase + 1) if options.curriculum == "sequential" else trained_indices(options, num_modules)
 
 
-def _diverged(run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float]) -> None:
-    """Save the weights (still finite: the bad update was never applied) and stop with the module and step.
+def _diverged(
+    run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float], watch: WeightWatch
+) -> None:
+    """Save the weights (still finite: the bad update was never applied) and stop with the module and step; if
+    they had blown up before the loss did, stop as `_ruined` does instead.
 
     The modules before the culprit have learned from the bad step's batch, so the checkpoint counts that step as
     done, the culprit and the modules after it having skipped it, as `on_nonfinite` "skip" would: a resume does
     not feed that batch to the earlier modules twice."""
+    if (ruined := watch.ruined(modules)) is not None:
+        _ruined(run, modules, progress, ruined, watch)
     folder = _checkpoint(run, modules, progress)
     run.close()
     module, value = culprit
-    raise GimError(f"module {module} diverged at step {progress.step} (loss {value}); saved in {folder} with that "
-                   f"step's update skipped from module {module} on. Lower --train.lr and resume, or pass "
-                   f"--train.on_nonfinite skip")
+    raise GimError(
+        f"module {module} diverged at step {progress.step} (loss {value}); saved in {folder} with that "
+        f"step's update skipped from module {module} on. Lower --train.lr and resume, or pass "
+        f"--train.on_nonfinite skip"
+    )
+
+
+def _ruined(
+    run: RunFolder, modules: nn.ModuleList, progress: Progress, ruined: tuple[int, float, float], watch: WeightWatch
+) -> None:
+    """Stop a run whose weights blew up, without saving them, naming the checkpoint from before to resume from."""
+    folder = watch.good_checkpoint(run, modules)
+    run.close()
+    module, before, now = ruined
+    raise GimError(
+        f"module {module} diverged by step {progress.step}: the root-mean-square of its weights went from "
+        f"{before:.3g} to {now:.3g}, so they were not saved; the newest checkpoint, {folder}, is from "
+        f"before. Lower --train.lr and resume from it"
+    )
 
 
 def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int) -> None:
     folder = _checkpoint(run, modules, progress)
     run.close()
-    raise TrainingStopped(number, f"stopped by {signal.Signals(number).name} after step {progress.step}; "
-                                  f"checkpoint {folder}")
+    raise TrainingStopped(
+        number, f"stopped by {signal.Signals(number).name} after step {progress.step}; checkpoint {folder}"
+    )
 
 
 def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> Path:

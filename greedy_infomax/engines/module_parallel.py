@@ -15,6 +15,7 @@ the modules on every rank, then run the same start, pipeline and checkpoints.
 Replicas of a stage average their gradients before every Adam step (data parallelism); with
 distributed.negatives=global each replica draws negatives from every replica's batch of that stage.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -35,10 +36,30 @@ from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
-from greedy_infomax.engines.local import Progress, StopSignals, check_skips_in_a_row, first_nonfinite, \
-    resume_progress, settle_resumed, train_step
-from greedy_infomax.engines.transport import CHECKPOINT, CONTROL, DATA, END, LOG, REPORT, SKIP, Channel, Inbox, \
-    Message, pack, unpack
+from greedy_infomax.engines.local import (
+    Progress,
+    StopSignals,
+    check_skips_in_a_row,
+    first_nonfinite,
+    logged_values,
+    resume_progress,
+    settle_resumed,
+    train_step,
+)
+from greedy_infomax.engines.transport import (
+    CHECKPOINT,
+    CONTROL,
+    DATA,
+    END,
+    LOG,
+    REPORT,
+    SKIP,
+    Channel,
+    Inbox,
+    Message,
+    pack,
+    unpack,
+)
 from greedy_infomax.errors import GimError, TrainingStopped
 from greedy_infomax.placement import configure, resolve_device, trained_indices
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -79,15 +100,20 @@ class Topology:
         if world % stages:
             raise GimError(f"distributed.stages: {stages} stages do not divide the {world} processes")
         if settings.train.curriculum == "sequential":
-            raise GimError("train.curriculum: the sequential curriculum trains one module at a time, so it runs in "
-                           "one process (gim pretrain without torchrun)")
+            raise GimError(
+                "train.curriculum: the sequential curriculum trains one module at a time, so it runs in "
+                "one process (gim pretrain without torchrun)"
+            )
         if stages > active:
             which = " (every module up to the one trained)" if settings.train.train_module else ""
-            raise GimError(f"distributed.stages: {stages} stages for the {active} modules that run{which}; "
-                           f"use at most {active}")
+            raise GimError(
+                f"distributed.stages: {stages} stages for the {active} modules that run{which}; use at most {active}"
+            )
         if settings.distributed.schedule == "async" and world > stages:
-            raise GimError("distributed.schedule: async runs one replica (its stages step a varying number of "
-                           "times, so replicas could not average gradients in step); use --nproc-per-node = stages")
+            raise GimError(
+                "distributed.schedule: async runs one replica (its stages step a varying number of "
+                "times, so replicas could not average gradients in step); use --nproc-per-node = stages"
+            )
         return cls(rank, stages, world // stages, tuple(s * active // stages for s in range(stages + 1)))
 
     @property
@@ -124,9 +150,16 @@ class Links:
     replicas: dist.ProcessGroup | None
 
 
-def pretrain(options: TrainConfig, distributed: DistributedConfig, num_modules: int,
-             data: Callable[[torch.device], tuple[Batches, int]], build: Callable[[int, torch.device], nn.ModuleList],
-             run: RunFolder | None, resume: bool = False, on_start: Callable[[], None] | None = None) -> nn.ModuleList:
+def pretrain(
+    options: TrainConfig,
+    distributed: DistributedConfig,
+    num_modules: int,
+    data: Callable[[torch.device], tuple[Batches, int]],
+    build: Callable[[int, torch.device], nn.ModuleList],
+    run: RunFolder | None,
+    resume: bool = False,
+    on_start: Callable[[], None] | None = None,
+) -> nn.ModuleList:
     """This process's part of a torchrun launch of a task's run; rank 0 passes the run folder, the others None.
     Stage 0 reads the data (`data(device)`: the loader and the input channels) and rank 0 tells every rank the
     input channels, from which each builds its placed modules with `build`; rank 0 calls `on_start` once the
@@ -143,8 +176,14 @@ def pretrain(options: TrainConfig, distributed: DistributedConfig, num_modules: 
         return _train(settings, topology, run, modules, loader, progress, device)
 
 
-def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, options: TrainConfig,
-          resume: bool = False, distributed: DistributedConfig = DistributedConfig()) -> nn.ModuleList:
+def train(
+    modules: nn.ModuleList,
+    loader: Batches,
+    run: RunFolder | None,
+    options: TrainConfig,
+    resume: bool = False,
+    distributed: DistributedConfig = DistributedConfig(),
+) -> nn.ModuleList:
     """This process's part of a torchrun launch of a script that built `modules` itself (every rank runs it):
     stage 0 reads `loader`, rank 0 writes `run` (the others may pass None) and hands every rank its starting
     weights. Returns the modules as `pretrain` does."""
@@ -156,8 +195,9 @@ def train(modules: nn.ModuleList, loader: Batches, run: RunFolder | None, option
 
 
 @contextmanager
-def _process_group(settings: Settings, num_modules: int,
-                   run: RunFolder | None) -> Iterator[tuple[Topology, torch.device]]:
+def _process_group(
+    settings: Settings, num_modules: int, run: RunFolder | None
+) -> Iterator[tuple[Topology, torch.device]]:
     """Join the processes, and leave them: at the end, on a stop signal (after rank 0's checkpoint), or on a
     failure (see _exit_before_teardown)."""
     if is_first_rank() and run is None:
@@ -183,10 +223,12 @@ def _exit_before_teardown(code: int) -> None:
     the interpreter tears down, it cannot take the GIL and the C++ runtime aborts the process (exit 134, seen in
     about a third of the tests that stall a rank). So once the error is printed, leave at the first exit hook
     with the code the gim command gives the error (2 for a GimError)."""
+
     def leave() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
     atexit.register(leave)
 
 
@@ -197,33 +239,48 @@ def _join(settings: Settings, num_modules: int) -> tuple[Topology, torch.device]
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     try:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=settings.distributed.timeout))
-    except RuntimeError as error:                    # the rendezvous timed out, or its address is unreachable
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=settings.distributed.timeout)
+        )
+    except RuntimeError as error:  # the rendezvous timed out, or its address is unreachable
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
-        raise GimError(f"rank {os.environ.get('RANK')}: could not join the {os.environ.get('WORLD_SIZE')} processes "
-                       f"at {where}: {str(error).splitlines()[0]}") from None
+        raise GimError(
+            f"rank {os.environ.get('RANK')}: could not join the {os.environ.get('WORLD_SIZE')} processes "
+            f"at {where}: {str(error).splitlines()[0]}"
+        ) from None
     return Topology.of(settings, num_modules, dist.get_rank(), dist.get_world_size()), device
 
 
-def _train(settings: Settings, topology: Topology, run: RunFolder | None, modules: nn.ModuleList,
-           loader: Batches | None, progress: Progress, device: torch.device) -> nn.ModuleList:
+def _train(
+    settings: Settings,
+    topology: Topology,
+    run: RunFolder | None,
+    modules: nn.ModuleList,
+    loader: Batches | None,
+    progress: Progress,
+    device: torch.device,
+) -> nn.ModuleList:
     """Connect and run this rank's stage; a stop signal ends it with TrainingStopped once rank 0 has checkpointed."""
     links = _connect(settings, topology, device)
     _share_replicas(settings, topology, modules, links.replicas)
     with StopSignals() as stop:
         if topology.stage == 0:
-            source = _batches(loader, progress, _total_steps(settings.train, loader, topology), topology,
-                              settings.train, stop)
+            source = _batches(
+                loader, progress, _total_steps(settings.train, loader, topology), topology, settings.train, stop
+            )
         else:
             source = links.inbox.messages(settings.distributed.timeout)
-        recorder = Recorder(settings, topology, run, modules, links.report_inboxes, progress, loader) \
-            if topology.rank == 0 else None
+        recorder = (
+            Recorder(settings, topology, run, modules, links.report_inboxes, progress, loader)
+            if topology.rank == 0
+            else None
+        )
         Stage(settings, topology, modules, links, progress.step).run(source, recorder)
     if stop.received is not None:
         where = f"checkpoint {run.latest_checkpoint()}" if topology.rank == 0 else "rank 0 wrote the checkpoint"
-        raise TrainingStopped(stop.received, f"{topology.name()} stopped by {signal.Signals(stop.received).name}; "
-                                             f"{where}")
+        raise TrainingStopped(
+            stop.received, f"{topology.name()} stopped by {signal.Signals(stop.received).name}; {where}"
+        )
     return modules
 
 
@@ -240,24 +297,34 @@ def _steps_per_epoch(loader: Batches, topology: Topology) -> int:
     return per_epoch
 
 
-def _start(settings: Settings, topology: Topology, run: RunFolder | None, modules: nn.ModuleList, resume: bool,
-           device: torch.device) -> Progress:
+def _start(
+    settings: Settings,
+    topology: Topology,
+    run: RunFolder | None,
+    modules: nn.ModuleList,
+    resume: bool,
+    device: torch.device,
+) -> Progress:
     """Rank 0's modules are every rank's start, however each rank built its own: rank 0 reads the newest
     checkpoint when resuming, then sends each rank the progress and its modules' states."""
     if any(getattr(module.objective, "needs_labels", False) for module in modules):
-        raise GimError("objective: this objective needs labels on every rank, which only the local engine passes; "
-                       "run without torchrun")
+        raise GimError(
+            "objective: this objective needs labels on every rank, which only the local engine passes; "
+            "run without torchrun"
+        )
     progress = resume_progress(run, modules, topology.replicas) if topology.rank == 0 and resume else Progress()
-    start = _from_first_rank(lambda rank: {"progress": asdict(progress),
-                                           "states": _states(modules, topology.modules(rank))},
-                             settings, topology, device)
+    start = _from_first_rank(
+        lambda rank: {"progress": asdict(progress), "states": _states(modules, topology.modules(rank))},
+        settings,
+        topology,
+        device,
+    )
     if topology.rank > 0:
         _load_states(modules, start["states"])
     return Progress(**start["progress"])
 
 
-def _from_first_rank(packet: Callable[[int], Any], settings: Settings, topology: Topology,
-                     device: torch.device) -> Any:
+def _from_first_rank(packet: Callable[[int], Any], settings: Settings, topology: Topology, device: torch.device) -> Any:
     """packet(rank) as rank 0 computes it: rank 0 sends it to every other rank, which waits for it."""
     if topology.rank > 0:
         channel = _channel(0, dist.group.WORLD, device, settings, topology)
@@ -269,16 +336,20 @@ def _from_first_rank(packet: Callable[[int], Any], settings: Settings, topology:
     return packet(0)
 
 
-def _channel(peer: int, group: dist.ProcessGroup, device: torch.device, settings: Settings,
-             topology: Topology) -> Channel:
+def _channel(
+    peer: int, group: dist.ProcessGroup, device: torch.device, settings: Settings, topology: Topology
+) -> Channel:
     return Channel(peer, group, device, settings.distributed.timeout, topology.name(), topology.name(peer))
 
 
 def _connect(settings: Settings, topology: Topology, device: torch.device) -> Links:
     """One process group per channel and per stage's replicas. Every rank creates every group, in one order."""
     t, d = topology, settings.distributed
-    forward = {(replica, stage): dist.new_group([t.rank_of(stage, replica), t.rank_of(stage + 1, replica)])
-               for replica in range(t.replicas) for stage in range(t.stages - 1)}
+    forward = {
+        (replica, stage): dist.new_group([t.rank_of(stage, replica), t.rank_of(stage + 1, replica)])
+        for replica in range(t.replicas)
+        for stage in range(t.stages - 1)
+    }
     reports = {stage: dist.new_group([0, t.rank_of(stage, 0)]) for stage in range(1, t.stages)}
     replicas = [dist.new_group([t.rank_of(stage, r) for r in range(t.replicas)]) for stage in range(t.stages)]
     inbox = successor = report_channel = None
@@ -289,13 +360,17 @@ def _connect(settings: Settings, topology: Topology, device: torch.device) -> Li
         successor = _channel(t.rank_of(t.stage + 1), forward[t.replica, t.stage], device, settings, t)
     if t.replica == 0 and t.stage > 0:
         report_channel = _channel(0, reports[t.stage], device, settings, t)
-    report_inboxes = [Inbox(_channel(stage, reports[stage], device, settings, t), None)
-                      for stage in range(1, t.stages)] if t.rank == 0 else []
+    report_inboxes = (
+        [Inbox(_channel(stage, reports[stage], device, settings, t), None) for stage in range(1, t.stages)]
+        if t.rank == 0
+        else []
+    )
     return Links(inbox, successor, report_channel, report_inboxes, replicas[t.stage] if t.replicas > 1 else None)
 
 
-def _share_replicas(settings: Settings, topology: Topology, modules: nn.ModuleList,
-                    group: dist.ProcessGroup | None) -> None:
+def _share_replicas(
+    settings: Settings, topology: Topology, modules: nn.ModuleList, group: dist.ProcessGroup | None
+) -> None:
     """Data parallelism for this rank's modules: gradients averaged over the stage's replicas before each Adam
     step, and with global negatives the replicas' batches pooled."""
     if group is None:
@@ -303,7 +378,7 @@ def _share_replicas(settings: Settings, topology: Topology, modules: nn.ModuleLi
     for index in topology.modules():
         module = modules[index]
         if settings.distributed.negatives == "global" and hasattr(module.objective, "negatives_group"):
-            module.objective.negatives_group = group     # an objective that draws negatives pools them there
+            module.objective.negatives_group = group  # an objective that draws negatives pools them there
         if module.optimizer is not None:
             module.optimizer.register_step_pre_hook(lambda *_, module=module: _average_gradients(module, group))
 
@@ -322,9 +397,13 @@ def _average_gradients(module: nn.Module, group: dist.ProcessGroup) -> None:
 
 
 def _states(modules: nn.ModuleList, indices: range) -> dict[int, dict[str, Any]]:
-    return {index: {"state_dict": modules[index].state_dict(),
-                    "optimizer": None if modules[index].optimizer is None else modules[index].optimizer.state_dict()}
-            for index in indices}
+    return {
+        index: {
+            "state_dict": modules[index].state_dict(),
+            "optimizer": None if modules[index].optimizer is None else modules[index].optimizer.state_dict(),
+        }
+        for index in indices
+    }
 
 
 def _load_states(modules: nn.ModuleList, states: dict[int, dict[str, Any]]) -> None:
@@ -334,8 +413,9 @@ def _load_states(modules: nn.ModuleList, states: dict[int, dict[str, Any]]) -> N
             modules[index].optimizer.load_state_dict(state["optimizer"])
 
 
-def _batches(loader: Batches, progress: Progress, total: int, topology: Topology, train: TrainConfig,
-             stop: StopSignals) -> Iterator[Message]:
+def _batches(
+    loader: Batches, progress: Progress, total: int, topology: Topology, train: TrainConfig, stop: StopSignals
+) -> Iterator[Message]:
     """Stage 0's input: its replica's batches, each followed by a control where the local engine would log,
     checkpoint or end; a stop signal ends the run with a checkpoint."""
     per_epoch = _steps_per_epoch(loader, topology)
@@ -345,8 +425,11 @@ def _batches(loader: Batches, progress: Progress, total: int, topology: Topology
             yield Message(DATA, progress.step, tensor=x)
             progress.advance(per_epoch)
             step = progress.step
-            flags = LOG * (step % train.log_every == 0 or step == total) \
-                | CHECKPOINT * (step % train.checkpoint_every == 0 or step == total) | END * (step == total)
+            flags = (
+                LOG * (step % train.log_every == 0 or step == total)
+                | CHECKPOINT * (step % train.checkpoint_every == 0 or step == total)
+                | END * (step == total)
+            )
             if stop.received is not None:
                 flags |= CHECKPOINT | END
             if flags:
@@ -361,25 +444,23 @@ def _replica_batches(loader: Batches, progress: Progress, topology: Topology) ->
     takes a stride (BatchLoader, WindowLoader); a single replica reads any loader of the Batches shape."""
     if topology.replicas == 1:
         return loader.epoch(progress.epoch, progress.batch)
-    return loader.epoch(progress.epoch, progress.batch * topology.replicas + topology.replica,
-                        stride=topology.replicas)
+    return loader.epoch(progress.epoch, progress.batch * topology.replicas + topology.replica, stride=topology.replicas)
 
 
 class Stage:
     """This rank's share of the training loop: its modules stepped on each input, outputs and controls passed on,
     controls answered with a report. Apart from where x comes from and where the output goes, it is the local loop."""
 
-    def __init__(self, settings: Settings, topology: Topology, modules: nn.ModuleList, links: Links,
-                 step: int) -> None:
+    def __init__(self, settings: Settings, topology: Topology, modules: nn.ModuleList, links: Links, step: int) -> None:
         self.settings = settings
         self.topology = topology
         self.modules = modules
         self.links = links
-        self.step = step                       # steps this stage has taken, the version of what it sends
+        self.step = step  # steps this stage has taken, the version of what it sends
         self.losses: dict[str, float] = {}
         self.skipped = 0
-        self.in_a_row = 0                      # own batches skipped in a row (on_nonfinite skip)
-        self.idle = 0.0                        # seconds spent waiting on other ranks since the last report
+        self.in_a_row = 0  # own batches skipped in a row (on_nonfinite skip)
+        self.idle = 0.0  # seconds spent waiting on other ranks since the last report
         self.since = time.perf_counter()
 
     def run(self, source: Iterator[Message], recorder: Recorder | None) -> None:
@@ -405,21 +486,29 @@ class Stage:
         if message.kind == SKIP:
             self.skipped, self.losses = self.skipped + 1, {}
             return message
-        output, losses, held = train_step(self.modules, message.tensor, trained, draws, self.topology.modules(),
-                                          frozen_chunks=self.settings.train.frozen_chunks)
+        output, losses, held = train_step(
+            self.modules,
+            message.tensor,
+            trained,
+            draws,
+            self.topology.modules(),
+            frozen_chunks=self.settings.train.frozen_chunks,
+        )
         first = max(self.topology.modules().start, trained.start) + 1
         if held.item():
             if self.settings.train.on_nonfinite == "stop":
                 module, value = first_nonfinite(losses, first) or (None, None)
                 where = f"module {module}" if module is not None else "a module of another replica"
-                raise GimError(f"{self.topology.name()}: {where} diverged at step {self.step} (loss {value}); the "
-                               "newest checkpoint holds the last good weights. Lower --train.lr, or pass "
-                               "--train.on_nonfinite skip")
+                raise GimError(
+                    f"{self.topology.name()}: {where} diverged at step {self.step} (loss {value}); the "
+                    "newest checkpoint holds the last good weights. Lower --train.lr, or pass "
+                    "--train.on_nonfinite skip"
+                )
             self.skipped, self.losses, self.in_a_row = self.skipped + 1, {}, self.in_a_row + 1
             check_skips_in_a_row(self.in_a_row, f"{self.topology.name()}: ")
             return Message(SKIP, self.step) if self.settings.distributed.schedule == "sync" else None
         self.in_a_row = 0
-        self.losses = {f"loss/module{first + i}": float(loss) for i, loss in enumerate(losses)}
+        self.losses = logged_values(first, losses, [self.modules[first - 1 + i].metrics() for i in range(len(losses))])
         return Message(DATA, self.step, tensor=output)
 
     def _waited_for(self, source: Iterator[Message]) -> Iterator[Message]:
@@ -443,26 +532,39 @@ class Stage:
         """Report to rank 0 (only replica 0 reports: replicas are equal). `busy` is the share of the time since the
         last report this stage spent computing rather than waiting: the pipeline's slowest stage is the one near 1."""
         started, first = time.perf_counter(), self.topology.modules().start + 1
-        shipped = recorder is None and control.flags & CHECKPOINT            # rank 0's own modules are at hand
+        shipped = recorder is None and control.flags & CHECKPOINT  # rank 0's own modules are at hand
         statistics = {f"busy/module{first}": 1 - self.idle / (started - self.since)}
         if self.links.inbox is not None and self.settings.distributed.schedule == "async":
             statistics |= {f"async/module{first}/{key}": value for key, value in self.links.inbox.statistics().items()}
-        report = {"step": control.step, "losses": self.losses, "skipped": self.skipped, "statistics": statistics,
-                  "states": _states(self.modules, self.topology.modules()) if shipped else {}}
+        report = {
+            "step": control.step,
+            "losses": self.losses,
+            "skipped": self.skipped,
+            "statistics": statistics,
+            "states": _states(self.modules, self.topology.modules()) if shipped else {},
+        }
         if recorder is not None:
             recorder.record(control, report)
         elif self.links.reports is not None:
             device = self.links.reports.device
             self.links.reports.send(Message(REPORT, control.step, control.flags, pack(report, device)))
-        self.since, self.idle = started, time.perf_counter() - started     # reporting is not this stage's work
+        self.since, self.idle = started, time.perf_counter() - started  # reporting is not this stage's work
 
 
 class Recorder:
     """Rank 0 assembles every stage's reports for a control into the row and the checkpoint a local run writes
     at that step. Rows wait until all stages have reported; checkpoints and the end wait for them."""
 
-    def __init__(self, settings: Settings, topology: Topology, run: RunFolder, modules: nn.ModuleList,
-                 inboxes: list[Inbox], progress: Progress, loader: Batches) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology,
+        run: RunFolder,
+        modules: nn.ModuleList,
+        inboxes: list[Inbox],
+        progress: Progress,
+        loader: Batches,
+    ) -> None:
         self.settings = settings
         self.topology = topology
         self.run = run
@@ -479,8 +581,9 @@ class Recorder:
 
     def record(self, control: Message, report: dict[str, Any]) -> None:
         p = self.progress
-        rate = (p.step - self.first_step) * self.batch_size * self.topology.replicas \
-            / (time.perf_counter() - self.started)
+        rate = (
+            (p.step - self.first_step) * self.batch_size * self.topology.replicas / (time.perf_counter() - self.started)
+        )
         position = {**asdict(p), "batch": p.batch * self.topology.replicas}  # as a local run would save it
         logged = {"epochs_done": p.epochs_done(self.per_epoch), "samples_per_second": rate}
         self.pending[control.step] = (control, {**logged, **position}, [report])
@@ -508,9 +611,16 @@ class Recorder:
         if control.flags & LOG:
             losses = {key: value for report in reports for key, value in report["losses"].items()}
             statistics = {key: value for report in reports for key, value in report["statistics"].items()}
-            self.run.log(control.step, {**dict(sorted(losses.items())), "epoch": own["epochs_done"],
-                                        "samples_per_second": own["samples_per_second"],
-                                        "skipped_batches": max(report["skipped"] for report in reports), **statistics})
+            self.run.log(
+                control.step,
+                {
+                    **dict(sorted(losses.items())),
+                    "epoch": own["epochs_done"],
+                    "samples_per_second": own["samples_per_second"],
+                    "skipped_batches": max(report["skipped"] for report in reports),
+                    **statistics,
+                },
+            )
         if control.flags & CHECKPOINT:
             for report in reports:
                 _load_states(self.modules, report["states"])

@@ -5,6 +5,7 @@ stage receives any model's activations without knowing their shape in advance. E
 ranks is a Channel on its own two-rank process group: a rank's receiving thread and its main thread then
 never share a communicator, which NCCL requires of concurrent operations (gloo does not mind).
 """
+
 from __future__ import annotations
 
 import io
@@ -62,8 +63,9 @@ class Channel:
     """One direction between this rank and `peer`. At most one message is in flight: sending the next waits
     until the peer has taken the previous one, so a sender runs at most one message ahead of the peer's inbox."""
 
-    def __init__(self, peer: int, group: dist.ProcessGroup | None, device: torch.device, timeout: float,
-                 me: str, peer_name: str) -> None:
+    def __init__(
+        self, peer: int, group: dist.ProcessGroup | None, device: torch.device, timeout: float, me: str, peer_name: str
+    ) -> None:
         self.peer = peer
         self.group = group
         self.device = device
@@ -76,8 +78,10 @@ class Channel:
         tensors = _encode(message, self.device)
         self.flush()
         with self._sending():
-            self._in_flight = [(dist.isend(tensor, self.peer, group=self.group), tensor)  # kept alive until sent
-                               for tensor in tensors]
+            self._in_flight = [
+                (dist.isend(tensor, self.peer, group=self.group), tensor)  # kept alive until sent
+                for tensor in tensors
+            ]
 
     def flush(self) -> None:
         """Wait until the peer has received what is in flight; a dead or stalled peer raises GimError."""
@@ -90,7 +94,7 @@ class Channel:
     def _sending(self) -> Iterator[None]:
         try:
             yield
-        except RuntimeError as error:           # gloo and NCCL report a lost peer or a timeout this way
+        except RuntimeError as error:  # gloo and NCCL report a lost peer or a timeout this way
             raise self.failure("could not send to", error) from None
 
     def receive(self) -> Message:
@@ -107,16 +111,22 @@ class Channel:
     def failure(self, what: str, error: BaseException | None) -> GimError:
         """The error this rank stops with: who it is, which rank it lost and why."""
         cause = f"nothing for {self.timeout:g} s (distributed.timeout)" if error is None else str(error).splitlines()[0]
-        return GimError(f"{self.me}: {what} {self.peer_name}: {cause}. That rank died or stalled; the newest "
-                        "checkpoint in the run folder is complete and loads locally or with --resume")
+        return GimError(
+            f"{self.me}: {what} {self.peer_name}: {cause}. That rank died or stalled; the newest "
+            "checkpoint in the run folder is complete and loads locally or with --resume"
+        )
 
 
 def _encode(message: Message, device: torch.device) -> list[torch.Tensor]:
     """Header (and tensor). A channels-last 4-d tensor travels as its contiguous (B, H, W, C) view and is
     permuted back on arrival, so the receiver's convolutions see the very layout the sender produced."""
     tensor, channels_last = message.tensor, False
-    if tensor is not None and tensor.dim() == 4 and not tensor.is_contiguous() \
-            and tensor.is_contiguous(memory_format=torch.channels_last):
+    if (
+        tensor is not None
+        and tensor.dim() == 4
+        and not tensor.is_contiguous()
+        and tensor.is_contiguous(memory_format=torch.channels_last)
+    ):
         tensor, channels_last = tensor.permute(0, 2, 3, 1), True
     if tensor is not None:
         tensor = tensor.contiguous()
@@ -171,7 +181,7 @@ class Inbox:
                 if time.monotonic() >= deadline:
                     raise self.channel.failure("received nothing from", None)
                 self._changed.wait(deadline - time.monotonic())
-            self._changed.notify_all()                           # the receiving thread may wait for room
+            self._changed.notify_all()  # the receiving thread may wait for room
             return message
 
     def messages(self, timeout: float) -> Iterator[Message]:
@@ -206,7 +216,7 @@ class Inbox:
                     self._changed.notify_all()
                 if message.ends:
                     return
-        except Exception as error:                              # noqa: BLE001 - handed to the main thread
+        except Exception as error:  # noqa: BLE001 - handed to the main thread
             with self._changed:
                 self._error = error
                 self._changed.notify_all()
@@ -267,6 +277,12 @@ class _Statistics:
         self.reused += uses > 1
 
     def summary(self) -> dict[str, float]:
-        return {"steps": self.taken, "staleness_mean": self.staleness_sum / max(self.taken, 1),
-                "staleness_max": self.staleness_max, "uses_max": self.uses_max, "reused": self.reused,
-                "dropped": self.dropped, "buffered_max": self.buffered_max}
+        return {
+            "steps": self.taken,
+            "staleness_mean": self.staleness_sum / max(self.taken, 1),
+            "staleness_max": self.staleness_max,
+            "uses_max": self.uses_max,
+            "reused": self.reused,
+            "dropped": self.dropped,
+            "buffered_max": self.buffered_max,
+        }

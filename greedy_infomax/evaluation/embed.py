@@ -5,6 +5,7 @@ has them.
 The features are exactly those the probes fit (same loader, transform, batches and pooling), so a linear
 classifier trained on the written arrays reproduces `gim probe`'s accuracy for that module.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,9 +19,9 @@ from torch import nn
 from greedy_infomax.data.torch_data import Data, as_batches
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
-from greedy_infomax.reporting.run_folder import write_atomic
 from greedy_infomax.evaluation.features import extract_features, module_features
 from greedy_infomax.evaluation.speech_features import module_outputs
+from greedy_infomax.reporting.run_folder import check_writable, write_atomic
 
 
 class FeatureExtractor(nn.Module):
@@ -54,11 +55,12 @@ class SpeechFeatureExtractor(nn.Module):
         """The run's standardisation: float waveforms in [-1, 1] (B, 1, samples) -> encoder input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return module_outputs(self.encoder)(x)[-1].transpose(1, 2)          # (B, D, frames) -> (B, frames, D)
+        return module_outputs(self.encoder)(x)[-1].transpose(1, 2)  # (B, D, frames) -> (B, frames, D)
 
 
-def embed(modules: nn.ModuleList, loader: Data, module: int, pool: int = 1,
-          batch_size: int = 256) -> dict[str, np.ndarray]:
+def embed(
+    modules: nn.ModuleList, loader: Data, module: int, pool: int = 1, batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Module `module`'s (1-based) features of one epoch of the loader: "features" (N, D) float32, and "labels" (N,)
     when the loader has them. The loader may also be a map-style torch Dataset, read in order in batches of
     `batch_size`, or a DataLoader."""
@@ -79,10 +81,12 @@ Encode = Callable[[dict[str, np.ndarray]], bytes]
 
 def _npz() -> Encode:
     """NumPy's archive of .npy arrays: `np.load(path)["features"]`."""
+
     def encode(arrays: dict[str, np.ndarray]) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
+
     return encode
 
 
@@ -91,8 +95,9 @@ def _safetensors() -> Encode:
     try:
         from safetensors.numpy import save
     except ImportError as error:
-        raise GimError("writing .safetensors needs the optional safetensors package (pip install safetensors); "
-                       ".npz needs nothing") from error
+        raise GimError(
+            "writing .safetensors needs the optional safetensors package (pip install safetensors); .npz needs nothing"
+        ) from error
     return lambda arrays: save({name: np.ascontiguousarray(array) for name, array in arrays.items()})
 
 
@@ -105,9 +110,10 @@ def array_writer(path: Path) -> Callable[[dict[str, np.ndarray]], Path]:
     if path.suffix not in FORMATS:
         raise GimError(f"{path}: unknown format {path.suffix!r}; choose one of: {', '.join(FORMATS)}")
     encode = FORMATS[path.suffix]()
-    path.parent.mkdir(parents=True, exist_ok=True)  # now: a folder that cannot be made fails before the work
+    check_writable(path, "embedded")  # now, not after the work
 
     def write(arrays: dict[str, np.ndarray]) -> Path:
         write_atomic(path, encode(arrays))
         return path
+
     return write

@@ -1,10 +1,10 @@
 """Frozen features of every module, extracted in one pass over a dataset and cached in memory."""
+
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-import hashlib
 
 import torch
 from torch import nn
@@ -42,8 +42,9 @@ def pool_positions(z: torch.Tensor, cells: int) -> torch.Tensor:
     return z if z.ndim == 2 else POOLS[z.ndim - 2](z, cells).flatten(1)
 
 
-def frozen_pass(modules: nn.ModuleList, x: torch.Tensor,
-                view: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+def frozen_pass(
+    modules: nn.ModuleList, x: torch.Tensor, view: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+) -> list[torch.Tensor]:
     """`view(module, output)` of every module for the batch x, from one frozen forward pass (eval mode, no
     autograd; each module and its view run in the module's own precision)."""
     modules.eval()
@@ -61,14 +62,16 @@ def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[
     return frozen_pass(modules, x, lambda module, h: pool_positions(module.readout(h).float(), pool))
 
 
-def extract_features(modules: nn.ModuleList, loader: Batches, pool: int, description: str = "features",
-                     epoch: int = 0) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+def extract_features(
+    modules: nn.ModuleList, loader: Batches, pool: int, description: str = "features", epoch: int = 0
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Per module, (N, D) features of every batch of the loader's epoch `epoch`; and the (N,) labels, None for an
     unlabelled split."""
     per_module: list[list[torch.Tensor]] = [[] for _ in modules]
     labels = []
-    for inputs, batch_labels in tqdm(loader.epoch(epoch), total=len(loader), desc=description, unit="batch",
-                                     leave=False, dynamic_ncols=True):
+    for inputs, batch_labels in tqdm(
+        loader.epoch(epoch), total=len(loader), desc=description, unit="batch", leave=False, dynamic_ncols=True
+    ):
         for store, features in zip(per_module, module_features(modules, inputs, pool)):
             store.append(features.cpu())
         if batch_labels is not None:
@@ -81,8 +84,10 @@ def finite(per_module: list[torch.Tensor], description: str) -> list[torch.Tenso
     classifier fitted on inf or NaN reports chance, or NaN, without saying why."""
     for index, features in enumerate(per_module, start=1):
         if not torch.isfinite(features).all():
-            raise GimError(f"{description}: module {index} gives non-finite features: its weights may have diverged "
-                           "(metrics.jsonl counts skipped_batches), or the data holds inf or NaN")
+            raise GimError(
+                f"{description}: module {index} gives non-finite features: its weights may have diverged "
+                "(metrics.jsonl counts skipped_batches), or the data holds inf or NaN"
+            )
     return per_module
 
 

@@ -1,4 +1,5 @@
 """Probes on frozen features: a linear classifier (the paper's protocol) and a cosine kNN classifier."""
+
 from __future__ import annotations
 
 import torch
@@ -6,8 +7,17 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 num_classes: int, epochs: int, lr: float, batch_size: int, seed: int = 0) -> float:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+) -> float:
     """Test accuracy of Linear(D, classes) trained with Adam and cross-entropy on standardised features.
 
     Standardising with the training mean and std is an affine change of the inputs, so the classifier is
@@ -39,16 +49,24 @@ def linear_classifier(features: int, num_classes: int, seed: int, xavier: bool =
     return classifier
 
 
-def knn_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-              num_classes: int, k: int, temperature: float = 0.07, chunk: int = 1024) -> float:
+def knn_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    k: int,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+) -> float:
     """Test accuracy of a k-nearest-neighbour vote under cosine similarity, weighted by exp(sim / T)."""
     train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
     k = min(k, len(train_x))
     votes = []
     for queries in test_x.split(chunk):
-        similarity, neighbour = (queries @ train_x.T).topk(k, dim=1)                 # (q, k)
+        similarity, neighbour = (queries @ train_x.T).topk(k, dim=1)  # (q, k)
         weights = (similarity / temperature).exp()
-        one_hot = F.one_hot(train_y[neighbour], num_classes).float()                 # (q, k, classes)
+        one_hot = F.one_hot(train_y[neighbour], num_classes).float()  # (q, k, classes)
         votes.append((one_hot * weights[..., None]).sum(1))
     return accuracy(torch.cat(votes), test_y)
 

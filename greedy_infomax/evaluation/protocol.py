@@ -1,6 +1,7 @@
 """Linear and kNN probes of every module of any encoder on labelled loaders of its inputs: features extracted once
 per split (all modules in one pass) and reused by both probes; the encoder's parameters are hashed before and
 after to prove that probing left them unchanged."""
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -24,9 +25,16 @@ class ProbeOptions(Protocol):
     augmented_views: int
 
 
-def probe_modules(modules: nn.ModuleList, train_loader: Data, test_loader: Data, options: ProbeOptions,
-                  num_classes: int, seed: int = 0, name: str = "encoder",
-                  augmented: Data | None = None) -> list[dict[str, Any]]:
+def probe_modules(
+    modules: nn.ModuleList,
+    train_loader: Data,
+    test_loader: Data,
+    options: ProbeOptions,
+    num_classes: int,
+    seed: int = 0,
+    name: str = "encoder",
+    augmented: Data | None = None,
+) -> list[dict[str, Any]]:
     """Linear (and kNN) probe of every module, fitted on the training loader's features (and on epochs
     0..`options.augmented_views`-1 of `augmented`, the training images under the training transform) and tested
     on the test loader's; fails if extracting features changed any parameter. Each loader may also be a map-style
@@ -49,8 +57,14 @@ def probe_modules(modules: nn.ModuleList, train_loader: Data, test_loader: Data,
     ]
 
 
-def probe_features(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                    options: ProbeOptions, num_classes: int, seed: int, knn: bool = True) -> dict[str, Any]:
+def probe_features(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    options: ProbeOptions,
+    num_classes: int,
+    seed: int,
+    knn: bool = True,
+) -> dict[str, Any]:
     linear = linear_probe(*train, *test, num_classes, options.epochs, options.lr, options.batch_size, seed=seed)
     result = {"features": train[0].shape[1], "linear": linear}
     if knn and options.knn_k > 0:

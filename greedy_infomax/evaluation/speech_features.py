@@ -13,6 +13,7 @@ protocol, the GRU's state at a segment's start carries the utterance before it. 
 is far more than memory holds (every module of the paper's encoder on LibriSpeech train-clean-100: hundreds of
 GB), so above a given count every s-th frame (segment) is kept: a fixed budget whatever the corpus's size.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,31 +54,41 @@ def log_mel_output(spec: AudioSpec, num_mels: int = 40) -> Encoder:
     """Log energies of `num_mels` mel bands in 25 ms Hann windows every label hop: (B, num_mels, frames)."""
     window = round(0.025 * spec.sample_rate)
     n_fft = 1 << (window - 1).bit_length()
-    filterbank = mel_filterbank(num_mels, n_fft, spec.sample_rate)                      # (mels, n_fft/2 + 1)
+    filterbank = mel_filterbank(num_mels, n_fft, spec.sample_rate)  # (mels, n_fft/2 + 1)
     taper = torch.hann_window(window, periodic=False)
 
     def encode(x: torch.Tensor) -> list[torch.Tensor]:
-        frames = x[:, 0].unfold(-1, window, spec.hop) * taper.to(x.device)              # (B, F, window)
-        power = torch.fft.rfft(frames, n=n_fft).abs().square()                          # (B, F, n_fft/2 + 1)
-        return [torch.log(power @ filterbank.T.to(x.device) + 1e-6).transpose(1, 2)]    # (B, mels, F)
+        frames = x[:, 0].unfold(-1, window, spec.hop) * taper.to(x.device)  # (B, F, window)
+        power = torch.fft.rfft(frames, n=n_fft).abs().square()  # (B, F, n_fft/2 + 1)
+        return [torch.log(power @ filterbank.T.to(x.device) + 1e-6).transpose(1, 2)]  # (B, mels, F)
+
     return encode
 
 
 def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, low_hz: float = 20.0) -> torch.Tensor:
     """Triangular filters equally spaced on the mel scale (HTK formula) from `low_hz` to the Nyquist frequency."""
+
     def to_mel(hz):
         return 2595.0 * np.log10(1.0 + hz / 700.0)
+
     edges_mel = np.linspace(to_mel(low_hz), to_mel(sample_rate / 2), num_mels + 2)
-    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)                               # (mels + 2,) in Hz
-    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)                              # (n_fft/2 + 1,)
+    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)  # (mels + 2,) in Hz
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)  # (n_fft/2 + 1,)
     rising = (bins - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
     falling = (edges[2:, None] - bins) / (edges[2:, None] - edges[1:-1, None])
     return torch.from_numpy(np.clip(np.minimum(rising, falling), 0, None)).float()
 
 
-def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str,
-                    max_frames: int | None, max_segments: int | None, device: torch.device,
-                    description: str) -> SpeechFeatures:
+def speech_features(
+    encode: Encoder,
+    hops: list[int],
+    corpus: LibriSpeechCorpus,
+    split: str,
+    max_frames: int | None,
+    max_segments: int | None,
+    device: torch.device,
+    description: str,
+) -> SpeechFeatures:
     """Speaker and phone features of one split, one output of `encode` each (`hops`: its samples per step).
 
     With `max_frames` (`max_segments`), the phone (speaker) probe keeps every s-th label frame (segment) of the
@@ -97,24 +108,27 @@ def speech_features(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus,
     for utterance in tqdm(utterances, desc=f"{description}: {split}", unit="utt", leave=False, dynamic_ncols=True):
         labels = torch.from_numpy(corpus.phones(utterance)) if with_phones else None
         samples = standardize(corpus.waveform(utterance), corpus.spec)
-        audio = torch.from_numpy(samples[None, None]).to(device)                               # (1, 1, N)
+        audio = torch.from_numpy(samples[None, None]).to(device)  # (1, 1, N)
         outputs = aligned_frames(encode(audio), hops, corpus.spec, None if labels is None else len(labels))
         count = outputs[0].shape[1]
         if labels is not None:
             keep = frame_picker.take(count)
-            phones.append(labels[len(labels) - count:][keep])
+            phones.append(labels[len(labels) - count :][keep])
         segments = segments_of(count, segment)
         segments = [segments[i] for i in segment_picker.take(len(segments))]
         for speaker_store, phone_store, output in zip(speaker, phone, outputs, strict=True):
-            frames = output.cpu()                                                            # (C, count)
+            frames = output.cpu()  # (C, count)
             if labels is not None:
                 phone_store.append(frames[:, keep].T)
             speaker_store += [frames[:, s].mean(1) for s in segments]
         speakers += [utterance.speaker] * len(segments)
     name = f"{description}: {split}"
-    return SpeechFeatures(finite([torch.stack(store) for store in speaker], name), torch.tensor(speakers),
-                          finite([torch.cat(store) for store in phone], name) if with_phones else None,
-                          torch.cat(phones) if with_phones else None)
+    return SpeechFeatures(
+        finite([torch.stack(store) for store in speaker], name),
+        torch.tensor(speakers),
+        finite([torch.cat(store) for store in phone], name) if with_phones else None,
+        torch.cat(phones) if with_phones else None,
+    )
 
 
 class EveryNth:
@@ -128,7 +142,7 @@ class EveryNth:
 
     def take(self, count: int) -> torch.Tensor:
         """The indices picked in the next piece of `count` items."""
-        keep = torch.arange(min(self.offset, count), count, self.n)       # none when the next pick lies beyond
+        keep = torch.arange(min(self.offset, count), count, self.n)  # none when the next pick lies beyond
         self.offset = (self.offset - count) % self.n
         return keep
 
@@ -139,8 +153,9 @@ def segments_of(num_frames: int, segment: int) -> list[torch.Tensor]:
     return [s for s in torch.arange(num_frames).split(segment) if len(s) * 2 >= segment]
 
 
-def aligned_frames(outputs: list[torch.Tensor], hops: list[int], spec: AudioSpec,
-                   num_labels: int | None) -> list[torch.Tensor]:
+def aligned_frames(
+    outputs: list[torch.Tensor], hops: list[int], spec: AudioSpec, num_labels: int | None
+) -> list[torch.Tensor]:
     """Each (1, C, T) output with `hops` samples per step -> (C, count) at the label hop: the last `count` frames,
     as many as every output (and the labels, when `num_labels` is given) has."""
     pooled = [to_label_hop(output, hop, spec) for output, hop in zip(outputs, hops, strict=True)]  # (1, C, T')
@@ -151,11 +166,12 @@ def aligned_frames(outputs: list[torch.Tensor], hops: list[int], spec: AudioSpec
 def to_label_hop(output: torch.Tensor, hop: int, spec: AudioSpec) -> torch.Tensor:
     """(1, C, T) output with `hop` samples per step -> (1, C, T') average-pooled to the label hop."""
     if spec.hop % hop:
-        raise GimError(f"a module output with a step of {hop} samples cannot be pooled to the {spec.hop}-sample "
-                         f"label frames")
+        raise GimError(
+            f"a module output with a step of {hop} samples cannot be pooled to the {spec.hop}-sample label frames"
+        )
     return F.avg_pool1d(output, spec.hop // hop) if hop < spec.hop else output
 
 
 def last_frames(pooled: torch.Tensor, num_frames: int) -> torch.Tensor:
     """(1, C, T') at the label hop -> (C, num_frames): the last frames, which the labels describe."""
-    return pooled[0, :, pooled.shape[2] - num_frames:]
+    return pooled[0, :, pooled.shape[2] - num_frames :]

@@ -9,6 +9,7 @@ whatever the size of the dataset. One forward pass serves the classifiers of all
 its own Adam, so probing every module costs one pass per epoch; each classifier sees exactly what it would see
 alone. Features are raw: the paper's classifiers are not fitted on standardised features.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -32,8 +33,16 @@ Stream = Callable[[int], Iterable[Step]]
 """Epoch -> its steps."""
 
 
-def fit_streaming(train: Stream, test: Stream, num_classes: int, epochs: int, lr: float, seed: int,
-                  xavier: bool = False, description: str = "probe") -> list[tuple[int, float]]:
+def fit_streaming(
+    train: Stream,
+    test: Stream,
+    num_classes: int,
+    epochs: int,
+    lr: float,
+    seed: int,
+    xavier: bool = False,
+    description: str = "probe",
+) -> list[tuple[int, float]]:
     """(features D, test accuracy) of one Linear(D, classes) per output, trained with Adam and cross-entropy for
     `epochs` passes over the train stream, one step per item, then scored on every item of the test stream."""
     classifiers: list[nn.Linear] = []
@@ -41,8 +50,7 @@ def fit_streaming(train: Stream, test: Stream, num_classes: int, epochs: int, lr
     for epoch in tqdm(range(epochs), desc=description, unit="epoch", leave=False, dynamic_ncols=True):
         for features, labels in train(epoch):
             if not classifiers:
-                classifiers = [linear_classifier(x.shape[1], num_classes, seed, xavier).to(x.device)
-                               for x in features]
+                classifiers = [linear_classifier(x.shape[1], num_classes, seed, xavier).to(x.device) for x in features]
                 optimizers = [torch.optim.Adam(c.parameters(), lr=lr) for c in classifiers]
             for classifier, optimizer, x in zip(classifiers, optimizers, finite(features, description), strict=True):
                 loss = F.cross_entropy(classifier(x), labels)
@@ -70,9 +78,11 @@ def stream_accuracy(classifiers: list[nn.Linear], test: Iterable[Step], descript
 
 def batch_stream(encode: Callable[[torch.Tensor], list[torch.Tensor]], loader: Batches) -> Stream:
     """Epoch e of the loader, each batch encoded: its draws (crops, flips, windows) are epoch e's."""
+
     def epoch(e: int) -> Iterator[Step]:
         for inputs, labels in loader.epoch(e):
             yield encode(inputs), labels
+
     return epoch
 
 
@@ -82,14 +92,15 @@ def time_averaged(encode: Encoder) -> Callable[[torch.Tensor], list[torch.Tensor
     return lambda x: [output.mean(2) for output in encode(x)]
 
 
-def utterance_stream(encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str,
-                     device: torch.device) -> Iterator[Step]:
+def utterance_stream(
+    encode: Encoder, hops: list[int], corpus: LibriSpeechCorpus, split: str, device: torch.device
+) -> Iterator[Step]:
     """Whole utterances of the split in stored order, one per step: each output's (frames, C) per label frame,
     matched to the phone labels from the end (speech_features.py says why), and those labels."""
     for utterance in corpus.splits[split]:
         labels = torch.from_numpy(corpus.phones(utterance))
         samples = standardize(corpus.waveform(utterance), corpus.spec)
-        audio = torch.from_numpy(np.ascontiguousarray(samples)[None, None]).to(device)           # (1, 1, N)
-        frames = aligned_frames(encode(audio), hops, corpus.spec, len(labels))                  # (C, count) each
+        audio = torch.from_numpy(np.ascontiguousarray(samples)[None, None]).to(device)  # (1, 1, N)
+        frames = aligned_frames(encode(audio), hops, corpus.spec, len(labels))  # (C, count) each
         count = frames[0].shape[1]
-        yield [f.T for f in frames], labels[len(labels) - count:].to(device)
+        yield [f.T for f in frames], labels[len(labels) - count :].to(device)

@@ -1,6 +1,7 @@
 """Encoders (a patch ResNet for images, strided convolutions + GRU for speech) and the tools that cut any network
 into gradient-isolated modules. Builders take sizes, not run configs: the tasks (greedy_infomax/tasks/) read the
 configs and call them."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -16,5 +17,8 @@ def copy_stages(source: nn.ModuleList, destination: nn.ModuleList) -> nn.ModuleL
 
 def _stages(modules: nn.ModuleList) -> list[nn.Module]:
     """The encoder's stages in order: every module's block children, then its autoregressor (the audio GRU)."""
-    return [stage for module in modules
-            for stage in [*module.block.children(), *([module.autoregressor] if module.autoregressor else [])]]
+    return [
+        stage
+        for module in modules
+        for stage in [*module.block.children(), *([module.autoregressor] if module.autoregressor else [])]
+    ]

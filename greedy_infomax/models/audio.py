@@ -4,6 +4,7 @@ Same surface as the vision model: `stages` (an nn.ModuleList, each mapping (B, C
 `out_channels` (one per stage). Each conv + ReLU is a stage and the GRU is the last one; how the stages are
 grouped into gradient-isolated modules is configuration (`audio_modules`, through models/split.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,8 @@ class GRUStage(nn.Module):
         self.gru = nn.GRU(in_channels, hidden, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states, _ = self.gru(x.transpose(1, 2))                                 # (B, T, hidden)
-        return states.transpose(1, 2)                                           # (B, hidden, T)
+        states, _ = self.gru(x.transpose(1, 2))  # (B, T, hidden)
+        return states.transpose(1, 2)  # (B, hidden, T)
 
 
 class AudioEncoder(nn.Module):
@@ -36,13 +37,21 @@ class AudioEncoder(nn.Module):
     of 160 samples: 20,480 samples -> 128 frames), then a GRU 512 -> 256.
     """
 
-    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (512, 512, 512, 512, 512),
-                 kernels: tuple[int, ...] = (10, 8, 4, 4, 4), strides: tuple[int, ...] = (5, 4, 2, 2, 2),
-                 paddings: tuple[int, ...] = (2, 2, 2, 2, 1), gru_hidden: int = 256) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: tuple[int, ...] = (512, 512, 512, 512, 512),
+        kernels: tuple[int, ...] = (10, 8, 4, 4, 4),
+        strides: tuple[int, ...] = (5, 4, 2, 2, 2),
+        paddings: tuple[int, ...] = (2, 2, 2, 2, 1),
+        gru_hidden: int = 256,
+    ) -> None:
         super().__init__()
         if not len(channels) == len(kernels) == len(strides) == len(paddings):
-            raise ValueError(f"channels, kernels, strides and paddings need one entry per conv layer, got "
-                             f"{len(channels)}, {len(kernels)}, {len(strides)} and {len(paddings)}")
+            raise ValueError(
+                f"channels, kernels, strides and paddings need one entry per conv layer, got "
+                f"{len(channels)}, {len(kernels)}, {len(strides)} and {len(paddings)}"
+            )
         self.kernels, self.strides, self.paddings = tuple(kernels), tuple(strides), tuple(paddings)
         self.stages = nn.ModuleList()
         self.out_channels: list[int] = []
@@ -73,9 +82,20 @@ class AudioEncoder(nn.Module):
         return x
 
 
-def audio_modules(in_channels: int, objective: Callable[[int], nn.Module], *, window: int, label_hop: int,
-                  prediction_steps: int, channels: Sequence[int], kernels: Sequence[int], strides: Sequence[int],
-                  paddings: Sequence[int], gru_hidden: int, stages_per_module: Sequence[int]) -> nn.ModuleList:
+def audio_modules(
+    in_channels: int,
+    objective: Callable[[int], nn.Module],
+    *,
+    window: int,
+    label_hop: int,
+    prediction_steps: int,
+    channels: Sequence[int],
+    kernels: Sequence[int],
+    strides: Sequence[int],
+    paddings: Sequence[int],
+    gru_hidden: int,
+    stages_per_module: Sequence[int],
+) -> nn.ModuleList:
     """The encoder's stages grouped by `stages_per_module`, each group with an identity readout and `objective` (a
     function of its output channels).
 
@@ -87,22 +107,26 @@ def audio_modules(in_channels: int, objective: Callable[[int], nn.Module], *, wi
     """
     encoder = AudioEncoder(in_channels, tuple(channels), tuple(kernels), tuple(strides), tuple(paddings), gru_hidden)
     _check_steps(encoder, stages_per_module, prediction_steps, window, label_hop)
-    convs = nn.Sequential(*encoder.stages[:-1])                       # child "i" is conv i + 1
+    convs = nn.Sequential(*encoder.stages[:-1])  # child "i" is conv i + 1
     blocks = split(convs, after=[str(end - 1) for end in accumulate(stages_per_module)][:-1])
-    sample = torch.zeros(1, in_channels, window)                      # one training window (any length would do)
+    sample = torch.zeros(1, in_channels, window)  # one training window (any length would do)
     return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])
 
 
-def _check_steps(encoder: AudioEncoder, stages_per_module: Sequence[int], prediction_steps: int, window: int,
-                 label_hop: int) -> None:
+def _check_steps(
+    encoder: AudioEncoder, stages_per_module: Sequence[int], prediction_steps: int, window: int, label_hop: int
+) -> None:
     """The encoder must step by the label hop (the probes pool every module to it), and every module must output
     more steps per training window than InfoNCE predicts ahead."""
     if encoder.hop != label_hop:
-        raise GimError(f"model.strides: their product is {encoder.hop}, it must be the {label_hop}-sample hop "
-                       f"of the phone labels")
+        raise GimError(
+            f"model.strides: their product is {encoder.hop}, it must be the {label_hop}-sample hop of the phone labels"
+        )
     steps = encoder.lengths(window)
     for index, end in enumerate(accumulate(stages_per_module), start=1):
         if steps[end - 1] <= prediction_steps:
-            raise GimError(f"objective.prediction_steps: module {index} outputs {steps[end - 1]} steps per "
-                           f"{window}-sample window, fewer than the {prediction_steps + 1} that predicting "
-                           f"{prediction_steps} ahead needs")
+            raise GimError(
+                f"objective.prediction_steps: module {index} outputs {steps[end - 1]} steps per "
+                f"{window}-sample window, fewer than the {prediction_steps + 1} that predicting "
+                f"{prediction_steps} ahead needs"
+            )

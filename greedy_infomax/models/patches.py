@@ -1,4 +1,5 @@
 """Cutting images into a grid of overlapping patches and pooling per-patch features back into a grid."""
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,7 @@ class Patchify(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         B, C = images.shape[:2]
         p = self.patch_size
-        patches = images.unfold(2, p, self.stride).unfold(3, p, self.stride)   # (B, C, gh, gw, p, p)
+        patches = images.unfold(2, p, self.stride).unfold(3, p, self.stride)  # (B, C, gh, gw, p, p)
         return patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, C, p, p)
 
 
@@ -35,8 +36,7 @@ class PatchGridPool(nn.Module):
         # (N, h, w, C) view, else the encoder's backward starts from a contiguous gradient that every residual join
         # then mixes with channels-last ones (slow strided kernels).
         if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
-            vectors = h.permute(0, 2, 3, 1).mean(dim=(1, 2))                   # (B * g * g, C)
+            vectors = h.permute(0, 2, 3, 1).mean(dim=(1, 2))  # (B * g * g, C)
         else:
             vectors = h.mean(dim=(2, 3))
-        return vectors.unflatten(0, (-1, self.grid, self.grid)).permute(0, 3, 1, 2)   # (B, C, g, g)
-
+        return vectors.unflatten(0, (-1, self.grid, self.grid)).permute(0, 3, 1, 2)  # (B, C, g, g)

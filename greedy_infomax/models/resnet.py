@@ -3,12 +3,12 @@
 Every model exposes the same surface: `stages` (an nn.ModuleList) and `out_channels` (one per stage).
 How stages are grouped into gradient-isolated modules is configuration (see models/vision.py and models/split.py).
 """
+
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
-
-import torch
 
 
 class PreActBasicBlock(nn.Module):
@@ -60,8 +60,15 @@ class PatchResNet(nn.Module):
     Input and output are batches of patches (B * patches, C, h, w); the stem belongs to stage 1.
     """
 
-    def __init__(self, in_channels: int, block: str, blocks_per_stage: tuple[int, ...], planes: tuple[int, ...],
-                 stem_channels: int, stem_kernel: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        block: str,
+        blocks_per_stage: tuple[int, ...],
+        planes: tuple[int, ...],
+        stem_channels: int,
+        stem_kernel: int,
+    ) -> None:
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of: {', '.join(BLOCKS)}")

@@ -7,6 +7,7 @@
 factory of its input channels (a class such as InfoNCE2d, or a functools.partial of one), never with sizes
 typed in; the paper's models (vision.py, audio.py) are assembled with these two functions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -40,8 +41,13 @@ def split(network: nn.Sequential, after: Sequence[str]) -> list[nn.Sequential]:
     return [nn.Sequential(*children[start:end]) for start, end in zip(starts, ends + [len(children)])]
 
 
-def isolate(blocks: Sequence[nn.Module], objectives: Objective | Sequence[Objective], sample: torch.Tensor,
-            readouts: Sequence[nn.Module] | None = None, autoregressor: nn.Module | None = None) -> nn.ModuleList:
+def isolate(
+    blocks: Sequence[nn.Module],
+    objectives: Objective | Sequence[Objective],
+    sample: torch.Tensor,
+    readouts: Sequence[nn.Module] | None = None,
+    autoregressor: nn.Module | None = None,
+) -> nn.ModuleList:
     """One IsolatedModule per block, with its readout (default: identity) and its objective sized from `sample`.
 
     Args:
@@ -70,13 +76,16 @@ def _one_each(objectives: Objective | Sequence[Objective], count: int) -> list[O
             raise ValueError(f"{len(objectives)} objectives for {count} blocks: give one, or one per block")
         return list(objectives)
     if isinstance(objectives, nn.Module) and count > 1:
-        raise ValueError(f"one objective instance cannot serve {count} modules (they would share its parameters): "
-                         "pass a factory such as its class or functools.partial(InfoNCE2d, prediction_steps=3)")
+        raise ValueError(
+            f"one objective instance cannot serve {count} modules (they would share its parameters): "
+            "pass a factory such as its class or functools.partial(InfoNCE2d, prediction_steps=3)"
+        )
     return [objectives] * count
 
 
-def _sizes(block: nn.Module, readout: nn.Module, autoregressor: nn.Module | None, x: torch.Tensor,
-           index: int) -> tuple[torch.Tensor, int, int | None]:
+def _sizes(
+    block: nn.Module, readout: nn.Module, autoregressor: nn.Module | None, x: torch.Tensor, index: int
+) -> tuple[torch.Tensor, int, int | None]:
     """The module's output on x, the channels of what its objective scores, and of its context (if any).
 
     Eval mode, so that sizing neither updates nor trips over batch statistics (BatchNorm on one example).

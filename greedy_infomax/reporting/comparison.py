@@ -1,5 +1,6 @@
 """What `gim reproduce` leaves in its folder: comparison.md (one table per probe: rows = methods, columns =
 modules, then the paper's number) and comparison.png (per-module test error, log scale, one curve per method)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,10 @@ from greedy_infomax.reporting.probe_report import PROBE_NAMES, percent
 def comparison_rows(summary: dict[str, Any], probe: str) -> list[tuple[str, list[float | None]]]:
     """(row name, accuracy per module) for every method, then the random encoder and the raw-input baseline
     (the same input features under every module) taken from the runs that probed them."""
-    rows = [(method["method"], [module.get(probe) for module in method["results"]["trained"]])
-            for method in summary["methods"]]
+    rows = [
+        (method["method"], [module.get(probe) for module in method["results"]["trained"]])
+        for method in summary["methods"]
+    ]
     for method in summary["methods"]:
         results = method["results"]
         modules = len(results["trained"])
@@ -35,8 +38,12 @@ def format_comparison(summary: dict[str, Any]) -> str:
         for name, accuracies in comparison_rows(summary, probe):
             paper = summary["paper"].get(name)
             paper = paper.get(probe) if isinstance(paper, dict) else paper
-            cells = [name, *[percent(value) for value in accuracies], "" if paper is None else f"{paper:.1f}",
-                     _duration(seconds.get(name))]
+            cells = [
+                name,
+                *[percent(value) for value in accuracies],
+                "" if paper is None else f"{paper:.1f}",
+                _duration(seconds.get(name)),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append(f"### {PROBE_NAMES[probe]} probe: test accuracy (%)\n\n" + "\n".join(lines))
     return "\n\n".join(sections)
@@ -45,6 +52,7 @@ def format_comparison(summary: dict[str, Any]) -> str:
 def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     """Per-module test error (%) on a log axis, one curve per method, the raw-input baseline as a dotted line."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.ticker import FuncFormatter
@@ -61,7 +69,7 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
             modules = range(1, len(errors) + 1)
             if name == baseline:
                 if errors[0] is not None:  # a baseline without this probe draws no line
-                        axes.axhline(errors[0], color="grey", linestyle=":", label=name)
+                    axes.axhline(errors[0], color="grey", linestyle=":", label=name)
             else:
                 axes.plot(modules, errors, marker="o", label=name, linestyle="--" if name == "random init" else "-")
         axes.set_yscale("log")
@@ -85,7 +93,8 @@ def write_comparison(summary: dict[str, Any], folder: Path) -> str:
     (folder / "comparison.md").write_text(
         f"# {summary['task']} comparison, budget {summary['budget']} (preset {summary['preset']}, seed "
         f"{summary['seed']}, {summary['date']})\n\n{tables}\n\nThe paper's column is the last module's accuracy in the "
-        f"paper's setting (STL-10 / LibriSpeech-100), not this dataset's. Commands: commands.sh.\n")
+        f"paper's setting (STL-10 / LibriSpeech-100), not this dataset's. Commands: commands.sh.\n"
+    )
     plot_comparison(summary, folder / "comparison.png")
     return tables
 

@@ -4,13 +4,14 @@ The results of either task have the same shape: `probes` names the accuracy colu
 vision, speaker and phone for audio); `trained` and `random` hold one row per module; `baseline` holds the
 same probes on the raw input's features (raw pixels, log-mel).
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
-from greedy_infomax.reporting.run_folder import write_atomic
+from greedy_infomax.reporting.run_folder import check_writable, write_atomic
 
 PROBE_NAMES = {"linear": "linear", "knn": "kNN", "speaker": "speaker", "phone": "phone"}
 
@@ -38,6 +39,7 @@ def format_table(results: dict[str, Any]) -> str:
 def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     """One panel per probe: accuracy per module of the trained and random encoders, the baseline as a line."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
@@ -47,11 +49,17 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     for axes, probe in zip(panels[0], probes):
         for encoder, colour in (("trained", "tab:blue"), ("random", "tab:green")):
             if encoder in results:
-                axes.plot(modules, [100 * row[probe] for row in results[encoder]], "o-", color=colour,
-                          label=_label(results, encoder))
+                axes.plot(
+                    modules,
+                    [100 * row[probe] for row in results[encoder]],
+                    "o-",
+                    color=colour,
+                    label=_label(results, encoder),
+                )
         if probe in results.get("baseline", {}):
-            axes.axhline(100 * results["baseline"][probe], color="grey", linestyle=":",
-                         label=results["baseline"]["name"])
+            axes.axhline(
+                100 * results["baseline"][probe], color="grey", linestyle=":", label=results["baseline"]["name"]
+            )
         axes.set_xticks(modules)
         axes.set_xlabel("module")
         axes.set_ylabel("test accuracy (%)")
@@ -65,12 +73,27 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+REPORT_FILES = ("probe.json", "probe.md", "probe.png")
+
+
+def check_probe_report(folder: Path) -> None:
+    """Fail before probing, not after, where the report could not be written (a read-only run folder); the folder
+    (RUN/probes/step-N for a kept step) is made if missing."""
+    for name in REPORT_FILES:
+        check_writable(folder / name, "probed")
+
+
 def write_probe_report(run_path: Path, results: dict[str, Any]) -> str:
     """Write probe.json, probe.md and probe.png into the run folder; return the table."""
     table = format_table(results)
     write_atomic(run_path / "probe.json", json.dumps(results, indent=2).encode())
-    write_atomic(run_path / "probe.md", (f"# Probes: {results['method']} on {results['dataset']}, step {results['step']}\n\n"
-                                          f"Features: {results['features']}.\n\n{table}\n").encode())
+    write_atomic(
+        run_path / "probe.md",
+        (
+            f"# Probes: {results['method']} on {results['dataset']}, step {results['step']}\n\n"
+            f"Features: {results['features']}.\n\n{table}\n"
+        ).encode(),
+    )
     plot_accuracy(results, run_path / "probe.png")
     return table
 

@@ -1,5 +1,6 @@
 """The tasks by name, and the presets of every task. A new task is one module in this package (see base.py) and
 one `register` line below."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -19,8 +20,9 @@ TASKS: dict[str, Task] = {}
 
 def register(task: Task) -> Task:
     """Make a task known to the config loader, `--preset`, `gim demo`, `gim reproduce` and the run folders."""
-    clash = sorted(set(task.presets) & {name for other in TASKS.values() if other.name != task.name
-                                        for name in other.presets})
+    clash = sorted(
+        set(task.presets) & {name for other in TASKS.values() if other.name != task.name for name in other.presets}
+    )
     if clash:
         raise ValueError(f"task {task.name}: preset {clash[0]!r} is another task's")
     TASKS[task.name] = task
@@ -68,7 +70,8 @@ def build_modules(config: AnyRunConfig, in_channels: int) -> nn.ModuleList:
     return task_of(config).build_modules(config, in_channels)
 
 
-def prepare_modules(config: AnyRunConfig, in_channels: int, device: torch.device,
-                    with_optimizers: bool = True) -> nn.ModuleList:
+def prepare_modules(
+    config: AnyRunConfig, in_channels: int, device: torch.device, with_optimizers: bool = True
+) -> nn.ModuleList:
     """The run's modules built by its task with the run's seed, placed for speed, optimisers on trained ones."""
     return task_of(config).prepare_modules(config, in_channels, device, with_optimizers)

@@ -2,10 +2,11 @@
 modules, InfoNCE over future frames (paper, Sec. 4.2), probed by linear speaker and phone classifiers on every
 module's frozen features.
 
-Its run config's defaults are the paper's LibriSpeech setup but for the probe protocol, cached by default so that a
-run folder written before `probe.protocol` existed probes as it did: `paper-librispeech` is `AudioRunConfig()` with
-the paper's probe protocol.
+Its run config's defaults are the paper's LibriSpeech setup on one GPU of the original's (8 windows, one negative
+group) with the cached probe protocol, so that a run folder written before `probe.protocol` existed probes as it did:
+`paper-librispeech` is `AudioRunConfig()` with the paper's step of 4 such groups and the paper's probe protocol.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.config import (
+    DistributedConfig,
+    TrainConfig,
+    check_negative_groups,
+    check_negatives,
+    check_probe_stages,
+    require,
+)
 from greedy_infomax.data import read_speech, speech_corpus_root
 from greedy_infomax.data.librispeech import LABEL_FOLDER, AudioSpec, LibriSpeechCorpus, WindowLoader, standardize
 from greedy_infomax.data.speech_corpus import generate_speech_corpus
@@ -26,15 +34,20 @@ from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import SpeechFeatureExtractor, check_module
 from greedy_infomax.evaluation.features import left_unchanged
 from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.evaluation.speech_features import (Encoder, SpeechFeatures, log_mel_output, module_outputs,
-                                                        speech_features)
+from greedy_infomax.evaluation.speech_features import (
+    Encoder,
+    SpeechFeatures,
+    log_mel_output,
+    module_outputs,
+    speech_features,
+)
 from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming, time_averaged, utterance_stream
 from greedy_infomax.models.audio import audio_modules
-from greedy_infomax.objectives import InfoNCE1d, SpeechSupervised
+from greedy_infomax.objectives import CLAPP1d, InfoNCE1d, SpeechSupervised
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks.base import Task
 
-OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_1d": InfoNCE1d, "supervised": SpeechSupervised}
+OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_1d": InfoNCE1d, "supervised": SpeechSupervised, "clapp": CLAPP1d}
 """`objective.name` -> objective class; a new objective is one file in objectives/ and one line here."""
 
 CPU_AUDIO_EPOCHS = 8
@@ -58,9 +71,14 @@ class AudioDataConfig:
     """Windows per training step."""
 
     def __post_init__(self) -> None:
-        require(self.batch_size > 1, "data.batch_size", f"needs at least 2 windows for negatives, got {self.batch_size}")
-        require(self.limit is None or self.limit >= self.batch_size, "data.limit",
-                 f"must be at least one batch ({self.batch_size} utterances), got {self.limit}")
+        require(
+            self.batch_size > 1, "data.batch_size", f"needs at least 2 windows for negatives, got {self.batch_size}"
+        )
+        require(
+            self.limit is None or self.limit >= self.batch_size,
+            "data.limit",
+            f"must be at least one batch ({self.batch_size} utterances), got {self.limit}",
+        )
 
 
 @dataclass(frozen=True)
@@ -82,15 +100,23 @@ class AudioModelConfig:
 
     def __post_init__(self) -> None:
         layers = len(self.channels)
-        require(len(self.kernels) == len(self.strides) == len(self.paddings) == layers, "model.channels",
-                 f"kernels, strides and paddings need one entry per conv layer ({layers})")
-        require(layers > 0 and all(c > 0 for c in self.channels), "model.channels",
-                 "needs at least one conv layer, and all sizes positive")
+        require(
+            len(self.kernels) == len(self.strides) == len(self.paddings) == layers,
+            "model.channels",
+            f"kernels, strides and paddings need one entry per conv layer ({layers})",
+        )
+        require(
+            layers > 0 and all(c > 0 for c in self.channels),
+            "model.channels",
+            "needs at least one conv layer, and all sizes positive",
+        )
         require(self.gru_hidden > 0, "model.gru_hidden", f"must be positive, got {self.gru_hidden}")
-        require(sum(self.stages_per_module) == layers + 1 and min(self.stages_per_module) > 0,
-                 "model.stages_per_module",
-                 f"must be positive and add up to the {layers + 1} stages ({layers} convs + GRU), "
-                 f"got {self.stages_per_module}")
+        require(
+            sum(self.stages_per_module) == layers + 1 and min(self.stages_per_module) > 0,
+            "model.stages_per_module",
+            f"must be positive and add up to the {layers + 1} stages ({layers} convs + GRU), "
+            f"got {self.stages_per_module}",
+        )
 
     @property
     def num_modules(self) -> int:
@@ -101,7 +127,7 @@ class AudioModelConfig:
         hops, last = [], 0
         for count in self.stages_per_module:
             last += count
-            hops.append(math.prod(self.strides[:min(last, len(self.strides))]))
+            hops.append(math.prod(self.strides[: min(last, len(self.strides))]))
         return hops
 
 
@@ -110,15 +136,21 @@ class AudioObjectiveConfig:
     """The per-module loss: InfoNCE predicting future frames."""
 
     name: str = "infonce_1d"
-    """Objective of every module: infonce_1d (InfoNCE), or supervised (linear speaker, time-averaged, and phone,
-    per 10 ms frame, classifiers with cross-entropy: greedy supervised; end-to-end supervised with one module); or
-    any objective registered in greedy_infomax.tasks.audio.OBJECTIVES."""
+    """Objective of every module: infonce_1d (InfoNCE); clapp (CLAPP's hinge, one negative per context, on the
+    same frames); supervised (linear speaker, time-averaged, and phone, per 10 ms frame, classifiers with
+    cross-entropy: greedy supervised; end-to-end supervised with one module); or any objective registered in
+    greedy_infomax.tasks.audio.OBJECTIVES."""
     prediction_steps: int = 12
-    """K: how many frames ahead are predicted."""
+    """infonce_1d, clapp: K, how many frames ahead are predicted."""
     num_negatives: int = 10
-    """Negatives per positive, drawn from all time steps of all windows of the batch."""
+    """infonce_1d: negatives per positive, from all time steps of all windows of the negative group: one table per
+    group whose columns are random permutations, step k reading its last rows (the original's sampling_method 1)."""
+    negative_groups: int = 1
+    """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
+    the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     subsample: bool = True
-    """Take contexts and positives from one random `subsample_window`-step window of longer sequences."""
+    """infonce_1d, clapp: take contexts and positives from one random `subsample_window`-step window of longer
+    sequences."""
     subsample_window: int = 128
     """Steps of that window (the paper's 128 frames)."""
     num_speakers: int = 251
@@ -130,12 +162,15 @@ class AudioObjectiveConfig:
     them (the original code's separate speaker and phone baselines)."""
 
     def __post_init__(self) -> None:
-        require(self.name in OBJECTIVES, "objective.name",
-                f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
+        require(self.name in OBJECTIVES, "objective.name", f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
         require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
-        require(self.subsample_window > self.prediction_steps, "objective.subsample_window",
-                 f"must exceed prediction_steps ({self.prediction_steps})")
+        require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
+        require(
+            self.subsample_window > self.prediction_steps,
+            "objective.subsample_window",
+            f"must exceed prediction_steps ({self.prediction_steps})",
+        )
 
 
 @dataclass(frozen=True)
@@ -195,15 +230,24 @@ class AudioRunConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
-        require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
-                 "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
+        require(
+            self.train.train_module is None or self.train.train_module <= self.model.num_modules,
+            "train.train_module",
+            f"must be at most {self.model.num_modules}, got {self.train.train_module}",
+        )
         check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
+        check_negative_groups(self.data.batch_size, self.objective.negative_groups)
+        check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
 
 PRESETS: dict[str, AudioRunConfig] = {
-    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules, probed by
-    # the paper's protocol.
-    "paper-librispeech": AudioRunConfig(probe=AudioProbeConfig(protocol="paper")),
+    # The paper's audio setup: LibriSpeech-100, the CPC encoder (5 convs of 512 + GRU 256) in 6 modules; its 4 GPUs of
+    # 8 windows: 32 windows per Adam step in 4 negative groups; probed by the paper's protocol.
+    "paper-librispeech": AudioRunConfig(
+        data=AudioDataConfig(batch_size=32),
+        objective=AudioObjectiveConfig(negative_groups=4),
+        probe=AudioProbeConfig(protocol="paper"),
+    ),
     # The CPU default used by `gim demo audio`: the generated speech corpus and a narrower encoder.
     "speech": AudioRunConfig(
         data=AudioDataConfig(dataset="speech-corpus", batch_size=16),
@@ -231,8 +275,11 @@ class AudioTask(Task):
     demo_preset = "speech"
     paper_preset = "paper-librispeech"
     budgets = {"smoke": "speech-smoke", "cpu": "speech", "paper": "paper-librispeech"}
-    paper_results = {"GIM": {"speaker": 99.4, "phone": 62.5}, "end-to-end CPC": {"speaker": 97.4, "phone": 64.6},
-                     "log-mel": {"speaker": 17.6, "phone": 39.7}}
+    paper_results = {
+        "GIM": {"speaker": 99.4, "phone": 62.5},
+        "end-to-end CPC": {"speaker": 97.4, "phone": 64.6},
+        "log-mel": {"speaker": 17.6, "phone": 39.7},
+    }
 
     def prepare_data(self, config: AudioRunConfig) -> None:
         """Generate the speech corpus where the config expects it, if it is not there yet."""
@@ -249,16 +296,20 @@ class AudioTask(Task):
         supervised = self.needs_labels(config)
         if supervised:
             if corpus.alignment_file is None:
-                raise GimError("objective.name: the supervised objective trains a phone classifier, and the corpus "
-                               "has no phone alignments")
+                raise GimError(
+                    "objective.name: the supervised objective trains a phone classifier, and the corpus "
+                    "has no phone alignments"
+                )
             _check_classes("objective.num_speakers", config.objective.num_speakers, corpus.spec.num_speakers)
             _check_classes("objective.num_phones", config.objective.num_phones, corpus.spec.num_phones)
         training, _ = _held_out(corpus, config.train.validation)
-        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised,
-                              utterances=training)
+        loader = WindowLoader(
+            corpus, "train", config.data.batch_size, device, config.train.seed, phones=supervised, utterances=training
+        )
         if len(loader) == 0:
-            raise GimError(f"{len(loader.utterances)} training utterances do not fill one batch of "
-                           f"{config.data.batch_size}")
+            raise GimError(
+                f"{len(loader.utterances)} training utterances do not fill one batch of {config.data.batch_size}"
+            )
         return loader, 1
 
     def validation_loader(self, config: AudioRunConfig, device: torch.device) -> WindowLoader | None:
@@ -267,24 +318,43 @@ class AudioTask(Task):
             return None
         corpus = load_speech(config.data)
         _, held_out = _held_out(corpus, config.train.validation)
-        loader = WindowLoader(corpus, "train", config.data.batch_size, device, config.train.seed,
-                              phones=self.needs_labels(config), utterances=held_out)
+        loader = WindowLoader(
+            corpus,
+            "train",
+            config.data.batch_size,
+            device,
+            config.train.seed,
+            phones=self.needs_labels(config),
+            utterances=held_out,
+        )
         if len(loader) == 0:
-            raise GimError(f"train.validation: {len(held_out)} held-out utterances do not fill one batch of "
-                           f"{config.data.batch_size}")
+            raise GimError(
+                f"train.validation: {len(held_out)} held-out utterances do not fill one batch of "
+                f"{config.data.batch_size}"
+            )
         return loader
 
     def build_modules(self, config: AudioRunConfig, in_channels: int = 1) -> nn.ModuleList:
         """`objective.subsample` only acts on sequences longer than `subsample_window` steps (in the paper's
-        encoder: conv 1-4)."""
-        m, o = config.model, config.objective
-        return audio_modules(in_channels, self.objective(config), window=AudioSpec.window, label_hop=AudioSpec.hop,
-                             prediction_steps=o.prediction_steps if o.name == "infonce_1d" else 0,
-                             channels=m.channels, kernels=m.kernels, strides=m.strides, paddings=m.paddings,
-                             gru_hidden=m.gru_hidden, stages_per_module=m.stages_per_module)
+        encoder: conv 1-4). An objective that predicts ahead (it takes `prediction_steps`) needs every module to
+        output more steps than that."""
+        m, objective = config.model, self.objective(config)
+        return audio_modules(
+            in_channels,
+            objective,
+            window=AudioSpec.window,
+            label_hop=AudioSpec.hop,
+            prediction_steps=objective.keywords.get("prediction_steps", 0),
+            channels=m.channels,
+            kernels=m.kernels,
+            strides=m.strides,
+            paddings=m.paddings,
+            gru_hidden=m.gru_hidden,
+            stages_per_module=m.stages_per_module,
+        )
 
     def end_to_end_name(self, config: AudioRunConfig) -> str:
-        return "CPC"                   # the GRU ends every audio encoder: one module trained end to end is CPC
+        return "CPC"  # the GRU ends every audio encoder: one module trained end to end is CPC
 
     def probe(self, run: RunFolder, config: AudioRunConfig, device: torch.device) -> dict[str, Any]:
         """Speaker and phone accuracy of every module, a random encoder (seed + 1) and log-mel features, by the
@@ -308,23 +378,32 @@ class AudioTask(Task):
             "trained": rows,
         }
         if p.random_init:
-            results["random"], _ = _probe_encoder(self.random_encoder(config, 1, device), config, corpus, device,
-                                                  "random init")
+            results["random"], _ = _probe_encoder(
+                self.random_encoder(config, 1, device), config, corpus, device, "random init"
+            )
         if p.log_mel:
             [baseline], _ = _probe(log_mel_output(corpus.spec), [corpus.spec.hop], config, corpus, device, "log-mel")
             results["baseline"] = {"name": "log-mel", **baseline}
         return results
 
-    def embed(self, run: RunFolder, config: AudioRunConfig, module: int, role: str,
-              device: torch.device) -> dict[str, np.ndarray]:
+    def embed(
+        self, run: RunFolder, config: AudioRunConfig, module: int, role: str, device: torch.device
+    ) -> dict[str, np.ndarray]:
         """The cached speech probes' features of module `module` on the train split (roles 'pretrain',
         'probe_train') or the test split: "speaker_features" (segments, D) with "speakers", and, when the corpus
         has phone alignments, "phone_features" (frames, D) with "phones"."""
         split = "test" if role == "probe_test" else "train"
         p = config.probe
-        features = speech_features(module_outputs(self._encoder(run, config, module, device)),
-                                   config.model.module_hops()[:module], load_speech(config.data), split,
-                                   p.phone_frames, p.speaker_segments, device, f"module {module}")
+        features = speech_features(
+            module_outputs(self._encoder(run, config, module, device)),
+            config.model.module_hops()[:module],
+            load_speech(config.data),
+            split,
+            p.phone_frames,
+            p.speaker_segments,
+            device,
+            f"module {module}",
+        )
         arrays = {"speaker_features": features.speaker[-1].numpy(), "speakers": features.speakers.numpy()}
         if features.phone is not None and features.phones is not None:
             arrays |= {"phone_features": features.phone[-1].numpy(), "phones": features.phones.numpy()}
@@ -332,9 +411,11 @@ class AudioTask(Task):
 
     def extractor(self, run: RunFolder, config: AudioRunConfig, module: int, device: torch.device) -> nn.Module:
         """Waveforms in [-1, 1] (B, 1, samples) -> `.transform` -> module `module`'s (B, frames, D) features."""
-        return SpeechFeatureExtractor(self._encoder(run, config, module, device),
-                                      config.model.module_hops()[module - 1],
-                                      partial(standardize, spec=load_speech(config.data).spec))
+        return SpeechFeatureExtractor(
+            self._encoder(run, config, module, device),
+            config.model.module_hops()[module - 1],
+            partial(standardize, spec=load_speech(config.data).spec),
+        )
 
     def supervised_variants(self, budget: str) -> tuple[str, ...]:
         """At the paper's budget, as the original code: a speaker model and a phone model, each its own row."""
@@ -355,8 +436,9 @@ class AudioTask(Task):
     def sized_for_labels(self, config: AudioRunConfig) -> AudioRunConfig:
         """The generated corpus has its own speakers."""
         spec = load_speech(config.data).spec
-        return replace(config, objective=replace(config.objective, num_speakers=spec.num_speakers,
-                                                 num_phones=spec.num_phones))
+        return replace(
+            config, objective=replace(config.objective, num_speakers=spec.num_speakers, num_phones=spec.num_phones)
+        )
 
     def example_batch(self, config: AudioRunConfig, batch_size: int, device: torch.device) -> torch.Tensor:
         return torch.randn(batch_size, 1, AudioSpec.window, device=device)
@@ -376,83 +458,134 @@ def load_speech(config: AudioDataConfig) -> LibriSpeechCorpus:
 def _held_out(corpus: LibriSpeechCorpus, share: float) -> tuple[list, list]:
     """The training utterances and the share held out of them, evenly spread over the split (so over speakers)."""
     utterances = list(corpus.splits["train"])
-    held = set(np.round(np.linspace(0, len(utterances) - 1, round(len(utterances) * share))).astype(int)) \
-        if share else set()
+    held = (
+        set(np.round(np.linspace(0, len(utterances) - 1, round(len(utterances) * share))).astype(int))
+        if share
+        else set()
+    )
     return ([u for i, u in enumerate(utterances) if i not in held], [u for i, u in enumerate(utterances) if i in held])
 
 
 def _check_classes(option: str, configured: int, dataset: int) -> None:
     if configured != dataset:
-        raise GimError(f"{option}: the supervised objective is sized for {configured} classes, the data has {dataset}; "
-                       f"pass --{option} {dataset}")
+        raise GimError(
+            f"{option}: the supervised objective is sized for {configured} classes, the data has {dataset}; "
+            f"pass --{option} {dataset}"
+        )
 
 
 def _features(options: AudioProbeConfig, spec: AudioSpec) -> str:
     """What the classifiers were fitted on, in words, for probe.json."""
     if options.protocol == "paper":
-        return (f"the paper's protocol, streamed: speaker: each module's output for one random {spec.window}-sample "
-                f"window per utterance, drawn anew every epoch and encoded alone, averaged over time; phone: each "
-                f"module's output per {spec.hop}-sample label frame of whole utterances, one utterance per step; "
-                f"raw features")
+        return (
+            f"the paper's protocol, streamed: speaker: each module's output for one random {spec.window}-sample "
+            f"window per utterance, drawn anew every epoch and encoded alone, averaged over time; phone: each "
+            f"module's output per {spec.hop}-sample label frame of whole utterances, one utterance per step; "
+            f"raw features"
+        )
     segments = f", at most {options.speaker_segments} segments per split" if options.speaker_segments else ""
     frames = f", at most {options.phone_frames} frames per split" if options.phone_frames else ""
-    return (f"speaker: each module's output averaged over every {spec.window}-sample segment of whole utterances"
-            f"{segments}; phone: each module's output per {spec.hop}-sample label frame{frames}")
+    return (
+        f"speaker: each module's output averaged over every {spec.window}-sample segment of whole utterances"
+        f"{segments}; phone: each module's output per {spec.hop}-sample label frame{frames}"
+    )
 
 
-def _probe_encoder(modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus, device: torch.device,
-                   name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+def _probe_encoder(
+    modules: nn.ModuleList, config: AudioRunConfig, corpus: LibriSpeechCorpus, device: torch.device, name: str
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     with left_unchanged(modules, name):
         rows, kept = _probe(module_outputs(modules), config.model.module_hops(), config, corpus, device, name)
     return [{"module": index, **row} for index, row in enumerate(rows, start=1)], kept
 
 
-def _probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
-           device: torch.device, name: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+def _probe(
+    encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus, device: torch.device, name: str
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """Speaker and phone accuracy of each output of `encode` by the configured protocol; and, for the cached one,
     the speaker segments and phone frames of each split that it kept."""
     p = config.probe
     if p.protocol == "paper":
         return _paper_probe(encode, hops, config, corpus, device, name), {}
-    train, test = (speech_features(encode, hops, corpus, split, p.phone_frames, p.speaker_segments, device, name)
-                   for split in ("train", "test"))
+    train, test = (
+        speech_features(encode, hops, corpus, split, p.phone_frames, p.speaker_segments, device, name)
+        for split in ("train", "test")
+    )
     kept = {"speaker_segments": {"train": len(train.speakers), "test": len(test.speakers)}}
     if train.phones is not None and test.phones is not None:
         kept["phone_frames"] = {"train": len(train.phones), "test": len(test.phones)}
     return [_classify(train, test, index, config, corpus) for index in range(len(hops))], kept
 
 
-def _paper_probe(encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus,
-                 device: torch.device, name: str) -> list[dict[str, Any]]:
+def _paper_probe(
+    encode: Encoder, hops: list[int], config: AudioRunConfig, corpus: LibriSpeechCorpus, device: torch.device, name: str
+) -> list[dict[str, Any]]:
     """The paper's speaker and phone probes of each output of `encode`, streamed: speaker on random windows, the
     last incomplete batch of an epoch left out as in the original, phone on whole utterances in stored order."""
     p, seed, spec = config.probe, config.train.seed, corpus.spec
     train = WindowLoader(corpus, "train", p.batch_size, device, seed)
     if len(train) == 0:
-        raise GimError(f"probe.batch_size: the {len(train.utterances)} training utterances do not fill one batch "
-                       f"of {p.batch_size} windows for the speaker probe; pass a smaller --probe.batch_size")
+        raise GimError(
+            f"probe.batch_size: the {len(train.utterances)} training utterances do not fill one batch "
+            f"of {p.batch_size} windows for the speaker probe; pass a smaller --probe.batch_size"
+        )
     test = WindowLoader(corpus, "test", p.batch_size, device, seed, shuffle=False)
     windows = time_averaged(encode)
-    speaker = fit_streaming(batch_stream(windows, train), batch_stream(windows, test), spec.num_speakers,
-                            p.speaker_epochs, p.speaker_lr, seed, description=f"{name}: speaker")
+    speaker = fit_streaming(
+        batch_stream(windows, train),
+        batch_stream(windows, test),
+        spec.num_speakers,
+        p.speaker_epochs,
+        p.speaker_lr,
+        seed,
+        description=f"{name}: speaker",
+    )
     rows = [{"features": features, "speaker": accuracy} for features, accuracy in speaker]
     if corpus.alignment_file is None:
         return rows
-    phone = fit_streaming(lambda epoch: utterance_stream(encode, hops, corpus, "train", device),
-                          lambda epoch: utterance_stream(encode, hops, corpus, "test", device), spec.num_phones,
-                          p.phone_epochs, p.phone_lr, seed, xavier=True, description=f"{name}: phone")
+    phone = fit_streaming(
+        lambda epoch: utterance_stream(encode, hops, corpus, "train", device),
+        lambda epoch: utterance_stream(encode, hops, corpus, "test", device),
+        spec.num_phones,
+        p.phone_epochs,
+        p.phone_lr,
+        seed,
+        xavier=True,
+        description=f"{name}: phone",
+    )
     return [row | {"phone": accuracy} for row, (_, accuracy) in zip(rows, phone, strict=True)]
 
 
-def _classify(train: SpeechFeatures, test: SpeechFeatures, index: int, config: AudioRunConfig,
-              corpus: LibriSpeechCorpus) -> dict[str, Any]:
+def _classify(
+    train: SpeechFeatures, test: SpeechFeatures, index: int, config: AudioRunConfig, corpus: LibriSpeechCorpus
+) -> dict[str, Any]:
     p, seed = config.probe, config.train.seed
-    row = {"features": train.speaker[index].shape[1],
-           "speaker": linear_probe(train.speaker[index], train.speakers, test.speaker[index], test.speakers,
-                                   corpus.spec.num_speakers, p.speaker_epochs, p.speaker_lr, p.batch_size, seed)}
+    row = {
+        "features": train.speaker[index].shape[1],
+        "speaker": linear_probe(
+            train.speaker[index],
+            train.speakers,
+            test.speaker[index],
+            test.speakers,
+            corpus.spec.num_speakers,
+            p.speaker_epochs,
+            p.speaker_lr,
+            p.batch_size,
+            seed,
+        ),
+    }
     if train.phone is not None and test.phone is not None:
-        row["phone"] = linear_probe(train.phone[index], train.phones, test.phone[index], test.phones,
-                                    corpus.spec.num_phones, p.phone_epochs, p.phone_lr, p.batch_size, seed)
+        row["phone"] = linear_probe(
+            train.phone[index],
+            train.phones,
+            test.phone[index],
+            test.phones,
+            corpus.spec.num_phones,
+            p.phone_epochs,
+            p.phone_lr,
+            p.batch_size,
+            seed,
+        )
     return row
 
 

@@ -6,6 +6,7 @@ next to the shared train and distributed ones), its presets, its objectives by n
 builds loaders and modules from that config and runs its probe protocol; one line in tasks/__init__.py registers
 it. Everything above this layer (workflows, reproduce, bench, the CLI) reaches a task only through these methods.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -24,6 +25,11 @@ from greedy_infomax.errors import GimError
 from greedy_infomax.models import copy_stages
 from greedy_infomax.placement import configure
 from greedy_infomax.reporting.run_folder import RunFolder
+
+
+def objective_options(cls: type[nn.Module]) -> set[str]:
+    """The options an objective's constructor takes by name: the fields of the objective config it reads."""
+    return set(inspect.signature(cls).parameters)
 
 
 class Task:
@@ -67,6 +73,11 @@ class Task:
         """Whether the configured objective trains on labels (it says so with `needs_labels = True`)."""
         return getattr(self.objectives[config.objective.name], "needs_labels", False)
 
+    def views(self, config: AnyRunConfig) -> int:
+        """Rows per sample the configured objective scores: 2 for two augmented views of every sample, rows b and
+        B + b of a batch (it says so with `views = 2`), else 1."""
+        return getattr(self.objectives[config.objective.name], "views", 1)
+
     # model ---------------------------------------------------------------------------------------------------------
     def build_modules(self, config: AnyRunConfig, in_channels: int) -> nn.ModuleList:
         """The run's encoder as IsolatedModules, cut as `model.stages_per_module` says."""
@@ -76,12 +87,19 @@ class Task:
         """The configured objective's class with the options its constructor names, taken from the config's
         objective section: a function of the module's output channels."""
         if config.objective.name not in self.objectives:
-            raise GimError(f"objective.name: {config.objective.name!r} is not an objective of {self.name} runs; "
-                           f"choose one of: {', '.join(self.objectives)}")
+            raise GimError(
+                f"objective.name: {config.objective.name!r} is not an objective of {self.name} runs; "
+                f"choose one of: {', '.join(self.objectives)}"
+            )
         cls = self.objectives[config.objective.name]
-        wanted = inspect.signature(cls).parameters
-        return partial(cls, **{name: getattr(config.objective, name) for name in wanted
-                               if name != "name" and hasattr(config.objective, name)})
+        return partial(
+            cls,
+            **{
+                name: getattr(config.objective, name)
+                for name in objective_options(cls)
+                if name != "name" and hasattr(config.objective, name)
+            },
+        )
 
     def cut_at(self, config: AnyRunConfig, stages_per_module: tuple[int, ...]) -> AnyRunConfig:
         """The same encoder cut into other modules, for reading features only (e.g. an end-to-end run probed at
@@ -102,24 +120,28 @@ class Task:
 
     def training_method(self, config: AnyRunConfig) -> str:
         """How the run was trained, in words: its objective, end-to-end or how many modules, and what set it apart
-        (the sequential curriculum, one module trained, a context network in the last module)."""
-        supervised = "supervised" if config.objective.name == "supervised" else None
+        (the sequential curriculum, one module trained, a context network in the last module). The task's own
+        objective (the objective config's default) trained per module is GIM; any other is named: "greedy
+        supervised", "greedy simclr"."""
+        name = config.objective.name
+        other = None if name == type(config.objective)().name else name
         context = self.context_network(config)
         if config.model.num_modules == 1:
-            return f"end-to-end {supervised or self.end_to_end_name(config)}"
+            return f"end-to-end {other or self.end_to_end_name(config)}"
         details = [f"{config.model.num_modules} modules"]
         details += ["sequential"] if config.train.curriculum == "sequential" else []
         details += [f"train_module {config.train.train_module}"] if config.train.train_module else []
         details += [f"{context} in module {config.model.num_modules}"] if context else []
-        return f"{'greedy supervised' if supervised else 'GIM'} ({', '.join(details)})"
+        return f"{f'greedy {other}' if other else 'GIM'} ({', '.join(details)})"
 
     # evaluation ----------------------------------------------------------------------------------------------------
     def probe(self, run: RunFolder, config: AnyRunConfig, device: torch.device) -> dict[str, Any]:
         """The task's probe protocol on the run's newest checkpoint: every module, next to its baselines."""
         raise NotImplementedError
 
-    def embed(self, run: RunFolder, config: AnyRunConfig, module: int, role: str,
-              device: torch.device) -> dict[str, np.ndarray]:
+    def embed(
+        self, run: RunFolder, config: AnyRunConfig, module: int, role: str, device: torch.device
+    ) -> dict[str, np.ndarray]:
         """Module `module`'s (1-based) features, as the probes see them, of the split playing `role` ('pretrain',
         'probe_train' or 'probe_test')."""
         raise NotImplementedError
@@ -158,20 +180,23 @@ class Task:
         raise NotImplementedError
 
     # shared by every task: building and loading encoders ----------------------------------------------------------
-    def prepare_modules(self, config: AnyRunConfig, in_channels: int, device: torch.device,
-                        with_optimizers: bool = True) -> nn.ModuleList:
+    def prepare_modules(
+        self, config: AnyRunConfig, in_channels: int, device: torch.device, with_optimizers: bool = True
+    ) -> nn.ModuleList:
         """Build the modules with the run's seed, placed and formatted for speed, optimisers on trained ones only."""
         torch.manual_seed(config.train.seed)
         return configure(self.build_modules(config, in_channels), config.train, device, with_optimizers)
 
-    def load_trained(self, run: RunFolder, config: AnyRunConfig, in_channels: int,
-                     device: torch.device) -> tuple[nn.ModuleList, dict[str, Any]]:
+    def load_trained(
+        self, run: RunFolder, config: AnyRunConfig, in_channels: int, device: torch.device
+    ) -> tuple[nn.ModuleList, dict[str, Any]]:
         """The run's modules with the weights of its newest checkpoint (no optimisers), and the saved progress."""
         modules = self.prepare_modules(config, in_channels, device, with_optimizers=False)
         return modules, run.load_checkpoint(modules, with_optimizers=False)
 
-    def probed_encoder(self, run: RunFolder, config: AnyRunConfig, in_channels: int,
-                       device: torch.device) -> tuple[nn.ModuleList, AnyRunConfig, dict[str, Any]]:
+    def probed_encoder(
+        self, run: RunFolder, config: AnyRunConfig, in_channels: int, device: torch.device
+    ) -> tuple[nn.ModuleList, AnyRunConfig, dict[str, Any]]:
         """The modules of the run's newest checkpoint, cut at `probe.stages_per_module` when set; the config cut
         alike; the saved progress."""
         trained, progress = self.load_trained(run, config, in_channels, device)

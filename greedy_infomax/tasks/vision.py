@@ -1,10 +1,11 @@
 """The vision task: images cut into a grid of patches, a patch ResNet in gradient-isolated modules, InfoNCE over
 the grid (paper, Sec. 4.1), probed by linear and kNN classifiers on every module's pooled features.
 
-Its run config's defaults are the paper's STL-10 setup but for the probe protocol, cached by default so that a run
-folder written before `probe.protocol` existed probes as it did: `paper-stl10` is `VisionRunConfig()` with the
-paper's probe protocol.
+Its run config's defaults are the paper's STL-10 setup on one GPU of the original's (32 images, one negative group)
+with the cached probe protocol, so that a run folder written before `probe.protocol` existed probes as it did:
+`paper-stl10` is `VisionRunConfig()` with the paper's step of 8 such groups and the paper's probe protocol.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,12 +17,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from greedy_infomax.config import DistributedConfig, TrainConfig, check_probe_stages, require
+from greedy_infomax.config import (
+    DistributedConfig,
+    TrainConfig,
+    check_negative_groups,
+    check_negatives,
+    check_probe_stages,
+    require,
+)
 from greedy_infomax.data import DATASETS, known_dataset, read_images
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.streamed import StreamedImages, StreamLoader, image_batches
 from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embed
 from greedy_infomax.evaluation.features import left_unchanged, module_features, raw_pixel_features
@@ -29,11 +38,18 @@ from greedy_infomax.evaluation.protocol import probe_features, probe_modules
 from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming
 from greedy_infomax.models.pixelcnn import PixelCNN
 from greedy_infomax.models.vision import patch_resnet_modules
-from greedy_infomax.objectives import InfoNCE2d, Supervised
+from greedy_infomax.objectives import BarlowTwins, CLAPP2d, InfoNCE2d, SimCLR, Supervised, VICReg
 from greedy_infomax.reporting.run_folder import RunFolder
-from greedy_infomax.tasks.base import Task
+from greedy_infomax.tasks.base import Task, objective_options
 
-OBJECTIVES: dict[str, type[nn.Module]] = {"infonce_2d": InfoNCE2d, "supervised": Supervised}
+OBJECTIVES: dict[str, type[nn.Module]] = {
+    "infonce_2d": InfoNCE2d,
+    "supervised": Supervised,
+    "clapp": CLAPP2d,
+    "simclr": SimCLR,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
+}
 """`objective.name` -> objective class; a new objective is one file in objectives/ and one line here."""
 
 
@@ -49,7 +65,8 @@ class DataConfig:
     """Folder holding the dataset; None: $GIM_DATA (stl10), $GIM_DATA/fashion-mnist then Debian's
     /usr/share/datasets/fashion-mnist (fashion-mnist). A python: factory is called with it, when given."""
     crop: int = 64
-    """Side of the square crop fed to the encoder (random when training, centred when evaluating)."""
+    """Side of the square crop fed to the encoder (random when training, centred when evaluating; a two-view
+    objective's views are random resized crops of this side, see data/views.py)."""
     flip: bool = True
     """Random horizontal flips when training."""
     grayscale: bool = True
@@ -57,7 +74,7 @@ class DataConfig:
     limit: int | None = None
     """Use only the first N images of every split (quick experiments and tests)."""
     batch_size: int = 32
-    """Images per training step."""
+    """Images per training step (a two-view objective scores 2 views of each: twice as many rows)."""
     resize: int = 96
     """photo-folder, imagenet: the side each photo is brought to (shorter side resized, centre square kept) by the
     loader's workers, before the random crops of `crop`; 96 is STL-10's size, which the paper crops to 64."""
@@ -66,14 +83,20 @@ class DataConfig:
     0: the training process itself. Any number reads the same batches."""
 
     def __post_init__(self) -> None:
-        require(known_dataset(self.dataset), "data.dataset",
-                f"must be one of {', '.join(DATASETS)} or python:package.module:factory, got {self.dataset!r}")
+        require(
+            known_dataset(self.dataset),
+            "data.dataset",
+            f"must be one of {', '.join(DATASETS)} or python:package.module:factory, got {self.dataset!r}",
+        )
         require(self.resize > 0, "data.resize", f"must be positive, got {self.resize}")
         require(self.workers is None or self.workers >= 0, "data.workers", f"must be >= 0, got {self.workers}")
         require(self.crop > 0, "data.crop", f"must be positive, got {self.crop}")
         require(self.batch_size > 1, "data.batch_size", f"needs at least 2 images for negatives, got {self.batch_size}")
-        require(self.limit is None or self.limit >= self.batch_size, "data.limit",
-                 f"must be at least one batch ({self.batch_size} images), got {self.limit}")
+        require(
+            self.limit is None or self.limit >= self.batch_size,
+            "data.limit",
+            f"must be at least one batch ({self.batch_size} images), got {self.limit}",
+        )
 
 
 @dataclass(frozen=True)
@@ -103,15 +126,23 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         require(self.pixelcnn_layers > 0, "model.pixelcnn_layers", "must be positive")
-        require(len(self.planes) == len(self.blocks_per_stage), "model.planes",
-                 f"needs one width per stage ({len(self.blocks_per_stage)}), got {len(self.planes)}")
+        require(
+            len(self.planes) == len(self.blocks_per_stage),
+            "model.planes",
+            f"needs one width per stage ({len(self.blocks_per_stage)}), got {len(self.planes)}",
+        )
         require(all(n > 0 for n in self.blocks_per_stage), "model.blocks_per_stage", "must all be positive")
         require(all(p > 0 for p in self.planes), "model.planes", "must all be positive")
-        require(sum(self.stages_per_module) == len(self.blocks_per_stage) and min(self.stages_per_module) > 0,
-                 "model.stages_per_module",
-                 f"must be positive and add up to the {len(self.blocks_per_stage)} stages, got {self.stages_per_module}")
-        require(0 < self.patch_stride <= self.patch_size, "model.patch_stride",
-                 f"must be in 1..patch_size ({self.patch_size}), got {self.patch_stride}")
+        require(
+            sum(self.stages_per_module) == len(self.blocks_per_stage) and min(self.stages_per_module) > 0,
+            "model.stages_per_module",
+            f"must be positive and add up to the {len(self.blocks_per_stage)} stages, got {self.stages_per_module}",
+        )
+        require(
+            0 < self.patch_stride <= self.patch_size,
+            "model.patch_stride",
+            f"must be in 1..patch_size ({self.patch_size}), got {self.patch_stride}",
+        )
 
     @property
     def num_modules(self) -> int:
@@ -127,25 +158,54 @@ class ObjectiveConfig:
     """The per-module loss."""
 
     name: str = "infonce_2d"
-    """Objective of every module: infonce_2d (InfoNCE), or supervised (a pooled linear classifier with
-    cross-entropy on the labelled split: greedy supervised; end-to-end supervised with one module); or any
-    objective registered in greedy_infomax.tasks.vision.OBJECTIVES."""
+    """Objective of every module: infonce_2d (InfoNCE); clapp (CLAPP's hinge, one negative per context, on the same
+    grid); simclr, barlow_twins or vicreg (two augmented views of every image, each module's output pooled and
+    projected); supervised (a pooled linear classifier with cross-entropy on the labelled split: greedy supervised;
+    end-to-end supervised with one module); or any objective registered in greedy_infomax.tasks.vision.OBJECTIVES."""
     prediction_steps: int = 5
-    """K: how many rows below each context row are predicted."""
+    """infonce_2d, clapp: K, how many rows below each context row are predicted."""
     skip_steps: int = 1
-    """Rows skipped between a context row and its first target (they overlap with it)."""
+    """infonce_2d, clapp: rows skipped between a context row and its first target (they overlap with it)."""
     num_negatives: int = 16
-    """Negatives per positive, drawn uniformly with replacement from all positions of the batch."""
+    """infonce_2d: negatives per positive, drawn uniformly with replacement for each step k from that step's target
+    rows (rows skip_steps + k and below, every column, every image of the query's negative group)."""
+    negative_groups: int = 1
+    """G: the batch is cut into G equal groups, negatives are drawn within a group and the loss is the mean over
+    the groups (the original's nn.DataParallel, one group per GPU; no effect on the supervised objective)."""
     num_classes: int = 10
     """supervised: classes of the dataset's labels."""
+    temperature: float = 0.5
+    """simclr: tau of NT-Xent (SimCLR's best for small images)."""
+    off_diagonal_weight: float = 5e-3
+    """barlow_twins: lambda, the weight of the cross-correlation's off-diagonal terms (the paper's)."""
+    invariance_weight: float = 25.0
+    """vicreg: lambda, the weight of the views' mean squared distance (the paper's)."""
+    variance_weight: float = 25.0
+    """vicreg: mu, the weight of the hinge holding each dimension's standard deviation at 1 (the paper's)."""
+    covariance_weight: float = 1.0
+    """vicreg: nu, the weight of the squared off-diagonal covariances (the paper's)."""
+    hidden_dim: int = 512
+    """simclr, barlow_twins, vicreg: width of the hidden layer of each module's projector (Linear-BN-ReLU-Linear)."""
+    projection_dim: int | None = None
+    """simclr, barlow_twins, vicreg: width of the projections the loss scores; None: the objective's own (simclr
+    128, as SimCLR; barlow_twins and vicreg 512, their papers' 8192 scaled to these narrower modules)."""
 
     def __post_init__(self) -> None:
-        require(self.name in OBJECTIVES, "objective.name",
-                f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
+        require(self.name in OBJECTIVES, "objective.name", f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
         require(self.prediction_steps > 0, "objective.prediction_steps", "must be positive")
         require(self.skip_steps >= 0, "objective.skip_steps", "must be >= 0")
         require(self.num_negatives > 0, "objective.num_negatives", "must be positive")
+        require(self.negative_groups > 0, "objective.negative_groups", "must be positive")
         require(self.num_classes > 1, "objective.num_classes", "must be at least 2")
+        require(self.temperature > 0, "objective.temperature", f"must be positive, got {self.temperature}")
+        for option in ("off_diagonal_weight", "invariance_weight", "variance_weight", "covariance_weight"):
+            require(getattr(self, option) >= 0, f"objective.{option}", f"must be >= 0, got {getattr(self, option)}")
+        require(self.hidden_dim > 0, "objective.hidden_dim", f"must be positive, got {self.hidden_dim}")
+        require(
+            self.projection_dim is None or self.projection_dim > 0,
+            "objective.projection_dim",
+            f"must be positive (or None: the objective's own), got {self.projection_dim}",
+        )
 
 
 @dataclass(frozen=True)
@@ -205,24 +265,45 @@ class VisionRunConfig:
     def __post_init__(self) -> None:
         grid = self.model.grid(self.data.crop)
         require(grid > 0, "model.patch_size", f"{self.model.patch_size} does not fit in a {self.data.crop} crop")
-        require(self.objective.skip_steps + self.objective.prediction_steps < grid, "objective.prediction_steps",
-                 f"{self.objective.prediction_steps} steps after skipping {self.objective.skip_steps} "
-                 f"need more than the {grid} rows of the patch grid")
-        require(self.train.train_module is None or self.train.train_module <= self.model.num_modules,
-                 "train.train_module", f"must be at most {self.model.num_modules}, got {self.train.train_module}")
+        predicts_rows = "prediction_steps" in objective_options(OBJECTIVES[self.objective.name])
+        require(
+            not predicts_rows or self.objective.skip_steps + self.objective.prediction_steps < grid,
+            "objective.prediction_steps",
+            f"{self.objective.prediction_steps} steps after skipping "
+            f"{self.objective.skip_steps} need more than the {grid} rows of the patch grid",
+        )
+        require(
+            self.train.train_module is None or self.train.train_module <= self.model.num_modules,
+            "train.train_module",
+            f"must be at most {self.model.num_modules}, got {self.train.train_module}",
+        )
         require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
+        check_negative_groups(self.data.batch_size, self.objective.negative_groups)
+        check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
 
 PRESETS: dict[str, VisionRunConfig] = {
-    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules,
-    # probed by the paper's protocol (300 epochs).
-    "paper-stl10": VisionRunConfig(probe=ProbeConfig(protocol="paper", epochs=300, augmented_views=10)),
+    # The paper's vision setup: STL-10, 64x64 crops, 7x7 grid of 16x16 patches, bottleneck ResNet 3-4-6 in 3 modules;
+    # its 8 GPUs of 32 images: 256 images per Adam step in 8 negative groups; probed by the paper's protocol
+    # (300 epochs).
+    "paper-stl10": VisionRunConfig(
+        data=DataConfig(batch_size=256),
+        objective=ObjectiveConfig(negative_groups=8),
+        probe=ProbeConfig(protocol="paper", epochs=300, augmented_views=10),
+    ),
     # The CPU default used by `gim demo`: 28x28 Fashion-MNIST, 8x8 patches, one basic block per module.
     "fashion-mnist": VisionRunConfig(
         data=DataConfig(dataset="fashion-mnist", crop=28, flip=True, grayscale=True, batch_size=32),
-        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(32, 64, 128), stem_channels=32,
-                          stem_kernel=3, patch_size=8, patch_stride=4),
+        model=ModelConfig(
+            block="basic",
+            blocks_per_stage=(1, 1, 1),
+            planes=(32, 64, 128),
+            stem_channels=32,
+            stem_kernel=3,
+            patch_size=8,
+            patch_stride=4,
+        ),
         objective=ObjectiveConfig(prediction_steps=3, skip_steps=1, num_negatives=16),
         # One epoch only, so lr 1e-3 rather than the paper's 2e-4; bf16 where the CPU computes it natively.
         train=TrainConfig(lr=1e-3, epochs=1, precision="auto", checkpoint_every=500),
@@ -248,8 +329,15 @@ PRESETS: dict[str, VisionRunConfig] = {
     # Seconds, for tests: a tiny encoder on a few hundred images.
     "smoke": VisionRunConfig(
         data=DataConfig(dataset="fashion-mnist", crop=28, limit=256, batch_size=16),
-        model=ModelConfig(block="basic", blocks_per_stage=(1, 1, 1), planes=(4, 8, 8), stem_channels=4,
-                          stem_kernel=3, patch_size=8, patch_stride=4),
+        model=ModelConfig(
+            block="basic",
+            blocks_per_stage=(1, 1, 1),
+            planes=(4, 8, 8),
+            stem_channels=4,
+            stem_kernel=3,
+            patch_size=8,
+            patch_stride=4,
+        ),
         objective=ObjectiveConfig(prediction_steps=2, skip_steps=1, num_negatives=4),
         train=TrainConfig(lr=1e-3, epochs=1, checkpoint_every=8, log_every=2),
         probe=ProbeConfig(pool=1, epochs=2, knn_k=5),
@@ -265,36 +353,49 @@ class VisionTask(Task):
     demo_preset = "fashion-mnist"
     paper_preset = "paper-stl10"
     budgets = {"smoke": "smoke", "cpu": "fashion-mnist", "paper": "paper-stl10"}
-    paper_results = {"GIM": 81.9, "end-to-end CPC": 80.5, "supervised": 71.4, "greedy supervised": 65.2,
-                     "random init": 27.0}
+    paper_results = {
+        "GIM": 81.9,
+        "end-to-end CPC": 80.5,
+        "supervised": 71.4,
+        "greedy supervised": 65.2,
+        "random init": 27.0,
+    }
 
-    def pretrain_loader(self, config: VisionRunConfig,
-                        device: torch.device) -> tuple[BatchLoader | StreamLoader, int]:
+    def pretrain_loader(self, config: VisionRunConfig, device: torch.device) -> tuple[BatchLoader | StreamLoader, int]:
         """A supervised objective trains on the labelled split (STL-10's 5k `train` images, not `unlabeled`) and
         must be sized for the dataset's classes."""
         data, _ = _pretrain_split(config, self.needs_labels(config))
         if self.needs_labels(config) and config.objective.num_classes != data.spec.num_classes:
-            raise GimError(f"objective.num_classes: the supervised objective is sized for "
-                           f"{config.objective.num_classes} classes, the data has {data.spec.num_classes}; pass --objective.num_classes "
-                           f"{data.spec.num_classes}")
-        transform = ImageTransform.for_data(config.data.crop, config.data.flip, config.data.grayscale, data.spec)
+            raise GimError(
+                f"objective.num_classes: the supervised objective is sized for "
+                f"{config.objective.num_classes} classes, the data has {data.spec.num_classes}; pass "
+                f"--objective.num_classes {data.spec.num_classes}"
+            )
+        transform = train_transform(config.data, data.spec, self.views(config))
         loader = image_batches(data, config.data.batch_size, transform, device, config.train.seed, config.data.workers)
         if len(loader) == 0:
             raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
         return loader, input_channels(config.data, data.spec)
 
-    def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | None:
-        """The held-out images, centre-cropped, in batches of training size (the last incomplete one left out)."""
-        if not config.train.validation:        # without it, no second read of the pre-training split
+    def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | StreamLoader | None:
+        """The held-out images, centre-cropped (for a two-view objective: two views of each, drawn alike every
+        epoch), in batches of training size (the last incomplete one left out)."""
+        if not config.train.validation:  # without it, no second read of the pre-training split
             return None
         data, held_out = _pretrain_split(config, self.needs_labels(config))
         if held_out is None:
             return None
-        loader = BatchLoader(held_out, config.data.batch_size, eval_transform(config.data, data.spec), device,
-                             seed=config.train.seed)
+        views = self.views(config)
+        transform = (
+            eval_transform(config.data, data.spec) if views == 1 else train_transform(config.data, data.spec, views)
+        )
+        loader = image_batches(
+            held_out, config.data.batch_size, transform, device, config.train.seed, config.data.workers
+        )
         if len(loader) == 0:
-            raise GimError(f"train.validation: {len(held_out)} held-out images do not fill one batch of "
-                           f"{config.data.batch_size}")
+            raise GimError(
+                f"train.validation: {len(held_out)} held-out images do not fill one batch of {config.data.batch_size}"
+            )
         return loader
 
     def build_modules(self, config: VisionRunConfig, in_channels: int) -> nn.ModuleList:
@@ -304,14 +405,23 @@ class VisionTask(Task):
         objectives = [self.objective(config)] * m.num_modules
         if m.autoregressor == "pixelcnn":
             if objectives[-1].func is not InfoNCE2d:
-                raise GimError("model.autoregressor: the PixelCNN is the context network of InfoNCE (objective.name "
-                               "infonce_2d)")
+                raise GimError(
+                    "model.autoregressor: the PixelCNN is the context network of InfoNCE (objective.name infonce_2d)"
+                )
             objectives[-1] = partial(_with_pixelcnn, objectives[-1], layers=m.pixelcnn_layers)
-        return patch_resnet_modules(in_channels, config.data.crop, objectives, block=m.block,
-                                    blocks_per_stage=m.blocks_per_stage, planes=m.planes,
-                                    stem_channels=m.stem_channels, stem_kernel=m.stem_kernel,
-                                    patch_size=m.patch_size, patch_stride=m.patch_stride,
-                                    stages_per_module=m.stages_per_module)
+        return patch_resnet_modules(
+            in_channels,
+            config.data.crop,
+            objectives,
+            block=m.block,
+            blocks_per_stage=m.blocks_per_stage,
+            planes=m.planes,
+            stem_channels=m.stem_channels,
+            stem_kernel=m.stem_kernel,
+            patch_size=m.patch_size,
+            patch_stride=m.patch_stride,
+            stages_per_module=m.stages_per_module,
+        )
 
     def cut_at(self, config: VisionRunConfig, stages_per_module: tuple[int, ...]) -> VisionRunConfig:
         """The objectives' context networks, which no feature passes through, are left out."""
@@ -362,13 +472,15 @@ class VisionTask(Task):
             if paper:
                 [raw] = _streamed(_pixels, augmented, test_loader, config, classes, "raw pixels")
             else:
-                raw = probe_features(raw_pixel_features(train_loader), raw_pixel_features(test_loader), p, classes,
-                                     seed, knn=False)
+                raw = probe_features(
+                    raw_pixel_features(train_loader), raw_pixel_features(test_loader), p, classes, seed, knn=False
+                )
             results["baseline"] = {"name": "raw pixels", **raw}
         return results
 
-    def embed(self, run: RunFolder, config: VisionRunConfig, module: int, role: str,
-              device: torch.device) -> dict[str, np.ndarray]:
+    def embed(
+        self, run: RunFolder, config: VisionRunConfig, module: int, role: str, device: torch.device
+    ) -> dict[str, np.ndarray]:
         """Pooled as the probes pool (`probe.pool`), every split normalised with the probe-training split's
         statistics, as the probes do."""
         modules, spec = self._trained_encoder(run, config, device)
@@ -380,8 +492,9 @@ class VisionTask(Task):
         check_module(module, len(modules))
         return FeatureExtractor(modules[:module], config.probe.pool, eval_transform(config.data, spec))
 
-    def _trained_encoder(self, run: RunFolder, config: VisionRunConfig,
-                         device: torch.device) -> tuple[nn.ModuleList, ImageSpec]:
+    def _trained_encoder(
+        self, run: RunFolder, config: VisionRunConfig, device: torch.device
+    ) -> tuple[nn.ModuleList, ImageSpec]:
         """The run's newest modules, and the statistics the probes normalise every split with (those of the
         probe-training split)."""
         spec = load_split(config.data, "probe_train").spec
@@ -401,20 +514,27 @@ class VisionTask(Task):
         return replace(config, objective=replace(config.objective, num_classes=classes))
 
     def example_batch(self, config: VisionRunConfig, batch_size: int, device: torch.device) -> torch.Tensor:
+        """`batch_size` images, each as many rows as the objective has views."""
         channels = 1 if config.data.grayscale else 3
-        return torch.randn(batch_size, channels, config.data.crop, config.data.crop, device=device)
+        return torch.randn(batch_size * self.views(config), channels, config.data.crop, config.data.crop, device=device)
 
 
-def _pretrain_split(config: VisionRunConfig, labelled: bool) -> tuple[ImageArray, ImageArray | None]:
+def _pretrain_split(
+    config: VisionRunConfig, labelled: bool
+) -> tuple[ImageArray | StreamedImages, ImageArray | StreamedImages | None]:
     """The pre-training images (the labelled split for an objective that needs labels) and the share
     `train.validation` held out of them: the last images, so a memory-mapped split stays a view."""
     data = load_split(config.data, "probe_train" if labelled else "pretrain")
     held = round(len(data) * config.train.validation)
     if not held:
         return data, None
+    if isinstance(data, StreamedImages):
+        return data.held_out(held)
     labels = (None, None) if data.labels is None else (data.labels[:-held], data.labels[-held:])
-    return (ImageArray(data.images[:-held], labels[0], data.spec), ImageArray(data.images[-held:], labels[1],
-                                                                              data.spec))
+    return (
+        ImageArray(data.images[:-held], labels[0], data.spec),
+        ImageArray(data.images[-held:], labels[1], data.spec),
+    )
 
 
 def _with_pixelcnn(objective: partial, channels: int, layers: int) -> nn.Module:
@@ -431,48 +551,84 @@ def input_channels(config: DataConfig, spec: ImageSpec) -> int:
     return 1 if config.grayscale else spec.channels
 
 
+def train_transform(config: DataConfig, spec: ImageSpec, views: int) -> ImageTransform | TwoViewTransform:
+    """uint8 images -> what pre-training sees: a random crop (and flip), or with `views` 2 two random views of
+    each image (resized crop, flip, jitter; data/views.py), rows b and B + b; normalised by `spec`."""
+    if views == 2:
+        return TwoViewTransform.for_data(
+            config.crop, config.grayscale, spec, flip_probability=0.5 if config.flip else 0.0
+        )
+    return ImageTransform.for_data(config.crop, config.flip, config.grayscale, spec)
+
+
 def eval_transform(config: DataConfig, spec: ImageSpec) -> ImageTransform:
     """uint8 images -> the encoder's evaluation input: centre crop, grayscale if configured, normalised by `spec`."""
     return ImageTransform.for_data(config.crop, False, config.grayscale, spec)
 
 
-def eval_loader(config: VisionRunConfig, role: str, device: torch.device,
-                spec: ImageSpec | None = None) -> BatchLoader | StreamLoader:
+def eval_loader(
+    config: VisionRunConfig, role: str, device: torch.device, spec: ImageSpec | None = None
+) -> BatchLoader | StreamLoader:
     """The split playing `role` in stored order with the evaluation transform (centre crop, no flip), normalised
     with the statistics of `spec` (default: the split's own; the probes use their training split's for both).
 
     Batches are twice the training batch: forward-only passes are cheap, and small batches keep activations in cache.
     """
     array = load_split(config.data, role)
-    return image_batches(array, 2 * config.data.batch_size, eval_transform(config.data, spec or array.spec), device,
-                         workers=config.data.workers)
+    return image_batches(
+        array,
+        2 * config.data.batch_size,
+        eval_transform(config.data, spec or array.spec),
+        device,
+        workers=config.data.workers,
+    )
 
 
-def _augmented(loader: BatchLoader | StreamLoader, config: VisionRunConfig, batch_size: int,
-               keep_last: bool) -> BatchLoader | StreamLoader:
+def _augmented(
+    loader: BatchLoader | StreamLoader, config: VisionRunConfig, batch_size: int, keep_last: bool
+) -> BatchLoader | StreamLoader:
     """The loader's images under pre-training's random crop and flip, normalised alike; epoch e is view e, with
     its own seeded order and draws; the last incomplete batch left out, as in training, unless `keep_last`."""
     transform = replace(loader.transform, flip=config.data.flip)
-    return image_batches(loader.array, batch_size, transform, loader.device, config.train.seed, config.data.workers,
-                         keep_last)
+    return image_batches(
+        loader.array, batch_size, transform, loader.device, config.train.seed, config.data.workers, keep_last
+    )
 
 
-def _streamed_probe(modules: nn.ModuleList, train: BatchLoader | StreamLoader, test: BatchLoader | StreamLoader, config: VisionRunConfig,
-                    classes: int, name: str) -> list[dict[str, Any]]:
+def _streamed_probe(
+    modules: nn.ModuleList,
+    train: BatchLoader | StreamLoader,
+    test: BatchLoader | StreamLoader,
+    config: VisionRunConfig,
+    classes: int,
+    name: str,
+) -> list[dict[str, Any]]:
     """The paper's linear probe of every module; fails if it changed any parameter of the encoder."""
     with left_unchanged(modules, name):
-        rows = _streamed(partial(module_features, modules, pool=config.probe.pool), train, test, config, classes,
-                         name)
+        rows = _streamed(partial(module_features, modules, pool=config.probe.pool), train, test, config, classes, name)
     return [{"module": index, **row} for index, row in enumerate(rows, start=1)]
 
 
-def _streamed(encode: Callable[[torch.Tensor], list[torch.Tensor]], train: BatchLoader | StreamLoader,
-              test: BatchLoader | StreamLoader, config: VisionRunConfig, classes: int, name: str) -> list[dict[str, Any]]:
+def _streamed(
+    encode: Callable[[torch.Tensor], list[torch.Tensor]],
+    train: BatchLoader | StreamLoader,
+    test: BatchLoader | StreamLoader,
+    config: VisionRunConfig,
+    classes: int,
+    name: str,
+) -> list[dict[str, Any]]:
     """Linear(D, classes) on each output of `encode`, trained on every augmented batch of every epoch (each epoch
     its own draws), tested on the test loader's centre crops."""
     p = config.probe
-    fitted = fit_streaming(batch_stream(encode, train), batch_stream(encode, test), classes, p.epochs, p.lr,
-                           config.train.seed, description=f"{name}: linear")
+    fitted = fit_streaming(
+        batch_stream(encode, train),
+        batch_stream(encode, test),
+        classes,
+        p.epochs,
+        p.lr,
+        config.train.seed,
+        description=f"{name}: linear",
+    )
     return [{"features": features, "linear": accuracy} for features, accuracy in fitted]
 
 
@@ -484,8 +640,10 @@ def _pixels(images: torch.Tensor) -> list[torch.Tensor]:
 def _features(options: ProbeConfig) -> str:
     pooled = f"each module's patch grid average-pooled to {options.pool}x{options.pool} cells"
     if options.protocol == "paper":
-        return pooled + ("; the paper's protocol, streamed: a fresh random crop and flip of every training image every "
-                         "epoch, raw features")
+        return pooled + (
+            "; the paper's protocol, streamed: a fresh random crop and flip of every training image every "
+            "epoch, raw features"
+        )
     views = options.augmented_views
     return pooled + (f"; fitted on centre crops and {views} augmented views of each image" if views else "")
 

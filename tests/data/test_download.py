@@ -1,4 +1,5 @@
 """download() and extract_tar() against a loopback HTTP server that honours (or ignores) Range requests."""
+
 from __future__ import annotations
 
 import hashlib

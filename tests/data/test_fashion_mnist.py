@@ -1,4 +1,5 @@
 """read_idx and read_fashion_mnist on IDX files built byte by byte, gzipped and plain."""
+
 from __future__ import annotations
 
 import gzip

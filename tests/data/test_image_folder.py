@@ -1,4 +1,5 @@
 """read_image_folder on a few PNG and JPEG files laid out one subfolder per class."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import corrupt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import corrupt
 from greedy_infomax.data.image_folder import class_names, read_image_folder
 from greedy_infomax.errors import GimError
 
@@ -92,7 +93,7 @@ def test_files_that_are_not_images_by_name_are_passed_over_and_a_broken_image_is
 
 def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(folder: Path) -> None:
     """PIL converts I;16 to L by clipping: everything above 255 of 65535 became white."""
-    wide = (np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800)            # 0 .. 64400
+    wide = np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800  # 0 .. 64400
     Image.fromarray(wide).save(folder / "dog" / "wide.png")
     assert Image.open(folder / "dog" / "wide.png").mode.startswith("I")
     images = read_image_folder(folder, grayscale=True).images
@@ -100,7 +101,7 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(folder: Path) -> None:
 
 
 def test_32_bit_grayscale_holding_8_bit_values_is_kept_and_wider_values_refused(folder: Path) -> None:
-    values = np.arange(4 * 6, dtype=np.int32).reshape(4, 6) * 10                 # 0 .. 230
+    values = np.arange(4 * 6, dtype=np.int32).reshape(4, 6) * 10  # 0 .. 230
     Image.fromarray(values, "I").save(folder / "dog" / "wide.tif")
     np.testing.assert_array_equal(read_image_folder(folder, grayscale=True).images[-1, 0], values)
     Image.fromarray(values * 1000, "I").save(folder / "dog" / "wide.tif")
@@ -109,8 +110,8 @@ def test_32_bit_grayscale_holding_8_bit_values_is_kept_and_wider_values_refused(
 
 
 def test_an_image_folder_checks_its_test_split_when_pretraining_reads_train(tmp_path: Path) -> None:
-    from greedy_infomax.tasks.vision import DataConfig
-    from greedy_infomax.tasks.vision import load_split
+    from greedy_infomax.tasks.vision import DataConfig, load_split
+
     for split, classes in (("train", ("cat", "dog")), ("test", ("cat",))):
         for name in classes:
             _save(tmp_path / split / name / "a.png", _solid((1, 2, 3)))
@@ -167,3 +168,47 @@ def test_a_split_with_other_classes_is_an_error(folder: Path) -> None:
     with pytest.raises(GimError, match=r"class folders \['cat', 'dog'\] differ from \['cat', 'dog', 'emu'\]"):
         read_image_folder(folder, classes=["cat", "dog", "emu"])
     assert read_image_folder(folder, classes=["cat", "dog"]).labels.tolist() == [0, 0, 1]
+
+
+def _split_folder(root: Path, sizes: dict[str, tuple[int, int]], classes: tuple[str, ...] = ("cat", "dog")) -> None:
+    for split, (height, width) in sizes.items():
+        for name in classes:
+            _save(root / split / name / "a.png", _solid((1, 2, 3), height, width))
+
+
+def _image_folder_config(root: Path):
+    from greedy_infomax.tasks.vision import DataConfig
+
+    return DataConfig(dataset="image-folder", root=str(root), crop=4, batch_size=2)
+
+
+def test_an_image_folder_with_one_class_is_refused(tmp_path: Path) -> None:
+    """With one class every probe scores 100%, which says nothing."""
+    from greedy_infomax.tasks.vision import load_split
+
+    _split_folder(tmp_path, {"train": (4, 6), "test": (4, 6)}, classes=("cat",))
+    with pytest.raises(GimError, match=r"train: one class folder \(cat\); the probes classify images"):
+        load_split(_image_folder_config(tmp_path), "pretrain")
+
+
+def test_test_images_of_another_size_than_the_training_ones_are_refused_before_pretraining(tmp_path: Path) -> None:
+    from greedy_infomax.tasks.vision import load_split
+
+    _split_folder(tmp_path, {"train": (4, 6), "test": (8, 8)})
+    with pytest.raises(GimError, match=r"test/cat/a\.png: size 8x8 differs from 6x4 of the training images"):
+        load_split(_image_folder_config(tmp_path), "pretrain")
+
+
+def test_subfolders_and_broken_links_in_a_class_folder_are_named_not_skipped_silently(folder: Path) -> None:
+    _save(folder / "cat" / "more" / "d.png", _solid((9, 9, 9)))
+    (folder / "dog" / "gone.png").symlink_to(folder / "nowhere.png")
+    with pytest.warns(UserWarning) as warned:
+        images = read_image_folder(folder)
+    assert len(images.images) == 3
+    messages = sorted(str(warning.message) for warning in warned)
+    assert messages[0].startswith(
+        f"{folder}: 1 broken symbolic links in class folders not read (the first: {folder / 'dog' / 'gone.png'})"
+    )
+    assert messages[1].startswith(
+        f"{folder}: 1 subfolders in class folders not read (the first: {folder / 'cat' / 'more'})"
+    )

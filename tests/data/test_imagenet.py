@@ -1,5 +1,6 @@
 """The ImageNet layout on tiny JPEG files: train/<wnid>/, and val/ in class folders or flat with Kaggle's CSV or a
 plain label file; what a broken copy is told; `gim pretrain` and `gim probe` with the ImageNet preset's data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,12 @@ def copy(tmp_path: Path) -> Path:
 
 
 # val image -> its wnid, listed out of class order as the real validation set is
-VAL = {"ILSVRC2012_val_00000001": WNIDS[2], "ILSVRC2012_val_00000002": WNIDS[0],
-       "ILSVRC2012_val_00000003": WNIDS[2], "ILSVRC2012_val_00000004": WNIDS[1]}
+VAL = {
+    "ILSVRC2012_val_00000001": WNIDS[2],
+    "ILSVRC2012_val_00000002": WNIDS[0],
+    "ILSVRC2012_val_00000003": WNIDS[2],
+    "ILSVRC2012_val_00000004": WNIDS[1],
+}
 
 
 def _flat_val(root: Path) -> None:
@@ -80,7 +85,7 @@ def test_flat_val_with_a_plain_label_file(copy: Path) -> None:
 def test_what_a_broken_copy_is_told(copy: Path) -> None:
     _flat_val(copy)
     with pytest.raises(GimError, match="no label file was found: put LOC_val_solution.csv or val_labels.txt in"):
-        read_imagenet(copy, "train")                          # pre-training checks val/ before it starts
+        read_imagenet(copy, "train")  # pre-training checks val/ before it starts
     labels = copy / "val_labels.txt"
     labels.write_text("ILSVRC2012_val_00000001.JPEG n01440764\n")
     with pytest.raises(GimError, match=r"val_labels.txt: no label for .*ILSVRC2012_val_00000002\.JPEG"):
@@ -103,10 +108,39 @@ def test_gim_pretrains_and_probes_the_imagenet_preset_on_a_copy(copy: Path, tmp_
     _flat_val(copy)
     (copy / "val_labels.txt").write_text("".join(f"{name}.JPEG {wnid}\n" for name, wnid in VAL.items()))
     monkeypatch.chdir(tmp_path)
-    tiny = ["--model.block", "basic", "--model.blocks_per_stage", "[1, 1, 1, 1]", "--model.planes", "[4, 4, 8, 8]",
-            "--model.stem_channels", "4", "--objective.num_negatives", "2", "--data.batch_size", "8"]
-    assert main(["pretrain", "--preset", "imagenet-resnet50-gim", "--data.root", str(copy), *tiny,
-                 "--train.max_steps", "2", "--train.device", "cpu", "--name", "imagenet"]) == 0
+    tiny = [
+        "--model.block",
+        "basic",
+        "--model.blocks_per_stage",
+        "[1, 1, 1, 1]",
+        "--model.planes",
+        "[4, 4, 8, 8]",
+        "--model.stem_channels",
+        "4",
+        "--objective.num_negatives",
+        "2",
+        "--data.batch_size",
+        "8",
+    ]
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "imagenet-resnet50-gim",
+                "--data.root",
+                str(copy),
+                *tiny,
+                "--train.max_steps",
+                "2",
+                "--train.device",
+                "cpu",
+                "--name",
+                "imagenet",
+            ]
+        )
+        == 0
+    )
     assert main(["probe", "runs/imagenet", "--probe.epochs", "1"]) == 0
     assert main(["embed", "runs/imagenet", "--module", "4", "--split", "test"]) == 0
     assert np.load("runs/imagenet/embeddings/module-4-test.npz")["labels"].tolist() == [0, 1, 2, 2]

@@ -1,4 +1,5 @@
 """read_librispeech and its loaders on tiny FLAC files and hand-written CPC split and alignment files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +8,19 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import corrupt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import corrupt
 from greedy_infomax.data import librispeech
-from greedy_infomax.data.librispeech import (LABELS_URL, AudioSpec, WindowLoader,
-                                             download_librispeech, read_librispeech, spread_over_speakers)
+from greedy_infomax.data.librispeech import (
+    LABELS_URL,
+    AudioSpec,
+    WindowLoader,
+    download_librispeech,
+    read_librispeech,
+    spread_over_speakers,
+)
 from greedy_infomax.errors import GimError
 
 WINDOW, HOP = 20_480, 160
@@ -72,21 +79,30 @@ def test_splits_speakers_in_numeric_order_and_lengths(corpus: librispeech.LibriS
     assert corpus.spec == AudioSpec(num_speakers=3)
     assert corpus.spec.frames_per_window == 128
     assert [(u.id, u.speaker, u.num_samples) for u in corpus.splits["train"]] == [
-        ("103-1240-0000", 1, 20_480), ("19-198-0000", 0, 30_000), ("1034-121-0002", 2, 32_000)]
+        ("103-1240-0000", 1, 20_480),
+        ("19-198-0000", 0, 30_000),
+        ("1034-121-0002", 2, 32_000),
+    ]
     assert [u.id for u in corpus.splits["test"]] == ["19-198-0001"]
 
 
 def test_limit_takes_utterances_from_each_speaker_in_turn(tmp_path: Path) -> None:
     """With the first N of each split file, a small limit trained on speaker 103 alone and tested on speaker 19."""
     lengths = {**LENGTHS, "103-1240-0001": 20_480, "103-1240-0002": 20_480}
-    splits = {"train": ["103-1240-0000", "103-1240-0001", "103-1240-0002", "19-198-0000", "1034-121-0002"],
-              "test": ["19-198-0001"]}
+    splits = {
+        "train": ["103-1240-0000", "103-1240-0001", "103-1240-0002", "19-198-0000", "1034-121-0002"],
+        "test": ["19-198-0001"],
+    }
     _write_corpus(tmp_path, lengths, splits)
     corpus = read_librispeech(tmp_path, limit=2)
     assert [u.id for u in corpus.splits["train"]] == ["19-198-0000", "103-1240-0000"]
     assert [u.id for u in corpus.splits["test"]] == ["19-198-0001"]
     assert [u.id for u in read_librispeech(tmp_path, limit=4).splits["train"]] == [
-        "19-198-0000", "103-1240-0000", "1034-121-0002", "103-1240-0001"]
+        "19-198-0000",
+        "103-1240-0000",
+        "1034-121-0002",
+        "103-1240-0001",
+    ]
 
 
 def test_spread_over_speakers_keeps_each_speakers_order_and_no_limit_keeps_all() -> None:
@@ -120,15 +136,16 @@ def test_window_loader_yields_standardised_frame_aligned_windows(corpus: librisp
     loader = WindowLoader(corpus, "train", batch_size=2, device=torch.device("cpu"), seed=3)
     assert len(loader) == 1  # 3 utterances: the incomplete last batch is dropped
     for epoch in range(5):
-        (clips, speakers), = loader.epoch(epoch)
+        ((clips, speakers),) = loader.epoch(epoch)
         assert clips.shape == (2, 1, WINDOW) and clips.dtype == torch.float32
         starts = _starts(clips, corpus.spec)
         assert (starts % HOP == 0).all()
         lengths = {u.speaker: u.num_samples for u in corpus.splits["train"]}
         assert all(0 <= s <= lengths[int(k)] - WINDOW for s, k in zip(starts, speakers))
         ramp = (torch.arange(WINDOW, dtype=torch.float64) / 32768 - corpus.spec.mean) / corpus.spec.std
-        torch.testing.assert_close(clips[:, 0].double() - clips[:, :1, 0].double(), (ramp - ramp[0]).expand(2, -1),
-                                   atol=1e-3, rtol=0)
+        torch.testing.assert_close(
+            clips[:, 0].double() - clips[:, :1, 0].double(), (ramp - ramp[0]).expand(2, -1), atol=1e-3, rtol=0
+        )
 
 
 def test_window_loader_order_depends_only_on_seed_epoch_and_batch(tmp_path: Path) -> None:
@@ -202,17 +219,20 @@ def test_unreadable_flac(tmp_path: Path) -> None:
 def test_truncated_flac_data(tmp_path: Path) -> None:
     _write_corpus(tmp_path)
     path = _flac_path(tmp_path, "1034-121-0002")
-    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     corpus = read_librispeech(tmp_path)  # the header is intact
     with pytest.raises(GimError, match=r"1034-121-0002.flac: "):
         corpus.waveform(corpus.splits["train"][2])
 
 
-@pytest.mark.parametrize(("samples", "rate", "message"), [
-    (_ramp(40_000), 8_000, r"1 channel\(s\) at 8000 Hz; expected mono at 16000 Hz"),
-    (np.stack([_ramp(40_000)] * 2, axis=1), 16_000, r"2 channel\(s\) at 16000 Hz"),
-    (_ramp(WINDOW - 1), 16_000, r"20479 samples is shorter than one 20480-sample window"),
-])
+@pytest.mark.parametrize(
+    ("samples", "rate", "message"),
+    [
+        (_ramp(40_000), 8_000, r"1 channel\(s\) at 8000 Hz; expected mono at 16000 Hz"),
+        (np.stack([_ramp(40_000)] * 2, axis=1), 16_000, r"2 channel\(s\) at 16000 Hz"),
+        (_ramp(WINDOW - 1), 16_000, r"20479 samples is shorter than one 20480-sample window"),
+    ],
+)
 def test_bad_audio(tmp_path: Path, samples: np.ndarray, rate: int, message: str) -> None:
     _write_corpus(tmp_path)
     _write_audio(tmp_path, "19-198-0001", samples, rate)
@@ -223,8 +243,11 @@ def test_bad_audio(tmp_path: Path, samples: np.ndarray, rate: int, message: str)
 def test_utterance_missing_from_alignments(tmp_path: Path) -> None:
     _write_corpus(tmp_path)
     _write_labels(tmp_path, SPLITS, _alignment_text({i: n for i, n in LENGTHS.items() if i != "19-198-0001"}))
-    with pytest.raises(GimError, match=r"converted_aligned_phones.txt: no phone labels for 19-198-0001 "
-                                       r"\(listed in test_split.txt\)"):
+    with pytest.raises(
+        GimError,
+        match=r"converted_aligned_phones.txt: no phone labels for 19-198-0001 "
+        r"\(listed in test_split.txt\)",
+    ):
         read_librispeech(tmp_path)
 
 
@@ -235,18 +258,22 @@ def test_duplicate_alignment_line(tmp_path: Path) -> None:
         read_librispeech(tmp_path)
 
 
-@pytest.mark.parametrize(("labels", "message"), [
-    ("1 2 41 3", r"label 41 at frame 2 is outside 0..40"),
-    ("1 -1", r"label -1 at frame 1 is outside 0..40"),
-    ("1 2 x", r"labels must be integers"),
-    ("1 99999999999999999999", r"labels must be integers"),
-    ("", r"no labels"),
-    (" ".join(["5"] * 189), r"189 frames of labels for 30000 samples \(at most 188 frames of 160\)"),
-])
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("1 2 41 3", r"label 41 at frame 2 is outside 0..40"),
+        ("1 -1", r"label -1 at frame 1 is outside 0..40"),
+        ("1 2 x", r"labels must be integers"),
+        ("1 99999999999999999999", r"labels must be integers"),
+        ("", r"no labels"),
+        (" ".join(["5"] * 189), r"189 frames of labels for 30000 samples \(at most 188 frames of 160\)"),
+    ],
+)
 def test_bad_labels(tmp_path: Path, labels: str, message: str) -> None:
     _write_corpus(tmp_path)
-    text = _alignment_text(LENGTHS).replace(f"19-198-0000 {' '.join(map(str, _labels(30_000)))}",
-                                            f"19-198-0000 {labels}")
+    text = _alignment_text(LENGTHS).replace(
+        f"19-198-0000 {' '.join(map(str, _labels(30_000)))}", f"19-198-0000 {labels}"
+    )
     _write_labels(tmp_path, SPLITS, text)
     corpus = read_librispeech(tmp_path)
     with pytest.raises(GimError, match=r"converted_aligned_phones.txt, line 1 \(19-198-0000\): " + message):
@@ -264,15 +291,21 @@ def audio_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=60, deadline=None)
 @given(
     cut=st.none() | st.integers(0, len(_alignment_text(LENGTHS))),
-    patches=st.lists(st.tuples(st.integers(0, len(_alignment_text(LENGTHS)) - 1),
-                               st.sampled_from(["", " ", "\n", "-", "x", "0", "4", "99", "-1", "1.5"])), max_size=3),
+    patches=st.lists(
+        st.tuples(
+            st.integers(0, len(_alignment_text(LENGTHS)) - 1),
+            st.sampled_from(["", " ", "\n", "-", "x", "0", "4", "99", "-1", "1.5"]),
+        ),
+        max_size=3,
+    ),
 )
 def test_truncated_or_corrupt_alignments_give_valid_labels_or_gim_error(
-        audio_root: Path, cut: int | None, patches: list[tuple[int, str]]) -> None:
+    audio_root: Path, cut: int | None, patches: list[tuple[int, str]]
+) -> None:
     original = _alignment_text(LENGTHS)
     text = original[:cut]
     for position, replacement in patches:
-        text = text[:position] + replacement + text[position + 1:]
+        text = text[:position] + replacement + text[position + 1 :]
     _write_labels(audio_root, SPLITS, text)
     try:
         corpus = read_librispeech(audio_root)
@@ -287,7 +320,8 @@ def test_truncated_or_corrupt_alignments_give_valid_labels_or_gim_error(
 
 
 def test_download_librispeech_fetches_audio_once_and_checks_label_files(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[str, Path, str]] = []
 
     def fake_download(url: str, destination: Path, md5: str) -> Path:
@@ -313,6 +347,7 @@ def test_download_librispeech_fetches_audio_once_and_checks_label_files(
 def test_corrupted_flac_is_read_or_named(data: st.DataObject) -> None:
     """A FLAC cut short or with a byte overwritten: opening and reading it works or raises GimError naming it."""
     import tempfile
+
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         _write_corpus(root)
@@ -333,7 +368,7 @@ def test_window_loader_phone_labels_follow_the_window(corpus: librispeech.LibriS
     frames past the labels are -1."""
     loader = WindowLoader(corpus, "train", batch_size=3, device=torch.device("cpu"), seed=1, phones=True)
     for epoch in range(4):
-        (clips, (speakers, phones)), = loader.epoch(epoch)
+        ((clips, (speakers, phones)),) = loader.epoch(epoch)
         assert phones.shape == (3, WINDOW // HOP) and phones.dtype == torch.int64
         for start, speaker, row in zip(_starts(clips, corpus.spec), speakers, phones):
             utterance = next(u for u in corpus.splits["train"] if u.speaker == int(speaker))
@@ -341,5 +376,5 @@ def test_window_loader_phone_labels_follow_the_window(corpus: librispeech.LibriS
             first = start // HOP - (utterance.num_samples // HOP - len(labels))
             expected = [labels[i] if 0 <= i < len(labels) else -1 for i in range(first, first + WINDOW // HOP)]
             assert row.tolist() == expected
-    (_, (_, phones)), = WindowLoader(corpus, "train", 3, torch.device("cpu"), seed=1, phones=True).epoch(0)
+    ((_, (_, phones)),) = WindowLoader(corpus, "train", 3, torch.device("cpu"), seed=1, phones=True).epoch(0)
     assert (phones == -1).any(), "a window that reaches the end of its utterance has frames without labels"

@@ -1,5 +1,6 @@
 """BatchLoader and epoch_order: a seeded order per epoch that holds every sample once, full training batches (the
 rest dropped), evaluation in stored order, and a run resumed at any batch seeing the batches it would have seen."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_training_batches_are_full_slices_of_the_epoch_order_and_the_rest_is_dro
     assert len(loader) == count // batch_size
     for epoch in (0, 1):
         order = epoch_order(count, 3, epoch)
-        expected = [sorted(order[b * batch_size:(b + 1) * batch_size].tolist()) for b in range(count // batch_size)]
+        expected = [sorted(order[b * batch_size : (b + 1) * batch_size].tolist()) for b in range(count // batch_size)]
         batches = labels_of(loader.epoch(epoch))
         assert batches == expected
         seen = [index for batch in batches for index in batch]

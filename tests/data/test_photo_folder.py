@@ -1,6 +1,7 @@
 """Photo folders streamed by workers: tiny JPEG, PNG and WebP files of mixed sizes and modes, brought to one size;
 unreadable files skipped, counted and warned about once; a class with nothing readable refused; `gim pretrain` and
 `gim probe` on such a folder."""
+
 from __future__ import annotations
 
 import warnings
@@ -49,14 +50,14 @@ def test_every_format_size_and_mode_is_read_as_rgb_of_one_size(photos: Path) -> 
     for index, colour in enumerate(colours):
         image, label, failures = folder[index]
         assert image.shape == (3, 32, 32) and image.dtype == torch.uint8 and failures == ""
-        np.testing.assert_allclose(image.float().mean(dim=(1, 2)), colour, atol=3)        # JPEG, WebP are lossy
+        np.testing.assert_allclose(image.float().mean(dim=(1, 2)), colour, atol=3)  # JPEG, WebP are lossy
 
 
 def test_the_shorter_side_is_resized_and_the_centre_square_kept(tmp_path: Path) -> None:
     """Thirds of red, blue and green side by side: the centre square is the blue third, at any size and format."""
     pixels = np.zeros((100, 300, 3), dtype=np.uint8)
     pixels[:, :100], pixels[:, 100:200], pixels[:, 200:] = RED, BLUE, GREEN
-    for name, scale in (("wide.png", 1), ("large.jpg", 8)):                # 2400 x 800: decoded at 1/8 scale
+    for name, scale in (("wide.png", 1), ("large.jpg", 8)):  # 2400 x 800: decoded at 1/8 scale
         path = tmp_path / name
         Image.fromarray(pixels).resize((300 * scale, 100 * scale), Image.Resampling.NEAREST).save(path, quality=95)
         image = decode(path, 20).astype(float)
@@ -72,21 +73,22 @@ def _epochs(folder: PhotoFolder, count: int, workers: int = 2) -> list[torch.Ten
 
 
 def test_unreadable_files_are_replaced_by_the_next_photo_of_their_class_counted_and_warned_about_once(
-        photos: Path) -> None:
+    photos: Path,
+) -> None:
     (photos / "train" / "cat" / "broken.jpg").write_text("not a jpeg")
     png = (photos / "train" / "cat" / "b.png").read_bytes()
-    (photos / "train" / "cat" / "cut.png").write_bytes(png[:len(png) // 2])
+    (photos / "train" / "cat" / "cut.png").write_bytes(png[: len(png) // 2])
     folder = read_photo_folder(photos, "train").resized(24)
-    image, label, failures = folder[2]                             # a, b, broken, c, cut: broken.jpg -> c.webp
+    image, label, failures = folder[2]  # a, b, broken, c, cut: broken.jpg -> c.webp
     assert label == 0 and "broken.jpg" in failures and torch.equal(image, folder[3][0]) and folder[3][2] == ""
-    image, label, failures = folder[4]                             # cut.png, the last cat -> round to a.jpg
+    image, label, failures = folder[4]  # cut.png, the last cat -> round to a.jpg
     assert label == 0 and "cut.png" in failures and torch.equal(image, folder[0][0])
     with pytest.warns(UserWarning) as caught:
         labels = _epochs(folder, 2)
     assert len(caught) == 1, [str(w.message) for w in caught]
     assert "2 unreadable files skipped" in str(caught[0].message) and "broken.jpg" in str(caught[0].message)
     assert sorted(Path(path).name for path in folder.skipped) == ["broken.jpg", "cut.png"]
-    assert [len(epoch) for epoch in labels] == [6, 6]                                  # 7 files: 3 batches of 2
+    assert [len(epoch) for epoch in labels] == [6, 6]  # 7 files: 3 batches of 2
 
 
 def test_a_class_without_one_readable_photo_is_an_error(photos: Path) -> None:
@@ -118,12 +120,27 @@ def test_the_test_split_is_checked_when_pretraining_reads_train(photos: Path) ->
 
 
 def test_gim_pretrains_and_probes_on_a_photo_folder(photos: Path, tmp_path: Path, monkeypatch) -> None:
-    for index in range(40):                                   # 45 training photos: one batch of 32 augmented views
+    for index in range(40):  # 45 training photos: one batch of 32 augmented views
         _photo(photos / "train" / ("cat", "dog")[index % 2] / f"more-{index}.jpg", (40 + 5 * index, 64), BLUE)
     monkeypatch.chdir(tmp_path)
     common = ["--data.root", str(photos), "--data.crop", "28", "--data.resize", "32", "--data.workers", "2"]
-    assert main(["pretrain", "--preset", "smoke", "--data.dataset", "photo-folder", *common,
-                 "--train.max_steps", "2", "--name", "photos"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--preset",
+                "smoke",
+                "--data.dataset",
+                "photo-folder",
+                *common,
+                "--train.max_steps",
+                "2",
+                "--name",
+                "photos",
+            ]
+        )
+        == 0
+    )
     assert main(["probe", "runs/photos", "--probe.epochs", "1", "--probe.augmented_views", "1"]) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")

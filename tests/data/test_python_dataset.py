@@ -1,6 +1,7 @@
 """`--data.dataset python:module:factory`: a user's module in the current folder, its Datasets of arrays, PIL images
 or tensors trained on, stopped, resumed to the uninterrupted run's weights, probed and embedded by `gim`; what a
 factory that does not fit is told."""
+
 from __future__ import annotations
 
 import re
@@ -73,14 +74,30 @@ def module(tmp_path: Path, monkeypatch, request) -> str:
 
 def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
     folder = run / "checkpoints" / f"step-{step:08d}"
-    return {f"{path.name}/{key}": value for path in sorted(folder.glob("module-*.pt"))
-            for key, value in torch.load(path)["state_dict"].items()}
+    return {
+        f"{path.name}/{key}": value
+        for path in sorted(folder.glob("module-*.pt"))
+        for key, value in torch.load(path)["state_dict"].items()
+    }
 
 
 def test_gim_trains_resumes_probes_and_embeds_a_users_datasets(module: str, tmp_path: Path) -> None:
     """48 training images, 3 batches of 16: stopped at step 2 (mid-epoch), resumed to step 4 (epoch 1)."""
-    common = ["pretrain", "--preset", "smoke", "--data.dataset", f"python:{module}:make", "--data.crop", "28",
-              "--data.workers", "2", "--train.epochs", "2", "--train.checkpoint_every", "2"]
+    common = [
+        "pretrain",
+        "--preset",
+        "smoke",
+        "--data.dataset",
+        f"python:{module}:make",
+        "--data.crop",
+        "28",
+        "--data.workers",
+        "2",
+        "--train.epochs",
+        "2",
+        "--train.checkpoint_every",
+        "2",
+    ]
     assert main([*common, "--train.max_steps", "4", "--name", "straight"]) == 0
     assert main([*common, "--train.max_steps", "2", "--name", "stopped"]) == 0
     assert main(["pretrain", "--resume", "runs/stopped", "--train.max_steps", "4"]) == 0
@@ -95,6 +112,7 @@ def test_gim_trains_resumes_probes_and_embeds_a_users_datasets(module: str, tmp_
 def test_arrays_pil_images_and_tensors_are_the_same_image() -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     from PIL import Image
+
     expected = torch.from_numpy(pixels.transpose(2, 0, 1).copy())
     for value in (pixels, Image.fromarray(pixels), expected, expected.numpy()):
         assert torch.equal(as_image(value, "x"), expected)
@@ -114,12 +132,15 @@ def test_the_splits_spec_and_classes(module: str) -> None:
     assert image.shape == (3, 32, 32) and label == 1
 
 
-@pytest.mark.parametrize(("factory", "message"), [
-    ("absent", "has no function absent"),
-    ("one", r"one\(\) must return \(train, test\) map-style Datasets, got Squares"),
-    ("floats", "float32 pixels"),
-    ("sizes", r"image 1 is 3x30x30, image 0 3x32x32; every image of a split needs one size"),
-])
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("absent", "has no function absent"),
+        ("one", r"one\(\) must return \(train, test\) map-style Datasets, got Squares"),
+        ("floats", "float32 pixels"),
+        ("sizes", r"image 1 is 3x30x30, image 0 3x32x32; every image of a split needs one size"),
+    ],
+)
 def test_a_factory_that_does_not_fit_is_told_why(module: str, factory: str, message: str) -> None:
     with pytest.raises(GimError, match=message):
         read_images(f"python:{module}:{factory}", None, "pretrain")[1]

@@ -1,5 +1,6 @@
 """ImageArray: the shape, type and label count it accepts, and `first` as a view that never copies a
 memory-mapped file."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,13 +12,16 @@ SPEC = ImageSpec(3, 4, 5, 10, (0.4, 0.5, 0.6), (0.2, 0.2, 0.2), 0.5, 0.2)
 
 
 def images(count: int) -> np.ndarray:
-    return np.arange(count * 3 * 4 * 5, dtype=np.uint8).reshape(count, 3, 4, 5)      # (N, C, H, W)
+    return np.arange(count * 3 * 4 * 5, dtype=np.uint8).reshape(count, 3, 4, 5)  # (N, C, H, W)
 
 
-@pytest.mark.parametrize(("array", "message"), [
-    (np.zeros((2, 4, 5), dtype=np.uint8), r"\(N, C, H, W\) uint8, got \(2, 4, 5\) uint8"),
-    (np.zeros((2, 3, 4, 5), dtype=np.float32), r"\(N, C, H, W\) uint8, got \(2, 3, 4, 5\) float32"),
-])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((2, 4, 5), dtype=np.uint8), r"\(N, C, H, W\) uint8, got \(2, 4, 5\) uint8"),
+        (np.zeros((2, 3, 4, 5), dtype=np.float32), r"\(N, C, H, W\) uint8, got \(2, 3, 4, 5\) float32"),
+    ],
+)
 def test_images_must_be_four_dimensional_uint8(array, message):
     with pytest.raises(ValueError, match=message):
         ImageArray(array, None, SPEC)

@@ -1,5 +1,6 @@
 """The generated speech corpus: frame labelling on hand-made segments, and a tiny festival corpus read back by the
 LibriSpeech reader."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,15 +11,26 @@ import pytest
 
 from greedy_infomax.data import speech_corpus
 from greedy_infomax.data.librispeech import LibriSpeechCorpus, read_librispeech
-from greedy_infomax.data.speech_corpus import (FESTIVAL_PHONES, PHONES, SPEECH_RMS, Voice, frame_phones,
-                                               generate_speech_corpus, read_sentences, sample_voices)
+from greedy_infomax.data.speech_corpus import (
+    FESTIVAL_PHONES,
+    PHONES,
+    SPEECH_RMS,
+    Voice,
+    frame_phones,
+    generate_speech_corpus,
+    read_sentences,
+    sample_voices,
+)
 from greedy_infomax.errors import GimError
 
 HAVE_FESTIVAL = shutil.which("festival") is not None and all(
-    (speech_corpus.FORTUNES / name).is_file() for name in speech_corpus.FORTUNE_FILES)
+    (speech_corpus.FORTUNES / name).is_file() for name in speech_corpus.FORTUNE_FILES
+)
 needs_festival = pytest.mark.skipif(
-    not HAVE_FESTIVAL, reason=f"festival or fortunes-min is not installed (Debian: apt-get install "
-                              f"{speech_corpus.APT_PACKAGES}, or run ./setup.sh as root)")
+    not HAVE_FESTIVAL,
+    reason=f"festival or fortunes-min is not installed (Debian: apt-get install "
+    f"{speech_corpus.APT_PACKAGES}, or run ./setup.sh as root)",
+)
 HOP = 160
 
 
@@ -86,7 +98,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LibriSpee
 
 @needs_festival
 def test_generated_corpus_reads_back_with_one_utterance_per_speaker_and_split(
-        generated: tuple[Path, LibriSpeechCorpus]) -> None:
+    generated: tuple[Path, LibriSpeechCorpus],
+) -> None:
     root, corpus = generated
     assert corpus.speakers == ("1", "2", "3") and corpus.spec.num_speakers == 3
     for split in ("train", "test"):
@@ -100,17 +113,17 @@ def test_generated_labels_cover_the_audio_and_mark_its_silences(generated: tuple
     for utterance in corpus.splits["train"] + corpus.splits["test"]:
         samples, labels = corpus.waveform(utterance), corpus.phones(utterance)
         assert 1 <= len(samples) // HOP - len(labels) <= 3
-        frames = np.lib.stride_tricks.sliding_window_view(samples, 400)[::HOP][:len(labels)]  # (F, 400)
+        frames = np.lib.stride_tricks.sliding_window_view(samples, 400)[::HOP][: len(labels)]  # (F, 400)
         rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
         assert labels[0] == 0 and labels[-1] == 0 and len(set(labels.tolist())) > 8
         assert np.median(rms[labels != 0]) > 10 * np.median(rms[labels == 0])
-        centres = frames[labels != 0, 200 - HOP // 2:200 + HOP // 2]  # the hop samples nearest each frame centre
+        centres = frames[labels != 0, 200 - HOP // 2 : 200 + HOP // 2]  # the hop samples nearest each frame centre
         assert np.sqrt(np.mean(centres.astype(np.float64) ** 2)) == pytest.approx(SPEECH_RMS, rel=0.1)
 
 
 def _pitch(samples: np.ndarray, labels: np.ndarray, rate: int = 16_000) -> np.ndarray:
     """Pitch (Hz) of each voiced speech frame, from the autocorrelation peak between 60 and 400 Hz."""
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(samples, (0, 640)), 640)[::HOP][:len(labels)]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(samples, (0, 640)), 640)[::HOP][: len(labels)]
     frames = frames[labels != 0] - frames[labels != 0].mean(axis=1, keepdims=True)  # (speech frames, 640)
     autocorrelation = np.fft.irfft(np.abs(np.fft.rfft(frames, 2048)) ** 2)[:, :640]
     low, high = rate // 400, rate // 60
@@ -129,15 +142,21 @@ def test_speakers_differ_in_pitch_as_their_settings_say(generated: tuple[Path, L
         base = voice.f0_mean if voice.festival_voice not in speech_corpus.HTS_VOICES else 175.0  # slt's own F0
         measured.append(float(np.median(pitch)))
         assert measured[-1] == pytest.approx(base * voice.resample_factor, rel=0.12)
-    assert min(abs(a / b - 1) for a, b in [(measured[0], measured[1]), (measured[1], measured[2]),
-                                            (measured[0], measured[2])]) > 0.1
+    assert (
+        min(
+            abs(a / b - 1)
+            for a, b in [(measured[0], measured[1]), (measured[1], measured[2]), (measured[0], measured[2])]
+        )
+        > 0.1
+    )
 
 
 @needs_festival
 def test_test_sentences_never_occur_in_training(generated: tuple[Path, LibriSpeechCorpus]) -> None:
     root, corpus = generated
-    transcripts = dict(line.split(" ", 1) for path in root.rglob("*.trans.txt")
-                       for line in path.read_text().splitlines())
+    transcripts = dict(
+        line.split(" ", 1) for path in root.rglob("*.trans.txt") for line in path.read_text().splitlines()
+    )
     train = {transcripts[u.id] for u in corpus.splits["train"]}
     test = {transcripts[u.id] for u in corpus.splits["test"]}
     assert len(transcripts) == 6 and not train & test

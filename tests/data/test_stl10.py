@@ -1,4 +1,5 @@
 """read_stl10 on tiny files in the exact binary release format, including its column-major pixel order."""
+
 from __future__ import annotations
 
 import tempfile
@@ -31,6 +32,11 @@ def _write(root: Path, split: str, images: np.ndarray, labels: bytes | None = No
         (folder / f"{split}_y.bin").write_bytes(labels)
 
 
+def _write_labelled(root: Path) -> None:
+    _write(root, "train", _reference(2), bytes([1, 2]))
+    _write(root, "test", _reference(1), bytes([3]))
+
+
 def test_reads_images_in_row_major_order_with_zero_based_labels(tmp_path: Path) -> None:
     reference = _reference(3)
     _write(tmp_path, "train", reference, bytes([1, 10, 3]))
@@ -47,6 +53,7 @@ def test_file_order_is_column_major_within_each_channel(tmp_path: Path) -> None:
     folder.mkdir()
     raw = np.random.default_rng(0).integers(0, 256, IMAGE_BYTES, dtype=np.uint8)
     (folder / "unlabeled_X.bin").write_bytes(raw.tobytes())
+    _write_labelled(tmp_path)
     images = read_stl10(tmp_path, "unlabeled").images
     assert images[0, 0, 5, 0] == raw[5]  # byte 5 is row 5 of the first column
     assert images[0, 0, 0, 1] == raw[96]  # byte 96 starts the second column
@@ -55,9 +62,30 @@ def test_file_order_is_column_major_within_each_channel(tmp_path: Path) -> None:
 
 def test_unlabeled_is_memory_mapped_and_has_no_labels(tmp_path: Path) -> None:
     _write(tmp_path, "unlabeled", _reference(2))
+    _write_labelled(tmp_path)
     data = read_stl10(tmp_path, "unlabeled")
     assert data.labels is None
     assert isinstance(data.images, np.memmap)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"), [("test_y.bin", r"test_y\.bin not found"), ("train_X.bin", r"train_X\.bin not found")]
+)
+def test_pretraining_checks_the_labelled_splits_its_probe_will_need(tmp_path: Path, damage: str, message: str) -> None:
+    """Hours of pre-training on the unlabelled split must not end in a probe that finds no labelled data."""
+    _write(tmp_path, "unlabeled", _reference(2))
+    _write_labelled(tmp_path)
+    (tmp_path / "stl10_binary" / damage).unlink()
+    with pytest.raises(GimError, match=message):
+        read_stl10(tmp_path, "unlabeled")
+
+
+def test_pretraining_checks_the_labels_of_the_labelled_splits(tmp_path: Path) -> None:
+    _write(tmp_path, "unlabeled", _reference(2))
+    _write_labelled(tmp_path)
+    (tmp_path / "stl10_binary" / "train_y.bin").write_bytes(bytes([1]))
+    with pytest.raises(GimError, match=r"train_y\.bin: 1 labels for 2 images"):
+        read_stl10(tmp_path, "unlabeled")
 
 
 def test_missing_release_says_where_to_put_it(tmp_path: Path) -> None:
@@ -152,6 +180,7 @@ def test_download_stl10_fetches_and_extracts_once(tmp_path: Path, monkeypatch: p
 def test_spec_holds_the_release_statistics_and_pretraining_reads_the_unlabeled_split() -> None:
     """The spec's numbers (shared/spec/paper-gim.md); self-supervised training on the 100k unlabelled images."""
     from greedy_infomax.data import DATASETS
+
     assert (STL10_SPEC.mean, STL10_SPEC.std) == ((0.4313, 0.4156, 0.3663), (0.2683, 0.2610, 0.2687))
     assert (STL10_SPEC.grayscale_mean, STL10_SPEC.grayscale_std) == (0.4120, 0.2570)
     entry = DATASETS["stl10"]

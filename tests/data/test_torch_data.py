@@ -1,5 +1,6 @@
 """Torch Datasets and DataLoaders as Batches: a Dataset read by workers gives BatchLoader's very batches, draws made
 inside __getitem__ repeat at any batch whatever the workers, and a DataLoader resumes exactly where it is seeded."""
+
 from __future__ import annotations
 
 import random
@@ -16,10 +17,12 @@ from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 
 CPU = torch.device("cpu")
-SPEC = ImageSpec(channels=1, height=8, width=8, num_classes=3, mean=(0.5,), std=(0.25,), grayscale_mean=0.5,
-                 grayscale_std=0.25)
-ARRAY = ImageArray(np.random.default_rng(0).integers(0, 256, (22, 1, 8, 8), dtype=np.uint8),
-                   np.arange(22, dtype=np.int64) % 3, SPEC)
+SPEC = ImageSpec(
+    channels=1, height=8, width=8, num_classes=3, mean=(0.5,), std=(0.25,), grayscale_mean=0.5, grayscale_std=0.25
+)
+ARRAY = ImageArray(
+    np.random.default_rng(0).integers(0, 256, (22, 1, 8, 8), dtype=np.uint8), np.arange(22, dtype=np.int64) % 3, SPEC
+)
 
 
 class Images(Dataset):
@@ -52,7 +55,8 @@ def _all(batches) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
 def _equal(first, second) -> bool:
     return len(first) == len(second) and all(
         torch.equal(a[0], b[0]) and (a[1] is None and b[1] is None or torch.equal(a[1], b[1]))
-        for a, b in zip(first, second, strict=True))
+        for a, b in zip(first, second, strict=True)
+    )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -107,6 +111,7 @@ def test_bare_inputs_have_no_labels_and_other_items_are_refused():
     class Triples(Noisy):
         def __getitem__(self, index: int) -> tuple:
             return torch.zeros(2), 0, "extra"
+
     with pytest.raises(GimError, match="inputs or \\(inputs, labels\\).*list of 3"):
         _all(DatasetBatches(Triples(), 4, CPU, workers=0).epoch())
 
@@ -131,7 +136,7 @@ def test_a_seeded_dataloader_gives_each_epoch_the_same_batches_in_any_process_an
     batches = IterableBatches(_shuffled(4, workers=2), CPU)
     epoch1 = _all(batches.epoch(1))
     assert batches.seeded and batches.batch_size == 3 and len(batches) == 4
-    assert _equal(_all(IterableBatches(_shuffled(4, workers=2), CPU).epoch(1)), epoch1)   # a fresh process's
+    assert _equal(_all(IterableBatches(_shuffled(4, workers=2), CPU).epoch(1)), epoch1)  # a fresh process's
     assert _equal(_all(batches.epoch(1, start_batch=2)), epoch1[2:])
     assert not _equal(_all(batches.epoch(0)), epoch1)
 
@@ -141,7 +146,7 @@ def test_an_unseeded_dataloader_warns_when_resumed_mid_epoch():
     assert not batches.seeded
     with pytest.warns(UserWarning, match="not seeded per epoch"):
         assert len(_all(batches.epoch(0, start_batch=1))) == 3
-    assert IterableBatches(DataLoader(Noisy(), batch_size=3), CPU).seeded                  # in stored order
+    assert IterableBatches(DataLoader(Noisy(), batch_size=3), CPU).seeded  # in stored order
 
 
 def test_iterables_need_a_length_a_batch_size_and_the_batches_they_promise():
@@ -156,6 +161,7 @@ def test_iterables_need_a_length_a_batch_size_and_the_batches_they_promise():
     class Short(list):
         def __len__(self) -> int:
             return 3
+
     with pytest.raises(GimError, match="gave 2 of the 3 batches"):
         _all(IterableBatches(Short(batches), CPU, batch_size=2).epoch())
 
@@ -171,5 +177,6 @@ def test_as_batches_passes_batches_through_and_wraps_datasets_and_loaders():
     class Stream(IterableDataset):
         def __iter__(self):
             yield torch.zeros(2)
+
     with pytest.raises(GimError, match="inside a DataLoader"):
         as_batches(Stream(), 4, CPU)

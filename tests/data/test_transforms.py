@@ -1,5 +1,6 @@
 """ImageTransform: random windows and left-right mirrors when training, the centre otherwise; luma weights; every
 output is a crop-sized square, and a crop the images cannot hold is a config error."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,7 +40,7 @@ def test_training_crops_are_random_windows_and_evaluation_crops_the_centre() -> 
     """Pixel values that encode their own position tell which window each crop is."""
     images = (torch.arange(12)[:, None] * 16 + torch.arange(12)).to(torch.uint8).expand(64, 1, 12, 12)
     transform = ImageTransform(4, False, False, (0.0,), (1 / 255,))
-    crops = transform(images, torch.Generator().manual_seed(0)).round().long()       # (64, 1, 4, 4)
+    crops = transform(images, torch.Generator().manual_seed(0)).round().long()  # (64, 1, 4, 4)
     top, left = crops[:, 0, 0, 0] // 16, crops[:, 0, 0, 0] % 16
     expected = (top[:, None, None] + torch.arange(4)[:, None]) * 16 + left[:, None, None] + torch.arange(4)
     assert torch.equal(crops[:, 0], expected), "each crop is one whole window of its image"

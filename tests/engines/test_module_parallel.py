@@ -3,6 +3,7 @@ environment torchrun gives it (RANK, WORLD_SIZE, MASTER_ADDR/PORT), one thread e
 Runs are the smoke preset on 48 images (6 batches of 8 per epoch, 2 epochs). Messages and inboxes:
 test_transport.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,31 +17,45 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-
 from conftest import Rank, finish, fork_ranks
+
 from greedy_infomax.cli import main
 from greedy_infomax.config import DistributedConfig
-from greedy_infomax.tasks import PRESETS, task_of
-from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
 from greedy_infomax.engines.local import seed_module
-from greedy_infomax.tasks import prepare_modules
-from greedy_infomax.workflows import pretrain
 from greedy_infomax.engines.module_parallel import Settings, Topology
 from greedy_infomax.errors import GimError
 from greedy_infomax.objectives.negatives import shared_pool
 from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
+from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
+from greedy_infomax.workflows import pretrain
 
 CPU = torch.device("cpu")
-SMOKE = ["--preset", "smoke", "--data.limit", "48", "--data.batch_size", "8", "--train.device", "cpu",
-         "--train.epochs", "2", "--train.checkpoint_every", "2"]
+SMOKE = [
+    "--preset",
+    "smoke",
+    "--data.limit",
+    "48",
+    "--data.batch_size",
+    "8",
+    "--train.device",
+    "cpu",
+    "--train.epochs",
+    "2",
+    "--train.checkpoint_every",
+    "2",
+]
 
 
 def smoke(max_steps: int, **distributed) -> RunConfig:
     """The config the SMOKE options give, for the local engine and the reference computations."""
     config = PRESETS["smoke"]
-    return replace(config, data=replace(config.data, limit=48, batch_size=8),
-                   train=replace(config.train, device="cpu", epochs=2, checkpoint_every=2, max_steps=max_steps),
-                   distributed=DistributedConfig(**distributed))
+    return replace(
+        config,
+        data=replace(config.data, limit=48, batch_size=8),
+        train=replace(config.train, device="cpu", epochs=2, checkpoint_every=2, max_steps=max_steps),
+        distributed=DistributedConfig(**distributed),
+    )
 
 
 def launch(world: int, logs: Path, *options: str) -> list[Rank]:
@@ -82,8 +97,9 @@ def test_sync_pipeline_continues_a_local_run_bit_for_bit_and_a_local_run_continu
     pretrain(smoke(8), mixed, resume=True)
     assert_same_checkpoint(mixed.checkpoints / "step-00000008", straight.checkpoints / "step-00000008")
     shared = [key for key in straight.metrics()[0] if key != "samples_per_second"]
-    assert [{key: row[key] for key in shared} for row in mixed.metrics()] == \
-        [{key: row[key] for key in shared} for row in straight.metrics()], "losses, epochs and skips as logged locally"
+    assert [{key: row[key] for key in shared} for row in mixed.metrics()] == [
+        {key: row[key] for key in shared} for row in straight.metrics()
+    ], "losses, epochs and skips as logged locally"
     assert [(row["step"], row["epoch"]) for row in mixed.metrics()] == [(2, 1 / 3), (4, 2 / 3), (6, 1.0), (8, 4 / 3)]
 
 
@@ -98,8 +114,19 @@ def test_resuming_a_finished_run_on_three_processes_ends_cleanly_on_every_rank(t
 
 def test_data_parallel_replicas_average_their_gradients(tmp_path, one_thread):
     """2 replicas of one stage == one process stepping each module on the mean of its gradients on both batches."""
-    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "ddp", "--train.max_steps", "2",
-                   "--distributed.stages", "1")
+    ranks = launch(
+        2,
+        tmp_path,
+        *SMOKE,
+        "--output",
+        str(tmp_path),
+        "--name",
+        "ddp",
+        "--train.max_steps",
+        "2",
+        "--distributed.stages",
+        "1",
+    )
     assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
     _assert_replica_average(tmp_path / "ddp", steps=2)
 
@@ -109,6 +136,7 @@ def _pretrain_with_nans(rank: str, nan_at: Callable[[int], bool], *options: str)
     modules); 3 batches skipped in a row stop a run."""
     from greedy_infomax.engines import local
     from greedy_infomax.isolation import IsolatedModule
+
     local.SKIP_LIMIT = 3
     if os.environ["RANK"] == rank:
         original, calls = IsolatedModule.loss, [0]
@@ -124,9 +152,26 @@ def _pretrain_with_nans(rank: str, nan_at: Callable[[int], bool], *options: str)
 
 def test_a_replica_that_skips_a_batch_makes_every_replica_skip_it(tmp_path, one_thread):
     """All replicas leave module 2 (and module 3 after it) as they were on that step, and none waits forever."""
-    ranks = fork_ranks(2, tmp_path, _pretrain_with_nans, "1", lambda call: call == 2, *SMOKE,
-                       "--output", str(tmp_path), "--name", "skip", "--train.max_steps", "2", "--distributed.stages", "1",
-                       "--train.on_nonfinite", "skip", "--train.log_every", "1")
+    ranks = fork_ranks(
+        2,
+        tmp_path,
+        _pretrain_with_nans,
+        "1",
+        lambda call: call == 2,
+        *SMOKE,
+        "--output",
+        str(tmp_path),
+        "--name",
+        "skip",
+        "--train.max_steps",
+        "2",
+        "--distributed.stages",
+        "1",
+        "--train.on_nonfinite",
+        "skip",
+        "--train.log_every",
+        "1",
+    )
     assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
     assert [row["skipped_batches"] for row in RunFolder.open(tmp_path / "skip").metrics()] == [1, 1]
     _assert_replica_average(tmp_path / "skip", steps=2, held={(0, 1), (0, 2)})
@@ -134,9 +179,26 @@ def test_a_replica_that_skips_a_batch_makes_every_replica_skip_it(tmp_path, one_
 
 def test_a_stage_that_skips_batch_after_batch_stops_the_run(tmp_path, one_thread):
     """Rank 0, the first of 2 stages, has NaN losses from its second module call on: every batch is skipped."""
-    ranks = fork_ranks(2, tmp_path, _pretrain_with_nans, "0", lambda call: call >= 2, *SMOKE,
-                       "--output", str(tmp_path), "--name", "gone", "--train.max_steps", "12", "--distributed.stages", "2",
-                       "--train.on_nonfinite", "skip", "--distributed.timeout", "5")
+    ranks = fork_ranks(
+        2,
+        tmp_path,
+        _pretrain_with_nans,
+        "0",
+        lambda call: call >= 2,
+        *SMOKE,
+        "--output",
+        str(tmp_path),
+        "--name",
+        "gone",
+        "--train.max_steps",
+        "12",
+        "--distributed.stages",
+        "2",
+        "--train.on_nonfinite",
+        "skip",
+        "--distributed.timeout",
+        "5",
+    )
     assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
     assert "3 batches in a row were skipped for a non-finite loss" in ranks[0].output
     assert "Traceback" not in ranks[0].output + ranks[1].output
@@ -149,7 +211,7 @@ def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]]
     modules = prepare_modules(config, 1, CPU)
     batches = [x for x, _ in task_of(config).pretrain_loader(config, CPU)[0].epoch(0)]
     for step in range(steps):
-        inputs = batches[2 * step:2 * step + 2]                        # replica r takes batch 2 * step + r
+        inputs = batches[2 * step : 2 * step + 2]  # replica r takes batch 2 * step + r
         for index, module in enumerate(modules):
             gradients = []
             for replica in (0, 1):
@@ -165,8 +227,9 @@ def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]]
                 module.optimizer.step()
     saved = prepare_modules(config, 1, CPU)
     progress = RunFolder.open(folder).load_checkpoint(saved)
-    assert progress == {"step": steps, "epoch": 0, "batch": 2 * steps, "steps_per_module": None}, \
+    assert progress == {"step": steps, "epoch": 0, "batch": 2 * steps, "steps_per_module": None}, (
         "the data position counts loader batches"
+    )
     for (name, expected), actual in zip(modules.state_dict().items(), saved.state_dict().values()):
         assert torch.equal(expected, actual), name
 
@@ -199,9 +262,25 @@ def test_global_negative_pool_holds_every_replica_and_returns_each_the_sum_of_it
 
 def test_async_pipeline_respects_its_buffer_and_reuse_cap(tmp_path):
     """How often module 2 reuses or drops its inputs depends on timing; the bounds and the bookkeeping do not."""
-    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "async", "--train.max_steps", "12",
-                   "--train.log_every", "1", "--distributed.schedule", "async",
-                   "--distributed.buffer", "2", "--distributed.reuse_cap", "3")
+    ranks = launch(
+        2,
+        tmp_path,
+        *SMOKE,
+        "--output",
+        str(tmp_path),
+        "--name",
+        "async",
+        "--train.max_steps",
+        "12",
+        "--train.log_every",
+        "1",
+        "--distributed.schedule",
+        "async",
+        "--distributed.buffer",
+        "2",
+        "--distributed.reuse_cap",
+        "3",
+    )
     assert finish(ranks) == [0, 0], [rank.output for rank in ranks]
     run = RunFolder.open(tmp_path / "async")
     rows = run.metrics()
@@ -213,8 +292,21 @@ def test_async_pipeline_respects_its_buffer_and_reuse_cap(tmp_path):
 
 
 def test_a_supervised_objective_is_refused_by_every_rank_at_once(tmp_path):
-    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "s", "--objective.name", "supervised",
-                   "--objective.num_classes", "10", "--distributed.timeout", "30")
+    ranks = launch(
+        2,
+        tmp_path,
+        *SMOKE,
+        "--output",
+        str(tmp_path),
+        "--name",
+        "s",
+        "--objective.name",
+        "supervised",
+        "--objective.num_classes",
+        "10",
+        "--distributed.timeout",
+        "30",
+    )
     assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
     assert all("objective needs labels on every rank" in rank.output for rank in ranks)
 
@@ -224,8 +316,19 @@ def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how
     """Rank 1 (module 2) of 3 is SIGKILLed or SIGSTOPped after the first checkpoint: ranks 0 and 2 exit with code 2
     and a message naming a rank and its module within the 3 s timeout (plus start-up slack on a busy machine);
     the newest checkpoint loads."""
-    ranks = launch(3, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "r", "--train.epochs", "1000",
-                   "--distributed.timeout", "3")
+    ranks = launch(
+        3,
+        tmp_path,
+        *SMOKE,
+        "--output",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--train.epochs",
+        "1000",
+        "--distributed.timeout",
+        "3",
+    )
     checkpoints = tmp_path / "r" / "checkpoints"
     deadline = time.monotonic() + 60
     while not list(checkpoints.glob("step-*")) and time.monotonic() < deadline:
@@ -246,6 +349,7 @@ def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how
 
 # -- topology ------------------------------------------------------------------------------------------------------
 
+
 def test_topology_splits_modules_into_contiguous_stages_and_names_them():
     topology = Topology.of(Settings(smoke(1).train, DistributedConfig(stages=2)), num_modules=3, rank=3, world=4)
     assert (topology.stage, topology.replica, topology.replicas) == (1, 1, 2)
@@ -253,13 +357,19 @@ def test_topology_splits_modules_into_contiguous_stages_and_names_them():
     assert topology.name() == "rank 3 (modules 2-3)" and topology.name(2) == "rank 2 (module 1)"
 
 
-@pytest.mark.parametrize("world, options, message", [
-    (4, {"stages": 3}, "do not divide"),
-    (4, {"stages": 4}, "4 stages for the 3 modules that run"),
-    (3, {"stages": 3, "train_module": 2},
-     r"3 stages for the 2 modules that run \(every module up to the one trained\)"),
-    (4, {"stages": 2, "schedule": "async"}, "async runs one replica"),
-])
+@pytest.mark.parametrize(
+    "world, options, message",
+    [
+        (4, {"stages": 3}, "do not divide"),
+        (4, {"stages": 4}, "4 stages for the 3 modules that run"),
+        (
+            3,
+            {"stages": 3, "train_module": 2},
+            r"3 stages for the 2 modules that run \(every module up to the one trained\)",
+        ),
+        (4, {"stages": 2, "schedule": "async"}, "async runs one replica"),
+    ],
+)
 def test_topology_rejects_impossible_layouts_naming_the_option(world, options, message):
     train = replace(smoke(1).train, train_module=options.pop("train_module", None))
     with pytest.raises(GimError, match=f"distributed.*{message}"):
@@ -278,13 +388,36 @@ def test_two_nodes_joined_by_torchrun_c10d_train_as_one_process_does(tmp_path, o
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes", "-m", "greedy_infomax.cli",
-               "pretrain", *SMOKE, "--train.max_steps", "4", "--output", str(tmp_path), "--name", "nodes",
-               "--distributed.stages", "2"]
+    command = [
+        torchrun,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "two-nodes",
+        "-m",
+        "greedy_infomax.cli",
+        "pretrain",
+        *SMOKE,
+        "--train.max_steps",
+        "4",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "nodes",
+        "--distributed.stages",
+        "2",
+    ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    nodes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+    nodes = [
+        subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [node.communicate(timeout=240)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     straight = RunFolder.create(tmp_path, "straight", smoke(4))

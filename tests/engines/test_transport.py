@@ -1,6 +1,7 @@
 """Messages between ranks: report payloads packed and unpacked, a Channel's encoding round-tripped through a
 loopback in place of torch.distributed and through a real two-rank gloo group, one message in flight at a time,
 failures naming both ranks; and the inbox policies (queue, newest-first reuse) in-process."""
+
 from __future__ import annotations
 
 import pickle
@@ -13,11 +14,24 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-
 from conftest import finish, fork_ranks
+
 from greedy_infomax.engines import transport
-from greedy_infomax.engines.transport import (CHECKPOINT, CONTROL, DATA, END, LOG, MAX_DIMS, REPORT, SKIP, Channel,
-                                              Inbox, Message, pack, unpack)
+from greedy_infomax.engines.transport import (
+    CHECKPOINT,
+    CONTROL,
+    DATA,
+    END,
+    LOG,
+    MAX_DIMS,
+    REPORT,
+    SKIP,
+    Channel,
+    Inbox,
+    Message,
+    pack,
+    unpack,
+)
 from greedy_infomax.errors import GimError
 
 CPU = torch.device("cpu")
@@ -46,10 +60,21 @@ def assert_same(received, sent) -> None:
 
 # -- report payloads ----------------------------------------------------------------------------------------------
 
+
 def test_pack_and_unpack_round_trip_tensors_numbers_and_strings_in_nested_dicts():
-    value = {"stage": 2, "losses": torch.tensor([0.5, 2.0])[:1], "name": "rank 1 (module 2)",
-             "progress": {"step": 17, "ratio": 0.25, "done": False, "skipped": None, "steps": [1, 2, 3],
-                          "state": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3).T}}
+    value = {
+        "stage": 2,
+        "losses": torch.tensor([0.5, 2.0])[:1],
+        "name": "rank 1 (module 2)",
+        "progress": {
+            "step": 17,
+            "ratio": 0.25,
+            "done": False,
+            "skipped": None,
+            "steps": [1, 2, 3],
+            "state": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3).T,
+        },
+    }
     packed = pack(value, CPU)
     assert packed.dtype == torch.uint8 and packed.dim() == 1
     assert_same(unpack(packed), value)
@@ -63,6 +88,7 @@ def test_unpack_refuses_to_run_code_a_payload_smuggles_in():
 
 # -- a channel's encoding, over a loopback ------------------------------------------------------------------------
 
+
 class Loopback:
     """Stands in for torch.distributed in transport.py: isend queues a copy, recv takes the oldest; `log` records
     every send and every wait on one, by the send's number."""
@@ -73,7 +99,7 @@ class Loopback:
         self.sends = 0
         self.fail_wait = fail_wait
 
-    def isend(self, tensor: torch.Tensor, peer: int, group=None) -> "Work":
+    def isend(self, tensor: torch.Tensor, peer: int, group=None) -> Work:
         self.sent.append(tensor.clone())
         self.log.append(f"send {self.sends}")
         self.sends += 1
@@ -173,25 +199,34 @@ def test_a_peer_lost_while_sending_is_a_gim_error_naming_both_ranks(monkeypatch)
     monkeypatch.setattr(transport, "dist", Loopback(fail_wait=RuntimeError("Connection closed by peer\ndetails")))
     channel = sender()
     channel.send(Message(DATA, 1, 0, torch.zeros(2)))
-    with pytest.raises(GimError, match=r"^rank 0 \(module 1\): could not send to rank 1 \(module 2\): Connection "
-                                       r"closed by peer\. That rank died or stalled; the newest checkpoint"):
+    with pytest.raises(
+        GimError,
+        match=r"^rank 0 \(module 1\): could not send to rank 1 \(module 2\): Connection "
+        r"closed by peer\. That rank died or stalled; the newest checkpoint",
+    ):
         channel.send(Message(DATA, 2, 0, torch.zeros(2)))
 
 
 def test_silence_is_reported_with_the_timeout():
     error = sender().failure("received nothing from", None)
-    assert str(error).startswith("rank 0 (module 1): received nothing from rank 1 (module 2): nothing for 0.3 s "
-                                 "(distributed.timeout)")
+    assert str(error).startswith(
+        "rank 0 (module 1): received nothing from rank 1 (module 2): nothing for 0.3 s (distributed.timeout)"
+    )
 
 
 # -- a channel over a real two-rank gloo group --------------------------------------------------------------------
+
 
 def _messages() -> list[Message]:
     generator = torch.Generator().manual_seed(0)
     activations = torch.randn(2, 3, 4, 5, generator=generator).bfloat16().contiguous(memory_format=torch.channels_last)
     report = pack({"losses": torch.randn(3, generator=generator), "stage": 1}, CPU)
-    return [Message(DATA, 1, 0, activations), Message(SKIP, 2), Message(REPORT, 2, LOG, report),
-            Message(CONTROL, 2, CHECKPOINT | END)]
+    return [
+        Message(DATA, 1, 0, activations),
+        Message(SKIP, 2),
+        Message(REPORT, 2, LOG, report),
+        Message(CONTROL, 2, CHECKPOINT | END),
+    ]
 
 
 def _exchange() -> int:
@@ -224,6 +259,7 @@ def test_two_ranks_exchange_messages_over_their_own_gloo_group(tmp_path):
 
 # -- inbox policies, in-process ----------------------------------------------------------------------------------
 
+
 class FakeChannel(Channel):
     """A channel whose messages come from a list; asking for one past the end blocks (or raises `error`)."""
 
@@ -239,7 +275,7 @@ class FakeChannel(Channel):
     def receive(self) -> Message:
         self.asked += 1
         if self.messages.empty():
-            self.drained.set()                # every earlier message is in the inbox by now
+            self.drained.set()  # every earlier message is in the inbox by now
             if self.error is not None:
                 raise self.error
         return self.messages.get()
@@ -280,5 +316,3 @@ def test_inbox_reports_a_lost_sender_by_rank_and_module():
     inbox = Inbox(FakeChannel([], RuntimeError("Connection closed by peer")), capacity=2)
     with pytest.raises(GimError, match=r"lost rank 1 \(module 2\): Connection closed by peer"):
         inbox.take(5)
-
-

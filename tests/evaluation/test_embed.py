@@ -1,5 +1,6 @@
 """gim embed: its .npz loads with NumPy and refits the linear accuracy of gim probe exactly; the feature extractor of a
 run (vision or audio) gives the same features; formats, unlabelled splits and bad modules."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,19 +11,17 @@ import pytest
 import torch
 
 from greedy_infomax.cli import main
+from greedy_infomax.data.loader import BatchLoader
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.embed import array_writer, embed
+from greedy_infomax.evaluation.probes import linear_probe
+from greedy_infomax.evaluation.speech_features import last_frames, to_label_hop
+from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import PRESETS, task_of
 from greedy_infomax.tasks.audio import load_speech
 from greedy_infomax.tasks.vision import load_split
-from greedy_infomax.data.loader import BatchLoader
-from greedy_infomax.data.transforms import ImageTransform
-from greedy_infomax.workflows import pretrain
-from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.embed import array_writer, embed
-from greedy_infomax.workflows import embed_run, load_extractor
-from greedy_infomax.evaluation.probes import linear_probe
-from greedy_infomax.workflows import probe_run
-from greedy_infomax.evaluation.speech_features import last_frames, to_label_hop
-from greedy_infomax.reporting.run_folder import RunFolder
+from greedy_infomax.workflows import embed_run, load_extractor, pretrain, probe_run
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,21 @@ def embedded(probe_smoke_run, tmp_path_factory):
     linear_only = replace(config.probe, random_init=False, raw_pixels=False)
     probed = probe_run(probe_smoke_run, replace(config, probe=linear_only))
     for split in ("train", "test"):
-        assert main(["embed", str(probe_smoke_run.path), "--module", "2", "--split", split,
-                     "--output", str(output / f"{split}.npz")]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    str(probe_smoke_run.path),
+                    "--module",
+                    "2",
+                    "--split",
+                    split,
+                    "--output",
+                    str(output / f"{split}.npz"),
+                ]
+            )
+            == 0
+        )
     return probed, output
 
 
@@ -63,8 +75,9 @@ def test_the_extractor_of_a_run_gives_the_embedded_features(probe_smoke_run, emb
 def speech_run(speech_root, tmp_path_factory) -> RunFolder:
     """The speech-smoke preset (5 convs and a GRU, 6 modules of 8 channels) trained for 2 steps."""
     config = PRESETS["speech-smoke"]
-    config = replace(config, data=replace(config.data, root=str(speech_root)),
-                     train=replace(config.train, max_steps=2, device="cpu"))
+    config = replace(
+        config, data=replace(config.data, root=str(speech_root)), train=replace(config.train, max_steps=2, device="cpu")
+    )
     run = RunFolder.create(tmp_path_factory.mktemp("speech"), "speech", config)
     pretrain(config, run)
     return run
@@ -77,12 +90,12 @@ def test_the_extractor_of_an_audio_run_gives_the_embedded_frames(speech_run, mod
     extractor = load_extractor(speech_run.path, module)
     corpus = load_speech(speech_run.config.data)
     utterance = corpus.splits["test"][0]
-    waveform = torch.from_numpy(corpus.waveform(utterance))[None, None]                 # (1, 1, samples)
-    frames = extractor(extractor.transform(waveform))                                   # (1, frames, 8)
+    waveform = torch.from_numpy(corpus.waveform(utterance))[None, None]  # (1, 1, samples)
+    frames = extractor(extractor.transform(waveform))  # (1, frames, 8)
     assert frames.shape[::2] == (1, 8) and not frames.requires_grad
     assert abs(frames.shape[1] - utterance.num_samples / extractor.hop) <= 1, "one frame every `hop` samples"
     labels = len(corpus.phones(utterance))
-    per_label = last_frames(to_label_hop(frames.transpose(1, 2), extractor.hop, corpus.spec), labels)   # (8, labels)
+    per_label = last_frames(to_label_hop(frames.transpose(1, 2), extractor.hop, corpus.spec), labels)  # (8, labels)
     written = embed_run(speech_run, module, "probe_test")["phone_features"][:labels]
     np.testing.assert_allclose(per_label.T.numpy(), written, rtol=1e-5, atol=1e-6)
 
@@ -90,8 +103,9 @@ def test_the_extractor_of_an_audio_run_gives_the_embedded_frames(speech_run, mod
 def test_an_unlabelled_split_gives_features_only(probe_smoke_run):
     config = probe_smoke_run.config
     array = load_split(config.data, "probe_test")
-    loader = BatchLoader(replace(array, labels=None), 32, ImageTransform.for_data(28, False, True, array.spec),
-                         torch.device("cpu"))
+    loader = BatchLoader(
+        replace(array, labels=None), 32, ImageTransform.for_data(28, False, True, array.spec), torch.device("cpu")
+    )
     modules, _ = task_of(config).load_trained(probe_smoke_run, config, 1, torch.device("cpu"))
     arrays = embed(modules, loader, module=1)
     assert list(arrays) == ["features"] and arrays["features"].shape == (64, 4)
@@ -116,19 +130,27 @@ def test_safetensors_output_round_trips_or_names_the_missing_package(tmp_path):
     assert all(np.array_equal(loaded[name], arrays[name]) for name in arrays)
 
 
-@pytest.mark.parametrize(("limit", "images"), [("32", 32), ("5", 5), ("0", 10_000)],
-                         ids=["fewer", "less-than-a-training-batch", "whole-split"])
+@pytest.mark.parametrize(
+    ("limit", "images"),
+    [("32", 32), ("5", 5), ("0", 10_000)],
+    ids=["fewer", "less-than-a-training-batch", "whole-split"],
+)
 def test_embed_limit_overrides_the_runs_and_zero_means_the_whole_split(probe_smoke_run, tmp_path, limit, images):
     """The smoke run trained and probed on 64 images; Fashion-MNIST's test split has 10,000."""
     output = tmp_path / "test.npz"
-    assert main(["embed", str(probe_smoke_run.path), "--module", "1", "--data.limit", limit, "--output", str(output)]) == 0
+    assert (
+        main(["embed", str(probe_smoke_run.path), "--module", "1", "--data.limit", limit, "--output", str(output)]) == 0
+    )
     assert np.load(output)["features"].shape[0] == images
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    (["--probe.pool", "2"], "--probe.pool: not an option of audio runs"),
-    (["--data.dataset", "fashion-mnist"], "--data.dataset fashion-mnist: audio runs embed one of librispeech"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--probe.pool", "2"], "--probe.pool: not an option of audio runs"),
+        (["--data.dataset", "fashion-mnist"], "--data.dataset fashion-mnist: audio runs embed one of librispeech"),
+    ],
+)
 def test_embed_options_an_audio_run_lacks_are_one_line(speech_run, tmp_path, capsys, option, message):
     assert main(["embed", str(speech_run.path), "--module", "1", *option, "--output", str(tmp_path / "x.npz")]) == 2
     assert capsys.readouterr().err.startswith(f"gim: error: {message}")
@@ -141,5 +163,6 @@ def test_a_run_trained_on_a_gpu_this_machine_lacks_embeds_on_what_it_has(probe_s
     assert main(["embed", str(run.path), "--module", "1", "--output", str(tmp_path / "auto.npz")]) == 0
     argv = ["embed", str(run.path), "--module", "1", "--device", "cpu", "--output", str(tmp_path / "cpu.npz")]
     assert main(argv) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "cpu.npz")["features"], np.load(tmp_path / "auto.npz")["features"],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "cpu.npz")["features"], np.load(tmp_path / "auto.npz")["features"], rtol=1e-4, atol=1e-5
+    )

@@ -1,6 +1,7 @@
 """Frozen features: pooling position axes against a loop over regions, every module's readout from one frozen pass
 in its own precision, a whole loader's features and labels, the non-finite check, and the fingerprint that proves
 an encoder stayed frozen."""
+
 from __future__ import annotations
 
 import copy
@@ -8,15 +9,23 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import TensorBatches, tiny_sequence_modules
 from torch import nn
 
-from conftest import TensorBatches, tiny_sequence_modules
 from greedy_infomax.data.loader import BatchLoader
 from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
-from greedy_infomax.evaluation.features import (extract_features, finite, fingerprint, frozen_pass, left_unchanged,
-                                                module_features, pool_positions, raw_pixel_features)
+from greedy_infomax.evaluation.features import (
+    extract_features,
+    fingerprint,
+    finite,
+    frozen_pass,
+    left_unchanged,
+    module_features,
+    pool_positions,
+    raw_pixel_features,
+)
 
 
 def region_means(z: torch.Tensor, cells: int) -> torch.Tensor:
@@ -31,8 +40,9 @@ def region_means(z: torch.Tensor, cells: int) -> torch.Tensor:
     return out.flatten(1)
 
 
-@pytest.mark.parametrize(("shape", "cells"), [((2, 3, 7), 3), ((2, 3, 8), 1), ((2, 3, 5, 6), 2), ((2, 3, 4, 4), 4),
-                                              ((1, 2, 3, 4, 5), 2)])
+@pytest.mark.parametrize(
+    ("shape", "cells"), [((2, 3, 7), 3), ((2, 3, 8), 1), ((2, 3, 5, 6), 2), ((2, 3, 4, 4), 4), ((1, 2, 3, 4, 5), 2)]
+)
 def test_pooling_averages_each_region_of_every_position_axis(shape, cells):
     z = torch.randn(shape)
     pooled = pool_positions(z, cells)
@@ -47,11 +57,11 @@ def test_vectors_pass_through_pooling():
 
 def test_module_features_are_each_readout_pooled_while_the_next_module_gets_the_block_output():
     modules = tiny_sequence_modules().train()
-    x = torch.randn(3, 2, 8)                                               # (B, C, T)
+    x = torch.randn(3, 2, 8)  # (B, C, T)
     features = module_features(modules, x, pool=2)
     with torch.no_grad():
-        h1 = modules[0].block(x)                                           # (B, 3, 8)
-        h2 = modules[1].block(h1)                                          # (B, 5, 4)
+        h1 = modules[0].block(x)  # (B, 3, 8)
+        h2 = modules[1].block(h1)  # (B, 5, 4)
         expected = [region_means(modules[0].readout(h1), 2), region_means(h2, 2)]
     assert [f.shape for f in features] == [(3, 4 * 2), (3, 5 * 2)]
     for got, want in zip(features, expected):

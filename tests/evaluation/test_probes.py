@@ -1,5 +1,6 @@
 """Linear and kNN probes on synthetic features: separable clusters, chance on random labels, standardisation with
 the training statistics, determinism for a seed."""
+
 from __future__ import annotations
 
 import torch
@@ -40,8 +41,9 @@ def test_linear_probe_standardises_both_splits_with_the_training_statistics():
 def test_linear_probe_is_deterministic_for_a_seed():
     train_x, train_y = _clusters(20, 4, 5, seed=2)
     noisy = train_x + 3 * torch.randn(train_x.shape, generator=torch.Generator().manual_seed(3))
-    results = [linear_probe(noisy, train_y, noisy, train_y, 4, epochs=2, lr=0.01, batch_size=8, seed=7)
-               for _ in range(2)]
+    results = [
+        linear_probe(noisy, train_y, noisy, train_y, 4, epochs=2, lr=0.01, batch_size=8, seed=7) for _ in range(2)
+    ]
     assert results[0] == results[1]
 
 

@@ -1,14 +1,15 @@
 """The probe protocol on tiny hand-made modules and loaders: every module probed on its own features of the
 training and test splits (plus augmented views), features extracted once per split for both probes, the options
 passed through, and a failure when extraction changes the encoder."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
 import torch
-
 from conftest import TensorBatches, tiny_sequence_modules
+
 from greedy_infomax.evaluation import protocol
 from greedy_infomax.evaluation.features import module_features
 from greedy_infomax.evaluation.protocol import probe_features, probe_modules
@@ -42,6 +43,7 @@ def fitted(monkeypatch) -> list[dict]:
         def record(*args, **kwargs):
             calls.append({"probe": name, "args": args, "kwargs": kwargs})
             return len(calls) / 100
+
         return record
 
     monkeypatch.setattr(protocol, "linear_probe", recorder("linear"))
@@ -58,7 +60,7 @@ def test_each_module_is_fitted_on_its_training_features_and_scored_on_its_test_f
     assert [row["features"] for row in rows] == [4 * 2, 5 * 2], "C x pool cells of each module"
     assert [call["probe"] for call in fitted] == ["linear", "knn"] * 2
     for index, row in enumerate(rows):
-        linear, knn = fitted[2 * index:2 * index + 2]
+        linear, knn = fitted[2 * index : 2 * index + 2]
         assert (row["linear"], row["knn"]) == (0.01 * (2 * index + 1), 0.01 * (2 * index + 2))
         for call in (linear, knn):
             train_x, train_y, test_x, test_y, classes = call["args"][:5]

@@ -1,5 +1,6 @@
 """Streaming probes: one optimiser step per stream item, every classifier on its own output's raw features, the
 paper's Xavier-normal init, and one-line errors for empty streams."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def test_each_classifier_sees_its_outputs_raw_features_and_steps_once_per_item(m
 
 def test_a_separable_raw_feature_is_learnt_and_scored_on_the_test_stream():
     train, test = _steps(10, seed=0, offset=0.0), _steps(5, seed=1, offset=0.0)
-    [(_, first), (_, second)] = streaming.fit_streaming(lambda epoch: train, lambda epoch: test, 3, epochs=10,
-                                                        lr=0.1, seed=0)
+    [(_, first), (_, second)] = streaming.fit_streaming(
+        lambda epoch: train, lambda epoch: test, 3, epochs=10, lr=0.1, seed=0
+    )
     assert first == 1.0 and second < 0.7
 
 

@@ -1,19 +1,20 @@
 """The CPC audio encoder's surface (stages, out_channels, hop, lengths), parameter counts, its checks, and its modules:
 objectives sized per module, gradients to every parameter, a step of one module leaves the others alone."""
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
 import torch
+from conftest import snapshot
 from torch import nn
 
-from conftest import snapshot
-from greedy_infomax.tasks.audio import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
 from greedy_infomax.errors import GimError
 from greedy_infomax.models.audio import AudioEncoder, GRUStage
-from greedy_infomax.tasks import build_modules
 from greedy_infomax.objectives.infonce_1d import InfoNCE1d
+from greedy_infomax.tasks import build_modules
+from greedy_infomax.tasks.audio import AudioModelConfig, AudioObjectiveConfig, AudioRunConfig
 
 
 def _parameters(model: nn.Module) -> int:
@@ -21,15 +22,21 @@ def _parameters(model: nn.Module) -> int:
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> int:
-    return in_channels * out_channels * kernel + out_channels                       # weight + bias
+    return in_channels * out_channels * kernel + out_channels  # weight + bias
 
 
 def _gru(inputs: int, hidden: int) -> int:
-    return 3 * (hidden * inputs + hidden * hidden + 2 * hidden)                     # reset, update, new gates
+    return 3 * (hidden * inputs + hidden * hidden + 2 * hidden)  # reset, update, new gates
 
 
-TINY = AudioModelConfig(channels=(6, 6, 6), kernels=(5, 4, 8), strides=(5, 4, 8), paddings=(0, 0, 0), gru_hidden=5,
-                        stages_per_module=(1, 1, 1, 1))
+TINY = AudioModelConfig(
+    channels=(6, 6, 6),
+    kernels=(5, 4, 8),
+    strides=(5, 4, 8),
+    paddings=(0, 0, 0),
+    gru_hidden=5,
+    stages_per_module=(1, 1, 1, 1),
+)
 """A hop of 160 samples like the paper's: 2,560 samples -> 512 -> 128 -> 16 -> 16 steps, 6 channels, GRU 6 -> 5;
 small enough for a step per module."""
 SAMPLES = 2_560
@@ -44,8 +51,9 @@ def _tiny_modules(stages_per_module: tuple[int, ...]) -> nn.ModuleList:
     """The tiny encoder cut into modules; built with the same seed as `_tiny_encoder()`, so the weights match."""
     torch.manual_seed(0)
     objective = AudioObjectiveConfig(prediction_steps=2, num_negatives=3, subsample_window=8)
-    return build_modules(AudioRunConfig(model=replace(TINY, stages_per_module=stages_per_module),
-                                        objective=objective), 1)
+    return build_modules(
+        AudioRunConfig(model=replace(TINY, stages_per_module=stages_per_module), objective=objective), 1
+    )
 
 
 def test_paper_encoder_parameter_counts():
@@ -79,7 +87,7 @@ def test_paper_surface_hop_and_lengths():
 def test_stage_outputs_match_lengths_for_the_paper_window():
     """The paper's kernels, strides and paddings on a real 20,480-sample window, with narrow layers."""
     encoder = AudioEncoder(channels=(4, 4, 4, 4, 4), gru_hidden=3)
-    x = torch.randn(2, 1, 20_480)                                                   # (B, 1, samples)
+    x = torch.randn(2, 1, 20_480)  # (B, 1, samples)
     shapes = []
     with torch.no_grad():
         for stage in encoder.stages:
@@ -102,11 +110,16 @@ def test_gru_stage_is_causal():
     assert torch.equal(before[:, :, :6], after[:, :, :6]) and not torch.equal(before[:, :, 6:], after[:, :, 6:])
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"model": replace(TINY, strides=(5, 4, 4))}, r"model.strides: their product is 80, it must be the 160-sample"),
-    ({"objective": AudioObjectiveConfig(prediction_steps=128, subsample_window=200)},
-     r"objective.prediction_steps: module 3 outputs 128 steps per 20480-sample window, fewer than the 129"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": replace(TINY, strides=(5, 4, 4))}, r"model.strides: their product is 80, it must be the 160-sample"),
+        (
+            {"objective": AudioObjectiveConfig(prediction_steps=128, subsample_window=200)},
+            r"objective.prediction_steps: module 3 outputs 128 steps per 20480-sample window, fewer than the 129",
+        ),
+    ],
+)
 def test_an_encoder_the_data_cannot_feed_is_a_config_error(change, message):
     with pytest.raises(GimError, match=message):
         build_modules(replace(AudioRunConfig(model=TINY), **change), 1)
@@ -169,15 +182,16 @@ def test_stepping_module_k_changes_only_module_k(k):
         module.configure_optimizer(lr=1e-2)
     x = torch.randn(3, 1, SAMPLES)
     with torch.no_grad():
-        for module in modules[:k - 1]:
+        for module in modules[: k - 1]:
             x = module(x)
     before = snapshot(modules)
     out, loss, _ = modules[k - 1].step(x)
     after = snapshot(modules)
     assert torch.isfinite(loss) and not out.requires_grad
     for index in range(1, 5):
-        changed = {name: not torch.equal(before[name], after[name]) for name in before
-                   if name.startswith(f"{index - 1}.")}
+        changed = {
+            name: not torch.equal(before[name], after[name]) for name in before if name.startswith(f"{index - 1}.")
+        }
         assert changed, "every module has parameters"
         if index == k:
             assert all(changed.values()), f"module {k}: unchanged {[n for n, c in changed.items() if not c]}"

@@ -1,12 +1,13 @@
 """The patch ResNet's surface (stages, out_channels, sizes) and gradients to every parameter."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from greedy_infomax.tasks import PRESETS
 from greedy_infomax.models.resnet import PatchResNet, PreActBasicBlock, PreActBottleneck
+from greedy_infomax.tasks import PRESETS
 
 
 def _parameters(model: torch.nn.Module) -> int:
@@ -21,14 +22,17 @@ def test_paper_encoder_parameter_count():
     assert stem.weight.shape == (64, 1, 5, 5) and stem.bias.shape == (64,)
 
 
-@pytest.mark.parametrize("block, planes, out_channels", [
-    ("bottleneck", (64, 128, 256), [256, 512, 1024]),
-    ("basic", (64, 128, 256), [64, 128, 256]),
-])
+@pytest.mark.parametrize(
+    "block, planes, out_channels",
+    [
+        ("bottleneck", (64, 128, 256), [256, 512, 1024]),
+        ("basic", (64, 128, 256), [64, 128, 256]),
+    ],
+)
 def test_out_channels_and_spatial_sizes(block, planes, out_channels):
     encoder = PatchResNet(1, block, (1, 1, 1), planes, stem_channels=64, stem_kernel=5)
     assert encoder.out_channels == out_channels
-    x = torch.randn(2, 1, 16, 16)                                             # (patches, 1, 16, 16)
+    x = torch.randn(2, 1, 16, 16)  # (patches, 1, 16, 16)
     sizes = []
     with torch.no_grad():
         for stage, channels in zip(encoder.stages, out_channels):
@@ -43,15 +47,16 @@ def test_blocks_are_pre_activation_residuals_as_the_spec_writes_them(in_channels
     """Basic: conv2(relu(conv1(relu x))) + s; bottleneck: conv3(relu(conv2(relu(conv1(relu x))))) + s, where s is
     x itself, or a strided 1x1 conv of relu x when the shape changes (spec: "on the activated input")."""
     torch.manual_seed(0)
-    x = torch.randn(2, in_channels, 8, 8)          # negative values too, so every missing or extra ReLU shows
+    x = torch.randn(2, in_channels, 8, 8)  # negative values too, so every missing or extra ReLU shows
     for block in (PreActBasicBlock(in_channels, 16, stride), PreActBottleneck(in_channels, 4, stride)):
         a = F.relu(x)
         shortcut = x if stride == 1 else F.conv2d(a, block.shortcut.weight, block.shortcut.bias, stride=stride)
         convs = [block.conv1, block.conv2] + ([block.conv3] if isinstance(block, PreActBottleneck) else [])
         h = a
         for index, conv in enumerate(convs):
-            h = F.conv2d(h if index == 0 else F.relu(h), conv.weight, conv.bias, stride=conv.stride,
-                         padding=conv.padding)
+            h = F.conv2d(
+                h if index == 0 else F.relu(h), conv.weight, conv.bias, stride=conv.stride, padding=conv.padding
+            )
         assert (block.shortcut is None) == (stride == 1)
         torch.testing.assert_close(block(x), h + shortcut)
 

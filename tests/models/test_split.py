@@ -1,5 +1,6 @@
 """split() and isolate() on small networks of the kind a user brings: cut points, sizes inferred from a sample,
 one objective per module, and the refusals that keep modules isolated."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -16,11 +17,16 @@ from greedy_infomax.objectives import InfoNCE1d, InfoNCE2d, Supervised
 def _network() -> nn.Sequential:
     """A small CNN with named layers and BatchNorm, the kind of network a user brings."""
     torch.manual_seed(0)
-    return nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(1, 4, 3, padding=1), norm1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(4, 6, 3, stride=2, padding=1), relu2=nn.ReLU(),
-        conv3=nn.Conv2d(6, 5, 3, padding=1),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(1, 4, 3, padding=1),
+            norm1=nn.BatchNorm2d(4),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(4, 6, 3, stride=2, padding=1),
+            relu2=nn.ReLU(),
+            conv3=nn.Conv2d(6, 5, 3, padding=1),
+        )
+    )
 
 
 def test_split_cuts_after_named_children_and_renumbers_the_blocks():
@@ -39,8 +45,10 @@ def test_cutting_after_the_last_child_leaves_an_identity_block():
     assert len(blocks) == 2 and len(blocks[1]) == 0
 
 
-@pytest.mark.parametrize("after, message", [(["relu9"], "conv1, norm1, relu1"), (["relu2", "relu1"], "order"),
-                                             (["relu1", "relu1"], "distinct")])
+@pytest.mark.parametrize(
+    "after, message",
+    [(["relu9"], "conv1, norm1, relu1"), (["relu2", "relu1"], "order"), (["relu1", "relu1"], "distinct")],
+)
 def test_bad_cut_points_are_refused(after, message):
     with pytest.raises(ValueError, match=message):
         split(_network(), after=after)
@@ -49,8 +57,11 @@ def test_bad_cut_points_are_refused(after, message):
 def test_isolate_sizes_each_objective_from_the_sample_without_touching_batch_statistics():
     network = _network()
     running_mean = network.norm1.running_mean.clone()
-    objectives = [partial(InfoNCE2d, prediction_steps=1, num_negatives=2), partial(Supervised, num_classes=3),
-                  partial(InfoNCE2d, prediction_steps=1, num_negatives=2)]
+    objectives = [
+        partial(InfoNCE2d, prediction_steps=1, num_negatives=2),
+        partial(Supervised, num_classes=3),
+        partial(InfoNCE2d, prediction_steps=1, num_negatives=2),
+    ]
     modules = isolate(split(network, after=["relu1", "relu2"]), objectives, sample=torch.zeros(1, 1, 8, 8))
     assert [module.objective.predictors.in_channels for module in modules[::2]] == [4, 5]
     assert modules[1].objective.classifier.in_features == 6
@@ -60,9 +71,10 @@ def test_isolate_sizes_each_objective_from_the_sample_without_touching_batch_sta
 
 def test_the_autoregressor_ends_the_last_module_and_sizes_its_context():
     convs = nn.Sequential(nn.Conv1d(1, 4, 4, stride=2), nn.ReLU(), nn.Conv1d(4, 6, 3))
-    gru = nn.Sequential(nn.Conv1d(6, 3, 1))                         # any (B, C, T) -> (B, C', T) context network
-    modules = isolate(split(convs, after=["1"]), partial(InfoNCE1d, prediction_steps=2), torch.zeros(1, 1, 40),
-                      autoregressor=gru)
+    gru = nn.Sequential(nn.Conv1d(6, 3, 1))  # any (B, C, T) -> (B, C', T) context network
+    modules = isolate(
+        split(convs, after=["1"]), partial(InfoNCE1d, prediction_steps=2), torch.zeros(1, 1, 40), autoregressor=gru
+    )
     assert modules[0].autoregressor is None and modules[1].autoregressor is gru
     assert modules[1].objective.predictors.in_features == 3, "predicts from the context (Cc = 3)"
     assert modules[1].objective.predictors.out_features == 2 * 6, "the block's output (C = 6), K = 2 steps ahead"

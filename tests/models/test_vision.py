@@ -1,5 +1,6 @@
 """The vision encoder as modules: how many, what each outputs and scores, and that every cut holds the same
 layers."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,31 +23,45 @@ class Scored(nn.Module):
 
 def build(stages_per_module: tuple[int, ...], block: str = "basic", seed: int = 0) -> nn.ModuleList:
     torch.manual_seed(seed)
-    return patch_resnet_modules(1, CROP, [Scored] * len(stages_per_module), block=block, blocks_per_stage=(1, 1, 1),
-                                planes=(4, 8, 6), stem_channels=4, stem_kernel=3, patch_size=8, patch_stride=4,
-                                stages_per_module=stages_per_module)
+    return patch_resnet_modules(
+        1,
+        CROP,
+        [Scored] * len(stages_per_module),
+        block=block,
+        blocks_per_stage=(1, 1, 1),
+        planes=(4, 8, 6),
+        stem_channels=4,
+        stem_kernel=3,
+        patch_size=8,
+        patch_stride=4,
+        stages_per_module=stages_per_module,
+    )
 
 
-@pytest.mark.parametrize(("stages_per_module", "block", "stage_channels"), [
-    ((1, 1, 1), "basic", [4, 8, 6]),
-    ((1, 2), "basic", [4, 8, 6]),
-    ((2, 1), "basic", [4, 8, 6]),
-    ((3,), "basic", [4, 8, 6]),
-    ((1, 2), "bottleneck", [16, 32, 24]),                  # 4x the planes
-])
-def test_each_module_outputs_the_patch_maps_of_its_last_stage_and_scores_their_grid(stages_per_module, block,
-                                                                                    stage_channels):
+@pytest.mark.parametrize(
+    ("stages_per_module", "block", "stage_channels"),
+    [
+        ((1, 1, 1), "basic", [4, 8, 6]),
+        ((1, 2), "basic", [4, 8, 6]),
+        ((2, 1), "basic", [4, 8, 6]),
+        ((3,), "basic", [4, 8, 6]),
+        ((1, 2), "bottleneck", [16, 32, 24]),  # 4x the planes
+    ],
+)
+def test_each_module_outputs_the_patch_maps_of_its_last_stage_and_scores_their_grid(
+    stages_per_module, block, stage_channels
+):
     modules = build(stages_per_module, block)
     assert len(modules) == len(stages_per_module)
-    x = torch.randn(2, 1, CROP, CROP)                                           # (B, 1, crop, crop)
+    x = torch.randn(2, 1, CROP, CROP)  # (B, 1, crop, crop)
     last_stage = -1
     with torch.no_grad():
         for module, stages in zip(modules, stages_per_module):
             last_stage += stages
             channels, side = stage_channels[last_stage], PATCH_SIDES[last_stage]
             x = module(x)
-            assert x.shape == (2 * GRID * GRID, channels, side, side)          # (B * g * g, C, h, w): unpooled
-            assert module.readout(x).shape == (2, channels, GRID, GRID)        # (B, C, g, g): what the loss scores
+            assert x.shape == (2 * GRID * GRID, channels, side, side)  # (B * g * g, C, h, w): unpooled
+            assert module.readout(x).shape == (2, channels, GRID, GRID)  # (B, C, g, g): what the loss scores
             assert module.objective.channels == channels
 
 

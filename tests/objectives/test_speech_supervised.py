@@ -1,4 +1,6 @@
-"""The speech supervised objective against a loop over examples and frames."""
+"""The speech supervised objective against a loop over examples and frames (loss and each classifier's
+accuracy)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,7 +20,7 @@ def reference_loss(h: torch.Tensor, speakers, phones, objective: SpeechSupervise
         speaker_terms.append(F.cross_entropy(objective.speaker(h[b].mean(1)), speakers[b]))
         for f in range(frames):
             if phones[b, f] >= 0:
-                steps = h[b, :, f * T // frames:-(-(f + 1) * T // frames)]                    # adaptive bins
+                steps = h[b, :, f * T // frames : -(-(f + 1) * T // frames)]  # adaptive bins
                 phone_terms.append(F.cross_entropy(objective.phone(steps.mean(1)), phones[b, f]))
     return torch.stack(speaker_terms).mean() + torch.stack(phone_terms).mean()
 
@@ -31,14 +33,26 @@ def test_matches_loop_reference(steps):
     speakers, phones = torch.tensor([0, 2]), torch.tensor([[1, 3, -1, 0], [2, -1, -1, 1]])
     expected = reference_loss(h, speakers, phones, objective)
     torch.testing.assert_close(objective(h, (speakers, phones)), expected)
+    speaker_right = [int(objective.speaker(h[b].mean(1)).argmax()) == int(speakers[b]) for b in range(2)]
+    frames = F.adaptive_avg_pool1d(h, 4).transpose(1, 2)
+    phone_right = [
+        int(objective.phone(frames[b, f]).argmax()) == int(phones[b, f])
+        for b in range(2)
+        for f in range(4)
+        if phones[b, f] >= 0
+    ]
+    assert {name: value.item() for name, value in objective.metrics.items()} == pytest.approx(
+        {"speaker_accuracy": sum(speaker_right) / 2, "phone_accuracy": sum(phone_right) / len(phone_right)}
+    )
 
 
 def test_reads_the_context_when_the_module_has_one():
     objective = SpeechSupervised(5, num_speakers=3, num_phones=4, context_channels=2)
     labels = (torch.tensor([1]), torch.tensor([[0, 1]]))
     context = torch.randn(1, 2, 4)
-    assert objective(torch.randn(1, 5, 4), labels, context=context) == objective(torch.zeros(1, 5, 4), labels,
-                                                                                 context=context)
+    assert objective(torch.randn(1, 5, 4), labels, context=context) == objective(
+        torch.zeros(1, 5, 4), labels, context=context
+    )
 
 
 def test_refuses_speaker_labels_alone():
@@ -57,8 +71,10 @@ def test_separate_speaker_and_phone_models_train_one_term_each():
     assert speaker.phone is None and phone.speaker is None
     speaker.speaker.load_state_dict(both.speaker.state_dict())
     phone.phone.load_state_dict(both.phone.state_dict())
-    torch.testing.assert_close(speaker(h, (speakers, phones)) + phone(h, (speakers, phones)),
-                               both(h, (speakers, phones)))
+    torch.testing.assert_close(
+        speaker(h, (speakers, phones)) + phone(h, (speakers, phones)), both(h, (speakers, phones))
+    )
     torch.testing.assert_close(speaker(h, (speakers, phones)), F.cross_entropy(both.speaker(h.mean(2)), speakers))
+    assert set(speaker.metrics) == {"speaker_accuracy"} and set(phone.metrics) == {"phone_accuracy"}
     with pytest.raises(ValueError, match="targets: must be both, speaker or phone"):
         SpeechSupervised(5, num_speakers=3, num_phones=4, targets="words")

@@ -1,5 +1,6 @@
 """`gim reproduce`'s comparison from a small hand-made summary: the markdown tables (methods, baselines, the paper's
 column, training times), the plot's panels and curves, and the files written."""
+
 from __future__ import annotations
 
 import copy
@@ -10,21 +11,50 @@ from matplotlib import image, pyplot
 from greedy_infomax.reporting.comparison import _duration, comparison_rows, format_comparison, write_comparison
 
 SUMMARY = {
-    "task": "audio", "budget": "smoke", "preset": "speech-smoke", "seed": 3, "date": "2025-01-02",
-    "paper": {"GIM": {"speaker": 99.4, "phone": 62.5}, "end-to-end CPC": {"speaker": 97.4, "phone": 64.6},
-              "log-mel": {"speaker": 17.6, "phone": 39.7}, "random init": 27.0},
+    "task": "audio",
+    "budget": "smoke",
+    "preset": "speech-smoke",
+    "seed": 3,
+    "date": "2025-01-02",
+    "paper": {
+        "GIM": {"speaker": 99.4, "phone": 62.5},
+        "end-to-end CPC": {"speaker": 97.4, "phone": 64.6},
+        "log-mel": {"speaker": 17.6, "phone": 39.7},
+        "random init": 27.0,
+    },
     "methods": [
-        {"method": "GIM", "seconds": 42.4, "results": {
-            "dataset": "speech-corpus", "probes": ["speaker", "phone"],
-            "trained": [{"module": 1, "speaker": 0.5, "phone": 0.25}, {"module": 2, "speaker": 0.625, "phone": 0.375},
-                        {"module": 3, "speaker": 0.75, "phone": 0.5}],
-            "random": [{"module": 1, "speaker": 0.1, "phone": 0.2}, {"module": 2, "speaker": 0.1, "phone": 0.2},
-                       {"module": 3, "speaker": 0.125, "phone": 0.2}],
-            "baseline": {"name": "log-mel", "features": 40, "speaker": 0.8, "phone": 0.4}}},
-        {"method": "end-to-end CPC", "seconds": 150.0, "results": {
-            "dataset": "speech-corpus", "probes": ["speaker", "phone"],
-            "trained": [{"module": 1, "speaker": 0.125, "phone": 0.5}, {"module": 2, "speaker": 0.25, "phone": 0.5},
-                        {"module": 3, "phone": 0.5}]}},                   # module 3's speaker probe is missing
+        {
+            "method": "GIM",
+            "seconds": 42.4,
+            "results": {
+                "dataset": "speech-corpus",
+                "probes": ["speaker", "phone"],
+                "trained": [
+                    {"module": 1, "speaker": 0.5, "phone": 0.25},
+                    {"module": 2, "speaker": 0.625, "phone": 0.375},
+                    {"module": 3, "speaker": 0.75, "phone": 0.5},
+                ],
+                "random": [
+                    {"module": 1, "speaker": 0.1, "phone": 0.2},
+                    {"module": 2, "speaker": 0.1, "phone": 0.2},
+                    {"module": 3, "speaker": 0.125, "phone": 0.2},
+                ],
+                "baseline": {"name": "log-mel", "features": 40, "speaker": 0.8, "phone": 0.4},
+            },
+        },
+        {
+            "method": "end-to-end CPC",
+            "seconds": 150.0,
+            "results": {
+                "dataset": "speech-corpus",
+                "probes": ["speaker", "phone"],
+                "trained": [
+                    {"module": 1, "speaker": 0.125, "phone": 0.5},
+                    {"module": 2, "speaker": 0.25, "phone": 0.5},
+                    {"module": 3, "phone": 0.5},
+                ],
+            },
+        },  # module 3's speaker probe is missing
     ],
 }
 
@@ -50,8 +80,11 @@ TABLES = """\
 
 def test_rows_are_the_methods_then_the_random_encoder_and_the_raw_input_under_every_module():
     assert comparison_rows(SUMMARY, "speaker") == [
-        ("GIM", [0.5, 0.625, 0.75]), ("end-to-end CPC", [0.125, 0.25, None]), ("random init", [0.1, 0.1, 0.125]),
-        ("log-mel", [0.8] * 3)]
+        ("GIM", [0.5, 0.625, 0.75]),
+        ("end-to-end CPC", [0.125, 0.25, None]),
+        ("random init", [0.1, 0.1, 0.125]),
+        ("log-mel", [0.8] * 3),
+    ]
 
 
 def test_one_table_per_probe_with_the_papers_number_and_each_methods_time():
@@ -60,7 +93,8 @@ def test_one_table_per_probe_with_the_papers_number_and_each_methods_time():
 
 
 def test_the_plot_has_a_log_error_panel_per_probe_with_a_curve_per_method_and_the_baseline_as_a_line(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     figures = []
     close = pyplot.close
     monkeypatch.setattr(pyplot, "close", figures.append)
@@ -98,7 +132,12 @@ def test_the_markdown_file_names_the_run_and_holds_the_tables(tmp_path):
 
 def test_durations_under_a_minute_are_seconds_else_minutes():
     assert [_duration(seconds) for seconds in (None, 12.4, 59.4, 60.0, 3600.0)] == [
-        "", "12 s", "59 s", "1.0 min", "60.0 min"]
+        "",
+        "12 s",
+        "59 s",
+        "1.0 min",
+        "60.0 min",
+    ]
 
 
 def test_a_baseline_without_one_of_the_probes_draws_no_line_in_that_panel(tmp_path, monkeypatch):

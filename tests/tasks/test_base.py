@@ -1,6 +1,7 @@
 """The Task surface's shared behaviour, on a hand-made toy task and on the registered ones: objectives built from
 the objective config by constructor argument name, unknown names as one-line errors, the training method in words,
 re-cutting the encoder, baselines on and off, budgets, and a random encoder seeded apart from the trained one."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -13,14 +14,30 @@ from torch import nn
 from greedy_infomax.config import TrainConfig
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import fingerprint
-from greedy_infomax.objectives import InfoNCE1d, InfoNCE2d, SpeechSupervised, Supervised
+from greedy_infomax.objectives import (
+    BarlowTwins,
+    CLAPP1d,
+    CLAPP2d,
+    InfoNCE1d,
+    InfoNCE2d,
+    SimCLR,
+    SpeechSupervised,
+    Supervised,
+    VICReg,
+)
 from greedy_infomax.tasks import PRESETS, preset, task_of
 from greedy_infomax.tasks.base import Task
 
 
 class Toy(nn.Module):
-    def __init__(self, channels: int, prediction_steps: int, num_negatives: int = 1, temperature: float = 0.1,
-                 name: str = "toy loss") -> None:
+    def __init__(
+        self,
+        channels: int,
+        prediction_steps: int,
+        num_negatives: int = 1,
+        temperature: float = 0.1,
+        name: str = "toy loss",
+    ) -> None:
         super().__init__()
         self.channels, self.prediction_steps, self.num_negatives = channels, prediction_steps, num_negatives
         self.temperature, self.name = temperature, name
@@ -89,6 +106,7 @@ def task_for(config) -> Task:
 
 # -- objectives ---------------------------------------------------------------------------------------------------
 
+
 def test_the_objective_takes_the_constructor_arguments_it_names_from_the_objective_config():
     """prediction_steps and num_negatives by name; skip_steps is not an argument, temperature not an option, and
     the config's `name` is the objective's registry key, never an argument."""
@@ -107,17 +125,57 @@ def test_an_objective_without_options_is_built_from_the_channels_alone():
 def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives():
     with pytest.raises(GimError) as error:
         TOY.objective(toy(objective=ToyObjectiveConfig(name="contrastive")))
-    assert str(error.value) == ("objective.name: 'contrastive' is not an objective of toy runs; choose one of: toy, "
-                                "plain")
+    assert str(error.value) == (
+        "objective.name: 'contrastive' is not an objective of toy runs; choose one of: toy, plain"
+    )
 
 
-@pytest.mark.parametrize(("name", "objective", "cls", "options"), [
-    ("smoke", "infonce_2d", InfoNCE2d, {"prediction_steps": 2, "skip_steps": 1, "num_negatives": 4}),
-    ("smoke", "supervised", Supervised, {"num_classes": 10}),
-    ("speech-smoke", "infonce_1d", InfoNCE1d,
-     {"prediction_steps": 3, "num_negatives": 4, "subsample": True, "subsample_window": 32}),
-    ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41, "targets": "both"}),
-])
+@pytest.mark.parametrize(
+    ("name", "objective", "cls", "options"),
+    [
+        (
+            "smoke",
+            "infonce_2d",
+            InfoNCE2d,
+            {"prediction_steps": 2, "skip_steps": 1, "num_negatives": 4, "negative_groups": 1},
+        ),
+        ("smoke", "supervised", Supervised, {"num_classes": 10}),
+        (
+            "speech-smoke",
+            "infonce_1d",
+            InfoNCE1d,
+            {
+                "prediction_steps": 3,
+                "num_negatives": 4,
+                "subsample": True,
+                "subsample_window": 32,
+                "negative_groups": 1,
+            },
+        ),
+        ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41, "targets": "both"}),
+        ("smoke", "clapp", CLAPP2d, {"prediction_steps": 2, "skip_steps": 1}),
+        ("smoke", "simclr", SimCLR, {"temperature": 0.5, "hidden_dim": 512, "projection_dim": None}),
+        (
+            "smoke",
+            "barlow_twins",
+            BarlowTwins,
+            {"off_diagonal_weight": 5e-3, "hidden_dim": 512, "projection_dim": None},
+        ),
+        (
+            "smoke",
+            "vicreg",
+            VICReg,
+            {
+                "invariance_weight": 25.0,
+                "variance_weight": 25.0,
+                "covariance_weight": 1.0,
+                "hidden_dim": 512,
+                "projection_dim": None,
+            },
+        ),
+        ("speech-smoke", "clapp", CLAPP1d, {"prediction_steps": 3, "subsample": True, "subsample_window": 32}),
+    ],
+)
 def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, objective, cls, options):
     config = preset(name)
     config = replace(config, objective=replace(config.objective, name=objective))
@@ -127,25 +185,43 @@ def test_each_tasks_objective_is_its_class_with_the_options_of_the_preset(name, 
 
 # -- the training method in words ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "changes", "method"), [
-    ("paper-stl10", {}, "GIM (3 modules)"),
-    ("paper-stl10", {"train": {"curriculum": "sequential"}}, "GIM (3 modules, sequential)"),
-    ("paper-stl10", {"train": {"train_module": 2}}, "GIM (3 modules, train_module 2)"),
-    ("paper-stl10", {"model": {"autoregressor": "pixelcnn"}}, "GIM (3 modules, PixelCNN in module 3)"),
-    ("paper-stl10", {"model": {"stages_per_module": (3,), "autoregressor": "pixelcnn"}}, "end-to-end CPC"),
-    ("paper-stl10", {"model": {"stages_per_module": (3,)}}, "end-to-end InfoNCE"),
-    ("paper-stl10", {"objective": {"name": "supervised"}}, "greedy supervised (3 modules)"),
-    ("paper-stl10", {"model": {"stages_per_module": (3,)}, "objective": {"name": "supervised"}},
-     "end-to-end supervised"),
-    ("paper-stl10", {"train": {"curriculum": "sequential"}, "model": {"autoregressor": "pixelcnn"}},
-     "GIM (3 modules, sequential, PixelCNN in module 3)"),
-    ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
-    ("paper-librispeech", {}, "GIM (6 modules)"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "changes", "method"),
+    [
+        ("paper-stl10", {}, "GIM (3 modules)"),
+        ("paper-stl10", {"train": {"curriculum": "sequential"}}, "GIM (3 modules, sequential)"),
+        ("paper-stl10", {"train": {"train_module": 2}}, "GIM (3 modules, train_module 2)"),
+        ("paper-stl10", {"model": {"autoregressor": "pixelcnn"}}, "GIM (3 modules, PixelCNN in module 3)"),
+        ("paper-stl10", {"model": {"stages_per_module": (3,), "autoregressor": "pixelcnn"}}, "end-to-end CPC"),
+        ("paper-stl10", {"model": {"stages_per_module": (3,)}}, "end-to-end InfoNCE"),
+        ("paper-stl10", {"objective": {"name": "supervised"}}, "greedy supervised (3 modules)"),
+        (
+            "paper-stl10",
+            {"model": {"stages_per_module": (3,)}, "objective": {"name": "supervised"}},
+            "end-to-end supervised",
+        ),
+        (
+            "paper-stl10",
+            {"train": {"curriculum": "sequential"}, "model": {"autoregressor": "pixelcnn"}},
+            "GIM (3 modules, sequential, PixelCNN in module 3)",
+        ),
+        ("paper-librispeech", {"model": {"stages_per_module": (6,)}}, "end-to-end CPC"),
+        ("paper-librispeech", {}, "GIM (6 modules)"),
+        ("paper-stl10", {"objective": {"name": "barlow_twins"}}, "greedy barlow_twins (3 modules)"),
+        ("paper-stl10", {"model": {"stages_per_module": (3,)}, "objective": {"name": "simclr"}}, "end-to-end simclr"),
+        (
+            "paper-librispeech",
+            {"objective": {"name": "clapp"}, "train": {"train_module": 6}},
+            "greedy clapp (6 modules, train_module 6)",
+        ),
+    ],
+)
 def test_training_method_names_what_sets_a_run_apart(name, changes, method):
     config = preset(name)
-    config = replace(config, **{section: replace(getattr(config, section), **values)
-                                for section, values in changes.items()})
+    config = replace(
+        config, **{section: replace(getattr(config, section), **values) for section, values in changes.items()}
+    )
     assert task_of(config).training_method(config) == method
 
 
@@ -155,6 +231,7 @@ def test_without_a_context_network_one_module_is_end_to_end_infonce(stages, meth
 
 
 # -- configs derived from a config ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("config", [toy(), PRESETS["paper-librispeech"]], ids=["toy", "audio"])
 def test_cut_at_changes_where_the_encoder_is_cut_and_nothing_else(config):
@@ -168,11 +245,15 @@ def test_end_to_end_is_every_stage_in_one_module():
     assert TOY.end_to_end_cpc(toy()).model.stages_per_module == (3,)
 
 
-@pytest.mark.parametrize(("config", "rows"), [
-    (toy(), ["random_init"]),
-    (PRESETS["smoke"], ["random_init", "raw_pixels"]),
-    (PRESETS["speech-smoke"], ["random_init", "log_mel"]),
-], ids=["toy", "vision", "audio"])
+@pytest.mark.parametrize(
+    ("config", "rows"),
+    [
+        (toy(), ["random_init"]),
+        (PRESETS["smoke"], ["random_init", "raw_pixels"]),
+        (PRESETS["speech-smoke"], ["random_init", "log_mel"]),
+    ],
+    ids=["toy", "vision", "audio"],
+)
 def test_with_baselines_switches_every_comparison_row_and_nothing_else(config, rows):
     for enabled in (False, True):
         switched = task_for(config).with_baselines(config, enabled)
@@ -186,6 +267,7 @@ def test_a_budget_is_its_preset_and_an_unknown_budget_names_the_tasks_budgets():
 
 
 # -- encoders -----------------------------------------------------------------------------------------------------
+
 
 def test_a_random_encoder_is_seeded_apart_from_the_trained_one(tiny_config):
     config = tiny_config(seed=4)

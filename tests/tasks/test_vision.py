@@ -1,7 +1,9 @@
 """The vision task: end-to-end CPC and re-cut encoders with and without the PixelCNN, its budgets' probe, and its
 probe protocol on a trained smoke run: every module of the trained and a random encoder next to raw pixels, each
 probe fitted on the training split and scored on the test split, augmented views, a frozen encoder, diverged
-weights named, and a probe that re-cuts the encoder."""
+weights named, and a probe that re-cuts the encoder; the other local-learning objectives by name, two views per
+image for the two-view ones, and their options validated."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,12 +18,15 @@ import torch
 from greedy_infomax.cli import main
 from greedy_infomax.data.loader import BatchLoader, epoch_order
 from greedy_infomax.data.spec import ImageArray, ImageSpec
+from greedy_infomax.data.transforms import ImageTransform
+from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation import protocol
-from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.models.pixelcnn import PixelCNN
+from greedy_infomax.objectives import BarlowTwins, CLAPP2d, SimCLR, VICReg
+from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import PRESETS, vision
-from greedy_infomax.tasks.vision import TASK, load_split
+from greedy_infomax.tasks.vision import OBJECTIVES, TASK, ObjectiveConfig, load_split
 from greedy_infomax.workflows import probe_run
 
 CPU = torch.device("cpu")
@@ -69,7 +74,7 @@ def test_probe_run_reports_every_module_of_trained_and_random_encoders(probe_smo
     assert results["method"] == "GIM (3 modules)"
     for encoder in ("trained", "random"):
         assert [row["module"] for row in results[encoder]] == [1, 2, 3]
-        assert [row["features"] for row in results[encoder]] == [4, 8, 8]         # C of each module, pool 1
+        assert [row["features"] for row in results[encoder]] == [4, 8, 8]  # C of each module, pool 1
         assert all({"linear", "knn"} <= row.keys() for row in results[encoder])
     assert results["baseline"]["name"] == "raw pixels" and results["baseline"]["features"] == 28 * 28
     assert _checkpoint_digest(probe_smoke_run) == saved
@@ -87,8 +92,9 @@ def test_every_probe_fits_on_the_training_split_and_scores_on_the_test_split(mon
     monkeypatch.setattr(protocol, "linear_probe", record)
     config = probe_smoke_run.config
     probe_run(probe_smoke_run, replace(config, probe=replace(config.probe, knn_k=0)))
-    train_labels, test_labels = (torch.from_numpy(load_split(config.data, role).labels)
-                                 for role in ("probe_train", "probe_test"))
+    train_labels, test_labels = (
+        torch.from_numpy(load_split(config.data, role).labels) for role in ("probe_train", "probe_test")
+    )
     assert not torch.equal(train_labels, test_labels)
     assert len(fitted) == 3 + 3 + 1, "3 trained modules, 3 random-init ones, raw pixels"
     for _, train_y, test_y in fitted:
@@ -123,12 +129,12 @@ def test_augmented_views_add_flipped_and_cropped_copies_of_the_training_images(m
     options = replace(config.probe, augmented_views=2, random_init=False, raw_pixels=False, knn_k=0)
     results = probe_run(probe_smoke_run, replace(config, probe=options))
     assert results["features"].endswith("fitted on centre crops and 2 augmented views of each image")
-    features, labels = fitted[0]                                   # module 1
+    features, labels = fitted[0]  # module 1
     assert features.shape[0] == labels.shape[0] == 3 * 64
     centre, *views = features.split(64)
     for view, view_labels in zip(views, labels.split(64)[1:]):
         assert sorted(view_labels.tolist()) == sorted(labels[:64].tolist()), "every image once per view"
-        same = (view[:, None] - centre[None]).abs().amax(-1).amin(1) < 1e-6     # row found among the centre crops
+        same = (view[:, None] - centre[None]).abs().amax(-1).amin(1) < 1e-6  # row found among the centre crops
         assert 0 < same.sum() < 64, "some images mirrored, some not"
     assert not torch.equal(views[0], views[1]), "each view draws anew"
 
@@ -158,17 +164,18 @@ def test_the_paper_probes_loader_crops_every_image_anew_every_epoch():
     images = np.random.default_rng(0).integers(0, 256, (10, 1, 28, 28), dtype=np.uint8)
     array = ImageArray(images, np.arange(10), spec)
     config = replace(PRESETS["smoke"], data=replace(PRESETS["smoke"].data, crop=20))
-    loader = vision._augmented(BatchLoader(array, 16, vision.eval_transform(config.data, spec), CPU), config,
-                               batch_size=4, keep_last=True)
+    loader = vision._augmented(
+        BatchLoader(array, 16, vision.eval_transform(config.data, spec), CPU), config, batch_size=4, keep_last=True
+    )
     crops = []
     for epoch in range(2):
         batches = list(loader.epoch(epoch))
         assert [len(labels) for _, labels in batches] == [4, 4, 2]
         order = epoch_order(10, config.train.seed, epoch)
-        rows = np.concatenate([np.sort(order[b * 4:(b + 1) * 4]) for b in range(3)])   # image of each row
+        rows = np.concatenate([np.sort(order[b * 4 : (b + 1) * 4]) for b in range(3)])  # image of each row
         assert sorted(rows.tolist()) == list(range(10)), "every image once"
         x = torch.cat([images for images, _ in batches])
-        crops.append(x[np.argsort(rows)])                                            # (10, 1, 20, 20) by image
+        crops.append(x[np.argsort(rows)])  # (10, 1, 20, 20) by image
     differ = [not torch.equal(a, b) for a, b in zip(crops[0], crops[1], strict=True)]
     assert sum(differ) >= 8
 
@@ -190,7 +197,7 @@ def test_paper_protocol_fits_one_linear_classifier_per_module_on_fresh_flips(mon
     assert (results["protocol"], results["probes"]) == ("paper", ["linear"])
     assert [row.keys() - {"module"} for row in results["trained"]] == [{"features", "linear"}] * 3
     assert [len(x) for x in inputs] == [24, 24, 16] * 2 + [32, 32]
-    centre = torch.cat([x for x, _ in vision.eval_loader(config, "probe_train", CPU).epoch()])   # (64, 1, 28, 28)
+    centre = torch.cat([x for x, _ in vision.eval_loader(config, "probe_train", CPU).epoch()])  # (64, 1, 28, 28)
     epochs = [torch.cat(inputs[:3]), torch.cat(inputs[3:6])]
     for x in epochs:
         as_is, mirrored = _found(x, centre), _found(x, centre.flip(3))
@@ -198,10 +205,10 @@ def test_paper_protocol_fits_one_linear_classifier_per_module_on_fresh_flips(mon
     assert not _found(epochs[1], epochs[0]).all(), "epoch 1 draws its flips anew"
 
 
-
 def _found(x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
     """(N,) whether each image of x equals one of pool."""
     return ((x[:, None] - pool[None]).flatten(2).abs().amax(2) < 1e-6).any(1)
+
 
 def test_gim_probe_runs_the_paper_protocol(probe_smoke_run, tmp_path):
     run = shutil.copytree(probe_smoke_run.path, tmp_path / "run")
@@ -210,3 +217,88 @@ def test_gim_probe_runs_the_paper_protocol(probe_smoke_run, tmp_path):
     assert results["protocol"] == "paper" and "paper's protocol" in results["features"]
     assert [row["module"] for row in results["random"]] == [1, 2, 3]
     assert results["baseline"]["name"] == "raw pixels" and results["baseline"]["features"] == 28 * 28
+
+
+# -- the other local-learning objectives: CLAPP and the two-view ones ---------------------------------------------
+
+
+def _with_objective(name: str, config=None, **options):
+    config = config or PRESETS["smoke"]
+    return replace(config, objective=replace(config.objective, name=name, **options))
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"), [("clapp", CLAPP2d), ("simclr", SimCLR), ("barlow_twins", BarlowTwins), ("vicreg", VICReg)]
+)
+def test_each_objective_is_offered_by_name_and_built_for_every_module(name, cls):
+    assert OBJECTIVES[name] is cls
+    modules = TASK.build_modules(_with_objective(name), 1)
+    assert [type(module.objective) for module in modules] == [cls] * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "views"),
+    [("infonce_2d", 1), ("clapp", 1), ("supervised", 1), ("simclr", 2), ("barlow_twins", 2), ("vicreg", 2)],
+)
+def test_a_two_view_objective_pretrains_on_two_views_of_each_image(name, views):
+    config = _with_objective(name)
+    loader, channels = TASK.pretrain_loader(config, torch.device("cpu"))
+    images, labels = next(loader.epoch(0))
+    B = config.data.batch_size
+    assert images.shape == (views * B, channels, 28, 28) and labels.shape == (B,)
+    assert isinstance(loader.transform, TwoViewTransform if views == 2 else ImageTransform)
+    assert TASK.example_batch(config, 3, torch.device("cpu")).shape == (3 * views, 1, 28, 28)
+
+
+def test_two_view_flips_follow_data_flip():
+    config = _with_objective("simclr")
+    config = replace(config, data=replace(config.data, flip=False))
+    loader, _ = TASK.pretrain_loader(config, torch.device("cpu"))
+    assert loader.transform.flip_probability == 0.0
+
+
+def test_a_two_view_objective_is_validated_on_two_views_drawn_alike_every_epoch():
+    config = _with_objective("vicreg")
+    config = replace(config, train=replace(config.train, validation=0.25))
+    loader = TASK.validation_loader(config, torch.device("cpu"))
+    first, again = (next(loader.epoch(0))[0] for _ in range(2))
+    assert first.shape[0] == 2 * config.data.batch_size and torch.equal(first, again)
+    B = config.data.batch_size
+    assert not torch.equal(first[:B], first[B:]), "two different views"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("temperature", 0.0, "objective.temperature: must be positive, got 0.0"),
+        ("off_diagonal_weight", -1.0, "objective.off_diagonal_weight: must be >= 0, got -1.0"),
+        ("variance_weight", -1.0, "objective.variance_weight: must be >= 0, got -1.0"),
+        ("hidden_dim", 0, "objective.hidden_dim: must be positive, got 0"),
+        ("projection_dim", 0, "objective.projection_dim: must be positive (or None: the objective's own), got 0"),
+    ],
+)
+def test_a_bad_objective_option_is_a_one_line_error_naming_it(option, value, message):
+    with pytest.raises(ValueError) as error:
+        ObjectiveConfig(name="simclr", **{option: value})
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(("projection_dim", "widths"), [(None, [128, 512, 512]), (16, [16, 16, 16])])
+def test_projection_dim_none_gives_each_objective_its_own_width(projection_dim, widths):
+    built = [
+        TASK.build_modules(_with_objective(name, projection_dim=projection_dim, hidden_dim=8), 1)[0]
+        for name in ("simclr", "barlow_twins", "vicreg")
+    ]
+    assert [module.objective.projector.mlp[-1].out_features for module in built] == widths
+    assert all(module.objective.projector.mlp[0].out_features == 8 for module in built)
+
+
+@pytest.mark.parametrize(("name", "refused"), [("infonce_2d", True), ("clapp", True), ("simclr", False)])
+def test_prediction_steps_limit_the_grid_only_for_objectives_that_predict_rows(name, refused):
+    smoke = PRESETS["smoke"]
+    small = {"data": replace(smoke.data, crop=16), "objective": replace(smoke.objective, name=name)}  # a 3x3 grid
+    if refused:
+        with pytest.raises(ValueError, match="objective.prediction_steps: 2 steps after skipping 1 need more than"):
+            replace(smoke, **small)
+    else:
+        assert replace(smoke, **small).model.grid(16) == 3

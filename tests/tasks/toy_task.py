@@ -2,6 +2,7 @@
 1-d convolutions cut into gradient-isolated modules, and a linear probe of every module. Registered with
 `greedy_infomax.tasks.register(TASK)`, it trains, probes and embeds through the same functions as vision and audio.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from tasks.toy_objective import NextPosition
 from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig, require
@@ -19,7 +21,6 @@ from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embe
 from greedy_infomax.evaluation.protocol import probe_modules
 from greedy_infomax.models.split import isolate, split
 from greedy_infomax.tasks import Task
-from tasks.toy_objective import NextPosition
 
 OBJECTIVES: dict[str, type[nn.Module]] = {"next_position": NextPosition}
 
@@ -70,8 +71,9 @@ class ToyRunConfig:
     data: ToyData = field(default_factory=ToyData)
     model: ToyModel = field(default_factory=ToyModel)
     objective: ToyObjective = field(default_factory=ToyObjective)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-2, epochs=2, channels_last=False,
-                                                                   checkpoint_every=4, log_every=2))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(lr=1e-2, epochs=2, channels_last=False, checkpoint_every=4, log_every=2)
+    )
     probe: ToyProbe = field(default_factory=ToyProbe)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
@@ -97,10 +99,13 @@ class Waves:
         return n // self.batch_size if self.seed is not None else -(-n // self.batch_size)
 
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        order = np.arange(len(self.inputs)) if self.seed is None else \
-            np.random.default_rng((self.seed, epoch)).permutation(len(self.inputs))
+        order = (
+            np.arange(len(self.inputs))
+            if self.seed is None
+            else np.random.default_rng((self.seed, epoch)).permutation(len(self.inputs))
+        )
         for b in range(start_batch, len(self)):
-            index = torch.from_numpy(order[b * self.batch_size:(b + 1) * self.batch_size])
+            index = torch.from_numpy(order[b * self.batch_size : (b + 1) * self.batch_size])
             yield self.inputs[index].to(self.device), self.labels[index].to(self.device)
 
 
@@ -116,19 +121,31 @@ class ToyTask(Task):
 
     def build_modules(self, config: ToyRunConfig, in_channels: int) -> nn.ModuleList:
         widths = (in_channels, *config.model.channels)
-        stages = nn.Sequential(*[nn.Sequential(nn.Conv1d(a, b, 3, padding=1), nn.ReLU())
-                                 for a, b in zip(widths, widths[1:])])
+        stages = nn.Sequential(
+            *[nn.Sequential(nn.Conv1d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(widths, widths[1:])]
+        )
         blocks = split(stages, after=[str(end - 1) for end in accumulate(config.model.stages_per_module)][:-1])
         return isolate(blocks, self.objective(config), torch.zeros(1, in_channels, config.data.length))
 
     def probe(self, run, config: ToyRunConfig, device: torch.device) -> dict[str, Any]:
         trained, config, progress = self.probed_encoder(run, config, 1, device)
         train, test = Waves(config.data, "train", device), Waves(config.data, "test", device)
-        results = {"method": self.probed_method(run, config), "step": progress["step"], "probes": ["linear"],
-                   "trained": probe_modules(trained, train, test, config.probe, CLASSES, config.train.seed)}
+        results = {
+            "method": self.probed_method(run, config),
+            "step": progress["step"],
+            "probes": ["linear"],
+            "trained": probe_modules(trained, train, test, config.probe, CLASSES, config.train.seed),
+        }
         if config.probe.random_init:
-            results["random"] = probe_modules(self.random_encoder(config, 1, device), train, test, config.probe,
-                                              CLASSES, config.train.seed, "random init")
+            results["random"] = probe_modules(
+                self.random_encoder(config, 1, device),
+                train,
+                test,
+                config.probe,
+                CLASSES,
+                config.train.seed,
+                "random init",
+            )
         return results
 
     def embed(self, run, config: ToyRunConfig, module: int, role: str, device: torch.device) -> dict[str, np.ndarray]:
