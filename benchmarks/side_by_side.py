@@ -35,7 +35,10 @@ Memory: the process tree of every run (the training process and its loader worke
 every 0.5 s from /proc: `peak_rss_bytes` is the largest VmHWM (lifetime peak resident set) of any one of its
 processes; `peak_tree_pss_bytes` the largest sum of proportional set sizes over the tree (forked workers' shared
 pages counted once); `steady_rss_bytes` the largest resident set of any one process sampled after the warm-up,
-while training runs (the lifetime peak also holds start-up, such as the original's t-SNE at step 0).
+while training runs (the lifetime peak also holds start-up, such as the original's t-SNE at step 0). As run, ours
+keeps freed heap for speed (`gim`'s tuned allocator) and RSS counts it; `--allocator exact` runs both sides with
+every buffer from 64 KiB up mapped and returned on free, so that RSS follows the live tensors (speeds then are not
+representative).
 
     python benchmarks/side_by_side.py --original /work/orig --original-python /work/orig-venv/bin/python \\
         --json benchmarks/results/side-by-side-cpu-2026-12-03.json
@@ -513,7 +516,12 @@ def parse() -> argparse.Namespace:
         "the original); exact: both with every buffer from 64 KiB up mapped and returned on free, so "
         "RSS follows live tensors (memory only: its speeds are not representative)",
     )
-    parser.add_argument("--timeout", type=float, default=900, help="seconds one run may take before it is stopped")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds one run may take before it is stopped; its stamps so far still count",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep data, logs and run folders here")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
@@ -521,6 +529,8 @@ def parse() -> argparse.Namespace:
         parser.error("--original-python (or $GIM_ORIGINAL_PYTHON) is needed: see benchmarks/README.md")
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the first step's start is not stamped")
+    if min(args.original_steps, args.original_audio_steps, args.rounds) < 1:
+        parser.error("--original-steps, --original-audio-steps and --rounds must be at least 1")
     return args
 
 
@@ -571,6 +581,7 @@ def main() -> None:
             "load_average_start": runs[0]["load_average_before"] if runs else None,
         },
         "original": {"path": str(args.original), "python": str(args.original_python)},
+        "our_precisions": precisions(),  # without "auto" where auto is fp32 on this CPU
         "settings": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
         "cases": [
             {"name": c.name, "batch": c.batch, "warmup": c.warmup, "steps": c.steps, "command": " ".join(c.command)}
