@@ -40,10 +40,7 @@ class WeightWatch:
     def ruined(self, modules: nn.ModuleList) -> tuple[int, float, float] | None:
         """(1-based module, size at the start, size now) of the first trained module whose weights are not finite
         or grew past GROWTH_LIMIT times; None when every module is fine. Waits for the device."""
-        for number, (before, now) in enumerate(zip(self.start, weight_sizes(modules), strict=True), start=1):
-            if before is not None and not now <= GROWTH_LIMIT * before:  # `not <=`: a NaN size is ruined too
-                return number, before, now
-        return None
+        return first_ruined(self.start, modules)
 
     def good_checkpoint(self, run: RunFolder, modules: nn.ModuleList) -> Path:
         """The newest checkpoint, written before the weights were ruined (each one is checked first); in a run
@@ -63,7 +60,18 @@ class WeightWatch:
             self._initial = None
 
 
-def weight_sizes(modules: nn.ModuleList) -> list[float | None]:
+def first_ruined(
+    start: list[float | None], modules: list[nn.Module], first_number: int = 1
+) -> tuple[int, float, float] | None:
+    """(module number, size at the start, size now) of the first module whose weights are not finite or grew past
+    GROWTH_LIMIT times their `start` sizes (weight_sizes); modules are numbered from `first_number`."""
+    for number, (before, now) in enumerate(zip(start, weight_sizes(modules), strict=True), start=first_number):
+        if before is not None and not now <= GROWTH_LIMIT * before:  # `not <=`: a NaN size is ruined too
+            return number, before, now
+    return None
+
+
+def weight_sizes(modules: list[nn.Module]) -> list[float | None]:
     """The root-mean-square of each trained module's parameters (None for a module without an optimiser, which
     does not learn), with one wait for the device."""
     norms, counts = [], []

@@ -36,6 +36,7 @@ from torch import nn
 
 from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
+from greedy_infomax.engines.divergence import first_ruined, weight_sizes
 from greedy_infomax.engines.local import (
     Progress,
     StopSignals,
@@ -462,6 +463,7 @@ class Stage:
         self.in_a_row = 0  # own batches skipped in a row (on_nonfinite skip)
         self.idle = 0.0  # seconds spent waiting on other ranks since the last report
         self.since = time.perf_counter()
+        self.start_sizes = weight_sizes(self._owned())
 
     def run(self, source: Iterator[Message], recorder: Recorder | None) -> None:
         for message in source if self.links.inbox is None else self._waited_for(source):
@@ -511,6 +513,21 @@ class Stage:
         self.losses = logged_values(first, losses, [self.modules[first - 1 + i].metrics() for i in range(len(losses))])
         return Message(DATA, self.step, tensor=output)
 
+    def _owned(self) -> list[nn.Module]:
+        return [self.modules[index] for index in self.topology.modules()]
+
+    def _check_weights(self, step: int) -> None:
+        """Stop before a report (and so before any checkpoint) if an owned module's weights blew up, as the local
+        engine does (engines/divergence.py): rank 0 then writes nothing, and its newest checkpoint is from before."""
+        ruined = first_ruined(self.start_sizes, self._owned(), self.topology.modules().start + 1)
+        if ruined is not None:
+            number, before, now = ruined
+            raise GimError(
+                f"{self.topology.name()}: module {number} diverged by step {step}: the root-mean-square of its "
+                f"weights went from {before:.3g} to {now:.3g}, so they were not saved. Lower --train.lr and resume "
+                "from the newest checkpoint, which is from before (a run without one yet starts again)"
+            )
+
     def _waited_for(self, source: Iterator[Message]) -> Iterator[Message]:
         """The messages of the inbox, the time spent waiting for them counted as idle."""
         while True:
@@ -531,6 +548,7 @@ class Stage:
     def _answer(self, control: Message, recorder: Recorder | None) -> None:
         """Report to rank 0 (only replica 0 reports: replicas are equal). `busy` is the share of the time since the
         last report this stage spent computing rather than waiting: the pipeline's slowest stage is the one near 1."""
+        self._check_weights(control.step)
         started, first = time.perf_counter(), self.topology.modules().start + 1
         shipped = recorder is None and control.flags & CHECKPOINT  # rank 0's own modules are at hand
         statistics = {f"busy/module{first}": 1 - self.idle / (started - self.since)}

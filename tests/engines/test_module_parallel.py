@@ -204,6 +204,31 @@ def test_a_stage_that_skips_batch_after_batch_stops_the_run(tmp_path, one_thread
     assert "Traceback" not in ranks[0].output + ranks[1].output
 
 
+def test_a_stage_whose_weights_blow_up_stops_the_run_before_rank_0_saves_them(tmp_path, one_thread):
+    """Resumed from step 2 at lr 1e10 with NaN losses skipped, every module's weights blow up in the first step:
+    the checkpoint of step 4 must not be written, and rank 0 names its ruined module (rank 1 stops on its own
+    check or on losing rank 0, whichever comes first)."""
+    first = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "ruined", "--train.max_steps", "2")
+    assert finish(first) == [0, 0]
+    ranks = launch(
+        2,
+        tmp_path,
+        "--resume",
+        str(tmp_path / "ruined"),
+        "--train.max_steps",
+        "4",
+        "--train.lr",
+        "1e10",
+        "--train.on_nonfinite",
+        "skip",
+        "--distributed.timeout",
+        "5",
+    )
+    assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
+    assert "rank 0 (module 1): module 1 diverged by step 4: the root-mean-square" in ranks[0].output
+    assert RunFolder.open(tmp_path / "ruined").latest_checkpoint().name == "step-00000002"
+
+
 def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]] = frozenset()) -> None:
     """The run's checkpoint equals one process that steps each module on the mean gradient of replica r's batch
     2 * step + r, except the (step, module index) pairs `held`."""
