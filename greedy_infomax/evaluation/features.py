@@ -62,21 +62,57 @@ def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[
     return frozen_pass(modules, x, lambda module, h: pool_positions(module.readout(h).float(), pool))
 
 
+class FeatureRows:
+    """Every module's (N, D) features, written batch by batch into one tensor per module allocated for `capacity`
+    rows at the first batch: concatenating the batches at the end would hold every feature twice, the probe's peak.
+    Several passes (a split, then augmented views of it) can fill one store."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.count = 0
+        self.per_module: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, features: list[torch.Tensor], labels: torch.Tensor | None) -> None:
+        rows = len(features[0])
+        if not self.per_module:
+            self.per_module = [torch.empty(self.capacity, f.shape[1], dtype=f.dtype) for f in features]
+        if self.count + rows > len(self.per_module[0]):  # a loader longer than it said: grow, once in a while
+            more = max(rows, len(self.per_module[0]))
+            self.per_module = [torch.cat([store, store.new_empty(more, store.shape[1])]) for store in self.per_module]
+        for store, batch in zip(self.per_module, features, strict=True):
+            store[self.count : self.count + rows].copy_(batch)
+        self.count += rows
+        if labels is not None:
+            self.labels.append(labels.cpu())
+
+    def filled(self, description: str) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The rows written so far (views of the stores, no copy), checked finite, and their labels."""
+        features = finite([store[: self.count] for store in self.per_module], description)
+        return features, torch.cat(self.labels) if self.labels else None
+
+
+def rows_of(loader: Batches) -> int:
+    """The most rows one epoch of the loader yields."""
+    return len(loader) * loader.batch_size
+
+
 def extract_features(
-    modules: nn.ModuleList, loader: Batches, pool: int, description: str = "features", epoch: int = 0
+    modules: nn.ModuleList,
+    loader: Batches,
+    pool: int,
+    description: str = "features",
+    epoch: int = 0,
+    into: FeatureRows | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Per module, (N, D) features of every batch of the loader's epoch `epoch`; and the (N,) labels, None for an
-    unlabelled split."""
-    per_module: list[list[torch.Tensor]] = [[] for _ in modules]
-    labels = []
+    unlabelled split. With `into`, the rows are added to that store and all its rows so far are returned."""
+    rows = FeatureRows(rows_of(loader)) if into is None else into
     for inputs, batch_labels in tqdm(
         loader.epoch(epoch), total=len(loader), desc=description, unit="batch", leave=False, dynamic_ncols=True
     ):
-        for store, features in zip(per_module, module_features(modules, inputs, pool)):
-            store.append(features.cpu())
-        if batch_labels is not None:
-            labels.append(batch_labels.cpu())
-    return finite([torch.cat(store) for store in per_module], description), torch.cat(labels) if labels else None
+        rows.add(module_features(modules, inputs, pool), batch_labels)
+    return rows.filled(description)
 
 
 def finite(per_module: list[torch.Tensor], description: str) -> list[torch.Tensor]:

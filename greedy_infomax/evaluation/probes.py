@@ -6,6 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+CHUNK = 1024
+"""Test rows scored at a time: a chunk's scores, not the whole split's, are held at once."""
+
 
 def linear_probe(
     train_x: torch.Tensor,
@@ -21,21 +24,22 @@ def linear_probe(
     """Test accuracy of Linear(D, classes) trained with Adam and cross-entropy on standardised features.
 
     Standardising with the training mean and std is an affine change of the inputs, so the classifier is
-    still linear in the features; it only makes one learning rate work for every module.
+    still linear in the features; it only makes one learning rate work for every module. Each batch is
+    standardised as it is drawn, so the features are never held twice.
     """
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     generator = torch.Generator().manual_seed(seed)
     classifier = linear_classifier(train_x.shape[1], num_classes, seed)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     for _ in range(epochs):
         for index in torch.randperm(len(train_x), generator=generator).split(batch_size):
-            loss = F.cross_entropy(classifier(train_x[index]), train_y[index])
+            loss = F.cross_entropy(classifier((train_x[index] - mean) / std), train_y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        return accuracy(classifier(test_x), test_y)
+        scores = [classifier((chunk - mean) / std) for chunk in test_x.split(CHUNK)]
+        return accuracy(torch.cat(scores), test_y)
 
 
 def linear_classifier(features: int, num_classes: int, seed: int, xavier: bool = False) -> nn.Linear:
@@ -57,14 +61,16 @@ def knn_probe(
     num_classes: int,
     k: int,
     temperature: float = 0.07,
-    chunk: int = 1024,
+    chunk: int = CHUNK,
 ) -> float:
-    """Test accuracy of a k-nearest-neighbour vote under cosine similarity, weighted by exp(sim / T)."""
-    train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
+    """Test accuracy of a k-nearest-neighbour vote under cosine similarity, weighted by exp(sim / T). The training
+    features are scaled by their inverse norms after each product rather than normalised in a copy."""
+    inverse_norms = 1 / torch.linalg.vector_norm(train_x, dim=1).clamp_min(1e-12)
     k = min(k, len(train_x))
     votes = []
     for queries in test_x.split(chunk):
-        similarity, neighbour = (queries @ train_x.T).topk(k, dim=1)  # (q, k)
+        similarity = (F.normalize(queries, dim=1) @ train_x.T) * inverse_norms
+        similarity, neighbour = similarity.topk(k, dim=1)  # (q, k)
         weights = (similarity / temperature).exp()
         one_hot = F.one_hot(train_y[neighbour], num_classes).float()  # (q, k, classes)
         votes.append((one_hot * weights[..., None]).sum(1))

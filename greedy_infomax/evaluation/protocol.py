@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from greedy_infomax.data.torch_data import Data, as_batches
-from greedy_infomax.evaluation.features import extract_features, left_unchanged
+from greedy_infomax.evaluation.features import FeatureRows, extract_features, left_unchanged, rows_of
 from greedy_infomax.evaluation.probes import knn_probe, linear_probe
 
 
@@ -44,12 +44,13 @@ def probe_modules(
     device = next(modules.parameters()).device
     train_loader, test_loader = (as_batches(data, options.batch_size, device) for data in (train_loader, test_loader))
     augmented = None if augmented is None else as_batches(augmented, options.batch_size, device, seed)
+    views = options.augmented_views
+    rows = FeatureRows(rows_of(train_loader) + (views and views * rows_of(augmented)))
     with left_unchanged(modules, name):
-        train_features, train_labels = extract_features(modules, train_loader, options.pool, f"{name}: train")
-        for view in range(options.augmented_views):
-            features, labels = extract_features(modules, augmented, options.pool, f"{name}: view {view + 1}", view)
-            train_features = [torch.cat(pair) for pair in zip(train_features, features)]
-            train_labels = torch.cat([train_labels, labels])
+        train_features, train_labels = extract_features(modules, train_loader, options.pool, f"{name}: train", 0, rows)
+        for view in range(views):
+            description = f"{name}: view {view + 1}"
+            train_features, train_labels = extract_features(modules, augmented, options.pool, description, view, rows)
         test_features, test_labels = extract_features(modules, test_loader, options.pool, f"{name}: test")
     return [
         {"module": index, **probe_features((train, train_labels), (test, test_labels), options, num_classes, seed)}

@@ -17,6 +17,7 @@ from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import (
+    FeatureRows,
     extract_features,
     fingerprint,
     finite,
@@ -100,6 +101,31 @@ def test_extracted_features_are_every_batch_of_the_epoch_in_order(labelled):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want)
     assert torch.equal(extracted_labels, labels) if labelled else extracted_labels is None
+
+
+def test_features_are_written_into_one_tensor_per_module_and_passes_share_it():
+    """No concatenation of batches: each module's features of a split and of a second pass over it (an augmented
+    view) are rows of one tensor allocated at the first batch, in the order the batches came."""
+    modules = tiny_sequence_modules()
+    inputs, labels = torch.randn(7, 2, 8), torch.arange(7)
+    loader = TensorBatches(inputs, labels, batch_size=3)
+    rows = FeatureRows(2 * 9)  # two passes of 3 batches of at most 3
+    first, _ = extract_features(modules, loader, pool=1, into=rows)
+    storages = [features.untyped_storage().data_ptr() for features in first]
+    features, extracted_labels = extract_features(modules, loader, pool=1, epoch=1, into=rows)
+    assert [f.untyped_storage().data_ptr() for f in features] == storages
+    for got, one, two in zip(features, *(module_features(modules, inputs + e, pool=1) for e in (0, 1))):
+        assert got.shape[0] == 14 and got.untyped_storage().nbytes() == 18 * got.shape[1] * 4
+        torch.testing.assert_close(got, torch.cat([one, two]))
+    assert torch.equal(extracted_labels, labels.repeat(2))
+
+
+def test_a_loader_longer_than_it_said_still_gives_every_row():
+    modules = tiny_sequence_modules()
+    inputs = torch.randn(7, 2, 8)
+    features, _ = extract_features(modules, TensorBatches(inputs, None, 3), pool=1, into=FeatureRows(2))
+    for got, want in zip(features, module_features(modules, inputs, pool=1)):
+        torch.testing.assert_close(got, want)
 
 
 def test_extraction_names_the_first_module_whose_features_are_not_finite():

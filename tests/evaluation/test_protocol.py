@@ -84,9 +84,9 @@ def test_features_are_extracted_once_per_split_and_augmented_view(monkeypatch, f
     extracted = []
     extract = protocol.extract_features
 
-    def counting(modules, loader, pool, description, epoch=0):
+    def counting(modules, loader, pool, description, epoch=0, into=None):
         extracted.append((description, epoch))
-        return extract(modules, loader, pool, description, epoch)
+        return extract(modules, loader, pool, description, epoch, into)
 
     monkeypatch.setattr(protocol, "extract_features", counting)
     modules = tiny_sequence_modules()
