@@ -248,6 +248,25 @@ def check_probe_stages(stages_per_module: tuple[int, ...] | None, stages: int) -
     )
 
 
+def check_overlap(overlap: int, lendable: list[int], train: TrainConfig) -> None:
+    """`model.overlap` N: each module borrows the first N stages of the next, which must have them (`lendable`: the
+    stages each module after the first can lend; 0, the module that holds only the GRU, lends none), and the lender
+    must step on every batch, since it takes the update of what the borrower's loss adds to those stages."""
+    require(overlap >= 0, "model.overlap", f"must be >= 0, got {overlap}")
+    lenders = [count for count in lendable if count]
+    require(
+        overlap <= min(lenders, default=0) or not overlap,
+        "model.overlap",
+        f"lends the first stages of every next module, so at most {min(lenders, default=0)} here, got {overlap}",
+    )
+    require(
+        not overlap or (train.curriculum == "simultaneous" and train.train_module is None),
+        "model.overlap",
+        "the next module takes the step on the stages it lends, so every module trains on every batch: "
+        "train.curriculum simultaneous, no train.train_module",
+    )
+
+
 def check_negative_groups(batch_size: int, groups: int) -> None:
     """`objective.negative_groups` must cut the batch into equal groups of at least 2 (an image or window alone
     has no other to draw negatives from)."""

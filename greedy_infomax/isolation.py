@@ -5,8 +5,9 @@ objective itself and the module's own optimiser; a module may end in an autoregr
 output c is both the module's output and the context from which the objective predicts the block's output z.
 `step()` detaches its input, so no gradient ever reaches an earlier module, and runs its backward immediately,
 so its graph is freed before the next module runs: peak memory is that of the largest single module, not of the
-whole network. Whether a step's update is applied (not where the loss is NaN or infinite) is decided on the
-device, so on a GPU the host never waits for a module.
+whole network. With overlapping modules (LoCo), a module's loss also reaches the first stages of the next
+module's block, and no further. Whether a step's update is applied (not where the loss is NaN or infinite) is
+decided on the device, so on a GPU the host never waits for a module.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ class IsolatedModule(nn.Module):
     """Encoder block + readout + objective (+ autoregressor) + its own optimiser."""
 
     def __init__(
-        self, block: nn.Module, readout: nn.Module, objective: nn.Module, autoregressor: nn.Module | None = None
+        self,
+        block: nn.Module,
+        readout: nn.Module,
+        objective: nn.Module,
+        autoregressor: nn.Module | None = None,
+        lookahead: tuple[nn.Module, ...] = (),
     ) -> None:
         super().__init__()
         self.block = block
@@ -30,11 +36,23 @@ class IsolatedModule(nn.Module):
         self.autoregressor = autoregressor
         self.optimizer: torch.optim.Optimizer | None = None
         self.autocast_dtype: torch.dtype | None = None
+        # Overlapping modules (LoCo): the first stages of the next module's block, run after this block before the
+        # readout, so this loss trains them too. A tuple, not submodules: they stay the next module's (its
+        # parameters, optimiser and checkpoint), this module only borrows them.
+        self.lookahead = tuple(lookahead)
+        self.lent: tuple[nn.Module, ...] = ()  # this block's first stages, when the previous module borrows them
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The module's output (the block's, or the autoregressor's if any), the input of the next module."""
         z = self.block(x)
         return z if self.autoregressor is None else self.autoregressor(z)
+
+    def train(self, mode: bool = True) -> IsolatedModule:
+        """Borrowed stages run in this module's mode while it computes its loss."""
+        super().train(mode)
+        for stage in self.lookahead:
+            stage.train(mode)
+        return self
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """Give this module its own Adam over all its parameters (block, readout, objective, autoregressor): the
@@ -48,7 +66,10 @@ class IsolatedModule(nn.Module):
         with self.precision(x.device):
             z = self.block(x.detach())
             if self.autoregressor is None:
-                return z, self.objective(self.readout(z), labels)
+                scored = z
+                for stage in self.lookahead:
+                    scored = stage(scored)
+                return z, self.objective(self.readout(scored), labels)
             c = self.autoregressor(z)
             return c, self.objective(self.readout(z), labels, context=c)
 
@@ -66,12 +87,24 @@ class IsolatedModule(nn.Module):
         skip = ~torch.isfinite(loss.detach())
         if hold is not None:
             skip |= hold
-        self.optimizer.zero_grad(set_to_none=True)
+        self._clear_gradients()
         loss.backward()  # frees this module's graph now, before the next module runs
         # The flag GradScaler hands fused Adam: where it is 1 the kernel leaves weights, moments and step count.
         self.optimizer.found_inf = skip.float()
         self.optimizer.step()
         return h.detach(), loss.detach(), self.optimizer.found_inf.bool()
+
+    def _clear_gradients(self) -> None:
+        """Drop the gradients this backward is the first to write: this module's own, except those of stages lent
+        to the previous module, which already hold that module's gradient (both are summed, then this module's
+        optimiser takes one step on them); and those of the stages it borrows, for the same reason."""
+        lent = {id(p) for stage in self.lent for p in stage.parameters()}
+        for parameter in self.parameters():
+            if id(parameter) not in lent:
+                parameter.grad = None
+        for stage in self.lookahead:
+            for parameter in stage.parameters():
+                parameter.grad = None
 
     def metrics(self) -> dict[str, torch.Tensor]:
         """What the objective measured on its last batch besides the loss (e.g. "accuracy"), as detached tensors on

@@ -124,6 +124,10 @@ BAD_VALUES = [
     (lambda: RunConfig(objective=ObjectiveConfig(negative_groups=3)), "objective.negative_groups"),
     (lambda: RunConfig(objective=ObjectiveConfig(negative_groups=32)), "objective.negative_groups"),
     (lambda: RunConfig(probe=ProbeConfig(pool=8)), "probe.pool"),
+    (lambda: RunConfig(model=ModelConfig(overlap=-1)), "model.overlap"),
+    (lambda: RunConfig(model=ModelConfig(overlap=2)), "model.overlap"),  # the next modules have 1 stage each
+    (lambda: RunConfig(model=ModelConfig(overlap=1), train=TrainConfig(curriculum="sequential")), "model.overlap"),
+    (lambda: RunConfig(model=ModelConfig(overlap=1), train=TrainConfig(train_module=1)), "model.overlap"),
 ]
 
 

@@ -8,6 +8,7 @@ from conftest import snapshot
 
 from greedy_infomax.engines.local import seed_module, train_step
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.models.split import isolate
 from greedy_infomax.placement import trained_indices
 from greedy_infomax.tasks import prepare_modules
 
@@ -146,3 +147,87 @@ def test_prepare_modules_gives_optimizers_to_trained_modules_only(tiny_config, k
     has_optimizer = [module.optimizer is not None for module in modules]
     assert has_optimizer == [k is None or index == k for index in range(1, 4)]
     assert list(trained_indices(tiny_config(train_module=k).train, 3)) == ([0, 1, 2] if k is None else [k - 1])
+
+
+def _overlapping(seed: int = 0, overlap: int = 1) -> torch.nn.ModuleList:
+    """Three blocks of conv stages on (B, 2, T) sequences, block 2 of two stages, each module scored by the mean
+    square of what it scores (differentiable, no randomness); with `overlap` 1 module k borrows block k + 1's first
+    stage."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    blocks = [
+        nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.Tanh()),
+        nn.Sequential(nn.Conv1d(3, 4, 3, padding=1), nn.Conv1d(4, 4, 1)),
+        nn.Sequential(nn.Conv1d(4, 2, 1)),
+    ]
+    modules = isolate(blocks, lambda channels: _SquareLoss(), torch.zeros(1, 2, 8), overlap=overlap)
+    for module in modules:
+        module.configure_optimizer(1e-2)
+    return modules
+
+
+class _SquareLoss(torch.nn.Module):
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return z.square().mean()
+
+
+def test_an_overlapping_module_trains_the_borrowed_stage_with_the_sum_of_both_losses_gradients():
+    """The loop reference: loss k is scored after block k + 1's first stage, on block k fed block k - 1's
+    detached output; a borrowed stage's gradient is the sum of both losses', every other parameter has its own
+    module's."""
+    modules, reference = _overlapping(), _overlapping()
+    x = torch.randn(4, 2, 8)
+    train_step(modules, x, range(3), draws=(0, 0))
+    b1, b2, b3 = (module.block for module in reference)
+    h1 = b1(x)
+    h2 = b2(h1.detach())
+    losses = (b2[0](h1).square().mean(), b3(h2).square().mean(), b3(h2.detach()).square().mean())
+    trained = ([*b1.parameters(), *b2[0].parameters()], [*b2.parameters(), *b3.parameters()], [*b3.parameters()])
+    gradients = {}
+    for loss, parameters in zip(losses, trained):
+        for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters, retain_graph=True)):
+            gradients[id(parameter)] = gradients.get(id(parameter), 0) + gradient
+    for ours, theirs in zip(modules.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours.grad, gradients[id(theirs)], rtol=1e-6, atol=1e-7)
+    # one update per parameter, by its owner: module 1's Adam does not hold the stage it borrows
+    owned = [{id(p) for group in m.optimizer.param_groups for p in group["params"]} for m in modules]
+    assert owned[0] == {id(p) for p in modules[0].parameters()}
+    assert not owned[0] & {id(p) for p in modules[1].block.parameters()}
+    assert owned[1] == {id(p) for p in modules[1].parameters()}
+
+
+def test_no_gradient_crosses_more_than_the_overlap():
+    modules = _overlapping()
+    modules[0].step(torch.randn(4, 2, 8))
+    assert all(p.grad is not None for p in modules[0].parameters())
+    assert all(p.grad is not None for p in modules[1].block[0].parameters())
+    assert all(p.grad is None for p in [*modules[1].block[1].parameters(), *modules[2].parameters()])
+
+
+def test_overlap_leaves_checkpoints_as_they_were_and_zero_is_gim():
+    with_overlap, without = _overlapping(overlap=1), _overlapping(overlap=0)
+    assert with_overlap.state_dict().keys() == without.state_dict().keys()
+    x = torch.randn(4, 2, 8)
+    gim = _overlapping(overlap=0)
+    train_step(without, x, range(3), draws=(0, 0))
+    for module in gim:  # GIM by hand: each module on the detached output of the one before
+        module.optimizer.zero_grad()
+        h = module.block(x)
+        h.square().mean().backward()
+        module.optimizer.step()
+        x = h.detach()
+    for ours, theirs in zip(without.parameters(), gim.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_a_borrower_that_skips_does_not_leak_its_gradient_into_the_lenders_update():
+    """Module 1's loss is NaN: it holds, so module 2 holds too (its borrowed stage carries the NaN gradient); the
+    next step starts from clean gradients and moves every weight again."""
+    modules = _overlapping()
+    before = snapshot(modules)
+    x = torch.randn(4, 2, 8)
+    _, _, held = train_step(modules, torch.full_like(x, float("nan")), range(3), draws=(0, 0))
+    assert held and all(torch.equal(before[name], value) for name, value in modules.state_dict().items())
+    _, losses, held = train_step(modules, x, range(3), draws=(0, 1))
+    assert not held and all(torch.isfinite(loss) for loss in losses)
+    assert all(torch.isfinite(p).all() for p in modules.parameters())

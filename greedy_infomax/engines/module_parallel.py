@@ -313,6 +313,11 @@ def _start(
             "objective: this objective needs labels on every rank, which only the local engine passes; "
             "run without torchrun"
         )
+    if any(module.lookahead for module in modules):
+        raise GimError(
+            "model.overlap: a module's loss also trains the first stages of the next module, which under torchrun "
+            "may live in another process; train overlapping modules without torchrun"
+        )
     progress = resume_progress(run, modules, topology.replicas) if topology.rank == 0 and resume else Progress()
     start = _from_first_rank(
         lambda rank: {"progress": asdict(progress), "states": _states(modules, topology.modules(rank))},

@@ -95,6 +95,7 @@ def audio_modules(
     paddings: Sequence[int],
     gru_hidden: int,
     stages_per_module: Sequence[int],
+    overlap: int = 0,
 ) -> nn.ModuleList:
     """The encoder's stages grouped by `stages_per_module`, each group with an identity readout and `objective` (a
     function of its output channels).
@@ -110,7 +111,7 @@ def audio_modules(
     convs = nn.Sequential(*encoder.stages[:-1])  # child "i" is conv i + 1
     blocks = split(convs, after=[str(end - 1) for end in accumulate(stages_per_module)][:-1])
     sample = torch.zeros(1, in_channels, window)  # one training window (any length would do)
-    return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1])
+    return isolate(blocks, objective, sample, autoregressor=encoder.stages[-1], overlap=overlap)
 
 
 def _check_steps(

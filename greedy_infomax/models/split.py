@@ -47,6 +47,7 @@ def isolate(
     sample: torch.Tensor,
     readouts: Sequence[nn.Module] | None = None,
     autoregressor: nn.Module | None = None,
+    overlap: int = 0,
 ) -> nn.ModuleList:
     """One IsolatedModule per block, with its readout (default: identity) and its objective sized from `sample`.
 
@@ -57,16 +58,41 @@ def isolate(
         readouts: one per block: what the objective scores is readout(block output), e.g. a grid of patch vectors.
         autoregressor: ends the last module (CPC's context network): its output is that module's output and the
             context c from which the objective predicts the block's output.
+        overlap: LoCo's overlapping modules: module i's objective scores its block's output passed on through the
+            first `overlap` children (stages) of block i + 1, which its backward trains too; block i + 1 still
+            receives block i's output, detached, and its own loss trains all of it. A stage's gradients from the
+            two losses are summed, then module i + 1's optimiser takes one step. An empty block (the module that
+            holds only an autoregressor) lends nothing.
     """
     readouts = [nn.Identity() for _ in blocks] if readouts is None else list(readouts)
     if len(readouts) != len(blocks):
         raise ValueError(f"{len(readouts)} readouts for {len(blocks)} blocks: give one per block")
+    lookaheads = _lookaheads(blocks, overlap)
     modules, x = [], sample
     for index, (block, readout, objective) in enumerate(zip(blocks, readouts, _one_each(objectives, len(blocks)))):
         context = autoregressor if index == len(blocks) - 1 else None
-        x, channels, context_channels = _sizes(block, readout, context, x, index)
-        modules.append(IsolatedModule(block, readout, _build(objective, channels, context_channels), context))
+        x, channels, context_channels = _sizes(block, readout, context, x, index, lookaheads[index])
+        objective = _build(objective, channels, context_channels)
+        modules.append(IsolatedModule(block, readout, objective, context, lookaheads[index]))
+    for borrower, lender in zip(modules, modules[1:]):
+        lender.lent = borrower.lookahead
     return nn.ModuleList(modules).train()
+
+
+def _lookaheads(blocks: Sequence[nn.Module], overlap: int) -> list[tuple[nn.Module, ...]]:
+    """The stages each module borrows from the next block: its first `overlap` children (none for the last)."""
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    borrowed = []
+    for index, lender in enumerate(blocks[1:], start=2):
+        stages = list(lender.children())
+        if overlap and stages and (not isinstance(lender, nn.Sequential) or len(stages) < overlap):
+            raise ValueError(
+                f"overlap {overlap}: block {index} must be an nn.Sequential of at least {overlap} stages to lend "
+                f"the module before it, got {type(lender).__name__} with {len(stages)} children"
+            )
+        borrowed.append(tuple(stages[:overlap]))
+    return [*borrowed, ()]
 
 
 def _one_each(objectives: Objective | Sequence[Objective], count: int) -> list[Objective]:
@@ -84,20 +110,28 @@ def _one_each(objectives: Objective | Sequence[Objective], count: int) -> list[O
 
 
 def _sizes(
-    block: nn.Module, readout: nn.Module, autoregressor: nn.Module | None, x: torch.Tensor, index: int
+    block: nn.Module,
+    readout: nn.Module,
+    autoregressor: nn.Module | None,
+    x: torch.Tensor,
+    index: int,
+    lookahead: tuple[nn.Module, ...] = (),
 ) -> tuple[torch.Tensor, int, int | None]:
     """The module's output on x, the channels of what its objective scores, and of its context (if any).
 
     Eval mode, so that sizing neither updates nor trips over batch statistics (BatchNorm on one example).
     """
-    for part in (block, readout, autoregressor):
+    for part in (block, readout, autoregressor, *lookahead):
         if part is not None:
             part.eval()
     try:
         with torch.no_grad():
             h = block(x)
             c = None if autoregressor is None else autoregressor(h)
-            z = readout(h)
+            scored = h
+            for stage in lookahead:
+                scored = stage(scored)
+            z = readout(scored)
     except RuntimeError as error:
         raise ValueError(f"module {index + 1} fails on its input of shape {tuple(x.shape)}: {error}") from error
     return (h if c is None else c), z.shape[1], None if c is None else c.shape[1]

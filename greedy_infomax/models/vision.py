@@ -26,9 +26,10 @@ def patch_resnet_modules(
     patch_size: int,
     patch_stride: int,
     stages_per_module: Sequence[int],
+    overlap: int = 0,
 ) -> nn.ModuleList:
     """The encoder's stages grouped by `stages_per_module`, module i scored by `objectives[i]` (a function of its
-    output channels).
+    output channels); with `overlap` N each module's loss also trains the next module's first N stages (LoCo).
 
     Module 1 also cuts the `crop`-sized images into patches; every module pools its per-patch maps into the grid
     its loss scores, while the next module receives the unpooled maps.
@@ -38,4 +39,5 @@ def patch_resnet_modules(
     blocks = split(layers, after=[str(end) for end in accumulate(stages_per_module)][:-1])
     sample = torch.zeros(1, in_channels, crop, crop)
     grid = (crop - patch_size) // patch_stride + 1
-    return isolate(blocks, list(objectives), sample, readouts=[PatchGridPool(grid) for _ in blocks])
+    readouts = [PatchGridPool(grid) for _ in blocks]
+    return isolate(blocks, list(objectives), sample, readouts=readouts, overlap=overlap)

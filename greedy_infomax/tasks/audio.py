@@ -24,6 +24,7 @@ from greedy_infomax.config import (
     TrainConfig,
     check_negative_groups,
     check_negatives,
+    check_overlap,
     check_probe_stages,
     require,
 )
@@ -97,6 +98,10 @@ class AudioModelConfig:
     """Hidden size of the GRU on top of the convolutions."""
     stages_per_module: tuple[int, ...] = (1, 1, 1, 1, 1, 1)
     """Consecutive stages (each conv, then the GRU) per module: six 1s is GIM, (6,) is end-to-end CPC."""
+    overlap: int = 0
+    """LoCo's overlapping modules: each module's loss is scored after the first N convs of the next module too, and
+    trains them with it (their gradients from both losses are summed, then the next module's optimiser steps
+    once); the GRU is not lent. 0 is GIM. Single-process training only."""
 
     def __post_init__(self) -> None:
         layers = len(self.channels)
@@ -236,6 +241,8 @@ class AudioRunConfig:
             f"must be at most {self.model.num_modules}, got {self.train.train_module}",
         )
         check_probe_stages(self.probe.stages_per_module, len(self.model.channels) + 1)
+        convs = [*self.model.stages_per_module[1:-1], self.model.stages_per_module[-1] - 1]  # the GRU is not lent
+        check_overlap(self.model.overlap, convs if self.model.num_modules > 1 else [], self.train)
         check_negative_groups(self.data.batch_size, self.objective.negative_groups)
         check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
@@ -351,6 +358,7 @@ class AudioTask(Task):
             paddings=m.paddings,
             gru_hidden=m.gru_hidden,
             stages_per_module=m.stages_per_module,
+            overlap=m.overlap,
         )
 
     def end_to_end_name(self, config: AudioRunConfig) -> str:

@@ -22,6 +22,7 @@ from greedy_infomax.config import (
     TrainConfig,
     check_negative_groups,
     check_negatives,
+    check_overlap,
     check_probe_stages,
     require,
 )
@@ -119,6 +120,10 @@ class ModelConfig:
     """Step between neighbouring patches (half the patch size gives 50% overlap)."""
     stages_per_module: tuple[int, ...] = (1, 1, 1)
     """How many consecutive stages each module holds: (1, 1, 1) is GIM, (3,) is end-to-end."""
+    overlap: int = 0
+    """LoCo's overlapping modules: each module's loss is scored after the first N stages of the next module too,
+    and trains them with it (their gradients from both losses are summed, then the next module's optimiser steps
+    once); 0 is GIM. Single-process training only."""
     autoregressor: Literal["none", "pixelcnn"] = "none"
     """Context network of the last module's InfoNCE: none (GIM: c = z) or the gated PixelCNN of end-to-end CPC."""
     pixelcnn_layers: int = 4
@@ -279,6 +284,7 @@ class VisionRunConfig:
         )
         require(self.probe.pool <= grid, "probe.pool", f"must be at most the grid size {grid}")
         check_probe_stages(self.probe.stages_per_module, len(self.model.blocks_per_stage))
+        check_overlap(self.model.overlap, list(self.model.stages_per_module[1:]), self.train)
         check_negative_groups(self.data.batch_size, self.objective.negative_groups)
         check_negatives(self.distributed.negatives, self.objective.name, OBJECTIVES)
 
@@ -421,6 +427,7 @@ class VisionTask(Task):
             patch_size=m.patch_size,
             patch_stride=m.patch_stride,
             stages_per_module=m.stages_per_module,
+            overlap=m.overlap,
         )
 
     def cut_at(self, config: VisionRunConfig, stages_per_module: tuple[int, ...]) -> VisionRunConfig:

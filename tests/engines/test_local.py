@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -37,17 +38,24 @@ def smoke(device: str = "cpu", **train_options) -> RunConfig:
     )
 
 
+def _with_overlap(config: RunConfig, overlap: int) -> RunConfig:
+    return replace(config, model=replace(config.model, overlap=overlap))
+
+
 def _losses(run: RunFolder) -> dict[int, dict[str, float]]:
     return {row["step"]: {k: v for k, v in row.items() if k.startswith("loss/")} for row in run.metrics()}
 
 
-def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path):
-    config = smoke(max_steps=12)
+@pytest.mark.parametrize("overlap", [0, 1])
+def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, overlap):
+    """Also with overlapping modules, whose borrowed stages' gradients must not survive into the resumed run."""
+    overlapping = partial(_with_overlap, overlap=overlap)
+    config = overlapping(smoke(max_steps=12))
     straight = RunFolder.create(tmp_path, "straight", config)
     straight_modules = pretrain(config, straight)
 
-    interrupted = RunFolder.create(tmp_path, "interrupted", smoke(max_steps=8))
-    pretrain(smoke(max_steps=8), interrupted)
+    interrupted = RunFolder.create(tmp_path, "interrupted", overlapping(smoke(max_steps=8)))
+    pretrain(overlapping(smoke(max_steps=8)), interrupted)
     assert interrupted.latest_checkpoint().name == "step-00000008"
     resumed_modules = pretrain(config, interrupted, resume=True)
 

@@ -336,6 +336,12 @@ def test_a_supervised_objective_is_refused_by_every_rank_at_once(tmp_path):
     assert all("objective needs labels on every rank" in rank.output for rank in ranks)
 
 
+def test_overlapping_modules_are_refused_by_every_rank_at_once(tmp_path):
+    ranks = launch(2, tmp_path, *SMOKE, "--output", str(tmp_path), "--name", "o", "--model.overlap", "1")
+    assert finish(ranks) == [2, 2], [rank.output for rank in ranks]
+    assert all("model.overlap: a module's loss also trains the first stages" in rank.output for rank in ranks)
+
+
 @pytest.mark.parametrize("how", ["killed", "stalled"])
 def test_a_lost_rank_stops_the_others_within_the_timeout_naming_it(tmp_path, how):
     """Rank 1 (module 2) of 3 is SIGKILLed or SIGSTOPped after the first checkpoint: ranks 0 and 2 exit with code 2

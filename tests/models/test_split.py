@@ -93,3 +93,20 @@ def test_one_objective_instance_cannot_serve_two_modules():
 def test_a_sample_the_network_cannot_take_names_the_module_and_the_shape():
     with pytest.raises(ValueError, match=r"module 1 fails on its input of shape \(1, 3, 8, 8\)"):
         isolate(split(_network(), after=["relu1"]), InfoNCE2d, torch.zeros(1, 3, 8, 8))
+
+
+def test_overlap_borrows_the_next_blocks_first_stages_and_sizes_the_objective_after_them():
+    """Module 1 scores conv2's output (6 channels) rather than its own block's (4); module 2 lends conv2 and
+    keeps it; the last module borrows nothing."""
+    blocks = split(_network(), after=["relu1", "relu2"])
+    modules = isolate(blocks, partial(InfoNCE2d, prediction_steps=1, skip_steps=0), torch.zeros(1, 1, 8, 8), overlap=1)
+    assert modules[0].lookahead == (blocks[1][0],) and modules[1].lent == (blocks[1][0],)
+    assert modules[0].objective.predictors.in_channels == 6
+    assert modules[2].lookahead == () and modules[1].lookahead == (blocks[2][0],)
+    assert not any(name.startswith("0.lookahead") for name in modules.state_dict())
+
+
+def test_overlap_refuses_a_next_block_with_fewer_stages_than_it_lends():
+    blocks = split(_network(), after=["relu1", "relu2"])  # block 3 holds one stage
+    with pytest.raises(ValueError, match="overlap 2: block 3 must be an nn.Sequential of at least 2 stages"):
+        isolate(blocks, partial(InfoNCE2d, prediction_steps=1, skip_steps=0), torch.zeros(1, 1, 8, 8), overlap=2)
