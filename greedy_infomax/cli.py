@@ -210,7 +210,11 @@ def _reproduce_parser() -> ArgumentParser:
     parser.add_argument("--root", type=str, default=None, help="dataset folder (data.root of every run)")
     parser.add_argument("--device", type=str, default=None, help="train.device of every run (default: auto)")
     parser.add_argument(
-        "--methods", type=Literal[all_slugs()], nargs="+", default=None, help="only these methods (default: all)"
+        "--methods",
+        type=Literal[("all", *all_slugs())],
+        nargs="+",
+        default=None,
+        help="only these methods (default: the paper's comparison; all: also the local-learning methods after GIM)",
     )
     return parser
 

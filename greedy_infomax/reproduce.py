@@ -2,7 +2,9 @@
 and one folder with the tables, the per-module error plot and the commands that reproduce each row.
 
 Rows are methods: GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised (all
-on the same encoder), then the random encoder and the raw-input baseline from the GIM run's probes. End-to-end
+on the same encoder), then the random encoder and the raw-input baseline from the GIM run's probes; with
+`--methods all`, also the local-learning methods after GIM (overlapping modules, CLAPP, the two-view objectives
+per module and end to end). End-to-end
 runs are probed at GIM's module boundaries, so every row has a column per module. A method whose run folder
 already holds its probe results is not run again, so an interrupted reproduction continues where it stopped.
 """
@@ -35,6 +37,10 @@ class Method:
     slug: str
     change: Callable[[AnyRunConfig], AnyRunConfig]
     """The method's config made from the budget's GIM config."""
+    objective: str | None = None
+    """The objective the method trains with, where it is not the task's own: a task without it has no such row."""
+    paper: bool = True
+    """A row of the paper's comparison (run by default), or a local-learning method after it (`--methods all`)."""
 
 
 def _sequential(config: AnyRunConfig) -> AnyRunConfig:
@@ -66,11 +72,42 @@ METHODS = (
 """The comparison's methods; each supervised one stands for one row per supervised variant of the task."""
 
 
+def _overlap(config: AnyRunConfig) -> AnyRunConfig:
+    return replace(config, model=replace(config.model, overlap=1))
+
+
+def _trained_with(objective: str, whole: bool = False) -> Callable[[AnyRunConfig], AnyRunConfig]:
+    def change(config: AnyRunConfig) -> AnyRunConfig:
+        config = replace(config, objective=replace(config.objective, name=objective))
+        return end_to_end(config) if whole else config
+
+    return change
+
+
+AFTER_GIM = (
+    Method("GIM, overlap 1 (LoCo)", "gim-overlap", _overlap, paper=False),
+    Method("CLAPP", "clapp", _trained_with("clapp"), "clapp", paper=False),
+    *(
+        Method(f"{name} {where}", slug + suffix, _trained_with(objective, whole), objective, paper=False)
+        for name, objective, slug in (
+            ("SimCLR", "simclr", "simclr"),
+            ("Barlow Twins", "barlow_twins", "barlow-twins"),
+            ("VICReg", "vicreg", "vicreg"),
+        )
+        for where, suffix, whole in (("per module", "", False), ("end to end", "-end-to-end", True))
+    ),
+)
+"""The local-learning methods after GIM, on the same encoder, budget and seed (docs/methods.md); each two-view
+objective also end to end, to see what training it per module costs."""
+
+
 def methods_of(task: str, budget: str) -> tuple[Method, ...]:
     """The rows of a task's comparison at a budget: the supervised methods once per supervised variant (audio at
     the paper's budget: a speaker model and a phone model, as the original code trains them)."""
     rows = []
-    for method in METHODS:
+    for method in (*METHODS, *AFTER_GIM):
+        if method.objective is not None and method.objective not in TASKS[task].objectives:
+            continue
         if method.change not in SUPERVISED:
             rows.append(method)
             continue
@@ -90,7 +127,7 @@ def methods_of(task: str, budget: str) -> tuple[Method, ...]:
 
 
 def all_slugs() -> tuple[str, ...]:
-    """Every method slug of every task and budget, for `gim reproduce --methods`."""
+    """Every method slug of every task and budget, for `gim reproduce --methods` (beside "all")."""
     return tuple(
         dict.fromkeys(
             method.slug
@@ -132,11 +169,12 @@ def reproduce(
     device: str | None = None,
     methods: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Train and probe every method (or the named slugs) into output/<slug>/ and write the comparison there, with
-    every method probed in `output` so far (a method probed before keeps the training time then measured)."""
+    """Train and probe the paper's methods (or the named slugs; "all": every method) into output/<slug>/ and write
+    the comparison there, with every method probed in `output` so far (a method probed before keeps the training
+    time then measured)."""
     base = budget_config(task, budget, root, device)
     rows_of_task = methods_of(task, budget)
-    chosen = [m for m in rows_of_task if methods is None or m.slug in methods]
+    chosen = [m for m in rows_of_task if (m.paper if methods is None else "all" in methods or m.slug in methods)]
     output.mkdir(parents=True, exist_ok=True)
     preset = TASKS[task].budgets[budget]
     rows, commands = [], [f"# {task}, budget {budget}: preset {preset}"]

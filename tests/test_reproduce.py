@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import end_to_end
@@ -141,3 +142,39 @@ def test_the_paper_audio_comparison_has_a_speaker_and_a_phone_model_per_supervis
     )
     assert [method.slug for method in methods_of("audio", "cpu")] == [method.slug for method in METHODS]
     assert [method.slug for method in methods_of("vision", "paper")] == [method.slug for method in METHODS]
+
+
+def test_the_local_learning_methods_after_gim_are_rows_of_their_tasks_but_not_run_by_default():
+    from greedy_infomax.reproduce import methods_of
+
+    after = ["gim-overlap", "clapp", "simclr", "simclr-end-to-end", "barlow-twins", "barlow-twins-end-to-end"]
+    after += ["vicreg", "vicreg-end-to-end"]
+    vision, audio = methods_of("vision", "cpu"), methods_of("audio", "cpu")
+    assert [m.slug for m in vision if not m.paper] == after
+    assert [m.slug for m in audio if not m.paper] == ["gim-overlap", "clapp"], "no two-view objective for audio"
+    assert [m.slug for m in vision if m.paper] == ["gim", "gim-sequential", "cpc", "greedy-supervised", "supervised"]
+
+
+def test_a_method_after_gim_trains_as_its_row_says_and_its_commands_remake_it(tmp_path: Path):
+    output = tmp_path / "after"
+    argv = ["reproduce", "vision", "--budget", "smoke", "--output", str(output)]
+    assert main([*argv, "--methods", "gim-overlap", "simclr-end-to-end"]) == 0
+    summary = json.loads((output / "comparison.json").read_text())
+    assert [m["method"] for m in summary["methods"]] == ["GIM, overlap 1 (LoCo)", "SimCLR end to end"]
+    overlap, simclr = (
+        yaml.safe_load((output / slug / "config.yaml").read_text()) for slug in ("gim-overlap", "simclr-end-to-end")
+    )
+    assert overlap["model"]["overlap"] == 1 and overlap["objective"]["name"] == "infonce_2d"
+    assert simclr["model"]["stages_per_module"] == [3] and simclr["objective"]["name"] == "simclr"
+    assert simclr["probe"]["stages_per_module"] == [1, 1, 1], "probed at GIM's module boundaries"
+    lines = (output / "commands.sh").read_text().splitlines()
+    remake = lines[lines.index("# GIM, overlap 1 (LoCo)") + 1 : lines.index("# GIM, overlap 1 (LoCo)") + 3]
+    assert "--model.overlap 1" in remake[0]
+    again = tmp_path / "again"
+    for line in remake:
+        assert main(shlex.split(line.replace(str(output), str(again)))[1:]) == 0
+    accuracies = [
+        [row["linear"] for row in json.loads((folder / "probe.json").read_text())["trained"]]
+        for folder in (output / "gim-overlap", again / "gim-overlap")
+    ]
+    assert accuracies[0] == accuracies[1]

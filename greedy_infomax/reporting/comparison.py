@@ -64,6 +64,8 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     baseline = first.get("baseline", {}).get("name")
     figure, panels = plt.subplots(1, len(probes), figsize=(4.6 * len(probes) + 2.2, 3.8), dpi=120, squeeze=False)
     for axes, probe in zip(panels[0], probes):
+        if len(summary["methods"]) > 8:  # beyond the default cycle's 10 colours with random init and the baseline
+            axes.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for name, accuracies in comparison_rows(summary, probe):
             errors = [None if value is None else 100 * (1 - value) for value in accuracies]
             modules = range(1, len(errors) + 1)
