@@ -11,7 +11,7 @@ import os
 import types
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -24,7 +24,8 @@ from greedy_infomax.errors import GimError
 _BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
 # glibc mallopt parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -3, -4, -8
+_MAPPINGS = 65536  # glibc's default M_MMAP_MAX
 
 
 def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -36,14 +37,19 @@ def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def tune_allocator() -> None:
-    """Keep freed tensor buffers in the process for the next step instead of returning them to the kernel.
+def tune_allocator(phase: Literal["training", "probing"] = "training") -> None:
+    """Set up glibc malloc for the work ahead; does nothing where glibc is absent.
 
+    training: keep freed tensor buffers in the process for the next step instead of returning them to the kernel.
     glibc gives each buffer above its mmap threshold (32 MiB at most) a mapping of its own and unmaps it on free,
     so every step pays page faults and page zeroing to get the same buffers back. At the paper's geometry one heap
     serving every buffer and never trimmed trains markedly faster on a CPU (`gim bench --allocator glibc` against
     the default `tuned` measures it; docs/performance.md has the numbers); peak RSS rises, as the heap keeps its
-    high-water mark. Does nothing where glibc is absent.
+    high-water mark.
+
+    probing: buffers above 32 MiB are mapped on their own again, and what the heap holds free is handed back. A
+    probe allocates its feature tensors once per encoder (gigabytes on a large split), where the heap of training
+    would keep each encoder's and fragment between them.
     """
     name = ctypes.util.find_library("c")
     if name is None:
@@ -53,8 +59,13 @@ def tune_allocator() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return
-    mallopt(_M_MMAP_MAX, 0)  # no mapping per buffer: every buffer comes from the heap
     mallopt(_M_ARENA_MAX, 1)  # one heap for every thread, so that holds in OpenMP threads too
+    if phase == "probing":
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # a fixed threshold: glibc's own rises to the largest buffer freed
+        mallopt(_M_MMAP_MAX, _MAPPINGS)
+        libc.malloc_trim(0)
+        return
+    mallopt(_M_MMAP_MAX, 0)  # no mapping per buffer: every buffer comes from the heap
     mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # never hand the heap's top back
     mallopt(_M_TOP_PAD, 256 << 20)  # and grow it in large steps
 

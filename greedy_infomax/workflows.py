@@ -17,7 +17,7 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig
 from greedy_infomax.engines import local, module_parallel
 from greedy_infomax.errors import TrainingStopped
-from greedy_infomax.placement import resolve_device
+from greedy_infomax.placement import resolve_device, tune_allocator
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import task_of
 
@@ -26,6 +26,7 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
     """Train the modules the run's config describes; resumes from the newest checkpoint when asked. Under torchrun
     each rank trains its stage (module_parallel.py) and only rank 0 needs `run`."""
     task = task_of(config)
+    tune_allocator("training")
 
     def save_config() -> None:  # only once resumed: a config that does not fit the checkpoint never overwrites it
         run.update_config(config)
@@ -107,6 +108,7 @@ def probe_run(run: RunFolder, config: AnyRunConfig | None = None, device: str = 
     """Probe every module of the run's newest checkpoint by its task's protocol; `config` may override the run's
     probe and data options."""
     config = config or run.config
+    tune_allocator("probing")
     return task_of(config).probe(run, config, resolve_device(device, "--device"))
 
 

@@ -37,6 +37,33 @@ def test_tuned_allocator_reuses_freed_buffers_where_glibc_maps_them_again():
     assert counts["tuned"] * 10 < counts["glibc"], counts
 
 
+RESIDENT_AFTER_A_FREED_BUFFER = """
+import resource, sys, torch
+from greedy_infomax.placement import tune_allocator
+tune_allocator("training")
+if sys.argv[1] == "probing":
+    tune_allocator("probing")
+
+def resident_mib() -> float:
+    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() / 2**20
+
+before = resident_mib()
+features = torch.empty(64 << 20).fill_(1.0)  # 256 MiB of features, freed when the probe of one encoder ends
+del features
+print(resident_mib() - before)
+"""
+
+
+def test_probing_hands_a_freed_feature_tensor_back_where_training_keeps_it():
+    kept = {}
+    for phase in ("training", "probing"):
+        done = subprocess.run(
+            [sys.executable, "-c", RESIDENT_AFTER_A_FREED_BUFFER, phase], capture_output=True, text=True, check=True
+        )
+        kept[phase] = float(done.stdout.split()[-1])
+    assert kept["training"] > 200 and kept["probing"] < 20, kept
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_to_device_keeps_values_dtype_and_shape(device):
     host = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 4)[:, None]  # a view, as the loaders pass
