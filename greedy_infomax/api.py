@@ -24,6 +24,7 @@ from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.engines import train
 from greedy_infomax.engines.module_parallel import is_first_rank
 from greedy_infomax.evaluation.embed import FeatureExtractor, SpeechFeatureExtractor, array_writer, embed
+from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.evaluation.protocol import probe_modules
 from greedy_infomax.isolation import IsolatedModule
 from greedy_infomax.models.audio import GRUStage
@@ -56,6 +57,7 @@ __all__ = [
     "train",
     "TrainConfig",
     "RunFolder",
+    "OnlineProbes",
     "probe_modules",
     "ProbeConfig",
     "embed",

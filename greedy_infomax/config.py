@@ -79,6 +79,9 @@ class TrainConfig:
     epoch (metrics.jsonl: val_loss/moduleK), to see overfitting; 0: none."""
     log_every: int = 10
     """Log losses every N steps."""
+    online_probe: bool = False
+    """Train a linear classifier per module on its detached, pooled outputs for the labelled pre-training batches,
+    and log each module's accuracy with the losses (online_accuracy/moduleK); the encoder is not changed."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN/infinite loss either stops the run (after a checkpoint of the last good weights) or skips the batch
     (100 batches skipped in a row still stop it)."""

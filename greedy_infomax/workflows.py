@@ -17,6 +17,7 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig
 from greedy_infomax.engines import local, module_parallel
 from greedy_infomax.errors import TrainingStopped
+from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.placement import resolve_device, tune_allocator
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import task_of
@@ -46,7 +47,12 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
     loader, in_channels = task.pretrain_loader(config, device)
     validation = task.validation_loader(config, device)
     modules = task.prepare_modules(config, in_channels, device)
-    return local.fit(modules, loader, run, config.train, resume, on_start=save_config, validation=validation)
+    probes = None
+    if config.train.online_probe:
+        probes = OnlineProbes(task.online_probe_classes(config), seed=config.train.seed)
+    return local.fit(
+        modules, loader, run, config.train, resume, on_start=save_config, validation=validation, observer=probes
+    )
 
 
 @contextmanager

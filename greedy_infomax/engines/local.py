@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -51,6 +52,20 @@ class Progress:
         return self.epoch + self.batch / batches_per_epoch
 
 
+class Observer(Protocol):
+    """What watches training without changing it (evaluation/online_probe.py's OnlineProbes): it sees the detached
+    outputs of each step's trained modules with the batch's labels, its values are logged beside the losses, and
+    its state goes into every checkpoint, so a resume goes on where it was."""
+
+    def observe(self, modules: nn.ModuleList, trained: range, outputs: list[torch.Tensor], labels: Any) -> None: ...
+
+    def values(self) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None: ...
+
+
 def train_step(
     modules: nn.ModuleList,
     x: torch.Tensor,
@@ -60,6 +75,7 @@ def train_step(
     labels: torch.Tensor | None = None,
     frozen_chunks: int = 1,
     hold: torch.Tensor | None = None,
+    outputs: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """One batch through the `owned` modules (default: all up to the last trained one), x being the input of the
     first of them: modules before the trained ones run frozen without autograd, then each trained module steps.
@@ -69,6 +85,7 @@ def train_step(
     `draws` (run seed, step, ...) seeds each module's random draws (see seed_module). Labels reach every
     objective (self-supervised ones ignore them). Once a module skips, the modules after it hold this batch too;
     those before it have stepped. Nothing here waits for the device: the caller reads `held` when it chooses.
+    Each trained module's (detached) output is appended to `outputs` if given.
     """
     owned = range(trained.stop) if owned is None else owned
     frozen = range(owned.start, max(owned.start, min(owned.stop, trained.start)))
@@ -79,6 +96,8 @@ def train_step(
         seed_module(draws, index)
         x, loss, held = modules[index].step(x, labels, held)
         losses.append(loss)
+        if outputs is not None:
+            outputs.append(x)
     if held is None:  # no module stepped here and nothing held on entry
         held = torch.zeros((), dtype=torch.bool, device=x.device)
     return x, losses, held
@@ -160,14 +179,20 @@ class StopSignals:
 
 
 def train(
-    modules: nn.ModuleList, loader: Batches, run: RunFolder, options: TrainConfig = TrainConfig(), resume: bool = False
+    modules: nn.ModuleList,
+    loader: Batches,
+    run: RunFolder,
+    options: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    observer: Observer | None = None,
 ) -> nn.ModuleList:
     """Train any IsolatedModules greedily: `options` as in a run's `train` section, logs and checkpoints in `run`.
 
     Each module's negatives are drawn from (`options.seed`, step, module); the loader brings its own order and
     augmentation, and must yield batches on `options.device`.
     """
-    return fit(configure(modules, options, resolve_device(options.device)), loader, run, options, resume)
+    modules = configure(modules, options, resolve_device(options.device))
+    return fit(modules, loader, run, options, resume, observer=observer)
 
 
 def fit(
@@ -178,16 +203,21 @@ def fit(
     resume: bool = False,
     on_start: Callable[[], None] | None = None,
     validation: Batches | None = None,
+    observer: Observer | None = None,
 ) -> nn.ModuleList:
     """`train` for modules already placed (placement.configure); `on_start` runs once the checkpoint, if resuming,
     is loaded and checked against `options`, just before the first step. With `validation`, each module's loss on
-    it is logged after every epoch."""
+    it is logged after every epoch. `options.online_probe` needs its `observer` (the probes)."""
+    if options.online_probe and observer is None:
+        raise GimError(
+            "train.online_probe: pass the probes to train them, e.g. observer=gim.OnlineProbes(num_classes=10)"
+        )
     run.keep_every = options.keep_every
-    progress = resume_progress(run, modules) if resume else Progress()
+    progress = resume_progress(run, modules, observer=observer) if resume else Progress()
     settle_phases(progress, options, len(loader))
     if on_start is not None:
         on_start()
-    train_loop(options, run, modules, loader, progress, validation)
+    train_loop(options, run, modules, loader, progress, validation, observer)
     return modules
 
 
@@ -204,13 +234,17 @@ def validation_losses(modules: nn.ModuleList, loader: Batches, seed: int) -> dic
     return {f"val_loss/module{index + 1}": total / len(loader) for index, total in enumerate(totals)}
 
 
-def resume_progress(run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1) -> Progress:
-    """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it. The data position
-    counts steps of `batches_per_step` loader batches (R data-parallel replicas read R), so an unfinished group of
-    batches is skipped."""
+def resume_progress(
+    run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1, observer: Observer | None = None
+) -> Progress:
+    """Load the newest checkpoint (weights, optimisers, the observer's state) if any; drop metrics logged after it.
+    The data position counts steps of `batches_per_step` loader batches (R data-parallel replicas read R), so an
+    unfinished group of batches is skipped."""
     progress = Progress()
     if run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
+        if observer is not None and saved.get("observer") is not None:
+            observer.load_state_dict(saved["observer"], next(modules.parameters()).device)
         progress = Progress(
             saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step), saved.get("steps_per_module")
         )
@@ -256,6 +290,7 @@ def train_loop(
     loader: Batches,
     progress: Progress,
     validation: Batches | None = None,
+    observer: Observer | None = None,
 ) -> None:
     """Step every trained module on each batch until `options.epochs` (or `max_steps`) are done (with the
     sequential curriculum, each module alone for `options.epochs` in turn), logging every
@@ -275,11 +310,12 @@ def train_loop(
     precision = "fp32" if modules[0].autocast_dtype is None else "bf16"
     bar = tqdm(total=total, initial=progress.step, desc=f"pretrain ({precision})", unit="step", dynamic_ncols=True)
     started, first_step = time.perf_counter(), progress.step
-    outcomes = _Outcomes(options.on_nonfinite, run, modules, progress)
+    outcomes = _Outcomes(options.on_nonfinite, run, modules, progress, observer)
     with bar, StopSignals() as stop:  # the bar ends its line even on an error, which then starts a line of its own
         while progress.step < total:
             for inputs, labels in loader.epoch(progress.epoch, progress.batch):
                 trained = _trained_at(options, len(modules), progress.step // per_phase)
+                outputs = None if observer is None else []
                 _, losses, held = train_step(
                     modules,
                     inputs,
@@ -288,7 +324,10 @@ def train_loop(
                     labels=labels,
                     frozen_chunks=options.frozen_chunks,
                     hold=outcomes.hold(),
+                    outputs=outputs,
                 )
+                if observer is not None:
+                    observer.observe(modules, trained, outputs, labels)
                 measured = [modules[index].metrics() for index in trained]  # still on the device
                 progress.advance(len(loader))
                 outcomes.add(replace(progress), trained.start + 1, losses, held, measured)  # reads the step before
@@ -300,6 +339,8 @@ def train_loop(
                     outcomes.settle()
                 if log:
                     values = logged_values(trained.start + 1, *outcomes.last_values())
+                    if observer is not None:
+                        values |= {name: float(value) for name, value in observer.values().items()}
                     rate = (progress.step - first_step) * loader.batch_size / (time.perf_counter() - started)
                     run.log(
                         progress.step,
@@ -316,13 +357,18 @@ def train_loop(
                             for key, value in values.items()
                             if key.startswith("loss/")
                         }
+                        | {
+                            key.replace("online_accuracy/module", "acc"): f"{100 * value:.1f}%"
+                            for key, value in values.items()
+                            if key.startswith("online_accuracy/")
+                        }
                     )
                 if validate:
                     run.log(progress.step, validation_losses(modules, validation, options.seed))
                 if checkpoint:
-                    _checkpoint(run, modules, progress)
+                    _checkpoint(run, modules, progress, observer)
                 if stop.received is not None:
-                    _stopped(run, modules, progress, stop.received)
+                    _stopped(run, modules, progress, stop.received, observer)
                 if progress.step >= total:
                     break
     if outcomes.skipped:
@@ -342,10 +388,18 @@ class _Outcomes:
     checkpoint the weights are checked too (see engines/divergence.py), so no checkpoint holds weights that blew
     up and no logged loss comes from them."""
 
-    def __init__(self, on_nonfinite: str, run: RunFolder, modules: nn.ModuleList, progress: Progress) -> None:
+    def __init__(
+        self,
+        on_nonfinite: str,
+        run: RunFolder,
+        modules: nn.ModuleList,
+        progress: Progress,
+        observer: Observer | None = None,
+    ) -> None:
         self.stop_on_nonfinite = on_nonfinite == "stop"
         self.run = run
         self.modules = modules
+        self.observer = observer
         self.skipped = 0
         self.in_a_row = 0
         self.watch = WeightWatch(run, modules, asdict(progress))
@@ -394,7 +448,7 @@ class _Outcomes:
             return
         self._values = ([], [])
         if self.stop_on_nonfinite:
-            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module), self.watch)
+            _diverged(self.run, self.modules, after, first_nonfinite(losses, first_module), self.watch, self.observer)
         self.skipped, self.in_a_row = self.skipped + 1, self.in_a_row + 1
         try:
             check_skips_in_a_row(self.in_a_row)
@@ -431,7 +485,12 @@ def _trained_at(options: TrainConfig, num_modules: int, phase: int) -> range:
 
 
 def _diverged(
-    run: RunFolder, modules: nn.ModuleList, progress: Progress, culprit: tuple[int, float], watch: WeightWatch
+    run: RunFolder,
+    modules: nn.ModuleList,
+    progress: Progress,
+    culprit: tuple[int, float],
+    watch: WeightWatch,
+    observer: Observer | None = None,
 ) -> None:
     """Save the weights (still finite: the bad update was never applied) and stop with the module and step; if
     they had blown up before the loss did, stop as `_ruined` does instead.
@@ -441,7 +500,7 @@ def _diverged(
     not feed that batch to the earlier modules twice."""
     if (ruined := watch.ruined(modules)) is not None:
         _ruined(run, modules, progress, ruined, watch)
-    folder = _checkpoint(run, modules, progress)
+    folder = _checkpoint(run, modules, progress, observer)
     run.close()
     module, value = culprit
     raise GimError(
@@ -465,13 +524,16 @@ def _ruined(
     )
 
 
-def _stopped(run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int) -> None:
-    folder = _checkpoint(run, modules, progress)
+def _stopped(
+    run: RunFolder, modules: nn.ModuleList, progress: Progress, number: int, observer: Observer | None = None
+) -> None:
+    folder = _checkpoint(run, modules, progress, observer)
     run.close()
     raise TrainingStopped(
         number, f"stopped by {signal.Signals(number).name} after step {progress.step}; checkpoint {folder}"
     )
 
 
-def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress) -> Path:
-    return run.save_checkpoint(modules, asdict(progress))
+def _checkpoint(run: RunFolder, modules: nn.ModuleList, progress: Progress, observer: Observer | None = None) -> Path:
+    saved = asdict(progress) | ({} if observer is None else {"observer": observer.state_dict()})
+    return run.save_checkpoint(modules, saved)

@@ -205,6 +205,8 @@ def _process_group(
         raise GimError("rank 0 writes the run folder: pass it a RunFolder (the other ranks may pass None)")
     if settings.train.validation:
         raise GimError("train.validation: only the local engine holds data out to validate on; run without torchrun")
+    if settings.train.online_probe:
+        raise GimError("train.online_probe: only the local engine probes while training; run without torchrun")
     if run is not None:
         run.keep_every = settings.train.keep_every
     topology, device = _join(settings, num_modules)

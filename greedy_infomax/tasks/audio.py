@@ -319,6 +319,10 @@ class AudioTask(Task):
             )
         return loader, 1
 
+    def online_probe_classes(self, config: AudioRunConfig) -> int:
+        """Speakers: every pre-training window carries its speaker's label."""
+        return load_speech(config.data).spec.num_speakers
+
     def validation_loader(self, config: AudioRunConfig, device: torch.device) -> WindowLoader | None:
         """One window of each held-out utterance, drawn alike every epoch."""
         if not config.train.validation:

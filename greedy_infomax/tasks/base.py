@@ -73,6 +73,10 @@ class Task:
         """Whether the configured objective trains on labels (it says so with `needs_labels = True`)."""
         return getattr(self.objectives[config.objective.name], "needs_labels", False)
 
+    def online_probe_classes(self, config: AnyRunConfig) -> int:
+        """The classes of the labels that the pre-training batches carry, for `train.online_probe`."""
+        raise GimError(f"train.online_probe: {self.name} runs do not probe while training")
+
     def views(self, config: AnyRunConfig) -> int:
         """Rows per sample the configured objective scores: 2 for two augmented views of every sample, rows b and
         B + b of a batch (it says so with `views = 2`), else 1."""

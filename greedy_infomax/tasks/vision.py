@@ -383,6 +383,15 @@ class VisionTask(Task):
             raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
         return loader, input_channels(config.data, data.spec)
 
+    def online_probe_classes(self, config: VisionRunConfig) -> int:
+        """The image classes; a pre-training split without labels (STL-10's unlabeled) cannot be probed on."""
+        data, _ = _pretrain_split(config, self.needs_labels(config))
+        if isinstance(data, ImageArray) and data.labels is None:
+            raise GimError(
+                f"train.online_probe: the pre-training split of {config.data.dataset} has no labels to probe with"
+            )
+        return data.spec.num_classes
+
     def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | StreamLoader | None:
         """The held-out images, centre-cropped (for a two-view objective: two views of each, drawn alike every
         epoch), in batches of training size (the last incomplete one left out)."""
