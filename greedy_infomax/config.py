@@ -262,9 +262,16 @@ def check_overlap(overlap: int, lendable: list[int], train: TrainConfig) -> None
         "model.overlap",
         f"lends the first stages of every next module, so at most {min(lenders, default=0)} here, got {overlap}",
     )
+    if overlap:
+        check_lenders_step(train, "model.overlap")
+
+
+def check_lenders_step(train: TrainConfig, option: str) -> None:
+    """Overlapping modules need every module to step on every batch: the next module takes the step on the stages
+    it lends."""
     require(
-        not overlap or (train.curriculum == "simultaneous" and train.train_module is None),
-        "model.overlap",
+        train.curriculum == "simultaneous" and train.train_module is None,
+        option,
         "the next module takes the step on the stages it lends, so every module trains on every batch: "
         "train.curriculum simultaneous, no train.train_module",
     )

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils import checkpoint as activation_checkpoint
 
-from greedy_infomax.config import TrainConfig
+from greedy_infomax.config import TrainConfig, check_lenders_step
 from greedy_infomax.errors import GimError
 
 # CPU features with bf16 arithmetic in hardware (x86 AVX512-BF16 or AMX; Arm BF16 or SVE BF16), as torch names them
@@ -107,6 +107,8 @@ def configure(
     """Place modules on the device in the memory format and precision of `options`; optimisers on trained ones."""
     if with_optimizers and options.train_module is not None and options.train_module > len(modules):
         raise GimError(f"train.train_module: must be at most {len(modules)}, got {options.train_module}")
+    if with_optimizers and any(module.lookahead for module in modules):  # a config checks this before; Python not
+        check_lenders_step(options, "isolate(overlap=N)")
     _set_determinism(options.deterministic, device)
     modules = modules.to(device)
     if options.channels_last:

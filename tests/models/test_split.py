@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from greedy_infomax.config import TrainConfig
 from greedy_infomax.models.split import isolate, split
 from greedy_infomax.objectives import InfoNCE1d, InfoNCE2d, Supervised
+from greedy_infomax.placement import configure
 
 
 def _network() -> nn.Sequential:
@@ -110,3 +112,13 @@ def test_overlap_refuses_a_next_block_with_fewer_stages_than_it_lends():
     blocks = split(_network(), after=["relu1", "relu2"])  # block 3 holds one stage
     with pytest.raises(ValueError, match="overlap 2: block 3 must be an nn.Sequential of at least 2 stages"):
         isolate(blocks, partial(InfoNCE2d, prediction_steps=1, skip_steps=0), torch.zeros(1, 1, 8, 8), overlap=2)
+
+
+@pytest.mark.parametrize("options", [{"curriculum": "sequential"}, {"train_module": 2}])
+def test_overlapping_modules_built_in_python_refuse_training_that_leaves_a_lender_idle(options):
+    """A config refuses these before building; modules from isolate(overlap=1) meet them only when placed."""
+    blocks = split(_network(), after=["relu1", "relu2"])
+    modules = isolate(blocks, partial(InfoNCE2d, prediction_steps=1, skip_steps=0), torch.zeros(1, 1, 8, 8), overlap=1)
+    with pytest.raises(ValueError, match=r"isolate\(overlap=N\): the next module takes the step"):
+        configure(modules, TrainConfig(**options), torch.device("cpu"))
+    configure(modules, TrainConfig(), torch.device("cpu"))  # every module on every batch: accepted
