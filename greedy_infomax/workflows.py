@@ -17,7 +17,6 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig
 from greedy_infomax.engines import local, module_parallel
 from greedy_infomax.errors import TrainingStopped
-from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.placement import resolve_device, tune_allocator
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import task_of
@@ -47,9 +46,7 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
     loader, in_channels = task.pretrain_loader(config, device)
     validation = task.validation_loader(config, device)
     modules = task.prepare_modules(config, in_channels, device)
-    probes = None
-    if config.train.online_probe:
-        probes = OnlineProbes(task.online_probe_classes(config), seed=config.train.seed)
+    probes = task.online_probes(config, device) if config.train.online_probe else None
     return local.fit(
         modules, loader, run, config.train, resume, on_start=save_config, validation=validation, observer=probes
     )

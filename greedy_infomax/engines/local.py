@@ -54,10 +54,12 @@ class Progress:
 
 class Observer(Protocol):
     """What watches training without changing it (evaluation/online_probe.py's OnlineProbes): it sees the detached
-    outputs of each step's trained modules with the batch's labels, its values are logged beside the losses, and
-    its state goes into every checkpoint, so a resume goes on where it was."""
+    outputs of each step's trained modules with the batch's labels and the step, its values are logged beside the
+    losses, and its state goes into every checkpoint, so a resume goes on where it was."""
 
-    def observe(self, modules: nn.ModuleList, trained: range, outputs: list[torch.Tensor], labels: Any) -> None: ...
+    def observe(
+        self, modules: nn.ModuleList, trained: range, outputs: list[torch.Tensor], labels: Any, step: int
+    ) -> None: ...
 
     def values(self) -> dict[str, torch.Tensor]: ...
 
@@ -327,7 +329,7 @@ def train_loop(
                     outputs=outputs,
                 )
                 if observer is not None:
-                    observer.observe(modules, trained, outputs, labels)
+                    observer.observe(modules, trained, outputs, labels, progress.step)
                 measured = [modules[index].metrics() for index in trained]  # still on the device
                 progress.advance(len(loader))
                 outcomes.add(replace(progress), trained.start + 1, losses, held, measured)  # reads the step before

@@ -34,6 +34,7 @@ from greedy_infomax.data.speech_corpus import generate_speech_corpus
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import SpeechFeatureExtractor, check_module
 from greedy_infomax.evaluation.features import left_unchanged
+from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.evaluation.probes import linear_probe
 from greedy_infomax.evaluation.speech_features import (
     Encoder,
@@ -319,9 +320,9 @@ class AudioTask(Task):
             )
         return loader, 1
 
-    def online_probe_classes(self, config: AudioRunConfig) -> int:
+    def online_probes(self, config: AudioRunConfig, device: torch.device) -> OnlineProbes:
         """Speakers: every pre-training window carries its speaker's label."""
-        return load_speech(config.data).spec.num_speakers
+        return OnlineProbes(load_speech(config.data).spec.num_speakers, seed=config.train.seed)
 
     def validation_loader(self, config: AudioRunConfig, device: torch.device) -> WindowLoader | None:
         """One window of each held-out utterance, drawn alike every epoch."""

@@ -22,6 +22,7 @@ from torch import nn
 from greedy_infomax.config import AnyRunConfig
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.errors import GimError
+from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.models import copy_stages
 from greedy_infomax.placement import configure
 from greedy_infomax.reporting.run_folder import RunFolder
@@ -73,8 +74,8 @@ class Task:
         """Whether the configured objective trains on labels (it says so with `needs_labels = True`)."""
         return getattr(self.objectives[config.objective.name], "needs_labels", False)
 
-    def online_probe_classes(self, config: AnyRunConfig) -> int:
-        """The classes of the labels that the pre-training batches carry, for `train.online_probe`."""
+    def online_probes(self, config: AnyRunConfig, device: torch.device) -> OnlineProbes:
+        """The linear probes `train.online_probe` trains beside pre-training, sized for the data's classes."""
         raise GimError(f"train.online_probe: {self.name} runs do not probe while training")
 
     def views(self, config: AnyRunConfig) -> int:

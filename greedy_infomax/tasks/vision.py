@@ -35,6 +35,7 @@ from greedy_infomax.data.views import TwoViewTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.embed import FeatureExtractor, check_module, embed
 from greedy_infomax.evaluation.features import left_unchanged, module_features, raw_pixel_features
+from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.evaluation.protocol import probe_features, probe_modules
 from greedy_infomax.evaluation.streaming import batch_stream, fit_streaming
 from greedy_infomax.models.pixelcnn import PixelCNN
@@ -383,14 +384,18 @@ class VisionTask(Task):
             raise GimError(f"{len(data)} pre-training images do not fill one batch of {config.data.batch_size}")
         return loader, input_channels(config.data, data.spec)
 
-    def online_probe_classes(self, config: VisionRunConfig) -> int:
-        """The image classes; a pre-training split without labels (STL-10's unlabeled) cannot be probed on."""
+    def online_probes(self, config: VisionRunConfig, device: torch.device) -> OnlineProbes:
+        """On the pre-training batches; where they have no labels (STL-10's unlabeled split), on the labelled
+        probe-training split beside them, augmented and normalised as the pre-training images are."""
         data, _ = _pretrain_split(config, self.needs_labels(config))
-        if isinstance(data, ImageArray) and data.labels is None:
-            raise GimError(
-                f"train.online_probe: the pre-training split of {config.data.dataset} has no labels to probe with"
-            )
-        return data.spec.num_classes
+        if not (isinstance(data, ImageArray) and data.labels is None):
+            return OnlineProbes(data.spec.num_classes, seed=config.train.seed)
+        labelled = load_split(config.data, "probe_train")
+        transform = train_transform(config.data, data.spec, 1)
+        batches = image_batches(
+            labelled, config.data.batch_size, transform, device, config.train.seed + 1, config.data.workers
+        )
+        return OnlineProbes(labelled.spec.num_classes, seed=config.train.seed, labelled=batches)
 
     def validation_loader(self, config: VisionRunConfig, device: torch.device) -> BatchLoader | StreamLoader | None:
         """The held-out images, centre-cropped (for a two-view objective: two views of each, drawn alike every

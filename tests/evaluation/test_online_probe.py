@@ -70,7 +70,7 @@ def test_the_probes_learn_a_separable_problem():
     for step in range(60):
         labels = torch.randint(0, 10, (32,))
         features = nn.functional.one_hot(labels, 10).float()[:, :, None] + 0.3 * torch.randn(32, 10, 5)
-        probes.observe(modules, range(2), [features, features], labels)
+        probes.observe(modules, range(2), [features, features], labels, step)
         if step in (0, 49, 59):  # the first batch alone; the last ten
             windows.append(probes.values())
     first, _, last = windows
@@ -88,7 +88,7 @@ def test_the_probes_read_the_first_view_and_the_first_of_several_labels():
     probes = OnlineProbes(num_classes=3)
     modules = nn.ModuleList([local_module()])
     two_views = torch.randn(2 * 6, 5, 4)
-    probes.observe(modules, range(1), [two_views], (torch.arange(6) % 3, torch.zeros(6, 10)))
+    probes.observe(modules, range(1), [two_views], (torch.arange(6) % 3, torch.zeros(6, 10)), 0)
     assert probes.classifiers[0].weight.shape == (3, 5)
     assert probes.values()["online_accuracy/module1"].shape == ()
 
@@ -100,23 +100,40 @@ def test_the_flag_without_probes_and_unlabelled_batches_are_refused(tmp_path):
     with pytest.raises(GimError, match="train.online_probe: pass the probes"):
         local.fit(modules, loader, RunFolder.create(tmp_path, "no-probes", config), config.train)
     with pytest.raises(GimError, match="carry no labels"):
-        OnlineProbes(num_classes=10).observe(modules, range(1), [torch.zeros(2, 4, 3, 3)], None)
+        OnlineProbes(num_classes=10).observe(modules, range(1), [torch.zeros(2, 4, 3, 3)], None, 0)
 
 
-def test_stl10s_unlabelled_split_is_refused_by_name(tmp_path: Path):
+def test_stl10s_unlabelled_stream_is_probed_on_its_labelled_split_beside_it(tmp_path: Path):
+    """The unlabelled images train the encoder, the labelled `train` split the probes: the encoder ends as without
+    probes, and a resume continues the labelled stream where it was."""
     folder = tmp_path / "stl10_binary"
     folder.mkdir()
-    images = np.zeros((2, 3, 96, 96), dtype=np.uint8).tobytes()
-    for split in ("unlabeled", "train", "test"):
-        (folder / f"{split}_X.bin").write_bytes(images)
-    for split in ("train", "test"):
-        (folder / f"{split}_y.bin").write_bytes(bytes([1, 2]))
-    config = PRESETS["paper-stl10"]
-    config = replace(
-        config, data=replace(config.data, root=str(tmp_path)), train=replace(config.train, online_probe=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 3, 96, 96), dtype=np.uint8)
+    (folder / "unlabeled_X.bin").write_bytes(pixels.tobytes())
+    for split, count in (("train", 12), ("test", 4)):
+        (folder / f"{split}_X.bin").write_bytes(pixels[:count].tobytes())
+        (folder / f"{split}_y.bin").write_bytes(bytes(1 + k % 10 for k in range(count)))
+
+    def stl10(max_steps: int, **train_options):
+        config = smoke(max_steps, **train_options)
+        data = replace(config.data, dataset="stl10", root=str(tmp_path), limit=None, batch_size=4)
+        return replace(config, data=data, train=replace(config.train, epochs=4))
+
+    assert task_of(stl10(1, online_probe=True)).online_probes(stl10(1), torch.device("cpu")).labelled is not None
+    without = snapshot(pretrain(stl10(10), RunFolder.create(tmp_path, "without", stl10(10))))
+    straight = RunFolder.create(tmp_path, "straight", stl10(10, online_probe=True))
+    assert all(
+        torch.equal(tensor, without[name])
+        for name, tensor in snapshot(pretrain(stl10(10, online_probe=True), straight)).items()
     )
-    with pytest.raises(GimError, match="pre-training split of stl10 has no labels"):
-        task_of(config).online_probe_classes(config)
+    resumed = RunFolder.create(tmp_path, "resumed", stl10(6, online_probe=True))
+    pretrain(stl10(6, online_probe=True), resumed)  # stops at step 6, mid-way through the labelled split's epoch 2
+    pretrain(stl10(10, online_probe=True), resumed, resume=True)
+    logged = {row["step"]: row for row in resumed.metrics()}
+    for row in straight.metrics():
+        assert ACCURACIES <= set(row)
+        if row["step"] > 6:
+            assert {name: row[name] for name in ACCURACIES} == {name: logged[row["step"]][name] for name in ACCURACIES}
 
 
 def test_torchrun_is_refused_before_any_process_joins(tmp_path, monkeypatch):
