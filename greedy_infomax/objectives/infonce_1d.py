@@ -137,13 +137,22 @@ class InfoNCE1d(nn.Module):
         predictions = self.predictors(c.transpose(1, 2)[:, steps[:-1]])  # (B, L-1, K*C): W_k c_t
         pool = shared_pool(z.transpose(1, 2).reshape(B * T, C), 0, self.negatives_group)  # (R*B*T, C)
         negative_vectors = pool[negatives]  # (B*(L-1), N, C)
+        rows = negative_vectors.shape[0]
+        # Step k: W_k c_t for t < L - k, (B*(L-k), C), its queries reading table rows B*(k-1) .. B*(L-1) - 1. Split
+        # first: a slice of the whole (B, L-1, K*C) tensor per step would get a gradient of its full size.
+        step_predictions = [
+            per_step[:, : length - k].reshape(-1, C) for k, per_step in enumerate(predictions.split(C, dim=2), start=1)
+        ]
+        # Every step's negatives scored in one product: row r of the table against the K predictions that read it
+        # (zero for the steps that do not), (rows, N, C) x (rows, C, K). Scored step by step instead, each step's
+        # slice of the table would get a gradient the size of the whole table in the backward pass.
+        aligned = torch.stack([F.pad(p, (0, 0, rows - len(p), 0)) for p in step_predictions], dim=2)  # (rows, C, K)
+        all_negative_scores = torch.bmm(negative_vectors, aligned)  # (rows, N, K)
         step_losses, step_accuracies = [], []
-        for k in range(1, K + 1):
-            prediction = predictions[:, : length - k, (k - 1) * C : k * C].reshape(-1, C)  # (B*(L-k), C)
+        for k, prediction in enumerate(step_predictions, start=1):
             positive = z_window[:, k:].reshape(-1, C)  # (B*(L-k), C)
-            negative = negative_vectors[B * (k - 1) :]  # (B*(L-k), N, C)
             positive_scores = (prediction * positive).sum(-1, keepdim=True)  # (B*(L-k), 1)
-            negative_scores = torch.bmm(negative, prediction[:, :, None]).squeeze(-1)  # (B*(L-k), N)
+            negative_scores = all_negative_scores[B * (k - 1) :, :, k - 1]  # (B*(L-k), N)
             logits = at_least_fp32(torch.cat([positive_scores, negative_scores], dim=1))
             step_losses.append(-F.log_softmax(logits, dim=1)[:, 0].mean())
             step_accuracies.append(positive_first(logits.detach()).mean())
