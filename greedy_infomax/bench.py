@@ -7,6 +7,9 @@ preset, precision and mode, each in a fresh process so that its peak memory is i
     simultaneous   GIM: every module steps on every batch, each with its own backward (the default training)
     module-K       GIM one module at a time: only module K learns, earlier modules run frozen under no_grad
 
+and with `methods`, each local-learning method after GIM (reproduce.AFTER_GIM: overlapping modules, CLAPP, the
+two-view objectives per module and end to end) trained as GIM simultaneous is, next to GIM's own rate and memory;
+
 training samples (images or 1.28 s windows) per second on random inputs of the preset's shape, the FLOPs of one
 step (counted by torch's FlopCounterMode, forward and backward) and so the achieved GFLOP/s as a fraction of the
 ceiling (measured again before each timed group), and peak memory (peak RSS on CPU,
@@ -36,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from greedy_infomax.config import AnyRunConfig, end_to_end
 from greedy_infomax.errors import GimError
+from greedy_infomax.reproduce import AFTER_GIM
 from greedy_infomax.tasks import PRESETS, task_of
 
 GIB = 1 << 30
@@ -93,9 +97,11 @@ class Case:
     switches: tuple[tuple[str, bool | int], ...] = ()
     """Speed switches of the train section set for this case, e.g. (("compile", True),)."""
     allocator: str = "tuned"
+    method: str | None = None
+    """A local-learning method after GIM (its slug in reproduce.AFTER_GIM), in the simultaneous mode."""
 
     def config(self) -> AnyRunConfig:
-        """The preset with this batch size, precision and device, turned into this mode."""
+        """The preset with this batch size, precision and device, turned into this mode (or method)."""
         config = PRESETS[self.preset]
         data = config.data if self.batch_size is None else replace(config.data, batch_size=self.batch_size)
         config = replace(
@@ -103,11 +109,23 @@ class Case:
             data=data,
             train=replace(config.train, precision=self.precision, device=self.device, **dict(self.switches)),
         )
+        if self.method is not None:
+            return METHODS[self.method].change(config)
         if self.mode == "end-to-end":
             return end_to_end(config)
         if self.mode.startswith("module-"):
             return replace(config, train=replace(config.train, train_module=int(self.mode.removeprefix("module-"))))
         return config
+
+
+METHODS = {method.slug: method for method in AFTER_GIM}
+
+
+def methods_of(preset: str, requested: tuple[str, ...]) -> list[str]:
+    """The methods among `requested` ('all': every one) whose objective the preset's task has."""
+    slugs = list(METHODS) if "all" in requested else list(requested)
+    objectives = task_of(PRESETS[preset]).objectives
+    return [slug for slug in slugs if METHODS[slug].objective in (None, *objectives)]
 
 
 def default_precisions(device: str) -> tuple[str, ...]:
@@ -208,6 +226,8 @@ class TrainingCase:
     x: torch.Tensor
     trained: range
     step: Callable[[], object]
+    samples: int
+    """Images or windows in the batch: a two-view objective's batch holds two rows of each."""
 
 
 def build_training(case: Case) -> TrainingCase:
@@ -226,6 +246,7 @@ def build_training(case: Case) -> TrainingCase:
         x,
         trained,
         lambda: train_step(modules, x, trained, (config.train.seed, 0), frozen_chunks=config.train.frozen_chunks),
+        x.shape[0] // task_of(config).views(config),
     )
 
 
@@ -255,7 +276,7 @@ def measure_training(case: Case) -> dict:
     return {
         "warmup_steps": warmed,
         "seconds_per_step": seconds,
-        "samples_per_second": training.x.shape[0] / median,
+        "samples_per_second": training.samples / median,
         "flops_per_step": flops,
         "gflops_per_second": flops / median / 1e9,
         "ceilings_gflops": ceilings,
@@ -341,8 +362,10 @@ def bench(
     switches: dict[str, bool | int] | None = None,
     allocator: str = "tuned",
     progress: Callable[[str], None] = print,
+    methods: tuple[str, ...] = (),
 ) -> dict:
-    """Every case of presets x precisions x modes, plus the matmul ceilings and the data pipelines; the report.
+    """Every case of presets x precisions x modes (and `methods`), plus the matmul ceilings and the data pipelines;
+    the report.
 
     `switches` sets train options of every case (compile, channels_last, recompute_activations, frozen_chunks),
     to measure what each is worth."""
@@ -368,6 +391,21 @@ def bench(
             for precision in precisions
             for mode in modes_of(preset, modes)
         ]
+        cases += [
+            Case(
+                preset,
+                "simultaneous",
+                precision,
+                device,
+                batch_size,
+                schedule_for(preset, device, "simultaneous", schedule),
+                tuple(sorted((switches or {}).items())),
+                allocator,
+                method,
+            )
+            for precision in precisions
+            for method in methods_of(preset, methods)
+        ]
         cases.append(
             Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE, schedule))
         )
@@ -375,7 +413,7 @@ def bench(
             record = run_case(case)
             records.append(record)
             progress(
-                f"{preset} {case.precision} {case.mode}: "
+                f"{preset} {case.precision} {case.method or case.mode}: "
                 + (
                     f"failed: {record['error']}"
                     if "error" in record
@@ -423,7 +461,7 @@ def table(report: dict) -> str:
         "| above model (GiB) | vs. largest single module | vs. end-to-end | paper schedule (h) |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    training = [r for r in report["records"] if r["mode"] != DATA_MODE]
+    training = [r for r in report["records"] if r["mode"] != DATA_MODE and r.get("method") is None]
     for record in training:
         head = f"| {record['preset']} | {record['precision']} | {record['mode']} |"
         if "error" in record:
@@ -437,6 +475,7 @@ def table(report: dict) -> str:
             f"| {_ratio(record['peak_above_model_bytes'], largest)} "
             f"| {_ratio(record['peak_above_model_bytes'], end)} | {_paper_hours(record)} |"
         )
+    rows += _method_rows(report["records"])
     rows += [
         "",
         "| preset | data pipeline samples/s | GIM simultaneous training samples/s (fastest precision) "
@@ -469,6 +508,40 @@ def table(report: dict) -> str:
         f"switches: {_switches(report['switches'])}; allocator: {report['allocator']}",
     ]
     return "\n".join(rows)
+
+
+def _method_rows(records: list[dict]) -> list[str]:
+    """The methods after GIM against GIM simultaneous of the same preset and precision, in this run."""
+    methods = [r for r in records if r.get("method") is not None]
+    if not methods:
+        return []
+    rows = [
+        "",
+        "| preset | precision | method | samples/s | vs. GIM | peak above model (GiB) | vs. GIM |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for record in methods:
+        head = f"| {record['preset']} | {record['precision']} | {record['method']} |"
+        if "error" in record:
+            rows.append(f"{head} failed: {record['error']} | | | |")
+            continue
+        gim = next(
+            (
+                r
+                for r in records
+                if (r["preset"], r["precision"], r["mode"], r.get("method"))
+                == (record["preset"], record["precision"], "simultaneous", None)
+                and "error" not in r
+            ),
+            None,
+        )
+        speed = "—" if gim is None else f"{record['samples_per_second'] / gim['samples_per_second']:.2f}"
+        memory = "—" if gim is None else _ratio(record["peak_above_model_bytes"], gim["peak_above_model_bytes"])
+        rows.append(
+            f"{head} {record['samples_per_second']:.3g} | {speed} | {record['peak_above_model_bytes'] / GIB:.2f} "
+            f"| {memory} |"
+        )
+    return rows + ["", "Samples are images or windows: a two-view method's step scores two views of each."]
 
 
 def _references(training: list[dict], record: dict) -> tuple[int | None, int | None]:

@@ -220,7 +220,7 @@ def _reproduce_parser() -> ArgumentParser:
 
 
 def _bench_parser() -> ArgumentParser:
-    from greedy_infomax.bench import DEFAULT_PRESETS, PRECISIONS
+    from greedy_infomax.bench import DEFAULT_PRESETS, METHODS, PRECISIONS
 
     parser = _parser(
         description=(
@@ -244,6 +244,13 @@ def _bench_parser() -> ArgumentParser:
         nargs="+",
         default=None,
         help="default: fp32, and bf16 where the device computes it natively (emulated bf16 takes hours)",
+    )
+    parser.add_argument(
+        "--methods",
+        type=Literal[("all", *METHODS)],
+        nargs="+",
+        default=[],
+        help="also each local-learning method after GIM (all: every one), trained as GIM simultaneous is, against GIM",
     )
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch_size", type=int, default=None, help="override every preset's batch size")
@@ -462,6 +469,7 @@ def cmd_bench(args: Namespace) -> int:
         _switches(args),
         args.allocator,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        methods=tuple(args.methods),
     )
     output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     output.with_suffix(".md").write_text(table(report) + "\n")

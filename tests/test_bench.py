@@ -11,9 +11,11 @@ from greedy_infomax.bench import (
     Case,
     Schedule,
     bench,
+    build_training,
     count_flops,
     default_precisions,
     matmul_ceiling,
+    methods_of,
     table,
     warm_up,
 )
@@ -142,3 +144,37 @@ def test_bench_measures_bf16_by_default_only_where_it_is_native(monkeypatch):
     for native, expected in ((True, ("fp32", "bf16")), (False, ("fp32",))):
         monkeypatch.setattr(placement, "native_bf16", lambda device: native)
         assert default_precisions("cpu") == expected
+
+
+def test_bench_measures_each_method_after_gim_against_gim_in_the_same_run(tmp_path):
+    """Each method is the preset trained its way (a two-view objective on two views, counted as one sample), in a
+    row of its own with its speed and memory over GIM's."""
+    report = bench(
+        ("smoke",),
+        ("simultaneous",),
+        ("fp32",),
+        schedule=Schedule(1, 2, 1),
+        progress=lambda line: None,
+        methods=("gim-overlap", "barlow-twins"),
+    )
+    records = {record.get("method") or record["mode"]: record for record in report["records"]}
+    assert set(records) == {"simultaneous", "gim-overlap", "barlow-twins", "data"}
+    assert not any("error" in record for record in records.values()), records
+    gim, twins = records["simultaneous"], records["barlow-twins"]
+    assert twins["samples_per_second"] > 0 and twins["flops_per_step"] != gim["flops_per_step"]
+    text = table(report)
+    assert "| smoke | fp32 | barlow-twins |" in text and "| smoke | fp32 | gim-overlap |" in text
+    assert "vs. GIM" in text and "| smoke | fp32 | simultaneous |" in text
+
+
+def test_a_methods_case_trains_the_method_and_counts_images_not_views():
+    case = Case("smoke", "simultaneous", "fp32", "cpu", 8, Schedule(1, 1, 1), method="barlow-twins")
+    config = case.config()
+    assert config.objective.name == "barlow_twins" and config.model.num_modules == 3
+    assert (
+        Case("smoke", "simultaneous", "fp32", "cpu", 8, Schedule(1, 1, 1), method="gim-overlap").config().model.overlap
+        == 1
+    )
+    training = build_training(case)
+    assert training.x.shape[0] == 16 and training.samples == 8
+    assert methods_of("speech-smoke", ("all",)) == ["gim-overlap", "clapp"]

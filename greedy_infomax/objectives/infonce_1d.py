@@ -129,7 +129,6 @@ class InfoNCE1d(nn.Module):
         context step t of sequence b (the last rows of the original's table of B*T rows).
         """
         B, C, T = z.shape
-        K = self.prediction_steps
         length = T - start if length is None else length
         self._check_length(length)
         steps = start + torch.arange(length, device=z.device)  # (L,): the window
