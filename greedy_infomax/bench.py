@@ -124,8 +124,7 @@ METHODS = {method.slug: method for method in AFTER_GIM}
 def methods_of(preset: str, requested: tuple[str, ...]) -> list[str]:
     """The methods among `requested` ('all': every one) whose objective the preset's task has."""
     slugs = list(METHODS) if "all" in requested else list(requested)
-    objectives = task_of(PRESETS[preset]).objectives
-    return [slug for slug in slugs if METHODS[slug].objective in (None, *objectives)]
+    return [slug for slug in slugs if METHODS[slug].fits(PRESETS[preset].task)]
 
 
 def default_precisions(device: str) -> tuple[str, ...]:
@@ -377,6 +376,8 @@ def bench(
     progress("matmul ceiling: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items()))
     records = []
     for preset in presets:
+        runs = [(mode, None) for mode in modes_of(preset, modes)]
+        runs += [("simultaneous", method) for method in methods_of(preset, methods)]
         cases = [
             Case(
                 preset,
@@ -387,24 +388,10 @@ def bench(
                 schedule_for(preset, device, mode, schedule),
                 tuple(sorted((switches or {}).items())),
                 allocator,
-            )
-            for precision in precisions
-            for mode in modes_of(preset, modes)
-        ]
-        cases += [
-            Case(
-                preset,
-                "simultaneous",
-                precision,
-                device,
-                batch_size,
-                schedule_for(preset, device, "simultaneous", schedule),
-                tuple(sorted((switches or {}).items())),
-                allocator,
                 method,
             )
             for precision in precisions
-            for method in methods_of(preset, methods)
+            for mode, method in runs
         ]
         cases.append(
             Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE, schedule))

@@ -42,6 +42,10 @@ class Method:
     paper: bool = True
     """A row of the paper's comparison (run by default), or a local-learning method after it (`--methods all`)."""
 
+    def fits(self, task: str) -> bool:
+        """Whether the task has the method's objective."""
+        return self.objective is None or self.objective in TASKS[task].objectives
+
 
 def _sequential(config: AnyRunConfig) -> AnyRunConfig:
     return replace(config, train=replace(config.train, curriculum="sequential"))
@@ -106,7 +110,7 @@ def methods_of(task: str, budget: str) -> tuple[Method, ...]:
     the paper's budget: a speaker model and a phone model, as the original code trains them)."""
     rows = []
     for method in (*METHODS, *AFTER_GIM):
-        if method.objective is not None and method.objective not in TASKS[task].objectives:
+        if not method.fits(task):
             continue
         if method.change not in SUPERVISED:
             rows.append(method)

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import pool_positions
+from greedy_infomax.isolation import run_frozen
 
 
 class OnlineProbes:
@@ -78,13 +79,11 @@ class OnlineProbes:
             self._stream = self.labelled.epoch(epoch, batch)
         self._position = (epoch, batch + 1)
         x, labels = next(self._stream)
+        x = run_frozen(list(modules[: trained.start]), x)
         outputs = []
-        with torch.no_grad():
-            for index in range(trained.stop):
-                with modules[index].precision(x.device):
-                    x = modules[index](x)
-                if index in trained:
-                    outputs.append(x)
+        for index in trained:
+            x = run_frozen([modules[index]], x)
+            outputs.append(x)
         return outputs, labels
 
     def values(self) -> dict[str, torch.Tensor]:
