@@ -376,8 +376,6 @@ def bench(
     progress("matmul ceiling: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ceilings.items()))
     records = []
     for preset in presets:
-        runs = [(mode, None) for mode in modes_of(preset, modes)]
-        runs += [("simultaneous", method) for method in methods_of(preset, methods)]
         cases = [
             Case(
                 preset,
@@ -391,7 +389,7 @@ def bench(
                 method,
             )
             for precision in precisions
-            for mode, method in runs
+            for mode, method in _modes_and_methods(preset, modes, methods)
         ]
         cases.append(
             Case(preset, DATA_MODE, "fp32", device, batch_size, schedule_for(preset, device, DATA_MODE, schedule))
@@ -412,8 +410,41 @@ def bench(
         "ceilings_gflops": ceilings,
         "switches": switches or {},
         "allocator": allocator,
-        "records": records,
+        "records": _against_gim(records),
         "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def _modes_and_methods(preset: str, modes: tuple[str, ...], methods: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """The cases of one precision as (mode, method): the modes, then each method trained as GIM simultaneous is,
+    with GIM simultaneous itself measured as their reference even where `modes` leaves it out."""
+    pairs = [(mode, None) for mode in modes_of(preset, modes)]
+    chosen = methods_of(preset, methods)
+    if chosen and "simultaneous" not in modes:
+        pairs.append(("simultaneous", None))
+    return pairs + [("simultaneous", method) for method in chosen]
+
+
+def _against_gim(records: list[dict]) -> list[dict]:
+    """The records, each method's with its samples/s and peak above model over GIM simultaneous's of the same preset
+    and precision in this run (None where GIM's case failed)."""
+    gim = {
+        (r["preset"], r["precision"]): r
+        for r in records
+        if r["mode"] == "simultaneous" and r.get("method") is None and "error" not in r
+    }
+    return [
+        record
+        if record.get("method") is None or "error" in record
+        else {**record, **_ratios(record, gim.get((record["preset"], record["precision"])))}
+        for record in records
+    ]
+
+
+def _ratios(record: dict, gim: dict | None) -> dict:
+    return {
+        f"{key}_vs_gim": None if gim is None or not gim[key] else record[key] / gim[key]
+        for key in ("samples_per_second", "peak_above_model_bytes")
     }
 
 
@@ -512,18 +543,10 @@ def _method_rows(records: list[dict]) -> list[str]:
         if "error" in record:
             rows.append(f"{head} failed: {record['error']} | | | |")
             continue
-        gim = next(
-            (
-                r
-                for r in records
-                if (r["preset"], r["precision"], r["mode"], r.get("method"))
-                == (record["preset"], record["precision"], "simultaneous", None)
-                and "error" not in r
-            ),
-            None,
+        speed, memory = (
+            "—" if record[key] is None else f"{record[key]:.2f}"
+            for key in ("samples_per_second_vs_gim", "peak_above_model_bytes_vs_gim")
         )
-        speed = "—" if gim is None else f"{record['samples_per_second'] / gim['samples_per_second']:.2f}"
-        memory = "—" if gim is None else _ratio(record["peak_above_model_bytes"], gim["peak_above_model_bytes"])
         rows.append(
             f"{head} {record['samples_per_second']:.3g} | {speed} | {record['peak_above_model_bytes'] / GIB:.2f} "
             f"| {memory} |"

@@ -1,12 +1,13 @@
 """gim bench: FLOP counting, the matmul ceiling, one real bench of the smoke preset, and train.compile."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
 from torch import nn
 
 from greedy_infomax.bench import (
+    GIB,
     SETTLE_LIMIT,
     Case,
     Schedule,
@@ -21,6 +22,7 @@ from greedy_infomax.bench import (
 )
 from greedy_infomax.engines.local import train_step
 from greedy_infomax.isolation import run_frozen
+from greedy_infomax.objectives import BarlowTwins
 from greedy_infomax.tasks import PRESETS, prepare_modules
 
 
@@ -162,6 +164,8 @@ def test_bench_measures_each_method_after_gim_against_gim_in_the_same_run(tmp_pa
     assert not any("error" in record for record in records.values()), records
     gim, twins = records["simultaneous"], records["barlow-twins"]
     assert twins["samples_per_second"] > 0 and twins["flops_per_step"] != gim["flops_per_step"]
+    assert twins["samples_per_second_vs_gim"] == twins["samples_per_second"] / gim["samples_per_second"]
+    assert twins["peak_above_model_bytes_vs_gim"] is not None
     text = table(report)
     assert "| smoke | fp32 | barlow-twins |" in text and "| smoke | fp32 | gim-overlap |" in text
     assert "vs. GIM" in text and "| smoke | fp32 | simultaneous |" in text
@@ -176,5 +180,34 @@ def test_a_methods_case_trains_the_method_and_counts_images_not_views():
         == 1
     )
     training = build_training(case)
+    assert all(isinstance(module.objective, BarlowTwins) for module in training.modules)
     assert training.x.shape[0] == 16 and training.samples == 8
     assert methods_of("speech-smoke", ("all",)) == ["gim-overlap", "clapp"]
+
+
+def test_methods_are_measured_against_gim_simultaneous_even_where_modes_leave_it_out(monkeypatch):
+    """GIM of the same preset and precision is their reference: it is measured, and the JSON holds each method's
+    ratios to it as the table shows them; a method whose objective the task lacks is skipped."""
+    from greedy_infomax import bench as bench_module
+
+    measured = {None: (100.0, GIB), "clapp": (50.0, 2 * GIB)}
+    monkeypatch.setattr(bench_module, "matmul_ceiling", lambda dtype, device: 1.0)
+    monkeypatch.setattr(
+        bench_module,
+        "run_case",
+        lambda case: {
+            **asdict(case),
+            "wall_seconds": 0.0,
+            "samples_per_second": measured[case.method][0],
+            "peak_above_model_bytes": measured[case.method][1],
+            **dict.fromkeys(("flops_per_step", "gflops_per_second", "ceiling_fraction", "peak_bytes"), 1),
+        },
+    )
+    report = bench(
+        ("speech-smoke",), ("end-to-end",), ("fp32",), progress=lambda line: None, methods=("clapp", "simclr")
+    )
+    cases = [(record["mode"], record["method"]) for record in report["records"]]
+    assert cases == [("end-to-end", None), ("simultaneous", None), ("simultaneous", "clapp"), ("data", None)]
+    clapp = report["records"][2]
+    assert (clapp["samples_per_second_vs_gim"], clapp["peak_above_model_bytes_vs_gim"]) == (0.5, 2.0)
+    assert "| speech-smoke | fp32 | clapp | 50 | 0.50 | 2.00 | 2.00 |" in table(report).splitlines()
