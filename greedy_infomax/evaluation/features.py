@@ -115,11 +115,15 @@ def extract_features(
     return rows.filled(description)
 
 
+FINITE_CHUNK = 4096
+"""Rows checked at a time: torch.isfinite of a whole split's features makes temporaries near twice its size."""
+
+
 def finite(per_module: list[torch.Tensor], description: str) -> list[torch.Tensor]:
     """The features of each module, or an error naming the first module whose features are not all finite: a
     classifier fitted on inf or NaN reports chance, or NaN, without saying why."""
     for index, features in enumerate(per_module, start=1):
-        if not torch.isfinite(features).all():
+        if not all(torch.isfinite(rows).all() for rows in features.split(FINITE_CHUNK)):
             raise GimError(
                 f"{description}: module {index} gives non-finite features: its weights may have diverged "
                 "(metrics.jsonl counts skipped_batches), or the data holds inf or NaN"

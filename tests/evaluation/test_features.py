@@ -17,6 +17,7 @@ from greedy_infomax.data.spec import ImageArray, ImageSpec
 from greedy_infomax.data.transforms import ImageTransform
 from greedy_infomax.errors import GimError
 from greedy_infomax.evaluation.features import (
+    FINITE_CHUNK,
     FeatureRows,
     extract_features,
     fingerprint,
@@ -173,3 +174,12 @@ def test_raw_pixel_features_are_the_transformed_images_flattened_in_stored_order
     expected = (torch.from_numpy(images).float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(features, expected.flatten(1))
     assert labels.tolist() == [2, 0, 1, 1, 0]
+
+
+def test_finite_checks_every_chunk_of_rows():
+    """The check runs FINITE_CHUNK rows at a time (a whole split at once made temporaries near twice its size):
+    a bad value in the last, partial chunk is still found."""
+    features = torch.zeros(2 * FINITE_CHUNK + 3, 2)
+    features[-1, 1] = float("nan")
+    with pytest.raises(GimError, match="test: module 1 gives non-finite features"):
+        finite([features], "test")
