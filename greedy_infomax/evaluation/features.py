@@ -63,33 +63,44 @@ def module_features(modules: nn.ModuleList, x: torch.Tensor, pool: int) -> list[
 
 
 class FeatureRows:
-    """Every module's (N, D) features, written batch by batch into one tensor per module allocated for `capacity`
-    rows at the first batch: concatenating the batches at the end would hold every feature twice, the probe's peak.
-    Several passes (a split, then augmented views of it) can fill one store."""
+    """Every module's (N, D) features and the (N,) labels, written batch by batch into tensors allocated for
+    `capacity` rows at the first batch: concatenating the batches at the end would hold every feature twice, the
+    probe's peak, and a small tensor kept per batch pins the heap between the batches' freed buffers (after
+    training, glibc's heap grew by gigabytes that way). Several passes (a split, then augmented views of it) can
+    fill one store. `dtype` bfloat16 halves the store (float32's range, 8 bits of mantissa); the probes compute in
+    float32 whatever the store holds."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dtype: torch.dtype = torch.float32) -> None:
         self.capacity = capacity
+        self.dtype = dtype
         self.count = 0
         self.per_module: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
+        self.labels: torch.Tensor | None = None
 
     def add(self, features: list[torch.Tensor], labels: torch.Tensor | None) -> None:
         rows = len(features[0])
         if not self.per_module:
-            self.per_module = [torch.empty(self.capacity, f.shape[1], dtype=f.dtype) for f in features]
+            self.per_module = [torch.empty(self.capacity, f.shape[1], dtype=self.dtype) for f in features]
+            self.labels = None if labels is None else torch.empty(self.capacity, dtype=labels.dtype)
         if self.count + rows > len(self.per_module[0]):  # a loader longer than it said: grow, once in a while
             more = max(rows, len(self.per_module[0]))
-            self.per_module = [torch.cat([store, store.new_empty(more, store.shape[1])]) for store in self.per_module]
+            self.per_module = [_grown(store, more) for store in self.per_module]
+            self.labels = None if self.labels is None else _grown(self.labels, more)
+        written = slice(self.count, self.count + rows)
         for store, batch in zip(self.per_module, features, strict=True):
-            store[self.count : self.count + rows].copy_(batch)
+            store[written].copy_(batch)
+        if self.labels is not None and labels is not None:
+            self.labels[written].copy_(labels)
         self.count += rows
-        if labels is not None:
-            self.labels.append(labels.cpu())
 
     def filled(self, description: str) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """The rows written so far (views of the stores, no copy), checked finite, and their labels."""
         features = finite([store[: self.count] for store in self.per_module], description)
-        return features, torch.cat(self.labels) if self.labels else None
+        return features, None if self.labels is None else self.labels[: self.count]
+
+
+def _grown(store: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.cat([store, store.new_empty(rows, *store.shape[1:])])
 
 
 def rows_of(loader: Batches) -> int:

@@ -9,6 +9,9 @@ from torch.nn import functional as F
 CHUNK = 1024
 """Test rows scored at a time: a chunk's scores, not the whole split's, are held at once."""
 
+ROWS = 4096
+"""Training rows converted to float32 at a time (for the standardisation statistics and the kNN's keys)."""
+
 
 def linear_probe(
     train_x: torch.Tensor,
@@ -25,21 +28,31 @@ def linear_probe(
 
     Standardising with the training mean and std is an affine change of the inputs, so the classifier is
     still linear in the features; it only makes one learning rate work for every module. Each batch is
-    standardised as it is drawn, so the features are never held twice.
+    standardised (in float32, whatever dtype stores the features) as it is drawn, so the features are never
+    held twice.
     """
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    mean, std = column_mean_std(train_x)
+    std += 1e-6
     generator = torch.Generator().manual_seed(seed)
     classifier = linear_classifier(train_x.shape[1], num_classes, seed)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     for _ in range(epochs):
         for index in torch.randperm(len(train_x), generator=generator).split(batch_size):
-            loss = F.cross_entropy(classifier((train_x[index] - mean) / std), train_y[index])
+            loss = F.cross_entropy(classifier((train_x[index].float() - mean) / std), train_y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        scores = [classifier((chunk - mean) / std) for chunk in test_x.split(CHUNK)]
+        scores = [classifier((chunk.float() - mean) / std) for chunk in test_x.split(CHUNK)]
         return accuracy(torch.cat(scores), test_y)
+
+
+def column_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's mean and (unbiased) std in float32, from ROWS rows at a time: no float32 copy of x."""
+    chunks = x.split(ROWS)
+    mean = (sum(chunk.sum(0, dtype=torch.float64) for chunk in chunks) / len(x)).float()
+    squares = sum(((chunk.float() - mean) ** 2).sum(0, dtype=torch.float64) for chunk in chunks)
+    return mean, (squares / max(len(x) - 1, 1)).sqrt().float()
 
 
 def linear_classifier(features: int, num_classes: int, seed: int, xavier: bool = False) -> nn.Linear:
@@ -64,17 +77,22 @@ def knn_probe(
     chunk: int = CHUNK,
 ) -> float:
     """Test accuracy of a k-nearest-neighbour vote under cosine similarity, weighted by exp(sim / T). The training
-    features are scaled by their inverse norms after each product rather than normalised in a copy."""
-    inverse_norms = 1 / torch.linalg.vector_norm(train_x, dim=1).clamp_min(1e-12)
+    rows are read `ROWS` at a time, each block normalised in float32 once and scored against every test chunk,
+    its best k merged into each test row's running k best: no float32 copy of either split is made."""
     k = min(k, len(train_x))
-    votes = []
-    for queries in test_x.split(chunk):
-        similarity = (F.normalize(queries, dim=1) @ train_x.T) * inverse_norms
-        similarity, neighbour = similarity.topk(k, dim=1)  # (q, k)
-        weights = (similarity / temperature).exp()
-        one_hot = F.one_hot(train_y[neighbour], num_classes).float()  # (q, k, classes)
-        votes.append((one_hot * weights[..., None]).sum(1))
-    return accuracy(torch.cat(votes), test_y)
+    best = torch.full((len(test_x), k), -torch.inf)
+    neighbour = torch.zeros(len(test_x), k, dtype=torch.long)
+    for start in range(0, len(train_x), ROWS):
+        keys = F.normalize(train_x[start : start + ROWS].float(), dim=1)
+        for first in range(0, len(test_x), chunk):
+            rows = slice(first, first + chunk)
+            similarity = F.normalize(test_x[rows].float(), dim=1) @ keys.T
+            top, index = similarity.topk(min(k, len(keys)), dim=1)
+            candidates = torch.cat([best[rows], top], dim=1)
+            best[rows], pick = candidates.topk(k, dim=1)
+            neighbour[rows] = torch.cat([neighbour[rows], index + start], dim=1).gather(1, pick)
+    one_hot = F.one_hot(train_y[neighbour], num_classes).float()  # (test rows, k, classes)
+    return accuracy((one_hot * (best / temperature).exp()[..., None]).sum(1), test_y)
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:

@@ -23,6 +23,7 @@ class ProbeOptions(Protocol):
     batch_size: int
     knn_k: int
     augmented_views: int
+    feature_dtype: str
 
 
 def probe_modules(
@@ -44,14 +45,15 @@ def probe_modules(
     device = next(modules.parameters()).device
     train_loader, test_loader = (as_batches(data, options.batch_size, device) for data in (train_loader, test_loader))
     augmented = None if augmented is None else as_batches(augmented, options.batch_size, device, seed)
-    views = options.augmented_views
-    rows = FeatureRows(rows_of(train_loader) + (views and views * rows_of(augmented)))
+    views, dtype = options.augmented_views, getattr(torch, options.feature_dtype)
+    rows = FeatureRows(rows_of(train_loader) + (views and views * rows_of(augmented)), dtype)
     with left_unchanged(modules, name):
         train_features, train_labels = extract_features(modules, train_loader, options.pool, f"{name}: train", 0, rows)
         for view in range(views):
             description = f"{name}: view {view + 1}"
             train_features, train_labels = extract_features(modules, augmented, options.pool, description, view, rows)
-        test_features, test_labels = extract_features(modules, test_loader, options.pool, f"{name}: test")
+        test_rows = FeatureRows(rows_of(test_loader), dtype)
+        test_features, test_labels = extract_features(modules, test_loader, options.pool, f"{name}: test", 0, test_rows)
     return [
         {"module": index, **probe_features((train, train_labels), (test, test_labels), options, num_classes, seed)}
         for index, (train, test) in enumerate(zip(train_features, test_features), start=1)

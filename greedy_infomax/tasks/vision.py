@@ -246,6 +246,9 @@ class ProbeConfig:
     stages_per_module: tuple[int, ...] | None = None
     """Probe the encoder cut into these modules instead of the run's own (e.g. an end-to-end run at GIM's
     boundaries, to compare module by module); None: the run's modules."""
+    feature_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    """cached: how the extracted features are stored. bfloat16 halves the probe's memory (float32's range, 3
+    significant digits); the probes compute in float32 either way."""
 
     def __post_init__(self) -> None:
         require(self.pool > 0, "probe.pool", "must be positive")

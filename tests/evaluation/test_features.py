@@ -121,6 +121,15 @@ def test_features_are_written_into_one_tensor_per_module_and_passes_share_it():
     assert torch.equal(extracted_labels, labels.repeat(2))
 
 
+def test_a_store_in_bfloat16_holds_the_features_rounded_and_half_the_bytes():
+    modules = tiny_sequence_modules()
+    inputs = torch.randn(7, 2, 8)
+    features, _ = extract_features(modules, TensorBatches(inputs, None, 3), pool=1, into=FeatureRows(9, torch.bfloat16))
+    for got, want in zip(features, module_features(modules, inputs, pool=1)):
+        assert got.dtype == torch.bfloat16 and got.untyped_storage().nbytes() == 9 * got.shape[1] * 2
+        assert torch.equal(got, want.bfloat16())
+
+
 def test_a_loader_longer_than_it_said_still_gives_every_row():
     modules = tiny_sequence_modules()
     inputs = torch.randn(7, 2, 8)

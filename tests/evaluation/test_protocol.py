@@ -25,6 +25,7 @@ class Options:
     batch_size: int = 4
     knn_k: int = 3
     augmented_views: int = 0
+    feature_dtype: str = "float32"
 
 
 def splits() -> tuple[TensorBatches, TensorBatches]:
@@ -67,6 +68,15 @@ def test_each_module_is_fitted_on_its_training_features_and_scored_on_its_test_f
             torch.testing.assert_close(train_x, train_features[index])
             torch.testing.assert_close(test_x, test_features[index])
             assert torch.equal(train_y, train.labels) and torch.equal(test_y, test.labels) and classes == 3
+
+
+def test_features_reach_the_probes_in_the_stored_dtype(fitted):
+    modules = tiny_sequence_modules()
+    probe_modules(modules, *splits(), Options(knn_k=0, feature_dtype="bfloat16"), num_classes=3)
+    train_features, test_features = (module_features(modules, split.inputs, pool=2) for split in splits())
+    for call, train_x, test_x in zip(fitted, train_features, test_features, strict=True):
+        assert call["args"][0].dtype == call["args"][2].dtype == torch.bfloat16
+        assert torch.equal(call["args"][0], train_x.bfloat16()) and torch.equal(call["args"][2], test_x.bfloat16())
 
 
 def test_the_probes_get_the_options_and_seed(fitted):
