@@ -91,8 +91,12 @@ def knn_probe(
             candidates = torch.cat([best[rows], top], dim=1)
             best[rows], pick = candidates.topk(k, dim=1)
             neighbour[rows] = torch.cat([neighbour[rows], index + start], dim=1).gather(1, pick)
-    one_hot = F.one_hot(train_y[neighbour], num_classes).float()  # (test rows, k, classes)
-    return accuracy((one_hot * (best / temperature).exp()[..., None]).sum(1), test_y)
+    weights, labels = (best / temperature).exp(), train_y[neighbour]
+    votes = [  # a chunk's (rows, k, classes) one-hot labels at a time
+        (F.one_hot(y, num_classes).float() * w[..., None]).sum(1)
+        for y, w in zip(labels.split(chunk), weights.split(chunk))
+    ]
+    return accuracy(torch.cat(votes), test_y)
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
