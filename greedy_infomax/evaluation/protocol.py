@@ -23,7 +23,7 @@ class ProbeOptions(Protocol):
     batch_size: int
     knn_k: int
     augmented_views: int
-    feature_dtype: str
+    feature_dtype: str  # how the cached features are stored: "bfloat16" or "float32"
 
 
 def probe_modules(

@@ -61,6 +61,7 @@ class ToyProbe:
     batch_size: int = 32
     knn_k: int = 0
     augmented_views: int = 0
+    feature_dtype: str = "float32"
     random_init: bool = True
     stages_per_module: tuple[int, ...] | None = None
 
