@@ -29,3 +29,12 @@ gim probe /work/runs/reproduce-vision-all/simclr-end-to-end
 # Barlow Twins per module
 gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-all --name barlow-twins --objective.name barlow_twins --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false
 gim probe /work/runs/reproduce-vision-all/barlow-twins
+# Barlow Twins end to end
+gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-all --name barlow-twins-end-to-end --model.stages_per_module '[3]' --objective.name barlow_twins --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false --probe.stages_per_module '[1, 1, 1]'
+gim probe /work/runs/reproduce-vision-all/barlow-twins-end-to-end
+# VICReg per module
+gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-all --name vicreg --objective.name vicreg --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false
+gim probe /work/runs/reproduce-vision-all/vicreg
+# VICReg end to end
+gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-all --name vicreg-end-to-end --model.stages_per_module '[3]' --objective.name vicreg --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false --probe.stages_per_module '[1, 1, 1]'
+gim probe /work/runs/reproduce-vision-all/vicreg-end-to-end
