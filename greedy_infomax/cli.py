@@ -285,7 +285,14 @@ def _bench_parser() -> ArgumentParser:
     return parser
 
 
-BENCH_SWITCHES = ("compile", "channels_last", "deterministic", "recompute_activations", "frozen_chunks")
+BENCH_SWITCHES = (
+    "compile",
+    "channels_last",
+    "deterministic",
+    "recompute_activations",
+    "backward_by_view",
+    "frozen_chunks",
+)
 """The train options `gim bench --train.NAME` sets in every case."""
 
 EMBED_SPLITS = {"train": "probe_train", "test": "probe_test", "pretrain": "pretrain"}

@@ -66,6 +66,10 @@ class TrainConfig:
     recompute_activations: bool = False
     """Activation checkpointing: each layer of a block (a residual block, a conv) keeps only its input for the
     backward pass and recomputes the rest there: less memory for one more forward pass of the block."""
+    backward_by_view: bool = False
+    """A two-view objective (SimCLR, Barlow Twins, VICReg): backpropagate its two views one after the other, from
+    the loss's gradient with respect to the module's output of both (gradient caching): the activations of one
+    view at a time, as a one-view objective holds, for one more forward pass of each block."""
     deterministic: bool = True
     """PyTorch's deterministic algorithms: reruns and resumes match bit for bit (slightly slower). Off on a
     GPU, cuDNN also times its convolution algorithms for each shape and keeps the fastest."""

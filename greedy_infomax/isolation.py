@@ -36,6 +36,7 @@ class IsolatedModule(nn.Module):
         self.autoregressor = autoregressor
         self.optimizer: torch.optim.Optimizer | None = None
         self.autocast_dtype: torch.dtype | None = None
+        self.backward_by_view = False  # a two-view objective: backpropagate one view at a time (train.backward_by_view)
         # Overlapping modules (LoCo): the first stages of the next module's block, run after this block before the
         # readout, so this loss trains them too. A tuple, not submodules: they stay the next module's (its
         # parameters, optimiser and checkpoint), this module only borrows them.
@@ -66,10 +67,7 @@ class IsolatedModule(nn.Module):
         with self.precision(x.device):
             z = self.block(x.detach())
             if self.autoregressor is None:
-                scored = z
-                for stage in self.lookahead:
-                    scored = stage(scored)
-                return z, self.objective(self.readout(scored), labels)
+                return z, self.objective(self.readout(self._through_lookahead(z)), labels)
             c = self.autoregressor(z)
             return c, self.objective(self.readout(z), labels, context=c)
 
@@ -83,16 +81,46 @@ class IsolatedModule(nn.Module):
         loss) is the caller's sync point, not this method's."""
         if self.optimizer is None:
             raise RuntimeError("configure_optimizer() before step()")
-        h, loss = self.loss(x, labels)
+        self._clear_gradients()
+        if self.backward_by_view and getattr(self.objective, "views", 1) == 2:
+            h, loss = self._loss_backward_by_view(x, labels)
+        else:
+            h, loss = self.loss(x, labels)
+            loss.backward()  # frees this module's graph now, before the next module runs
         skip = ~torch.isfinite(loss.detach())
         if hold is not None:
             skip |= hold
-        self._clear_gradients()
-        loss.backward()  # frees this module's graph now, before the next module runs
         # The flag GradScaler hands fused Adam: where it is 1 the kernel leaves weights, moments and step count.
         self.optimizer.found_inf = skip.float()
         self.optimizer.step()
         return h.detach(), loss.detach(), self.optimizer.found_inf.bool()
+
+    def _loss_backward_by_view(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """loss() and its backward for a two-view batch (rows [0, B) view 1, [B, 2B) view 2), holding the block's
+        activations for one view at a time (gradient caching, Gao et al. 2021): both views are encoded without a
+        graph, the loss's gradient with respect to that output is computed once, then each view is encoded again
+        and backpropagated alone with its share of that gradient. The block treats rows independently, so the
+        summed gradients are those of the whole batch's backward (to rounding), for one more forward pass; the
+        projector still normalises over all 2B rows, as it sees the whole output once."""
+        views = x.detach().chunk(2)
+        with torch.no_grad(), self.precision(x.device):
+            z = torch.cat([self.block(view) for view in views])
+            scored = self._through_lookahead(z)
+        scored.requires_grad_()
+        with self.precision(x.device):
+            loss = self.objective(self.readout(scored), labels)
+        loss.backward()
+        for view, gradient in zip(views, scored.grad.chunk(2)):
+            with self.precision(x.device):
+                encoded = self._through_lookahead(self.block(view))
+            encoded.backward(gradient)
+        return z, loss
+
+    def _through_lookahead(self, z: torch.Tensor) -> torch.Tensor:
+        """The block's output through the borrowed first stages of the next module (itself without overlap)."""
+        for stage in self.lookahead:
+            z = stage(z)
+        return z
 
     def _clear_gradients(self) -> None:
         """Drop the gradients this backward is the first to write: this module's own, except those of stages lent

@@ -116,6 +116,7 @@ def configure(
     dtype = autocast_dtype(options.precision, device)
     for index, module in enumerate(modules):
         module.autocast_dtype = dtype
+        module.backward_by_view = options.backward_by_view
         if options.recompute_activations:
             recompute_in_backward(module.block)
         if options.compile:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
-from conftest import snapshot
+from conftest import make_tiny_config, snapshot
 
 from greedy_infomax.engines.local import seed_module, train_step
 from greedy_infomax.isolation import run_frozen
@@ -231,3 +233,44 @@ def test_a_borrower_that_skips_does_not_leak_its_gradient_into_the_lenders_updat
     _, losses, held = train_step(modules, x, range(3), draws=(0, 1))
     assert not held and all(torch.isfinite(loss) for loss in losses)
     assert all(torch.isfinite(p).all() for p in modules.parameters())
+
+
+def _two_view_steps(objective: str, overlap: int, precision: str, dtype: torch.dtype) -> dict[str, tuple]:
+    """One train_step of the tiny encoder (a two-view objective on every module) from the same weights and batch,
+    backpropagating both views at once and by view: {way: (modules, outputs and losses)}."""
+    config = make_tiny_config(precision=precision)
+    config = replace(
+        config, model=replace(config.model, overlap=overlap), objective=replace(config.objective, name=objective)
+    )
+    x = _images(config, batch=8).to(dtype)  # 4 images in two views
+    steps = {}
+    for by_view in (False, True):
+        modules = prepare_modules(replace(config, train=replace(config.train, backward_by_view=by_view)), 1, CPU)
+        modules = modules.to(dtype)
+        outputs = []
+        _, losses, held = train_step(modules, x, range(3), draws=(0, 0), outputs=outputs)
+        assert not held
+        steps["by_view" if by_view else "whole"] = (modules, outputs + losses)
+    return steps
+
+
+@pytest.mark.parametrize(("objective", "overlap"), [("simclr", 0), ("barlow_twins", 1), ("vicreg", 0)])
+def test_backward_by_view_gives_the_whole_batch_gradients(objective, overlap):
+    """Gradient caching over the two views, in float64 to see past rounding: the same outputs, losses and
+    gradients as the backward of both views at once, borrowed stages included, and the projector's running
+    statistics those of all 2B rows."""
+    steps = _two_view_steps(objective, overlap, "fp32", torch.float64)
+    (whole, whole_values), (by_view, by_view_values) = steps["whole"], steps["by_view"]
+    for ours, theirs in zip(by_view_values, whole_values, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    for (name, ours), theirs in zip(by_view.named_parameters(), whole.parameters(), strict=True):
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+    running = [name for name in whole.state_dict() if "running" in name]
+    assert running and all(torch.equal(by_view.state_dict()[n], whole.state_dict()[n]) for n in running)
+
+
+def test_backward_by_view_in_bf16_follows_the_whole_batch_gradient():
+    steps = _two_view_steps("vicreg", 0, "bf16", torch.float32)
+    for ours, theirs in zip(steps["by_view"][0], steps["whole"][0], strict=True):
+        mine, reference = (torch.cat([p.grad.flatten() for p in m.parameters()]) for m in (ours, theirs))
+        assert (mine - reference).norm() < 0.05 * reference.norm()
