@@ -290,8 +290,8 @@ BENCH_SWITCHES = (
     "channels_last",
     "deterministic",
     "recompute_activations",
-    "backward_by_view",
     "frozen_chunks",
+    "backward_chunks",
 )
 """The train options `gim bench --train.NAME` sets in every case."""
 

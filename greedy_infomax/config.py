@@ -66,10 +66,12 @@ class TrainConfig:
     recompute_activations: bool = False
     """Activation checkpointing: each layer of a block (a residual block, a conv) keeps only its input for the
     backward pass and recomputes the rest there: less memory for one more forward pass of the block."""
-    backward_by_view: bool = False
-    """A two-view objective (SimCLR, Barlow Twins, VICReg): backpropagate its two views one after the other, from
-    the loss's gradient with respect to the module's output of both (gradient caching): the activations of one
-    view at a time, as a one-view objective holds, for one more forward pass of each block."""
+    backward_chunks: int = 1
+    """Backpropagate each trained block in this many parts of the batch (gradient caching): the block encodes the
+    batch without a graph, the loss's gradient with respect to its output is taken once, then each part is encoded
+    again and backpropagated alone. The block's activations for one part at a time, for one more forward pass;
+    the same gradients (to rounding), as blocks treat samples independently. At 2, a two-view objective (SimCLR,
+    Barlow Twins, VICReg) holds one view's activations, as a one-view objective does."""
     deterministic: bool = True
     """PyTorch's deterministic algorithms: reruns and resumes match bit for bit (slightly slower). Off on a
     GPU, cuDNN also times its convolution algorithms for each shape and keeps the fastest."""
@@ -93,6 +95,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         require(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
         require(self.frozen_chunks >= 1, "train.frozen_chunks", f"must be at least 1, got {self.frozen_chunks}")
+        require(self.backward_chunks >= 1, "train.backward_chunks", f"must be at least 1, got {self.backward_chunks}")
         require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         require(self.epochs > 0, "train.epochs", f"must be positive, got {self.epochs}")
         require(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")

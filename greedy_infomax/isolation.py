@@ -36,7 +36,7 @@ class IsolatedModule(nn.Module):
         self.autoregressor = autoregressor
         self.optimizer: torch.optim.Optimizer | None = None
         self.autocast_dtype: torch.dtype | None = None
-        self.backward_by_view = False  # a two-view objective: backpropagate one view at a time (train.backward_by_view)
+        self.backward_chunks = 1  # >1: the block's backward in that many parts of the batch (train.backward_chunks)
         # Overlapping modules (LoCo): the first stages of the next module's block, run after this block before the
         # readout, so this loss trains them too. A tuple, not submodules: they stay the next module's (its
         # parameters, optimiser and checkpoint), this module only borrows them.
@@ -65,11 +65,7 @@ class IsolatedModule(nn.Module):
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Module output and objective on the detached input: the graph ends at this module's input."""
         with self.precision(x.device):
-            z = self.block(x.detach())
-            if self.autoregressor is None:
-                return z, self.objective(self.readout(self._through_lookahead(z)), labels)
-            c = self.autoregressor(z)
-            return c, self.objective(self.readout(z), labels, context=c)
+            return self._scored(self.block(x.detach()), labels)
 
     def step(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, hold: torch.Tensor | None = None
@@ -82,8 +78,8 @@ class IsolatedModule(nn.Module):
         if self.optimizer is None:
             raise RuntimeError("configure_optimizer() before step()")
         self._clear_gradients()
-        if self.backward_by_view and getattr(self.objective, "views", 1) == 2:
-            h, loss = self._loss_backward_by_view(x, labels)
+        if self.backward_chunks > 1:
+            h, loss = self._loss_backward_in_chunks(x, labels)
         else:
             h, loss = self.loss(x, labels)
             loss.backward()  # frees this module's graph now, before the next module runs
@@ -95,32 +91,39 @@ class IsolatedModule(nn.Module):
         self.optimizer.step()
         return h.detach(), loss.detach(), self.optimizer.found_inf.bool()
 
-    def _loss_backward_by_view(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """loss() and its backward for a two-view batch (rows [0, B) view 1, [B, 2B) view 2), holding the block's
-        activations for one view at a time (gradient caching, Gao et al. 2021): both views are encoded without a
-        graph, the loss's gradient with respect to that output is computed once, then each view is encoded again
-        and backpropagated alone with its share of that gradient. The block treats rows independently, so the
-        summed gradients are those of the whole batch's backward (to rounding), for one more forward pass; the
-        projector still normalises over all 2B rows, as it sees the whole output once."""
-        views = x.detach().chunk(2)
-        with torch.no_grad(), self.precision(x.device):
-            z = torch.cat([self.block(view) for view in views])
-            scored = self._through_lookahead(z)
-        scored.requires_grad_()
-        with self.precision(x.device):
-            loss = self.objective(self.readout(scored), labels)
-        loss.backward()
-        for view, gradient in zip(views, scored.grad.chunk(2)):
-            with self.precision(x.device):
-                encoded = self._through_lookahead(self.block(view))
-            encoded.backward(gradient)
-        return z, loss
+    def _scored(self, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(module output, loss) from the block's output z: through the borrowed stages (with overlap), the readout
+        and the objective, or the autoregressor whose context the objective predicts from."""
+        if self.autoregressor is None:
+            scored = z
+            for stage in self.lookahead:
+                scored = stage(scored)
+            return z, self.objective(self.readout(scored), labels)
+        c = self.autoregressor(z)
+        return c, self.objective(self.readout(z), labels, context=c)
 
-    def _through_lookahead(self, z: torch.Tensor) -> torch.Tensor:
-        """The block's output through the borrowed first stages of the next module (itself without overlap)."""
-        for stage in self.lookahead:
-            z = stage(z)
-        return z
+    def _loss_backward_in_chunks(
+        self, x: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """loss() and its backward, holding the block's activations for one of `backward_chunks` parts of the batch
+        at a time (gradient caching, Gao et al. 2021): the block encodes the batch without a graph, the loss's
+        gradient with respect to its output is computed once, then each part is encoded again and backpropagated
+        with its share of that gradient. The block treats rows independently (no batch statistics), so the summed
+        gradients are the whole batch's (to rounding), for one more forward pass of the block; what comes after it
+        (a projector's BatchNorm, the negatives) still sees the whole batch. A two-view batch (rows [0, B) view 1,
+        [B, 2B) view 2) in 2 parts is backpropagated one view at a time."""
+        parts = x.detach().tensor_split(min(self.backward_chunks, len(x)))
+        with torch.no_grad(), self.precision(x.device):
+            encoded = [self.block(part) for part in parts]
+        z = torch.cat(encoded).requires_grad_()
+        with self.precision(x.device):
+            h, loss = self._scored(z, labels)
+        loss.backward()
+        if any(parameter.requires_grad for parameter in self.block.parameters()):  # not the audio GRU's identity
+            for part, gradient in zip(parts, z.grad.split([len(e) for e in encoded])):
+                with self.precision(x.device):
+                    self.block(part).backward(gradient)
+        return h, loss
 
     def _clear_gradients(self) -> None:
         """Drop the gradients this backward is the first to write: this module's own, except those of stages lent

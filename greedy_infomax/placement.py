@@ -109,6 +109,13 @@ def configure(
         raise GimError(f"train.train_module: must be at most {len(modules)}, got {options.train_module}")
     if with_optimizers and any(module.lookahead for module in modules):  # a config checks this before; Python not
         check_lenders_step(options, "isolate(overlap=N)")
+    if options.backward_chunks > 1 and any(
+        isinstance(layer, nn.modules.batchnorm._BatchNorm) for module in modules for layer in module.block.modules()
+    ):
+        raise GimError(
+            "train.backward_chunks: a block with BatchNorm normalises each part by its own statistics, not the "
+            "batch's; use 1"
+        )
     _set_determinism(options.deterministic, device)
     modules = modules.to(device)
     if options.channels_last:
@@ -116,7 +123,7 @@ def configure(
     dtype = autocast_dtype(options.precision, device)
     for index, module in enumerate(modules):
         module.autocast_dtype = dtype
-        module.backward_by_view = options.backward_by_view
+        module.backward_chunks = options.backward_chunks
         if options.recompute_activations:
             recompute_in_backward(module.block)
         if options.compile:

@@ -8,11 +8,13 @@ import pytest
 import torch
 from conftest import make_tiny_config, snapshot
 
+from greedy_infomax.config import TrainConfig
 from greedy_infomax.engines.local import seed_module, train_step
+from greedy_infomax.errors import GimError
 from greedy_infomax.isolation import run_frozen
 from greedy_infomax.models.split import isolate
-from greedy_infomax.placement import trained_indices
-from greedy_infomax.tasks import prepare_modules
+from greedy_infomax.placement import configure, trained_indices
+from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
 
 CPU = torch.device("cpu")
 
@@ -235,42 +237,70 @@ def test_a_borrower_that_skips_does_not_leak_its_gradient_into_the_lenders_updat
     assert all(torch.isfinite(p).all() for p in modules.parameters())
 
 
-def _two_view_steps(objective: str, overlap: int, precision: str, dtype: torch.dtype) -> dict[str, tuple]:
-    """One train_step of the tiny encoder (a two-view objective on every module) from the same weights and batch,
-    backpropagating both views at once and by view: {way: (modules, outputs and losses)}."""
-    config = make_tiny_config(precision=precision)
-    config = replace(
-        config, model=replace(config.model, overlap=overlap), objective=replace(config.objective, name=objective)
-    )
-    x = _images(config, batch=8).to(dtype)  # 4 images in two views
+def _steps_both_ways(config, x: torch.Tensor, chunks: int, dtype: torch.dtype = torch.float64) -> dict:
+    """One train_step of every module of `config` from the same weights and batch x, with the whole batch's
+    backward and with `chunks` backward parts: {chunks: (modules, outputs and losses)}."""
     steps = {}
-    for by_view in (False, True):
-        modules = prepare_modules(replace(config, train=replace(config.train, backward_by_view=by_view)), 1, CPU)
-        modules = modules.to(dtype)
+    for backward_chunks in (1, chunks):
+        options = replace(config.train, backward_chunks=backward_chunks)
+        modules = prepare_modules(replace(config, train=options), x.shape[1], CPU).to(dtype)
         outputs = []
-        _, losses, held = train_step(modules, x, range(3), draws=(0, 0), outputs=outputs)
+        _, losses, held = train_step(modules, x.to(dtype), range(len(modules)), draws=(0, 0), outputs=outputs)
         assert not held
-        steps["by_view" if by_view else "whole"] = (modules, outputs + losses)
+        steps[backward_chunks] = (modules, outputs + losses)
     return steps
 
 
-@pytest.mark.parametrize(("objective", "overlap"), [("simclr", 0), ("barlow_twins", 1), ("vicreg", 0)])
-def test_backward_by_view_gives_the_whole_batch_gradients(objective, overlap):
-    """Gradient caching over the two views, in float64 to see past rounding: the same outputs, losses and
-    gradients as the backward of both views at once, borrowed stages included, and the projector's running
-    statistics those of all 2B rows."""
-    steps = _two_view_steps(objective, overlap, "fp32", torch.float64)
-    (whole, whole_values), (by_view, by_view_values) = steps["whole"], steps["by_view"]
-    for ours, theirs in zip(by_view_values, whole_values, strict=True):
+def _vision(objective: str, overlap: int = 0, precision: str = "fp32"):
+    config = make_tiny_config(precision=precision)
+    return replace(
+        config, model=replace(config.model, overlap=overlap), objective=replace(config.objective, name=objective)
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "chunks"),
+    [
+        (_vision("infonce_2d"), 3),
+        (_vision("infonce_2d", overlap=1), 2),
+        (_vision("simclr"), 2),
+        (_vision("barlow_twins", overlap=1), 2),
+        (_vision("vicreg"), 4),
+        (PRESETS["speech-smoke"], 2),
+        (replace(PRESETS["speech-smoke"], objective=replace(PRESETS["speech-smoke"].objective, name="clapp")), 3),
+    ],
+    ids=["infonce_2d", "infonce_2d-overlap", "simclr", "barlow_twins-overlap", "vicreg", "audio", "audio-clapp"],
+)
+def test_backward_in_chunks_gives_the_whole_batch_gradients(config, chunks):
+    """Gradient caching, in float64 to see past rounding: the same outputs, losses and gradients as one backward
+    of the whole batch, borrowed stages and the audio GRU included, the negatives drawn alike, and a projector's
+    running statistics those of all rows."""
+    x = task_of(config).example_batch(config, 8 if config.task == "audio" else 4, CPU)  # 4 images: 8 two-view rows
+    x = _images(config, batch=8) if config.task == "vision" else x
+    steps = _steps_both_ways(config, x, chunks)
+    (whole, whole_values), (parts, parts_values) = steps[1], steps[chunks]
+    for ours, theirs in zip(parts_values, whole_values, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
-    for (name, ours), theirs in zip(by_view.named_parameters(), whole.parameters(), strict=True):
+    for (name, ours), theirs in zip(parts.named_parameters(), whole.parameters(), strict=True):
         torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
-    running = [name for name in whole.state_dict() if "running" in name]
-    assert running and all(torch.equal(by_view.state_dict()[n], whole.state_dict()[n]) for n in running)
+    for name, value in whole.state_dict().items():
+        assert torch.equal(parts.state_dict()[name], value) or "running" not in name
 
 
-def test_backward_by_view_in_bf16_follows_the_whole_batch_gradient():
-    steps = _two_view_steps("vicreg", 0, "bf16", torch.float32)
-    for ours, theirs in zip(steps["by_view"][0], steps["whole"][0], strict=True):
+def test_backward_in_chunks_in_bf16_follows_the_whole_batch_gradient():
+    steps = _steps_both_ways(
+        _vision("vicreg", precision="bf16"), _images(make_tiny_config(), batch=8), 2, torch.float32
+    )
+    for ours, theirs in zip(steps[2][0], steps[1][0], strict=True):
         mine, reference = (torch.cat([p.grad.flatten() for p in m.parameters()]) for m in (ours, theirs))
         assert (mine - reference).norm() < 0.05 * reference.norm()
+
+
+def test_backward_in_chunks_refuses_a_block_with_batchnorm():
+    modules = isolate(
+        [torch.nn.Sequential(torch.nn.Conv1d(2, 3, 1), torch.nn.BatchNorm1d(3))],
+        lambda c: _SquareLoss(),
+        torch.zeros(2, 2, 8),
+    )
+    with pytest.raises(GimError, match="train.backward_chunks: a block with BatchNorm"):
+        configure(modules, TrainConfig(device="cpu", backward_chunks=2), CPU)
