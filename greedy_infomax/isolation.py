@@ -106,22 +106,24 @@ class IsolatedModule(nn.Module):
         self, x: torch.Tensor, labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """loss() and its backward, holding the block's activations for one of `backward_chunks` parts of the batch
-        at a time (gradient caching, Gao et al. 2021). The block encodes every part but the last without a graph and
-        the last with one; the loss's backward runs through the last part's graph and leaves the gradient with
-        respect to the other parts' outputs, then each of those is encoded again and backpropagated with it. The
-        block treats rows independently (no batch statistics), so the summed gradients are the whole batch's (to
-        rounding), for a forward pass of all parts but one more; what comes after the block (a projector's
-        BatchNorm, the negatives) sees the whole batch. A two-view batch (rows [0, B) view 1, [B, 2B) view 2) in 2
-        parts is backpropagated one view at a time."""
-        *parts, last = x.detach().tensor_split(min(self.backward_chunks, len(x)))
+        at a time (gradient caching, Gao et al. 2021): the block encodes the batch without a graph, the loss's
+        gradient with respect to the block's output is taken once, then each part is encoded again and
+        backpropagated with its share of that gradient. The block treats rows independently (no batch statistics),
+        so the summed gradients are the whole batch's (to rounding), for one more forward pass of the block; what
+        comes after it (a projector's BatchNorm, the negatives) sees the whole batch. A two-view batch (rows [0, B)
+        view 1, [B, 2B) view 2) in 2 parts is backpropagated one view at a time."""
+        parts = x.detach().tensor_split(min(self.backward_chunks, len(x)))
         with torch.no_grad(), self.precision(x.device):
-            encoded = [self.block(part).requires_grad_() for part in parts]
+            encoded = [self.block(part) for part in parts]
+        sizes = [len(output) for output in encoded]
+        z = torch.cat(encoded).requires_grad_()
+        del encoded  # z holds them: one copy of the output, not two, beside the parts' graphs to come
         with self.precision(x.device):
-            h, loss = self._scored(torch.cat([*encoded, self.block(last)]), labels)
+            h, loss = self._scored(z, labels)
         loss.backward()
-        for part, output in zip(parts, encoded):
+        for part, gradient in zip(parts, z.grad.split(sizes)):
             with self.precision(x.device):
-                self.block(part).backward(output.grad)
+                self.block(part).backward(gradient)
         return h, loss
 
     def _clear_gradients(self) -> None:
