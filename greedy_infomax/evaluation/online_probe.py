@@ -80,17 +80,17 @@ class OnlineProbes:
         `batch` as the module after `owned` reads it (its inputs advanced through the owned modules)."""
         owned = range(trained.stop) if owned is None else owned
         probed = range(max(owned.start, trained.start), owned.stop)
-        targets, *inputs = batch
-        if inputs:
-            x = run_frozen(list(modules[owned.start : probed.start]), inputs[0])
+        targets = batch[0]
+        if len(batch) == 2:  # a labelled batch of its own: its inputs go through the owned modules, frozen
+            x = run_frozen(list(modules[owned.start : probed.start]), batch[1])
             outputs = []
             for index in probed:
                 x = run_frozen([modules[index]], x)
                 outputs.append(x)
-            inputs = [x]
+            batch = (targets, x)
         for index, output in zip(probed, outputs, strict=True):
             self._learn(index, modules[index], output, targets)
-        return (targets, *inputs)
+        return batch
 
     def _learn(self, index: int, module: nn.Module, output: torch.Tensor, targets: torch.Tensor) -> None:
         """Score module `index`'s classifier on its pooled output, then take one step on its cross-entropy."""
