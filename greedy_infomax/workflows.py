@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from greedy_infomax.config import AnyRunConfig
 from greedy_infomax.engines import local, module_parallel
 from greedy_infomax.errors import TrainingStopped
+from greedy_infomax.evaluation.online_probe import OnlineProbes
 from greedy_infomax.placement import resolve_device, tune_allocator
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import task_of
@@ -31,6 +33,9 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
     def save_config() -> None:  # only once resumed: a config that does not fit the checkpoint never overwrites it
         run.update_config(config)
 
+    def probes(device: torch.device) -> OnlineProbes | None:
+        return task.online_probes(config, device) if config.train.online_probe else None
+
     if module_parallel.launched_by_torchrun():
         return module_parallel.pretrain(
             config.train,
@@ -41,14 +46,14 @@ def pretrain(config: AnyRunConfig, run: RunFolder | None, resume: bool = False) 
             run=run,
             resume=resume,
             on_start=save_config,
+            probes=probes,
         )
     device = resolve_device(config.train.device)
     loader, in_channels = task.pretrain_loader(config, device)
     validation = task.validation_loader(config, device)
     modules = task.prepare_modules(config, in_channels, device)
-    probes = task.online_probes(config, device) if config.train.online_probe else None
     return local.fit(
-        modules, loader, run, config.train, resume, on_start=save_config, validation=validation, observer=probes
+        modules, loader, run, config.train, resume, on_start=save_config, validation=validation, observer=probes(device)
     )
 
 

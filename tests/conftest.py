@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
@@ -152,6 +153,18 @@ def probe_smoke_run(tmp_path_factory) -> RunFolder:
     run = RunFolder.create(tmp_path_factory.mktemp("probe"), "smoke", config)
     pretrain(config, run)
     return run
+
+
+def write_stl10(root: Path) -> None:
+    """STL-10 in its binary layout under `root`: 24 unlabelled images, and the first 12 and 4 of them as the
+    labelled train and test splits (labels 1..10 cycling)."""
+    folder = root / "stl10_binary"
+    folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 3, 96, 96), dtype=np.uint8)
+    (folder / "unlabeled_X.bin").write_bytes(pixels.tobytes())
+    for split, count in (("train", 12), ("test", 4)):
+        (folder / f"{split}_X.bin").write_bytes(pixels[:count].tobytes())
+        (folder / f"{split}_y.bin").write_bytes(bytes(1 + k % 10 for k in range(count)))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.torch_data import Data, as_batches
 from greedy_infomax.engines import local, module_parallel
 from greedy_infomax.engines.local import Observer
-from greedy_infomax.errors import GimError
 from greedy_infomax.placement import resolve_device
 from greedy_infomax.reporting.run_folder import RunFolder
 
@@ -31,10 +30,8 @@ def train(
 
     `loader`: any Batches, a map-style torch Dataset (read in batches of `batch_size`, shuffled by `options.seed`)
     or a DataLoader of your own (data/torch_data.py says when each resumes exactly). With `options.online_probe`,
-    `observer` is the probes that learn beside the modules (OnlineProbes; the local engine only)."""
+    `observer` is the probes that learn beside the modules (OnlineProbes; under torchrun, every rank's own)."""
     loader = as_batches(loader, batch_size, resolve_device(options.device), options.seed)
     if module_parallel.launched_by_torchrun():
-        if observer is not None:
-            raise GimError("observer: only the local engine probes while training; run without torchrun")
-        return module_parallel.train(modules, loader, run, options, resume, distributed)
+        return module_parallel.train(modules, loader, run, options, resume, distributed, observer)
     return local.train(modules, loader, run, options, resume, observer)

@@ -53,13 +53,22 @@ class Progress:
 
 
 class Observer(Protocol):
-    """What watches training without changing it (evaluation/online_probe.py's OnlineProbes): it sees the detached
-    outputs of each step's trained modules with the batch's labels and the step, its values are logged beside the
-    losses, and its state goes into every checkpoint, so a resume goes on where it was."""
+    """What watches training without changing it (evaluation/online_probe.py's OnlineProbes): at each step it picks
+    what it reads (`batch`: tensors, so a pipeline can send them from stage to stage beside the activations), then
+    sees the detached outputs of the trained modules (`observe`: those `owned` by one stage of a pipeline; it
+    returns what the next stage reads). Its values are logged beside the losses, and its state, a dict keyed by
+    module index, goes into every checkpoint, so a resume goes on where it was."""
+
+    def batch(self, step: int, labels: Any) -> tuple[torch.Tensor, ...]: ...
 
     def observe(
-        self, modules: nn.ModuleList, trained: range, outputs: list[torch.Tensor], labels: Any, step: int
-    ) -> None: ...
+        self,
+        modules: nn.ModuleList,
+        trained: range,
+        outputs: list[torch.Tensor],
+        batch: tuple[torch.Tensor, ...],
+        owned: range | None = None,
+    ) -> tuple[torch.Tensor, ...]: ...
 
     def values(self) -> dict[str, torch.Tensor]: ...
 
@@ -210,17 +219,23 @@ def fit(
     """`train` for modules already placed (placement.configure); `on_start` runs once the checkpoint, if resuming,
     is loaded and checked against `options`, just before the first step. With `validation`, each module's loss on
     it is logged after every epoch. `options.online_probe` needs its `observer` (the probes)."""
-    if options.online_probe and observer is None:
-        raise GimError(
-            "train.online_probe: pass the probes to train them, e.g. observer=gim.OnlineProbes(num_classes=10)"
-        )
+    check_observer(options, observer)
     run.keep_every = options.keep_every
-    progress = resume_progress(run, modules, observer=observer) if resume else Progress()
+    progress, observed = resume_progress(run, modules) if resume else (Progress(), None)
+    if observer is not None and observed is not None:
+        observer.load_state_dict(observed, next(modules.parameters()).device)
     settle_phases(progress, options, len(loader))
     if on_start is not None:
         on_start()
     train_loop(options, run, modules, loader, progress, validation, observer)
     return modules
+
+
+def check_observer(options: TrainConfig, observer: Observer | None) -> None:
+    if options.online_probe and observer is None:
+        raise GimError(
+            "train.online_probe: pass the probes to train them, e.g. observer=gim.OnlineProbes(num_classes=10)"
+        )
 
 
 def validation_losses(modules: nn.ModuleList, loader: Batches, seed: int) -> dict[str, float]:
@@ -237,21 +252,20 @@ def validation_losses(modules: nn.ModuleList, loader: Batches, seed: int) -> dic
 
 
 def resume_progress(
-    run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1, observer: Observer | None = None
-) -> Progress:
-    """Load the newest checkpoint (weights, optimisers, the observer's state) if any; drop metrics logged after it.
-    The data position counts steps of `batches_per_step` loader batches (R data-parallel replicas read R), so an
-    unfinished group of batches is skipped."""
-    progress = Progress()
+    run: RunFolder, modules: nn.ModuleList, batches_per_step: int = 1
+) -> tuple[Progress, dict[int, Any] | None]:
+    """Load the newest checkpoint (weights, optimisers) if any; drop metrics logged after it. Returns the progress
+    and the observer's saved state (None if it had none). The data position counts steps of `batches_per_step`
+    loader batches (R data-parallel replicas read R), so an unfinished group of batches is skipped."""
+    progress, observed = Progress(), None
     if run.latest_checkpoint() is not None:
         saved = run.load_checkpoint(modules)
-        if observer is not None and saved.get("observer") is not None:
-            observer.load_state_dict(saved["observer"], next(modules.parameters()).device)
+        observed = saved.get("observer")
         progress = Progress(
             saved["step"], saved["epoch"], -(-saved["batch"] // batches_per_step), saved.get("steps_per_module")
         )
     run.forget_metrics_after(progress.step)  # steps past the checkpoint are replayed and logged again
-    return progress
+    return progress, observed
 
 
 def settle_phases(progress: Progress, options: TrainConfig, batches_per_epoch: int) -> None:
@@ -329,7 +343,7 @@ def train_loop(
                     outputs=outputs,
                 )
                 if observer is not None:
-                    observer.observe(modules, trained, outputs, labels, progress.step)
+                    observer.observe(modules, trained, outputs, observer.batch(progress.step, labels))
                 measured = [modules[index].metrics() for index in trained]  # still on the device
                 progress.advance(len(loader))
                 outcomes.add(replace(progress), trained.start + 1, losses, held, measured)  # reads the step before

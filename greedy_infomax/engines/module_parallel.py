@@ -14,6 +14,13 @@ the modules on every rank, then run the same start, pipeline and checkpoints.
 
 Replicas of a stage average their gradients before every Adam step (data parallelism); with
 distributed.negatives=global each replica draws negatives from every replica's batch of that stage.
+
+Online probes (train.online_probe, an Observer): each stage owns the classifiers of its own modules. Stage 0 asks
+the probes what they read of each batch (its labels, or a labelled batch beside it) and that travels with the
+activations down the pipeline, each stage probing its modules' outputs and sending on what the next one reads.
+Only replica 0 probes: its classifiers are the only ones, so nothing needs to keep replicas' classifiers equal,
+and its stages' accuracies and classifier states go to rank 0 in their reports, into the rows and checkpoints a
+local run writes. With one replica and the sync schedule, the probes log and save what the local engine's do.
 """
 
 from __future__ import annotations
@@ -38,8 +45,10 @@ from greedy_infomax.config import DistributedConfig, TrainConfig
 from greedy_infomax.data.loader import Batches
 from greedy_infomax.engines.divergence import first_ruined, weight_sizes
 from greedy_infomax.engines.local import (
+    Observer,
     Progress,
     StopSignals,
+    check_observer,
     check_skips_in_a_row,
     first_nonfinite,
     logged_values,
@@ -160,21 +169,23 @@ def pretrain(
     run: RunFolder | None,
     resume: bool = False,
     on_start: Callable[[], None] | None = None,
+    probes: Callable[[torch.device], Observer | None] | None = None,
 ) -> nn.ModuleList:
     """This process's part of a torchrun launch of a task's run; rank 0 passes the run folder, the others None.
     Stage 0 reads the data (`data(device)`: the loader and the input channels) and rank 0 tells every rank the
-    input channels, from which each builds its placed modules with `build`; rank 0 calls `on_start` once the
-    resumed checkpoint is loaded. Returns the modules (on rank 0 all of them, as last checkpointed; elsewhere up
-    to date only for the rank's own)."""
+    input channels, from which each builds its placed modules with `build` (and its online probes with `probes`);
+    rank 0 calls `on_start` once the resumed checkpoint is loaded. Returns the modules (on rank 0 all of them, as
+    last checkpointed; elsewhere up to date only for the rank's own)."""
     settings = Settings(options, distributed)
     with _process_group(settings, num_modules, run) as (topology, device):
         loader, in_channels = data(device) if topology.stage == 0 else (None, 0)
         in_channels = _from_first_rank(lambda rank: in_channels, settings, topology, device)
         modules = build(in_channels, device)
-        progress = _start(settings, topology, run, modules, resume, device)
+        observer = None if probes is None else probes(device)
+        progress = _start(settings, topology, run, modules, resume, device, observer)
         if topology.rank == 0 and on_start is not None:
             on_start()
-        return _train(settings, topology, run, modules, loader, progress, device)
+        return _train(settings, topology, run, modules, loader, progress, device, observer)
 
 
 def train(
@@ -184,15 +195,17 @@ def train(
     options: TrainConfig,
     resume: bool = False,
     distributed: DistributedConfig = DistributedConfig(),
+    observer: Observer | None = None,
 ) -> nn.ModuleList:
-    """This process's part of a torchrun launch of a script that built `modules` itself (every rank runs it):
-    stage 0 reads `loader`, rank 0 writes `run` (the others may pass None) and hands every rank its starting
-    weights. Returns the modules as `pretrain` does."""
+    """This process's part of a torchrun launch of a script that built `modules` (and `observer`, the online probes)
+    itself (every rank runs it): stage 0 reads `loader`, rank 0 writes `run` (the others may pass None) and hands
+    every rank its starting weights. Returns the modules as `pretrain` does."""
+    check_observer(options, observer)
     settings = Settings(options, distributed)
     with _process_group(settings, len(modules), run) as (topology, device):
         modules = configure(modules, options, device)
-        progress = _start(settings, topology, run, modules, resume, device)
-        return _train(settings, topology, run, modules, loader, progress, device)
+        progress = _start(settings, topology, run, modules, resume, device, observer)
+        return _train(settings, topology, run, modules, loader, progress, device, observer)
 
 
 @contextmanager
@@ -205,8 +218,6 @@ def _process_group(
         raise GimError("rank 0 writes the run folder: pass it a RunFolder (the other ranks may pass None)")
     if settings.train.validation:
         raise GimError("train.validation: only the local engine holds data out to validate on; run without torchrun")
-    if settings.train.online_probe:
-        raise GimError("train.online_probe: only the local engine probes while training; run without torchrun")
     if run is not None:
         run.keep_every = settings.train.keep_every
     topology, device = _join(settings, num_modules)
@@ -262,15 +273,17 @@ def _train(
     loader: Batches | None,
     progress: Progress,
     device: torch.device,
+    observer: Observer | None = None,
 ) -> nn.ModuleList:
-    """Connect and run this rank's stage; a stop signal ends it with TrainingStopped once rank 0 has checkpointed."""
+    """Connect and run this rank's stage; a stop signal ends it with TrainingStopped once rank 0 has checkpointed.
+    Only replica 0 feeds its `observer` (see the module's docstring)."""
     links = _connect(settings, topology, device)
     _share_replicas(settings, topology, modules, links.replicas)
+    observer = observer if topology.replica == 0 else None
     with StopSignals() as stop:
         if topology.stage == 0:
-            source = _batches(
-                loader, progress, _total_steps(settings.train, loader, topology), topology, settings.train, stop
-            )
+            total = _total_steps(settings.train, loader, topology)
+            source = _batches(loader, progress, total, topology, settings.train, stop, observer)
         else:
             source = links.inbox.messages(settings.distributed.timeout)
         recorder = (
@@ -278,7 +291,7 @@ def _train(
             if topology.rank == 0
             else None
         )
-        Stage(settings, topology, modules, links, progress.step).run(source, recorder)
+        Stage(settings, topology, modules, links, progress.step, observer).run(source, recorder)
     if stop.received is not None:
         where = f"checkpoint {run.latest_checkpoint()}" if topology.rank == 0 else "rank 0 wrote the checkpoint"
         raise TrainingStopped(
@@ -307,9 +320,10 @@ def _start(
     modules: nn.ModuleList,
     resume: bool,
     device: torch.device,
+    observer: Observer | None = None,
 ) -> Progress:
     """Rank 0's modules are every rank's start, however each rank built its own: rank 0 reads the newest
-    checkpoint when resuming, then sends each rank the progress and its modules' states."""
+    checkpoint when resuming, then sends each rank the progress, its modules' states and their probes' states."""
     if any(getattr(module.objective, "needs_labels", False) for module in modules):
         raise GimError(
             "objective: this objective needs labels on every rank, which only the local engine passes; "
@@ -320,15 +334,22 @@ def _start(
             "model.overlap: a module's loss also trains the first stages of the next module, which under torchrun "
             "may live in another process; train overlapping modules without torchrun"
         )
-    progress = resume_progress(run, modules, topology.replicas) if topology.rank == 0 and resume else Progress()
+    resumed = topology.rank == 0 and resume
+    progress, observed = resume_progress(run, modules, topology.replicas) if resumed else (Progress(), None)
     start = _from_first_rank(
-        lambda rank: {"progress": asdict(progress), "states": _states(modules, topology.modules(rank))},
+        lambda rank: {
+            "progress": asdict(progress),
+            "states": _states(modules, topology.modules(rank)),
+            "observed": {index: state for index, state in (observed or {}).items() if index in topology.modules(rank)},
+        },
         settings,
         topology,
         device,
     )
     if topology.rank > 0:
         _load_states(modules, start["states"])
+    if observer is not None:
+        observer.load_state_dict(start["observed"], device)
     return Progress(**start["progress"])
 
 
@@ -422,15 +443,22 @@ def _load_states(modules: nn.ModuleList, states: dict[int, dict[str, Any]]) -> N
 
 
 def _batches(
-    loader: Batches, progress: Progress, total: int, topology: Topology, train: TrainConfig, stop: StopSignals
+    loader: Batches,
+    progress: Progress,
+    total: int,
+    topology: Topology,
+    train: TrainConfig,
+    stop: StopSignals,
+    observer: Observer | None = None,
 ) -> Iterator[Message]:
-    """Stage 0's input: its replica's batches, each followed by a control where the local engine would log,
-    checkpoint or end; a stop signal ends the run with a checkpoint."""
+    """Stage 0's input: its replica's batches (with what the `observer` reads of each), each followed by a control
+    where the local engine would log, checkpoint or end; a stop signal ends the run with a checkpoint."""
     per_epoch = _steps_per_epoch(loader, topology)
     settle_resumed(progress, total, per_epoch, train)
     while progress.step < total:
-        for x, _ in islice(_replica_batches(loader, progress, topology), per_epoch - progress.batch):
-            yield Message(DATA, progress.step, tensor=x)
+        for x, labels in islice(_replica_batches(loader, progress, topology), per_epoch - progress.batch):
+            observed = () if observer is None else observer.batch(progress.step, labels)
+            yield Message(DATA, progress.step, tensor=x, extra=observed)
             progress.advance(per_epoch)
             step = progress.step
             flags = (
@@ -457,13 +485,24 @@ def _replica_batches(loader: Batches, progress: Progress, topology: Topology) ->
 
 class Stage:
     """This rank's share of the training loop: its modules stepped on each input, outputs and controls passed on,
-    controls answered with a report. Apart from where x comes from and where the output goes, it is the local loop."""
+    controls answered with a report. Apart from where x comes from and where the output goes, it is the local loop.
+    The `observer` probes the modules of each input it steps on (under the async schedule, reused inputs again);
+    a batch skipped for a non-finite loss is not probed here nor by the stages after."""
 
-    def __init__(self, settings: Settings, topology: Topology, modules: nn.ModuleList, links: Links, step: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology,
+        modules: nn.ModuleList,
+        links: Links,
+        step: int,
+        observer: Observer | None = None,
+    ) -> None:
         self.settings = settings
         self.topology = topology
         self.modules = modules
         self.links = links
+        self.observer = observer
         self.step = step  # steps this stage has taken, the version of what it sends
         self.losses: dict[str, float] = {}
         self.skipped = 0
@@ -495,6 +534,7 @@ class Stage:
         if message.kind == SKIP:
             self.skipped, self.losses = self.skipped + 1, {}
             return message
+        outputs = None if self.observer is None else []
         output, losses, held = train_step(
             self.modules,
             message.tensor,
@@ -502,6 +542,7 @@ class Stage:
             draws,
             self.topology.modules(),
             frozen_chunks=self.settings.train.frozen_chunks,
+            outputs=outputs,
         )
         first = max(self.topology.modules().start, trained.start) + 1
         if held.item():
@@ -518,7 +559,10 @@ class Stage:
             return Message(SKIP, self.step) if self.settings.distributed.schedule == "sync" else None
         self.in_a_row = 0
         self.losses = logged_values(first, losses, [self.modules[first - 1 + i].metrics() for i in range(len(losses))])
-        return Message(DATA, self.step, tensor=output)
+        observed = ()
+        if self.observer is not None:
+            observed = self.observer.observe(self.modules, trained, outputs, message.extra, self.topology.modules())
+        return Message(DATA, self.step, tensor=output, extra=observed)
 
     def _owned(self) -> list[nn.Module]:
         return [self.modules[index] for index in self.topology.modules()]
@@ -561,13 +605,18 @@ class Stage:
         statistics = {f"busy/module{first}": 1 - self.idle / (started - self.since)}
         if self.links.inbox is not None and self.settings.distributed.schedule == "async":
             statistics |= {f"async/module{first}/{key}": value for key, value in self.links.inbox.statistics().items()}
+        values = self.losses
+        if self.observer is not None and control.flags & LOG:
+            values = values | {name: float(value) for name, value in self.observer.values().items()}
         report = {
             "step": control.step,
-            "losses": self.losses,
+            "losses": values,
             "skipped": self.skipped,
             "statistics": statistics,
             "states": _states(self.modules, self.topology.modules()) if shipped else {},
         }
+        if self.observer is not None and control.flags & CHECKPOINT:
+            report["observed"] = self.observer.state_dict()
         if recorder is not None:
             recorder.record(control, report)
         elif self.links.reports is not None:
@@ -649,4 +698,8 @@ class Recorder:
         if control.flags & CHECKPOINT:
             for report in reports:
                 _load_states(self.modules, report["states"])
-            self.run.save_checkpoint(self.modules, {key: own[key] for key in asdict(self.progress)})
+            saved = {key: own[key] for key in asdict(self.progress)}
+            observed = [report["observed"] for report in reports if "observed" in report]
+            if observed:  # every stage's probes, in the one dict a local run saves
+                saved["observer"] = {index: state for states in observed for index, state in states.items()}
+            self.run.save_checkpoint(self.modules, saved)

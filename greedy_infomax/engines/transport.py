@@ -1,7 +1,8 @@
 """How the ranks of a module-parallel run talk: messages that carry their own shape, and buffered inboxes.
 
-A message is a fixed-size int64 header (kind, step, flags, dtype, layout, shape) followed by its tensor, so a
-stage receives any model's activations without knowing their shape in advance. Each direction between two
+A message is a fixed-size int64 header (kind, step, flags, dtype, layout, extras, shape) followed by its tensor,
+then by each extra tensor as a header and a tensor of its own, so a stage receives any model's activations (and
+what travels with them, the online probes' targets) without knowing their shapes in advance. Each direction between two
 ranks is a Channel on its own two-rank process group: a rank's receiving thread and its main thread then
 never share a communicator, which NCCL requires of concurrent operations (gloo does not mind).
 """
@@ -29,18 +30,20 @@ DATA, SKIP, CONTROL, REPORT = range(4)
 LOG, CHECKPOINT, END = 1, 2, 4
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.uint8, torch.int64)
 MAX_DIMS = 8
-HEADER = 6 + MAX_DIMS
+HEADER = 7 + MAX_DIMS
 
 
 @dataclass
 class Message:
     """`step`: the sender's step count when it sent the message (for DATA, the version of the modules that
-    produced the activations); `flags`: LOG | CHECKPOINT | END of a control or a report."""
+    produced the activations); `flags`: LOG | CHECKPOINT | END of a control or a report; `extra`: tensors that
+    travel with `tensor` (what an observer reads of the batch, engines/local.py's Observer)."""
 
     kind: int
     step: int
     flags: int = 0
     tensor: torch.Tensor | None = None
+    extra: tuple[torch.Tensor, ...] = ()
 
     @property
     def ends(self) -> bool:
@@ -101,12 +104,13 @@ class Channel:
         """The next message from the peer (blocks; a receiving thread calls it)."""
         header = torch.empty(HEADER, dtype=torch.int64, device=self.device)
         dist.recv(header, self.peer, group=self.group)
-        kind, step, flags, dtype, channels_last, ndim, *shape = header.tolist()
-        if ndim < 0:
-            return Message(kind, step, flags)
-        tensor = torch.empty(shape[:ndim], dtype=DTYPES[dtype], device=self.device)
-        dist.recv(tensor, self.peer, group=self.group)
-        return Message(kind, step, flags, tensor.permute(0, 3, 1, 2) if channels_last else tensor)
+        kind, step, flags, dtype, channels_last, ndim, extras, *shape = header.tolist()
+        tensor = None
+        if ndim >= 0:
+            tensor = torch.empty(shape[:ndim], dtype=DTYPES[dtype], device=self.device)
+            dist.recv(tensor, self.peer, group=self.group)
+            tensor = tensor.permute(0, 3, 1, 2) if channels_last else tensor
+        return Message(kind, step, flags, tensor, tuple(self.receive().tensor for _ in range(extras)))
 
     def failure(self, what: str, error: BaseException | None) -> GimError:
         """The error this rank stops with: who it is, which rank it lost and why."""
@@ -118,8 +122,9 @@ class Channel:
 
 
 def _encode(message: Message, device: torch.device) -> list[torch.Tensor]:
-    """Header (and tensor). A channels-last 4-d tensor travels as its contiguous (B, H, W, C) view and is
-    permuted back on arrival, so the receiver's convolutions see the very layout the sender produced."""
+    """Header (and tensor), then each extra tensor's. A channels-last 4-d tensor travels as its contiguous
+    (B, H, W, C) view and is permuted back on arrival, so the receiver's convolutions see the very layout the
+    sender produced."""
     tensor, channels_last = message.tensor, False
     if (
         tensor is not None
@@ -137,9 +142,12 @@ def _encode(message: Message, device: torch.device) -> list[torch.Tensor]:
         raise GimError(f"a module's output is {tensor.dtype}; messages carry {', '.join(map(str, DTYPES))}")
     dtype = 0 if tensor is None else DTYPES.index(tensor.dtype)
     ndim = -1 if tensor is None else len(shape)
-    fields = [message.kind, message.step, message.flags, dtype, int(channels_last), ndim]
+    fields = [message.kind, message.step, message.flags, dtype, int(channels_last), ndim, len(message.extra)]
     header = torch.tensor(fields + shape + [0] * (MAX_DIMS - len(shape)), dtype=torch.int64, device=device)
-    return [header] if tensor is None else [header, tensor]
+    extras = [
+        part for extra in message.extra for part in _encode(Message(message.kind, message.step, tensor=extra), device)
+    ]
+    return ([header] if tensor is None else [header, tensor]) + extras
 
 
 @dataclass

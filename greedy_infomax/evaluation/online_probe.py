@@ -9,6 +9,10 @@ on the labelled batches since the step logged before, each made before the class
 Where the pre-training batches have no labels (STL-10's unlabeled split), the probes read a labelled split beside
 them: at each step one of its batches goes through the modules up to the last trained one, frozen, which costs
 one forward pass of a batch.
+
+Under torchrun the probes of each module live with it, on its stage: what they read of a batch (`batch`: its
+targets, and a labelled batch's activations) goes down the pipeline beside the training activations, each stage
+probing its own modules (`observe` with `owned`) and passing on what the next one reads.
 """
 
 from __future__ import annotations
@@ -46,45 +50,61 @@ class OnlineProbes:
         self._stream: Iterator[tuple[torch.Tensor, Any]] | None = None
         self._position: tuple[int, int] | None = None
 
-    def observe(
-        self, modules: nn.ModuleList, trained: range, outputs: list[torch.Tensor], labels: Any, step: int
-    ) -> None:
-        """Score and train the classifiers of the `trained` modules on their outputs for the batch of step `step`
-        (0-based), or on those for the labelled split's batch of that step."""
+    def batch(self, step: int, labels: Any) -> tuple[torch.Tensor, ...]:
+        """What the probes read at step `step` (0-based) whose pre-training batch has `labels`: `(targets,)`, the
+        (B,) classes of that batch, to probe its outputs; or `(targets, inputs)`, the labelled split's batch of the
+        step, to probe the modules' outputs on `inputs`. Plain tensors, so a pipeline sends them along."""
         if self.labelled is not None:
-            outputs, labels = self._labelled_outputs(modules, trained, step)
+            epoch, batch = divmod(step, len(self.labelled))
+            if self._position != (epoch, batch):  # the first step, a resume, or a new epoch
+                self._stream = self.labelled.epoch(epoch, batch)
+            self._position = (epoch, batch + 1)
+            inputs, labels = next(self._stream)
         if isinstance(labels, tuple):
             labels = labels[0]
         if labels is None:
             raise GimError("train.online_probe: the pre-training batches carry no labels to probe with")
-        for index, output in zip(trained, outputs, strict=True):
-            with torch.no_grad():
-                features = pool_positions(modules[index].readout(output).float(), 1)[: len(labels)]
-            classifier = self._classifier(index, features.shape[1], features.device)
-            logits = classifier(features)
-            loss = F.cross_entropy(logits, labels)
-            self.optimizers[index].zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizers[index].step()
-            correct = (logits.detach().argmax(1) == labels).sum()
-            self._correct[index] = self._correct.get(index, 0) + correct
-            self._seen[index] = self._seen.get(index, 0) + len(labels)
+        return (labels,) if self.labelled is None else (labels, inputs)
 
-    def _labelled_outputs(
-        self, modules: nn.ModuleList, trained: range, step: int
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The trained modules' outputs for the labelled batch of `step`, from one frozen pass."""
-        epoch, batch = divmod(step, len(self.labelled))
-        if self._position != (epoch, batch):  # the first step, a resume, or a new epoch
-            self._stream = self.labelled.epoch(epoch, batch)
-        self._position = (epoch, batch + 1)
-        x, labels = next(self._stream)
-        x = run_frozen(list(modules[: trained.start]), x)
-        outputs = []
-        for index in trained:
-            x = run_frozen([modules[index]], x)
-            outputs.append(x)
-        return outputs, labels
+    def observe(
+        self,
+        modules: nn.ModuleList,
+        trained: range,
+        outputs: list[torch.Tensor],
+        batch: tuple[torch.Tensor, ...],
+        owned: range | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Score and train the classifiers of the trained modules among `owned` (default: every module up to the
+        last trained one), given their `outputs` on the training batch and what `batch` returned: on those outputs,
+        or on the modules' outputs on the batch's inputs (one frozen pass, from the first owned module). Returns
+        `batch` as the module after `owned` reads it (its inputs advanced through the owned modules)."""
+        owned = range(trained.stop) if owned is None else owned
+        probed = range(max(owned.start, trained.start), owned.stop)
+        targets = batch[0]
+        if len(batch) == 2:  # a labelled batch of its own: its inputs go through the owned modules, frozen
+            x = run_frozen(list(modules[owned.start : probed.start]), batch[1])
+            outputs = []
+            for index in probed:
+                x = run_frozen([modules[index]], x)
+                outputs.append(x)
+            batch = (targets, x)
+        for index, output in zip(probed, outputs, strict=True):
+            self._learn(index, modules[index], output, targets)
+        return batch
+
+    def _learn(self, index: int, module: nn.Module, output: torch.Tensor, targets: torch.Tensor) -> None:
+        """Score module `index`'s classifier on its pooled output, then take one step on its cross-entropy."""
+        with torch.no_grad():
+            features = pool_positions(module.readout(output).float(), 1)[: len(targets)]  # (B, C), the first view
+        classifier = self._classifier(index, features.shape[1], features.device)
+        logits = classifier(features)
+        loss = F.cross_entropy(logits, targets)
+        self.optimizers[index].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[index].step()
+        correct = (logits.detach().argmax(1) == targets).sum()
+        self._correct[index] = self._correct.get(index, 0) + correct
+        self._seen[index] = self._seen.get(index, 0) + len(targets)
 
     def values(self) -> dict[str, torch.Tensor]:
         """online_accuracy/moduleK, the share of samples classified right since the last call (in [0, 1], as the

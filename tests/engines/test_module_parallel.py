@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import Rank, finish, fork_ranks
+from conftest import Rank, finish, fork_ranks, write_stl10
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import DistributedConfig
@@ -28,7 +28,7 @@ from greedy_infomax.objectives.negatives import shared_pool
 from greedy_infomax.reporting.run_folder import RunFolder
 from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
 from greedy_infomax.tasks.vision import VisionRunConfig as RunConfig
-from greedy_infomax.workflows import pretrain
+from greedy_infomax.workflows import pretrain, pretrain_run
 
 CPU = torch.device("cpu")
 SMOKE = [
@@ -67,9 +67,10 @@ def _pretrain(*options: str) -> int:
     return main(["pretrain", *options])
 
 
-def assert_same_checkpoint(first: Path, second: Path) -> None:
-    """Every weight, optimiser state and progress entry of two checkpoint folders equal, bit for bit."""
-    for name in ("module-1.pt", "module-2.pt", "module-3.pt", "progress.pt"):
+def assert_same_checkpoint(first: Path, second: Path, modules_only: bool = False) -> None:
+    """Every weight, optimiser state and progress entry (the online probes' included) of two checkpoint folders
+    equal, bit for bit; or only the modules' files."""
+    for name in ("module-1.pt", "module-2.pt", "module-3.pt") + (() if modules_only else ("progress.pt",)):
         a, b = (torch.load(folder / name, weights_only=False) for folder in (first, second))
         assert _flatten(a).keys() == _flatten(b).keys(), name
         for key, value in _flatten(a).items():
@@ -252,11 +253,78 @@ def _assert_replica_average(folder: Path, steps: int, held: set[tuple[int, int]]
                 module.optimizer.step()
     saved = prepare_modules(config, 1, CPU)
     progress = RunFolder.open(folder).load_checkpoint(saved)
-    assert progress == {"step": steps, "epoch": 0, "batch": 2 * steps, "steps_per_module": None}, (
+    position = {key: progress[key] for key in ("step", "epoch", "batch", "steps_per_module")}
+    assert position == {"step": steps, "epoch": 0, "batch": 2 * steps, "steps_per_module": None}, (
         "the data position counts loader batches"
     )
     for (name, expected), actual in zip(modules.state_dict().items(), saved.state_dict().values()):
         assert torch.equal(expected, actual), name
+
+
+# -- online probes ---------------------------------------------------------------------------------------------------
+
+
+def probed(config: RunConfig) -> RunConfig:
+    """`config` with train.online_probe, logging every 2 steps and keeping every 4th checkpoint."""
+    return replace(config, train=replace(config.train, online_probe=True, log_every=2, keep_every=4))
+
+
+def _pretrain_in(folder: Path, config: RunConfig, resume: bool) -> int:
+    """What `gim pretrain` does on each rank with `config` in `folder`, made or resumed."""
+    pretrain_run(config, folder.parent, folder.name, folder if resume else None)
+    return 0
+
+
+def online_accuracies(run: RunFolder) -> list[dict[str, float]]:
+    return [{key: value for key, value in row.items() if key.startswith("online_accuracy/")} for row in run.metrics()]
+
+
+def test_pipeline_stages_probe_their_own_modules_as_the_local_engine_does_and_resume_the_probes(tmp_path, one_thread):
+    """Steps 1-4 on 2 stages (module 1 | modules 2-3), then 5-8 resumed: the logged online accuracies and the
+    checkpointed classifiers and their optimisers equal a local run's, and the encoder equals a local run's
+    without probes, bit for bit."""
+    straight = RunFolder.create(tmp_path, "straight", probed(smoke(8)))
+    pretrain(probed(smoke(8)), straight)
+    without = RunFolder.create(tmp_path, "without", smoke(8))
+    pretrain(smoke(8), without)
+    piped = tmp_path / "piped"
+    for max_steps, resume in ((4, False), (8, True)):
+        ranks = fork_ranks(2, tmp_path, _pretrain_in, piped, probed(smoke(max_steps)), resume)
+        assert finish(ranks, timeout=180) == [0, 0], [rank.output for rank in ranks]
+    for step in ("step-00000004", "step-00000008"):
+        assert_same_checkpoint(piped / "checkpoints" / step, straight.checkpoints / step)
+    assert_same_checkpoint(piped / "checkpoints" / "step-00000008", without.checkpoints / "step-00000008", True)
+    accuracies = online_accuracies(RunFolder.open(piped))
+    assert [len(row) for row in accuracies] == [3, 3, 3, 3], "modules 1-3 at steps 2, 4, 6 and 8"
+    assert accuracies == online_accuracies(straight)
+
+
+def test_a_pipeline_probes_stl10s_labelled_split_beside_its_unlabelled_one_as_the_local_engine_does(
+    tmp_path, one_thread
+):
+    """The labelled batch's activations travel from stage to stage beside the unlabelled batch's."""
+    write_stl10(tmp_path)
+    config = probed(smoke(6))
+    config = replace(config, data=replace(config.data, dataset="stl10", root=str(tmp_path), limit=None, batch_size=4))
+    straight = RunFolder.create(tmp_path, "straight", config)
+    pretrain(config, straight)
+    ranks = fork_ranks(2, tmp_path, _pretrain_in, tmp_path / "piped", config, False)
+    assert finish(ranks, timeout=180) == [0, 0], [rank.output for rank in ranks]
+    assert_same_checkpoint(tmp_path / "piped" / "checkpoints" / "step-00000006", straight.checkpoints / "step-00000006")
+    accuracies = online_accuracies(RunFolder.open(tmp_path / "piped"))
+    assert [len(row) for row in accuracies] == [3, 3, 3] and accuracies == online_accuracies(straight)
+
+
+def test_two_replicas_of_two_stages_probe_on_replica_0_and_leave_the_encoder_as_without_probes(tmp_path, one_thread):
+    """Replica 0's stages hold the only classifiers (so none can drift apart) and log and save them; the modules
+    equal one process stepping each on the mean of its gradients on both replicas' batches, which has no probes."""
+    ranks = fork_ranks(4, tmp_path, _pretrain_in, tmp_path / "ddp", probed(smoke(2, stages=2)), False)
+    assert finish(ranks, timeout=240) == [0, 0, 0, 0], [rank.output for rank in ranks]
+    _assert_replica_average(tmp_path / "ddp", steps=2)
+    (row,) = RunFolder.open(tmp_path / "ddp").metrics()
+    assert all(0.0 <= row[f"online_accuracy/module{k}"] <= 1.0 for k in (1, 2, 3)), row
+    saved = torch.load(tmp_path / "ddp" / "checkpoints" / "step-00000002" / "progress.pt", weights_only=False)
+    assert sorted(saved["observer"]) == [0, 1, 2]
 
 
 def _gather(folder: Path) -> int:

@@ -162,6 +162,19 @@ def test_the_receiver_gets_the_memory_layout_the_sender_had(loopback, layout):
     assert tensor.is_contiguous() == (layout == torch.contiguous_format)
 
 
+def test_extra_tensors_arrive_with_the_message_in_order_each_with_its_own_shape_dtype_and_layout(loopback):
+    """What the online probes read of a batch travels with its activations: (B,) int64 targets, activations."""
+    extra = (torch.arange(4), TENSORS["channels-last"])
+    channel = sender()
+    channel.send(Message(DATA, 7, 0, TENSORS["float32"], extra))
+    received = channel.receive()
+    assert torch.equal(received.tensor, TENSORS["float32"]) and len(received.extra) == 2
+    for got, sent in zip(received.extra, extra):
+        assert_same(got, sent)
+    assert received.extra[1].is_contiguous(memory_format=torch.channels_last)
+    assert not loopback.sent, "every header and tensor read"
+
+
 @pytest.mark.parametrize("kind", [SKIP, CONTROL])
 def test_a_message_without_a_tensor_is_its_header_alone(loopback, kind):
     channel = sender()

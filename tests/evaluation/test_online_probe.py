@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import snapshot
+from conftest import snapshot, write_stl10
 from torch import nn
 
 from greedy_infomax.engines import local
@@ -70,7 +69,7 @@ def test_the_probes_learn_a_separable_problem():
     for step in range(60):
         labels = torch.randint(0, 10, (32,))
         features = nn.functional.one_hot(labels, 10).float()[:, :, None] + 0.3 * torch.randn(32, 10, 5)
-        probes.observe(modules, range(2), [features, features], labels, step)
+        probes.observe(modules, range(2), [features, features], probes.batch(step, labels))
         if step in (0, 49, 59):  # the first batch alone; the last ten
             windows.append(probes.values())
     first, _, last = windows
@@ -88,7 +87,7 @@ def test_the_probes_read_the_first_view_and_the_first_of_several_labels():
     probes = OnlineProbes(num_classes=3)
     modules = nn.ModuleList([local_module()])
     two_views = torch.randn(2 * 6, 5, 4)
-    probes.observe(modules, range(1), [two_views], (torch.arange(6) % 3, torch.zeros(6, 10)), 0)
+    probes.observe(modules, range(1), [two_views], probes.batch(0, (torch.arange(6) % 3, torch.zeros(6, 10))))
     assert probes.classifiers[0].weight.shape == (3, 5)
     assert probes.values()["online_accuracy/module1"].shape == ()
 
@@ -100,19 +99,13 @@ def test_the_flag_without_probes_and_unlabelled_batches_are_refused(tmp_path):
     with pytest.raises(GimError, match="train.online_probe: pass the probes"):
         local.fit(modules, loader, RunFolder.create(tmp_path, "no-probes", config), config.train)
     with pytest.raises(GimError, match="carry no labels"):
-        OnlineProbes(num_classes=10).observe(modules, range(1), [torch.zeros(2, 4, 3, 3)], None, 0)
+        OnlineProbes(num_classes=10).batch(0, None)
 
 
 def test_stl10s_unlabelled_stream_is_probed_on_its_labelled_split_beside_it(tmp_path: Path):
     """The unlabelled images train the encoder, the labelled `train` split the probes: the encoder ends as without
     probes, and a resume continues the labelled stream where it was."""
-    folder = tmp_path / "stl10_binary"
-    folder.mkdir()
-    pixels = np.random.default_rng(0).integers(0, 256, (24, 3, 96, 96), dtype=np.uint8)
-    (folder / "unlabeled_X.bin").write_bytes(pixels.tobytes())
-    for split, count in (("train", 12), ("test", 4)):
-        (folder / f"{split}_X.bin").write_bytes(pixels[:count].tobytes())
-        (folder / f"{split}_y.bin").write_bytes(bytes(1 + k % 10 for k in range(count)))
+    write_stl10(tmp_path)
 
     def stl10(max_steps: int, **train_options):
         config = smoke(max_steps, **train_options)
@@ -136,16 +129,12 @@ def test_stl10s_unlabelled_stream_is_probed_on_its_labelled_split_beside_it(tmp_
             assert {name: row[name] for name in ACCURACIES} == {name: logged[row["step"]][name] for name in ACCURACIES}
 
 
-def test_torchrun_is_refused_before_any_process_joins(tmp_path, monkeypatch):
-    from greedy_infomax import engines
+def test_a_torchrun_launch_with_the_flag_but_no_probes_is_refused_before_any_process_joins(tmp_path):
     from greedy_infomax.engines import module_parallel
 
     config = smoke(2, online_probe=True)
     modules = task_of(config).prepare_modules(config, 1, torch.device("cpu"))
     loader, _ = task_of(config).pretrain_loader(config, torch.device("cpu"))
     run = RunFolder.create(tmp_path, "torchrun", config)
-    with pytest.raises(GimError, match="train.online_probe: only the local engine"):
+    with pytest.raises(GimError, match="train.online_probe: pass the probes"):
         module_parallel.train(modules, loader, run, config.train)
-    monkeypatch.setattr(module_parallel, "launched_by_torchrun", lambda: True)
-    with pytest.raises(GimError, match="observer: only the local engine"):
-        engines.train(modules, loader, run, config.train, observer=OnlineProbes(num_classes=10))
