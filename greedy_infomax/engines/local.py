@@ -232,6 +232,7 @@ def fit(
 
 
 def check_observer(options: TrainConfig, observer: Observer | None) -> None:
+    """`train.online_probe` set without the probes to train is a mistake of the caller's, said at once."""
     if options.online_probe and observer is None:
         raise GimError(
             "train.online_probe: pass the probes to train them, e.g. observer=gim.OnlineProbes(num_classes=10)"
