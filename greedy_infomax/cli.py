@@ -197,13 +197,15 @@ def _reproduce_parser() -> ArgumentParser:
             "Train GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised with one "
             "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
             "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
-            "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), paper (STL-10 / "
+            "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), quick (vision: cpu on 20k "
+            "training images, for --methods all), paper (STL-10 / "
             "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
             "the report lists every method probed there."
         )
     )
     parser.add_argument("task", choices=list(TASKS), help="which comparison")
-    parser.add_argument("--budget", choices=["smoke", "cpu", "paper"], default="cpu", help="training budget")
+    budgets = list(dict.fromkeys(budget for task in TASKS.values() for budget in task.budgets))
+    parser.add_argument("--budget", choices=budgets, default="cpu", help="training budget")
     parser.add_argument(
         "--output", type=str, default=None, help="folder for the runs and reports (default: runs/reproduce-TASK-BUDGET)"
     )

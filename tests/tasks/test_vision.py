@@ -60,6 +60,12 @@ def test_every_budget_probes_as_the_paper_does(budget):
     assert replace(config, probe=PRESETS[TASK.budgets[budget]].probe) == PRESETS[TASK.budgets[budget]]
 
 
+def test_the_quick_budget_is_the_cpu_budget_on_the_first_images():
+    quick, cpu = TASK.budget_config("quick"), TASK.budget_config("cpu")
+    assert quick.data.limit == vision.QUICK_IMAGES < 60_000
+    assert replace(quick, data=cpu.data) == cpu
+
+
 def _checkpoint_digest(run: RunFolder) -> str:
     digest = hashlib.sha256()
     for path in sorted(run.latest_checkpoint().iterdir()):
