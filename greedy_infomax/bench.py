@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -336,9 +337,19 @@ def run_case(case: Case) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **ALLOCATORS[case.allocator]})
     record = {**asdict(case), "wall_seconds": time.perf_counter() - started}
     if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {**record, "error": lines[-1] if lines else f"exit {done.returncode}"}
+        return {**record, "error": failure(done.returncode, done.stderr)}
     return {**record, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def failure(returncode: int, stderr: str) -> str:
+    """What a failed case's table cell says: its last line of stderr; a case killed without a word (the kernel's
+    out-of-memory killer sends SIGKILL) says so."""
+    lines = stderr.strip().splitlines()
+    if lines:
+        return lines[-1]
+    if returncode == -signal.SIGKILL:
+        return "killed (SIGKILL), most likely out of memory: try a smaller --batch_size"
+    return f"exit {returncode}"
 
 
 def schedule_for(preset: str, device: str, mode: str, override: Schedule | None) -> Schedule:

@@ -15,6 +15,7 @@ from greedy_infomax.bench import (
     build_training,
     count_flops,
     default_precisions,
+    failure,
     matmul_ceiling,
     methods_of,
     table,
@@ -211,3 +212,9 @@ def test_methods_are_measured_against_gim_simultaneous_even_where_modes_leave_it
     clapp = report["records"][2]
     assert (clapp["samples_per_second_vs_gim"], clapp["peak_above_model_bytes_vs_gim"]) == (0.5, 2.0)
     assert "| speech-smoke | fp32 | clapp | 50 | 0.50 | 2.00 | 2.00 |" in table(report).splitlines()
+
+
+def test_a_failed_case_says_why_and_a_silent_kill_points_at_memory():
+    assert failure(1, "Traceback\nGimError: no data\n") == "GimError: no data"
+    assert "out of memory" in failure(-9, "")
+    assert failure(-11, "") == "exit -11"
