@@ -198,8 +198,8 @@ def _reproduce_parser() -> ArgumentParser:
             "budget and seed, probe every module of each (and a random encoder and the raw input), and write "
             "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
             "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), quick (vision: cpu on 20k "
-            "training images, for --methods all), paper (STL-10 / "
-            "LibriSpeech, GPU-sized; needs --root). Methods already probed in --output are not run again, and "
+            "training images, for --methods all), paper (STL-10 / LibriSpeech, GPU-sized; needs --root). "
+            "Methods already probed in --output are not run again, and "
             "the report lists every method probed there."
         )
     )
