@@ -199,8 +199,7 @@ def _reproduce_parser() -> ArgumentParser:
             "comparison.md, comparison.png, comparison.json and commands.sh into --output. Budgets: smoke (seconds), "
             "cpu (Fashion-MNIST / the generated speech corpus, sized for a laptop's CPU), quick (vision: cpu on 20k "
             "training images, for --methods all), paper (STL-10 / LibriSpeech, GPU-sized; needs --root). "
-            "Methods already probed in --output are not run again, and "
-            "the report lists every method probed there."
+            "Methods already probed in --output are not run again, and the report lists every method probed there."
         )
     )
     parser.add_argument("task", choices=list(TASKS), help="which comparison")
