@@ -217,6 +217,13 @@ def _reproduce_parser() -> ArgumentParser:
         default=None,
         help="only these methods (default: the paper's comparison; all: also the local-learning methods after GIM)",
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="train every method at each seed; rows: the mean and standard deviation (default: the preset's seed)",
+    )
     return parser
 
 
@@ -445,7 +452,8 @@ def cmd_reproduce(args: Namespace) -> int:
 
     output = Path(args.output or f"runs/reproduce-{args.task}-{args.budget}")
     try:
-        reproduce(args.task, args.budget, output, args.root, args.device, tuple(args.methods) if args.methods else None)
+        methods = tuple(args.methods) if args.methods else None
+        reproduce(args.task, args.budget, output, args.root, args.device, methods, args.seeds and tuple(args.seeds))
     except TrainingStopped as stopped:
         raise TrainingStopped(
             stopped.signal_number,

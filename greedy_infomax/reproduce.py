@@ -1,5 +1,6 @@
-"""`gim reproduce`: every method of the paper's comparison trained with one budget and seed, every module probed,
-and one folder with the tables, the per-module error plot and the commands that reproduce each row.
+"""`gim reproduce`: every method of the paper's comparison trained with one budget and seed (or several, each
+row then their mean and standard deviation), every module probed, and one folder with the tables, the per-module
+error plot and the commands that reproduce each run.
 
 Rows are methods: GIM, GIM with the sequential curriculum, end-to-end CPC, greedy supervised and supervised (all
 on the same encoder), then the random encoder and the raw-input baseline from the GIM run's probes; with
@@ -152,9 +153,9 @@ def budget_config(task: str, budget: str, root: str | None = None, device: str |
     return TASKS[task].sized_for_labels(config)
 
 
-def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
+def method_config(method: Method, base: AnyRunConfig, baselines: bool | None = None) -> AnyRunConfig:
     """The method's full config: trained as the method says, probed at GIM's module boundaries, with the random
-    encoder and the raw-input baseline probed once, next to GIM."""
+    encoder and the raw-input baseline probed once (default: next to GIM)."""
     config = method.change(base)
     probe = replace(
         config.probe,
@@ -162,7 +163,40 @@ def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
         if config.model.stages_per_module != base.model.stages_per_module
         else None,
     )
-    return task_of(config).with_baselines(replace(config, probe=probe), method.slug == "gim")
+    return task_of(config).with_baselines(
+        replace(config, probe=probe), method.slug == "gim" if baselines is None else baselines
+    )
+
+
+def run_name(slug: str, seed: int, budget_seed: int) -> str:
+    """A run's folder name in the reproduction: the method's slug at the budget's own seed (as before seeds could
+    be chosen, so earlier reproductions are kept), `<slug>-seed<N>` at another."""
+    return slug if seed == budget_seed else f"{slug}-seed{seed}"
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The probe results of one method's seeds as one: each module's accuracy the mean over the seeds, `spread`
+    their sample standard deviation (absent for one seed); the comparison rows (random encoder, raw input) are
+    those of the first run."""
+    first = runs[0]
+    if len(runs) == 1:
+        return first
+    probes, modules = first["probes"], range(len(first["trained"]))
+    values = {probe: [[run["trained"][k].get(probe) for run in runs] for k in modules] for probe in probes}
+    trained = [{**first["trained"][k], **{probe: _mean(values[probe][k]) for probe in probes}} for k in modules]
+    spread = [{probe: _std(values[probe][k]) for probe in probes} for k in modules]
+    return {**first, "trained": trained, "spread": spread}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if None in values else sum(values) / len(values)
+
+
+def _std(values: list[float | None]) -> float | None:
+    mean = _mean(values)
+    if mean is None:
+        return None
+    return (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5
 
 
 def reproduce(
@@ -172,41 +206,60 @@ def reproduce(
     root: str | None = None,
     device: str | None = None,
     methods: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """Train and probe the paper's methods (or the named slugs; "all": every method) into output/<slug>/ and write
-    the comparison there, with every method probed in `output` so far (a method probed before keeps the training
-    time then measured)."""
+    """Train and probe the paper's methods (or the named slugs; "all": every method) at each seed (default: the
+    budget's) into output/<run name>/ and write the comparison there, with every method probed in `output` at
+    these seeds so far (a run probed before keeps the training time then measured)."""
     base = budget_config(task, budget, root, device)
+    seeds = tuple(dict.fromkeys(seeds or (base.train.seed,)))
     rows_of_task = methods_of(task, budget)
     chosen = [m for m in rows_of_task if (m.paper if methods is None else "all" in methods or m.slug in methods)]
     output.mkdir(parents=True, exist_ok=True)
     preset = TASKS[task].budgets[budget]
     rows, commands = [], [f"# {task}, budget {budget}: preset {preset}"]
     for method in rows_of_task:
-        config, path = method_config(method, base), output / method.slug
-        probed = path / "probe.json"
-        if method in chosen:
-            print(
-                f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}: {config.model.num_modules} module(s), "
-                f"{config.objective.name}, curriculum {config.train.curriculum}",
-                flush=True,
-            )
-            if probed.exists():
-                print(f"  already done: {probed}", flush=True)
+        runs, seconds, run_seeds = [], [], []
+        for seed in seeds:
+            seeded = replace(base, train=replace(base.train, seed=seed))
+            config = method_config(method, seeded, method.slug == "gim" and seed == seeds[0])
+            name = run_name(method.slug, seed, base.train.seed)
+            path = output / name
+            probed = path / "probe.json"
+            if method in chosen:
+                print(
+                    f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}, seed {seed}: "
+                    f"{config.model.num_modules} module(s), {config.objective.name}, "
+                    f"curriculum {config.train.curriculum}",
+                    flush=True,
+                )
+                if probed.exists():
+                    print(f"  already done: {probed}", flush=True)
+                else:
+                    _train_and_probe(config, path, device or "auto")
+            elif probed.exists():
+                print(f"  also in the report: {path}", flush=True)
             else:
-                _train_and_probe(config, path, device or "auto")
-        elif probed.exists():
-            print(f"  also in the report: {path}", flush=True)
-        else:
-            continue
-        results = json.loads(probed.read_text())
-        rows.append({"method": method.name, "slug": method.slug, "seconds": _seconds_spent(path), "results": results})
-        commands += [f"# {method.name}", *_commands(preset, config, output, method.slug)]
+                continue
+            runs.append(json.loads(probed.read_text()))
+            seconds.append(_seconds_spent(path))
+            run_seeds.append(seed)
+            commands += [f"# {method.name}, seed {seed}", *_commands(preset, config, output, name)]
+        if runs:
+            rows.append(
+                {
+                    "method": method.name,
+                    "slug": method.slug,
+                    "seeds": run_seeds,
+                    "seconds": None if None in seconds else sum(seconds) / len(seconds),
+                    "results": pooled(runs),
+                }
+            )
     summary = {
         "task": task,
         "budget": budget,
         "preset": preset,
-        "seed": base.train.seed,
+        "seeds": list(seeds),
         "date": time.strftime("%Y-%m-%d"),
         "methods": rows,
         "paper": TASKS[task].paper_results,

@@ -62,7 +62,7 @@ def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path
 
     # The commands of a row re-make it exactly, in another folder.
     lines = (output / "commands.sh").read_text().splitlines()
-    cpc = lines[lines.index("# end-to-end CPC") + 1 : lines.index("# end-to-end CPC") + 3]
+    cpc = lines[lines.index("# end-to-end CPC, seed 2") + 1 : lines.index("# end-to-end CPC, seed 2") + 3]
     again = tmp_path / "again"
     for line in cpc:
         assert main(shlex.split(line.replace(str(output), str(again)))[1:]) == 0
@@ -170,7 +170,9 @@ def test_a_method_after_gim_trains_as_its_row_says_and_its_commands_remake_it(tm
     assert simclr["model"]["stages_per_module"] == [3] and simclr["objective"]["name"] == "simclr"
     assert simclr["probe"]["stages_per_module"] == [1, 1, 1], "probed at GIM's module boundaries"
     lines = (output / "commands.sh").read_text().splitlines()
-    remake = lines[lines.index("# GIM, overlap 1 (LoCo)") + 1 : lines.index("# GIM, overlap 1 (LoCo)") + 3]
+    remake = lines[
+        lines.index("# GIM, overlap 1 (LoCo), seed 2") + 1 : lines.index("# GIM, overlap 1 (LoCo), seed 2") + 3
+    ]
     assert "--model.overlap 1" in remake[0]
     again = tmp_path / "again"
     for line in remake:
@@ -180,3 +182,39 @@ def test_a_method_after_gim_trains_as_its_row_says_and_its_commands_remake_it(tm
         for folder in (output / "gim-overlap", again / "gim-overlap")
     ]
     assert accuracies[0] == accuracies[1]
+
+
+def test_several_seeds_give_each_method_the_mean_and_spread_of_its_runs_each_remade_by_its_commands(tmp_path: Path):
+    """The budget's own seed keeps the method's folder (so earlier reproductions count as that seed); another seed
+    trains into <slug>-seed<N>; the baselines are probed once, beside GIM's first seed."""
+    output = tmp_path / "seeds"
+    argv = ["reproduce", "vision", "--budget", "smoke", "--output", str(output), "--methods", "gim"]
+    assert main([*argv, "--seeds", "2", "5"]) == 0
+    runs = [json.loads((output / name / "probe.json").read_text()) for name in ("gim", "gim-seed5")]
+    assert yaml.safe_load((output / "gim-seed5" / "config.yaml").read_text())["train"]["seed"] == 5
+    accuracies = [[module["linear"] for module in run["trained"]] for run in runs]
+    assert accuracies[0] != accuracies[1], "the seed changes the run"
+    assert "random" in runs[0] and "random" not in runs[1]
+    [row] = json.loads((output / "comparison.json").read_text())["methods"]
+    assert row["seeds"] == [2, 5]
+    mean = [module["linear"] for module in row["results"]["trained"]]
+    spread = [module["linear"] for module in row["results"]["spread"]]
+    assert mean == pytest.approx([(a + b) / 2 for a, b in zip(*accuracies)])
+    assert spread == pytest.approx([abs(a - b) / 2**0.5 for a, b in zip(*accuracies)]), "sample standard deviation"
+    table = _table_rows((output / "comparison.md").read_text())
+    assert table["GIM"][0] == f"{100 * mean[0]:.1f} ± {100 * spread[0]:.1f}" and table["GIM"][-1] == "2"
+    assert "random init" in table
+
+    lines = (output / "commands.sh").read_text().splitlines()
+    remake = lines[lines.index("# GIM, seed 5") + 1 : lines.index("# GIM, seed 5") + 3]
+    assert "--train.seed 5" in remake[0] and "--name gim-seed5" in remake[0]
+    again = tmp_path / "again"
+    for line in remake:
+        assert main(shlex.split(line.replace(str(output), str(again)))[1:]) == 0
+    remade = json.loads((again / "gim-seed5" / "probe.json").read_text())
+    assert [module["linear"] for module in remade["trained"]] == accuracies[1]
+
+    # One seed, the default, reads back the folder trained before without running it again.
+    assert main(argv) == 0
+    [row] = json.loads((output / "comparison.json").read_text())["methods"]
+    assert row["seeds"] == [2] and "spread" not in row["results"]

@@ -1,5 +1,6 @@
 """What `gim reproduce` leaves in its folder: comparison.md (one table per probe: rows = methods, columns =
-modules, then the paper's number) and comparison.png (per-module test error, log scale, one curve per method)."""
+modules, then the paper's number) and comparison.png (per-module test error, log scale, one curve per method).
+A method trained at several seeds shows their mean, ± their standard deviation."""
 
 from __future__ import annotations
 
@@ -26,23 +27,44 @@ def comparison_rows(summary: dict[str, Any], probe: str) -> list[tuple[str, list
     return rows
 
 
+def spreads(summary: dict[str, Any], probe: str) -> dict[str, list[float | None]]:
+    """The standard deviation over seeds of each module's accuracy, for the methods trained at several seeds."""
+    return {
+        method["method"]: [module.get(probe) for module in method["results"]["spread"]]
+        for method in summary["methods"]
+        if "spread" in method["results"]
+    }
+
+
 def format_comparison(summary: dict[str, Any]) -> str:
-    """Markdown: one table per probe (accuracy %, test split), with the training time of each method."""
+    """Markdown: one table per probe (accuracy %, test split), with the training time of each method (per seed)
+    and, where a method was trained at several seeds, their count."""
     first = summary["methods"][0]["results"]
     modules = len(first["trained"])
     seconds = {method["method"]: method["seconds"] for method in summary["methods"]}
+    seeds = {method["method"]: len(method["seeds"]) for method in summary["methods"]}
+    several = max(seeds.values()) > 1
     sections = []
     for probe in first["probes"]:
-        header = ["method", *[f"module {k}" for k in range(1, modules + 1)], "paper (last module)", "time"]
+        deviations = spreads(summary, probe)
+        header = [
+            "method",
+            *[f"module {k}" for k in range(1, modules + 1)],
+            "paper (last module)",
+            "time per seed" if several else "time",
+            *(["seeds"] if several else []),
+        ]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, accuracies in comparison_rows(summary, probe):
             paper = summary["paper"].get(name)
             paper = paper.get(probe) if isinstance(paper, dict) else paper
+            spread = deviations.get(name, [None] * len(accuracies))
             cells = [
                 name,
-                *[percent(value) for value in accuracies],
+                *[_with_spread(value, deviation) for value, deviation in zip(accuracies, spread)],
                 "" if paper is None else f"{paper:.1f}",
                 _duration(seconds.get(name)),
+                *([str(seeds[name]) if name in seeds else ""] if several else []),
             ]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append(f"### {PROBE_NAMES[probe]} probe: test accuracy (%)\n\n" + "\n".join(lines))
@@ -64,6 +86,7 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     baseline = first.get("baseline", {}).get("name")
     figure, panels = plt.subplots(1, len(probes), figsize=(4.6 * len(probes) + 2.2, 3.8), dpi=120, squeeze=False)
     for axes, probe in zip(panels[0], probes):
+        deviations = spreads(summary, probe)
         if len(summary["methods"]) > 8:  # beyond the default cycle's 10 colours with random init and the baseline
             axes.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for name, accuracies in comparison_rows(summary, probe):
@@ -72,6 +95,9 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
             if name == baseline:
                 if errors[0] is not None:  # a baseline without this probe draws no line
                     axes.axhline(errors[0], color="grey", linestyle=":", label=name)
+            elif name in deviations:
+                bars = [float("nan") if value is None else 100 * value for value in deviations[name]]
+                axes.errorbar(modules, errors, yerr=bars, marker="o", label=name, capsize=0)
             else:
                 axes.plot(modules, errors, marker="o", label=name, linestyle="--" if name == "random init" else "-")
         axes.set_yscale("log")
@@ -92,13 +118,19 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
 def write_comparison(summary: dict[str, Any], folder: Path) -> str:
     """Write comparison.md and comparison.png into the folder; return the tables."""
     tables = format_comparison(summary)
+    seeds = summary["seeds"]
     (folder / "comparison.md").write_text(
-        f"# {summary['task']} comparison, budget {summary['budget']} (preset {summary['preset']}, seed "
-        f"{summary['seed']}, {summary['date']})\n\n{tables}\n\nThe paper's column is the last module's accuracy in the "
-        f"paper's setting (STL-10 / LibriSpeech-100), not this dataset's. Commands: commands.sh.\n"
+        f"# {summary['task']} comparison, budget {summary['budget']} (preset {summary['preset']}, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, {summary['date']})\n\n{tables}\n\n"
+        f"The paper's column is the last module's accuracy in the paper's setting (STL-10 / LibriSpeech-100), "
+        f"not this dataset's. Commands: commands.sh.\n"
     )
     plot_comparison(summary, folder / "comparison.png")
     return tables
+
+
+def _with_spread(value: float | None, deviation: float | None) -> str:
+    return percent(value) if deviation is None else f"{percent(value)} ± {percent(deviation)}"
 
 
 def _duration(seconds: float | None) -> str:

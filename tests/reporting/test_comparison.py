@@ -14,7 +14,7 @@ SUMMARY = {
     "task": "audio",
     "budget": "smoke",
     "preset": "speech-smoke",
-    "seed": 3,
+    "seeds": [3],
     "date": "2025-01-02",
     "paper": {
         "GIM": {"speaker": 99.4, "phone": 62.5},
@@ -25,6 +25,7 @@ SUMMARY = {
     "methods": [
         {
             "method": "GIM",
+            "seeds": [3],
             "seconds": 42.4,
             "results": {
                 "dataset": "speech-corpus",
@@ -44,6 +45,7 @@ SUMMARY = {
         },
         {
             "method": "end-to-end CPC",
+            "seeds": [3],
             "seconds": 150.0,
             "results": {
                 "dataset": "speech-corpus",
@@ -150,4 +152,29 @@ def test_a_baseline_without_one_of_the_probes_draws_no_line_in_that_panel(tmp_pa
     speaker, phone = figure.axes[:2]
     assert "log-mel" in [line.get_label() for line in speaker.get_lines()]
     assert "log-mel" not in [line.get_label() for line in phone.get_lines()]
+    pyplot.close(figure)
+
+
+def test_a_method_at_several_seeds_shows_mean_and_spread_its_seed_count_and_error_bars(tmp_path, monkeypatch):
+    seeded = copy.deepcopy(SUMMARY)
+    seeded["seeds"] = [3, 4]
+    gim = seeded["methods"][0]
+    gim["seeds"] = [3, 4]
+    gim["results"]["spread"] = [{"speaker": 0.0125, "phone": 0.05}] * 3
+    figures = []
+    monkeypatch.setattr(pyplot, "close", figures.append)
+    tables = write_comparison(seeded, tmp_path)
+    assert (
+        (tmp_path / "comparison.md")
+        .read_text()
+        .startswith("# audio comparison, budget smoke (preset speech-smoke, seeds 3, 4, 2025-01-02)")
+    )
+    speaker = tables.split("\n\n### phone")[0].splitlines()
+    assert speaker[2] == "| method | module 1 | module 2 | module 3 | paper (last module) | time per seed | seeds |"
+    assert speaker[4] == "| GIM | 50.0 ± 1.2 | 62.5 ± 1.2 | 75.0 ± 1.2 | 99.4 | 42 s | 2 |"
+    assert speaker[5] == "| end-to-end CPC | 12.5 | 25.0 |  | 97.4 | 2.5 min | 1 |"
+    assert speaker[6] == "| random init | 10.0 | 10.0 | 12.5 | 27.0 |  |  |"
+    [figure] = figures
+    bars = [child for child in figure.axes[0].containers if child.get_label() == "GIM"]
+    assert len(bars) == 1 and bars[0].has_yerr, "GIM's curve carries its spread as error bars"
     pyplot.close(figure)
