@@ -153,9 +153,9 @@ def budget_config(task: str, budget: str, root: str | None = None, device: str |
     return TASKS[task].sized_for_labels(config)
 
 
-def method_config(method: Method, base: AnyRunConfig, baselines: bool | None = None) -> AnyRunConfig:
+def method_config(method: Method, base: AnyRunConfig) -> AnyRunConfig:
     """The method's full config: trained as the method says, probed at GIM's module boundaries, with the random
-    encoder and the raw-input baseline probed once (default: next to GIM)."""
+    encoder and the raw-input baseline probed beside GIM (at each seed: a random encoder is a draw too)."""
     config = method.change(base)
     probe = replace(
         config.probe,
@@ -163,9 +163,7 @@ def method_config(method: Method, base: AnyRunConfig, baselines: bool | None = N
         if config.model.stages_per_module != base.model.stages_per_module
         else None,
     )
-    return task_of(config).with_baselines(
-        replace(config, probe=probe), method.slug == "gim" if baselines is None else baselines
-    )
+    return task_of(config).with_baselines(replace(config, probe=probe), method.slug == "gim")
 
 
 def run_name(slug: str, seed: int, budget_seed: int) -> str:
@@ -175,17 +173,31 @@ def run_name(slug: str, seed: int, budget_seed: int) -> str:
 
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The probe results of one method's seeds as one: each module's accuracy the mean over the seeds, `spread`
-    their sample standard deviation (absent for one seed); the comparison rows (random encoder, raw input) are
-    those of the first run."""
-    first = runs[0]
+    """The probe results of one method's seeds as one: each accuracy (trained modules, and the random encoder and
+    the raw input where the runs probed them) the mean over the seeds, with their sample standard deviation in
+    `spread`, `random_spread`, `baseline_spread` (absent for one seed)."""
     if len(runs) == 1:
-        return first
-    probes, modules = first["probes"], range(len(first["trained"]))
-    values = {probe: [[run["trained"][k].get(probe) for run in runs] for k in modules] for probe in probes}
-    trained = [{**first["trained"][k], **{probe: _mean(values[probe][k]) for probe in probes}} for k in modules]
-    spread = [{probe: _std(values[probe][k]) for probe in probes} for k in modules]
-    return {**first, "trained": trained, "spread": spread}
+        return runs[0]
+    probes = runs[0]["probes"]
+    trained, spread = _pool([run["trained"] for run in runs], probes)
+    result = {**runs[0], "trained": trained, "spread": spread}
+    randoms = [run["random"] for run in runs if "random" in run]
+    if len(randoms) > 1:
+        result["random"], result["random_spread"] = _pool(randoms, probes)
+    baselines = [[run["baseline"]] for run in runs if "baseline" in run]
+    if len(baselines) > 1:
+        [result["baseline"]], [result["baseline_spread"]] = _pool(baselines, probes)
+    return result
+
+
+def _pool(runs: list[list[dict[str, Any]]], probes: list[str]) -> tuple[list[dict], list[dict]]:
+    """Rows of per-module results, one list per run, as one list of means and one of standard deviations."""
+    means, spreads = [], []
+    for rows in zip(*runs):
+        values = {probe: [row.get(probe) for row in rows] for probe in probes}
+        means.append({**rows[0], **{probe: _mean(values[probe]) for probe in probes}})
+        spreads.append({probe: _std(values[probe]) for probe in probes})
+    return means, spreads
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -209,10 +221,12 @@ def reproduce(
     seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Train and probe the paper's methods (or the named slugs; "all": every method) at each seed (default: the
-    budget's) into output/<run name>/ and write the comparison there, with every method probed in `output` at
-    these seeds so far (a run probed before keeps the training time then measured)."""
+    budget's) into output/<run name>/ and write the comparison there, with every method probed in `output` at any
+    of these seeds so far (a run probed before keeps the training time then measured)."""
     base = budget_config(task, budget, root, device)
     seeds = tuple(dict.fromkeys(seeds or (base.train.seed,)))
+    if min(seeds) < 0:
+        raise GimError(f"--seeds: seeds are non-negative integers, not {min(seeds)}")
     rows_of_task = methods_of(task, budget)
     chosen = [m for m in rows_of_task if (m.paper if methods is None else "all" in methods or m.slug in methods)]
     output.mkdir(parents=True, exist_ok=True)
@@ -221,14 +235,14 @@ def reproduce(
     for method in rows_of_task:
         runs, seconds, run_seeds = [], [], []
         for seed in seeds:
-            seeded = replace(base, train=replace(base.train, seed=seed))
-            config = method_config(method, seeded, method.slug == "gim" and seed == seeds[0])
+            config = method_config(method, replace(base, train=replace(base.train, seed=seed)))
             name = run_name(method.slug, seed, base.train.seed)
             path = output / name
             probed = path / "probe.json"
             if method in chosen:
+                done = chosen.index(method) * len(seeds) + seeds.index(seed)
                 print(
-                    f"[{chosen.index(method) + 1}/{len(chosen)}] {method.name}, seed {seed}: "
+                    f"[{done + 1}/{len(chosen) * len(seeds)}] {method.name}, seed {seed}: "
                     f"{config.model.num_modules} module(s), {config.objective.name}, "
                     f"curriculum {config.train.curriculum}",
                     flush=True,

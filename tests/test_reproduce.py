@@ -186,7 +186,7 @@ def test_a_method_after_gim_trains_as_its_row_says_and_its_commands_remake_it(tm
 
 def test_several_seeds_give_each_method_the_mean_and_spread_of_its_runs_each_remade_by_its_commands(tmp_path: Path):
     """The budget's own seed keeps the method's folder (so earlier reproductions count as that seed); another seed
-    trains into <slug>-seed<N>; the baselines are probed once, beside GIM's first seed."""
+    trains into <slug>-seed<N>; the random encoder and the raw input are probed beside GIM at each seed."""
     output = tmp_path / "seeds"
     argv = ["reproduce", "vision", "--budget", "smoke", "--output", str(output), "--methods", "gim"]
     assert main([*argv, "--seeds", "2", "5"]) == 0
@@ -194,7 +194,7 @@ def test_several_seeds_give_each_method_the_mean_and_spread_of_its_runs_each_rem
     assert yaml.safe_load((output / "gim-seed5" / "config.yaml").read_text())["train"]["seed"] == 5
     accuracies = [[module["linear"] for module in run["trained"]] for run in runs]
     assert accuracies[0] != accuracies[1], "the seed changes the run"
-    assert "random" in runs[0] and "random" not in runs[1]
+    assert "random" in runs[0] and "random" in runs[1], "a random encoder at each seed"
     [row] = json.loads((output / "comparison.json").read_text())["methods"]
     assert row["seeds"] == [2, 5]
     mean = [module["linear"] for module in row["results"]["trained"]]
@@ -202,8 +202,9 @@ def test_several_seeds_give_each_method_the_mean_and_spread_of_its_runs_each_rem
     assert mean == pytest.approx([(a + b) / 2 for a, b in zip(*accuracies)])
     assert spread == pytest.approx([abs(a - b) / 2**0.5 for a, b in zip(*accuracies)]), "sample standard deviation"
     table = _table_rows((output / "comparison.md").read_text())
-    assert table["GIM"][0] == f"{100 * mean[0]:.1f} ± {100 * spread[0]:.1f}" and table["GIM"][-1] == "2"
-    assert "random init" in table
+    assert table["GIM"][0] == f"{100 * mean[0]:.1f} ± {100 * spread[0]:.1f}" and table["GIM"][-1] == "2, 5"
+    random = [(run["random"][0]["linear"]) for run in runs]
+    assert table["random init"][0] == f"{50 * sum(random):.1f} ± {100 * abs(random[0] - random[1]) / 2**0.5:.1f}"
 
     lines = (output / "commands.sh").read_text().splitlines()
     remake = lines[lines.index("# GIM, seed 5") + 1 : lines.index("# GIM, seed 5") + 3]

@@ -9,44 +9,48 @@ from typing import Any
 
 from greedy_infomax.reporting.probe_report import PROBE_NAMES, percent
 
+Row = tuple[str, list[float | None], list[float | None] | None]
+"""A table row: its name, the accuracy per module, and their standard deviation over seeds (None: one seed)."""
 
-def comparison_rows(summary: dict[str, Any], probe: str) -> list[tuple[str, list[float | None]]]:
-    """(row name, accuracy per module) for every method, then the random encoder and the raw-input baseline
-    (the same input features under every module) taken from the runs that probed them."""
+
+def comparison_rows(summary: dict[str, Any], probe: str) -> list[Row]:
+    """Every method, then the random encoder and the raw-input baseline (the same input features under every
+    module) taken from the runs that probed them."""
+
+    def column(rows: list[dict[str, Any]] | None) -> list[float | None] | None:
+        return None if rows is None else [row.get(probe) for row in rows]
+
     rows = [
-        (method["method"], [module.get(probe) for module in method["results"]["trained"]])
+        (method["method"], column(method["results"]["trained"]), column(method["results"].get("spread")))
         for method in summary["methods"]
     ]
     for method in summary["methods"]:
         results = method["results"]
         modules = len(results["trained"])
         if "random" in results:
-            rows.append(("random init", [module.get(probe) for module in results["random"]]))
+            rows.append(("random init", column(results["random"]), column(results.get("random_spread"))))
         if "baseline" in results:
-            rows.append((results["baseline"]["name"], [results["baseline"].get(probe)] * modules))
+            spread = results.get("baseline_spread")
+            rows.append(
+                (
+                    results["baseline"]["name"],
+                    [results["baseline"].get(probe)] * modules,
+                    None if spread is None else [spread.get(probe)] * modules,
+                )
+            )
     return rows
-
-
-def spreads(summary: dict[str, Any], probe: str) -> dict[str, list[float | None]]:
-    """The standard deviation over seeds of each module's accuracy, for the methods trained at several seeds."""
-    return {
-        method["method"]: [module.get(probe) for module in method["results"]["spread"]]
-        for method in summary["methods"]
-        if "spread" in method["results"]
-    }
 
 
 def format_comparison(summary: dict[str, Any]) -> str:
     """Markdown: one table per probe (accuracy %, test split), with the training time of each method (per seed)
-    and, where a method was trained at several seeds, their count."""
+    and, where a method was trained at several seeds, which."""
     first = summary["methods"][0]["results"]
     modules = len(first["trained"])
     seconds = {method["method"]: method["seconds"] for method in summary["methods"]}
-    seeds = {method["method"]: len(method["seeds"]) for method in summary["methods"]}
-    several = max(seeds.values()) > 1
+    seeds = {method["method"]: method["seeds"] for method in summary["methods"]}
+    several = max(len(runs) for runs in seeds.values()) > 1
     sections = []
     for probe in first["probes"]:
-        deviations = spreads(summary, probe)
         header = [
             "method",
             *[f"module {k}" for k in range(1, modules + 1)],
@@ -55,16 +59,15 @@ def format_comparison(summary: dict[str, Any]) -> str:
             *(["seeds"] if several else []),
         ]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for name, accuracies in comparison_rows(summary, probe):
+        for name, accuracies, spread in comparison_rows(summary, probe):
             paper = summary["paper"].get(name)
             paper = paper.get(probe) if isinstance(paper, dict) else paper
-            spread = deviations.get(name, [None] * len(accuracies))
             cells = [
                 name,
-                *[_with_spread(value, deviation) for value, deviation in zip(accuracies, spread)],
+                *[_with_spread(value, deviation) for value, deviation in zip(accuracies, spread or [None] * modules)],
                 "" if paper is None else f"{paper:.1f}",
                 _duration(seconds.get(name)),
-                *([str(seeds[name]) if name in seeds else ""] if several else []),
+                *([", ".join(map(str, seeds.get(name, [])))] if several else []),
             ]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append(f"### {PROBE_NAMES[probe]} probe: test accuracy (%)\n\n" + "\n".join(lines))
@@ -86,20 +89,21 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
     baseline = first.get("baseline", {}).get("name")
     figure, panels = plt.subplots(1, len(probes), figsize=(4.6 * len(probes) + 2.2, 3.8), dpi=120, squeeze=False)
     for axes, probe in zip(panels[0], probes):
-        deviations = spreads(summary, probe)
         if len(summary["methods"]) > 8:  # beyond the default cycle's 10 colours with random init and the baseline
             axes.set_prop_cycle(color=plt.get_cmap("tab20").colors)
-        for name, accuracies in comparison_rows(summary, probe):
-            errors = [None if value is None else 100 * (1 - value) for value in accuracies]
+        rows = comparison_rows(summary, probe)
+        for name, accuracies, spread in rows:
+            errors = [float("nan") if value is None else 100 * (1 - value) for value in accuracies]
             modules = range(1, len(errors) + 1)
+            style = {"marker": "o", "label": name, "linestyle": "--" if name == "random init" else "-"}
             if name == baseline:
-                if errors[0] is not None:  # a baseline without this probe draws no line
+                if accuracies[0] is not None:  # a baseline without this probe draws no line
                     axes.axhline(errors[0], color="grey", linestyle=":", label=name)
-            elif name in deviations:
-                bars = [float("nan") if value is None else 100 * value for value in deviations[name]]
-                axes.errorbar(modules, errors, yerr=bars, marker="o", label=name, capsize=0)
+            elif spread is not None:
+                bars = [float("nan") if value is None else 100 * value for value in spread]
+                axes.errorbar(modules, errors, yerr=bars, capsize=0, **style)
             else:
-                axes.plot(modules, errors, marker="o", label=name, linestyle="--" if name == "random init" else "-")
+                axes.plot(modules, errors, **style)
         axes.set_yscale("log")
         axes.yaxis.set_major_formatter(plain)
         axes.yaxis.set_minor_formatter(plain)
@@ -108,7 +112,11 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> None:
         axes.set_ylabel("test error (%)")
         axes.set_title(f"{PROBE_NAMES[probe]} probe")
         axes.grid(alpha=0.3, which="both")
-    panels[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    handles = dict(zip(*reversed(panels[0][-1].get_legend_handles_labels())))  # curves come before error bars
+    order = [name for name, _, _ in rows if name in handles]
+    panels[0][-1].legend(
+        [handles[name] for name in order], order, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5)
+    )
     figure.suptitle(f"{first['dataset']}, budget {summary['budget']}: every method, every module", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)

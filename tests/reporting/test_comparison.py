@@ -82,10 +82,10 @@ TABLES = """\
 
 def test_rows_are_the_methods_then_the_random_encoder_and_the_raw_input_under_every_module():
     assert comparison_rows(SUMMARY, "speaker") == [
-        ("GIM", [0.5, 0.625, 0.75]),
-        ("end-to-end CPC", [0.125, 0.25, None]),
-        ("random init", [0.1, 0.1, 0.125]),
-        ("log-mel", [0.8] * 3),
+        ("GIM", [0.5, 0.625, 0.75], None),
+        ("end-to-end CPC", [0.125, 0.25, None], None),
+        ("random init", [0.1, 0.1, 0.125], None),
+        ("log-mel", [0.8] * 3, None),
     ]
 
 
@@ -161,6 +161,8 @@ def test_a_method_at_several_seeds_shows_mean_and_spread_its_seed_count_and_erro
     gim = seeded["methods"][0]
     gim["seeds"] = [3, 4]
     gim["results"]["spread"] = [{"speaker": 0.0125, "phone": 0.05}] * 3
+    gim["results"]["random_spread"] = [{"speaker": 0.02, "phone": 0.01}] * 3
+    gim["results"]["baseline_spread"] = {"speaker": 0.0, "phone": 0.0}
     figures = []
     monkeypatch.setattr(pyplot, "close", figures.append)
     tables = write_comparison(seeded, tmp_path)
@@ -171,10 +173,15 @@ def test_a_method_at_several_seeds_shows_mean_and_spread_its_seed_count_and_erro
     )
     speaker = tables.split("\n\n### phone")[0].splitlines()
     assert speaker[2] == "| method | module 1 | module 2 | module 3 | paper (last module) | time per seed | seeds |"
-    assert speaker[4] == "| GIM | 50.0 ± 1.2 | 62.5 ± 1.2 | 75.0 ± 1.2 | 99.4 | 42 s | 2 |"
-    assert speaker[5] == "| end-to-end CPC | 12.5 | 25.0 |  | 97.4 | 2.5 min | 1 |"
-    assert speaker[6] == "| random init | 10.0 | 10.0 | 12.5 | 27.0 |  |  |"
+    assert speaker[4] == "| GIM | 50.0 ± 1.2 | 62.5 ± 1.2 | 75.0 ± 1.2 | 99.4 | 42 s | 3, 4 |"
+    assert speaker[5] == "| end-to-end CPC | 12.5 | 25.0 |  | 97.4 | 2.5 min | 3 |", "a method trained at one seed"
+    assert speaker[6] == "| random init | 10.0 ± 2.0 | 10.0 ± 2.0 | 12.5 ± 2.0 | 27.0 |  |  |"
+    assert speaker[7] == "| log-mel | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 | 17.6 |  |  |"
     [figure] = figures
-    bars = [child for child in figure.axes[0].containers if child.get_label() == "GIM"]
-    assert len(bars) == 1 and bars[0].has_yerr, "GIM's curve carries its spread as error bars"
-    pyplot.close(figure)
+    try:
+        bars = {child.get_label(): child for child in figure.axes[0].containers}
+        assert list(bars) == ["GIM", "random init"] and bars["GIM"].has_yerr, "spreads are error bars"
+        legend = [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
+        assert legend == ["GIM", "end-to-end CPC", "random init", "log-mel"], "in the table's order"
+    finally:
+        pyplot.close(figure)
