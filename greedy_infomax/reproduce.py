@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -191,24 +192,15 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _pool(runs: list[list[dict[str, Any]]], probes: list[str]) -> tuple[list[dict], list[dict]]:
-    """Rows of per-module results, one list per run, as one list of means and one of standard deviations."""
+    """Rows of per-module results, one list per run, as one list of means and one of sample standard deviations
+    (None where a run lacks the accuracy)."""
     means, spreads = [], []
     for rows in zip(*runs):
         values = {probe: [row.get(probe) for row in rows] for probe in probes}
-        means.append({**rows[0], **{probe: _mean(values[probe]) for probe in probes}})
-        spreads.append({probe: _std(values[probe]) for probe in probes})
+        known = {probe: None not in values[probe] for probe in probes}
+        means.append({**rows[0], **{p: statistics.mean(values[p]) if known[p] else None for p in probes}})
+        spreads.append({p: statistics.stdev(values[p]) if known[p] else None for p in probes})
     return means, spreads
-
-
-def _mean(values: list[float | None]) -> float | None:
-    return None if None in values else sum(values) / len(values)
-
-
-def _std(values: list[float | None]) -> float | None:
-    mean = _mean(values)
-    if mean is None:
-        return None
-    return (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5
 
 
 def reproduce(
