@@ -82,10 +82,12 @@ def _overlap(config: AnyRunConfig) -> AnyRunConfig:
     return replace(config, model=replace(config.model, overlap=1))
 
 
-def _trained_with(objective: str, whole: bool = False) -> Callable[[AnyRunConfig], AnyRunConfig]:
+def _trained_with(objective: str, cut: str = "per module") -> Callable[[AnyRunConfig], AnyRunConfig]:
+    """The objective trained per module, per module with LoCo's overlap of one stage, or end to end."""
+
     def change(config: AnyRunConfig) -> AnyRunConfig:
         config = replace(config, objective=replace(config.objective, name=objective))
-        return end_to_end(config) if whole else config
+        return {"per module": config, "overlap": _overlap(config), "end to end": end_to_end(config)}[cut]
 
     return change
 
@@ -94,17 +96,22 @@ AFTER_GIM = (
     Method("GIM, overlap 1 (LoCo)", "gim-overlap", _overlap, paper=False),
     Method("CLAPP", "clapp", _trained_with("clapp"), "clapp", paper=False),
     *(
-        Method(f"{name} {where}", slug + suffix, _trained_with(objective, whole), objective, paper=False)
+        Method(f"{name} {where}", slug + suffix, _trained_with(objective, cut), objective, paper=False)
         for name, objective, slug in (
             ("SimCLR", "simclr", "simclr"),
             ("Barlow Twins", "barlow_twins", "barlow-twins"),
             ("VICReg", "vicreg", "vicreg"),
         )
-        for where, suffix, whole in (("per module", "", False), ("end to end", "-end-to-end", True))
+        for where, suffix, cut in (
+            ("per module", "", "per module"),
+            ("per module, overlap 1 (LoCo)", "-overlap", "overlap"),
+            ("end to end", "-end-to-end", "end to end"),
+        )
     ),
 )
 """The local-learning methods after GIM, on the same encoder, budget and seed (docs/methods.md); each two-view
-objective also end to end, to see what training it per module costs."""
+objective also per module with LoCo's overlap (LoCo's own setting is a contrastive two-view loss with it) and
+end to end, to see what training it per module costs and how much of that the overlap recovers."""
 
 
 def methods_of(task: str, budget: str) -> tuple[Method, ...]:
