@@ -87,7 +87,9 @@ def _trained_with(objective: str, cut: str = "per module") -> Callable[[AnyRunCo
 
     def change(config: AnyRunConfig) -> AnyRunConfig:
         config = replace(config, objective=replace(config.objective, name=objective))
-        return {"per module": config, "overlap": _overlap(config), "end to end": end_to_end(config)}[cut]
+        if cut == "overlap":
+            return _overlap(config)
+        return end_to_end(config) if cut == "end to end" else config
 
     return change
 
