@@ -86,6 +86,9 @@ gim probe /work/runs/reproduce-vision-quick-seeds/vicreg-overlap
 # VICReg per module, overlap 1 (LoCo), seed 3
 gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-quick-seeds --name vicreg-overlap-seed3 --data.limit 20000 --model.overlap 1 --objective.name vicreg --train.seed 3 --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false
 gim probe /work/runs/reproduce-vision-quick-seeds/vicreg-overlap-seed3
+# VICReg per module, overlap 1 (LoCo), seed 4
+gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-quick-seeds --name vicreg-overlap-seed4 --data.limit 20000 --model.overlap 1 --objective.name vicreg --train.seed 4 --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false
+gim probe /work/runs/reproduce-vision-quick-seeds/vicreg-overlap-seed4
 # VICReg end to end, seed 2
 gim pretrain --preset fashion-mnist --output /work/runs/reproduce-vision-quick-seeds --name vicreg-end-to-end --data.limit 20000 --model.stages_per_module '[3]' --objective.name vicreg --probe.pool 1 --probe.knn_k 0 --probe.random_init false --probe.raw_pixels false --probe.stages_per_module '[1, 1, 1]'
 gim probe /work/runs/reproduce-vision-quick-seeds/vicreg-end-to-end
