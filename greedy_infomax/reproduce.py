@@ -82,14 +82,18 @@ def _overlap(config: AnyRunConfig) -> AnyRunConfig:
     return replace(config, model=replace(config.model, overlap=1))
 
 
-def _trained_with(objective: str, cut: str = "per module") -> Callable[[AnyRunConfig], AnyRunConfig]:
-    """The objective trained per module, per module with LoCo's overlap of one stage, or end to end."""
+def _per_module(config: AnyRunConfig) -> AnyRunConfig:
+    return config
+
+
+def _trained_with(
+    objective: str, cut: Callable[[AnyRunConfig], AnyRunConfig] = _per_module
+) -> Callable[[AnyRunConfig], AnyRunConfig]:
+    """The objective trained where `cut` places the modules' boundaries: per module (GIM's), per module with LoCo's
+    overlap of one stage (`_overlap`), or end to end (`end_to_end`)."""
 
     def change(config: AnyRunConfig) -> AnyRunConfig:
-        config = replace(config, objective=replace(config.objective, name=objective))
-        if cut == "overlap":
-            return _overlap(config)
-        return end_to_end(config) if cut == "end to end" else config
+        return cut(replace(config, objective=replace(config.objective, name=objective)))
 
     return change
 
@@ -105,9 +109,9 @@ AFTER_GIM = (
             ("VICReg", "vicreg", "vicreg"),
         )
         for where, suffix, cut in (
-            ("per module", "", "per module"),
-            ("per module, overlap 1 (LoCo)", "-overlap", "overlap"),
-            ("end to end", "-end-to-end", "end to end"),
+            ("per module", "", _per_module),
+            ("per module, overlap 1 (LoCo)", "-overlap", _overlap),
+            ("end to end", "-end-to-end", end_to_end),
         )
     ),
 )
