@@ -25,23 +25,17 @@ class BarlowTwins(nn.Module):
         hidden_dim: width of the hidden layer of the module's own projector.
         projection_dim: D, the width of its projections; None: 512 (the paper's is 8192, for a 2048-wide
             ResNet-50; a module here is far narrower).
-        decoder_layers: 3x3 convolutions of the projector's decoder over the grid before pooling (0: none).
     """
 
     views = 2  # rows b and B + b of a batch are two augmented views of image b (data/views.py)
     eps = 1e-5
 
     def __init__(
-        self,
-        channels: int,
-        off_diagonal_weight: float = 5e-3,
-        hidden_dim: int = 512,
-        projection_dim: int | None = None,
-        decoder_layers: int = 0,
+        self, channels: int, off_diagonal_weight: float = 5e-3, hidden_dim: int = 512, projection_dim: int | None = None
     ) -> None:
         super().__init__()
         self.off_diagonal_weight = off_diagonal_weight
-        self.projector = Projector(channels, hidden_dim, projection_dim or 512, decoder_layers)
+        self.projector = Projector(channels, hidden_dim, projection_dim or 512)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Args: z (2B, C, *positions), rows [0, B) view 1 and [B, 2B) view 2; labels are unused."""

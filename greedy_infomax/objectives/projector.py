@@ -9,7 +9,7 @@ from greedy_infomax.errors import GimError
 
 
 class Projector(nn.Module):
-    """p = W_2 relu(BN(W_1 mean_p d(z))) + b_2, returned as (view 1, view 2) = (rows [0, B), rows [B, 2B)).
+    """p = W_2 relu(BN(W_1 mean_p z)) + b_2, returned as (view 1, view 2) = (rows [0, B), rows [B, 2B)).
 
     A module trained with a two-view objective receives 2B rows: rows b and B + b are two augmentations of image b.
     Its output z is averaged over its positions (grid cells, time steps; none for (2B, C) vectors) and passed
@@ -19,27 +19,14 @@ class Projector(nn.Module):
     bias, which the normalisation would subtract again); the encoder itself stays free of BatchNorm. The projections
     are returned in float32, so a bf16 module still computes its loss in full precision.
 
-    d is the identity, or a decoder of 3x3 convolutions (C to C, each followed by ReLU) over a grid z (2B, C, H, W)
-    before the pooling: LoCo (Xiong et al. 2020) explains its overlap as a deeper decoder for each local loss, so
-    the module's own output need not be the invariant one; the decoder tests that explanation without sharing any
-    stage.
-
     Args:
         channels: C of the module's output z (2B, C, *positions).
         hidden_dim: width of the hidden layer.
         projection_dim: D, the width of each projection.
-        decoder_layers: convolutions of d (0: none).
     """
 
-    def __init__(self, channels: int, hidden_dim: int, projection_dim: int, decoder_layers: int = 0) -> None:
+    def __init__(self, channels: int, hidden_dim: int, projection_dim: int) -> None:
         super().__init__()
-        self.decoder = nn.Sequential(
-            *(
-                layer
-                for _ in range(decoder_layers)
-                for layer in (nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
-            )
-        )
         self.mlp = nn.Sequential(
             nn.Linear(channels, hidden_dim, bias=False),
             nn.BatchNorm1d(hidden_dim),
@@ -54,9 +41,5 @@ class Projector(nn.Module):
                 f"a two-view objective needs a batch of 2B rows, B >= 2 images in two views each "
                 f"(rows [0, B) view 1, [B, 2B) view 2), got {z.shape[0]} rows"
             )
-        if len(self.decoder):
-            if z.ndim != 4:
-                raise GimError(f"the projector's decoder convolves a grid (2B, C, H, W), got shape {tuple(z.shape)}")
-            z = self.decoder(z)
         pooled = z.flatten(2).mean(2) if z.ndim > 2 else z  # (2B, C)
         return self.mlp(pooled).float().chunk(2)  # (B, D) each

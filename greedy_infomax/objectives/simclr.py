@@ -22,24 +22,18 @@ class SimCLR(nn.Module):
         temperature: tau.
         hidden_dim: width of the hidden layer of the module's own projector.
         projection_dim: D, the width of its projections; None: 128, SimCLR's.
-        decoder_layers: 3x3 convolutions of the projector's decoder over the grid before pooling (0: none).
     """
 
     views = 2  # rows b and B + b of a batch are two augmented views of image b (data/views.py)
 
     def __init__(
-        self,
-        channels: int,
-        temperature: float = 0.5,
-        hidden_dim: int = 512,
-        projection_dim: int | None = None,
-        decoder_layers: int = 0,
+        self, channels: int, temperature: float = 0.5, hidden_dim: int = 512, projection_dim: int | None = None
     ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"SimCLR needs a positive temperature, got {temperature}")
         self.temperature = temperature
-        self.projector = Projector(channels, hidden_dim, projection_dim or 128, decoder_layers)
+        self.projector = Projector(channels, hidden_dim, projection_dim or 128)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Args: z (2B, C, *positions), rows [0, B) view 1 and [B, 2B) view 2; labels are unused."""

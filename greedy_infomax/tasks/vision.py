@@ -195,9 +195,6 @@ class ObjectiveConfig:
     projection_dim: int | None = None
     """simclr, barlow_twins, vicreg: width of the projections the loss scores; None: the objective's own (simclr
     128, as SimCLR; barlow_twins and vicreg 512, their papers' 8192 scaled to these narrower modules)."""
-    decoder_layers: int = 0
-    """simclr, barlow_twins, vicreg: 3x3 convolutions (each with ReLU) over each module's patch grid before its
-    projector pools it: a deeper decoder for the local loss, which LoCo names as why its overlap works."""
 
     def __post_init__(self) -> None:
         require(self.name in OBJECTIVES, "objective.name", f"must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
@@ -210,7 +207,6 @@ class ObjectiveConfig:
         for option in ("off_diagonal_weight", "invariance_weight", "variance_weight", "covariance_weight"):
             require(getattr(self, option) >= 0, f"objective.{option}", f"must be >= 0, got {getattr(self, option)}")
         require(self.hidden_dim > 0, "objective.hidden_dim", f"must be positive, got {self.hidden_dim}")
-        require(self.decoder_layers >= 0, "objective.decoder_layers", f"must be >= 0, got {self.decoder_layers}")
         require(
             self.projection_dim is None or self.projection_dim > 0,
             "objective.projection_dim",

@@ -11,11 +11,9 @@ from greedy_infomax.objectives import BarlowTwins, SimCLR, VICReg
 TWO_VIEW = [SimCLR, BarlowTwins, VICReg]
 
 
-def objective_and_views(
-    cls: type, B: int = 6, C: int = 5, decoder_layers: int = 0
-) -> tuple[torch.nn.Module, torch.Tensor]:
+def objective_and_views(cls: type, B: int = 6, C: int = 5) -> tuple[torch.nn.Module, torch.Tensor]:
     torch.manual_seed(0)
-    return cls(C, hidden_dim=16, projection_dim=8, decoder_layers=decoder_layers), torch.randn(2 * B, C, 3, 3)
+    return cls(C, hidden_dim=16, projection_dim=8), torch.randn(2 * B, C, 3, 3)
 
 
 @pytest.mark.parametrize("cls", TWO_VIEW)
@@ -46,10 +44,9 @@ def test_two_views_of_the_same_image_cost_less_than_views_of_different_images(cl
     assert matched < mismatched
 
 
-@pytest.mark.parametrize("decoder_layers", [0, 2])
 @pytest.mark.parametrize("cls", TWO_VIEW)
-def test_gradients_reach_the_module_and_every_parameter_of_the_head(cls, decoder_layers):
-    objective, z = objective_and_views(cls, decoder_layers=decoder_layers)
+def test_gradients_reach_the_module_and_every_parameter_of_the_head(cls):
+    objective, z = objective_and_views(cls)
     z.requires_grad_(True)
     objective(z).backward()
     assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0

@@ -154,17 +154,12 @@ def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives()
         ),
         ("speech-smoke", "supervised", SpeechSupervised, {"num_speakers": 251, "num_phones": 41, "targets": "both"}),
         ("smoke", "clapp", CLAPP2d, {"prediction_steps": 2, "skip_steps": 1}),
-        (
-            "smoke",
-            "simclr",
-            SimCLR,
-            {"temperature": 0.5, "hidden_dim": 512, "projection_dim": None, "decoder_layers": 0},
-        ),
+        ("smoke", "simclr", SimCLR, {"temperature": 0.5, "hidden_dim": 512, "projection_dim": None}),
         (
             "smoke",
             "barlow_twins",
             BarlowTwins,
-            {"off_diagonal_weight": 5e-3, "hidden_dim": 512, "projection_dim": None, "decoder_layers": 0},
+            {"off_diagonal_weight": 5e-3, "hidden_dim": 512, "projection_dim": None},
         ),
         (
             "smoke",
@@ -176,7 +171,6 @@ def test_an_unknown_objective_is_a_one_line_error_listing_the_tasks_objectives()
                 "covariance_weight": 1.0,
                 "hidden_dim": 512,
                 "projection_dim": None,
-                "decoder_layers": 0,
             },
         ),
         ("speech-smoke", "clapp", CLAPP1d, {"prediction_steps": 3, "subsample": True, "subsample_window": 32}),

@@ -281,7 +281,6 @@ def test_a_two_view_objective_is_validated_on_two_views_drawn_alike_every_epoch(
         ("variance_weight", -1.0, "objective.variance_weight: must be >= 0, got -1.0"),
         ("hidden_dim", 0, "objective.hidden_dim: must be positive, got 0"),
         ("projection_dim", 0, "objective.projection_dim: must be positive (or None: the objective's own), got 0"),
-        ("decoder_layers", -1, "objective.decoder_layers: must be >= 0, got -1"),
     ],
 )
 def test_a_bad_objective_option_is_a_one_line_error_naming_it(option, value, message):
@@ -298,16 +297,6 @@ def test_projection_dim_none_gives_each_objective_its_own_width(projection_dim, 
     ]
     assert [module.objective.projector.mlp[-1].out_features for module in built] == widths
     assert all(module.objective.projector.mlp[0].out_features == 8 for module in built)
-
-
-def test_decoder_layers_give_every_module_that_many_convolutions_over_its_own_channels():
-    config = _with_objective("vicreg", decoder_layers=2, hidden_dim=8)
-    convolutions = [
-        [layer for layer in module.objective.projector.decoder if isinstance(layer, torch.nn.Conv2d)]
-        for module in TASK.build_modules(config, 1)
-    ]
-    assert [len(layers) for layers in convolutions] == [2] * config.model.num_modules
-    assert [layers[0].in_channels for layers in convolutions] == [layers[-1].out_channels for layers in convolutions]
 
 
 @pytest.mark.parametrize(("name", "refused"), [("infonce_2d", True), ("clapp", True), ("simclr", False)])
