@@ -49,6 +49,10 @@ class Method:
         return self.objective is None or self.objective in TASKS[task].objectives
 
 
+def _per_module(config: AnyRunConfig) -> AnyRunConfig:
+    return config
+
+
 def _sequential(config: AnyRunConfig) -> AnyRunConfig:
     return replace(config, train=replace(config.train, curriculum="sequential"))
 
@@ -69,7 +73,7 @@ SUPERVISED = (_greedy_supervised, _supervised)
 
 
 METHODS = (
-    Method("GIM", "gim", lambda config: config),
+    Method("GIM", "gim", _per_module),
     Method("GIM, sequential curriculum", "gim-sequential", _sequential),
     Method("end-to-end CPC", "cpc", _cpc),
     Method("greedy supervised", "greedy-supervised", _greedy_supervised),
@@ -80,10 +84,6 @@ METHODS = (
 
 def _overlap(config: AnyRunConfig) -> AnyRunConfig:
     return replace(config, model=replace(config.model, overlap=1))
-
-
-def _per_module(config: AnyRunConfig) -> AnyRunConfig:
-    return config
 
 
 def _trained_with(
