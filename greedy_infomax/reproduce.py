@@ -158,12 +158,14 @@ def all_slugs() -> tuple[str, ...]:
 
 
 def budget_config(task: str, budget: str, root: str | None = None, device: str | None = None) -> AnyRunConfig:
-    """The GIM config of a budget: its preset, with the data folder and device given, sized for the data's labels."""
+    """The GIM config of a budget: its preset, with the data folder and device given, sized for the data's labels
+    (data that can be made offline, the speech corpus, is made first if missing, as `gim pretrain` makes it)."""
     config = TASKS[task].budget_config(budget)
     if root is not None:
         config = replace(config, data=replace(config.data, root=root))
     if device is not None:
         config = replace(config, train=replace(config.train, device=device))
+    TASKS[task].prepare_data(config)
     return TASKS[task].sized_for_labels(config)
 
 

@@ -14,10 +14,12 @@ import yaml
 
 from greedy_infomax.cli import main
 from greedy_infomax.config import end_to_end
+from greedy_infomax.data.speech_corpus import generate_speech_corpus
 from greedy_infomax.evaluation.features import frozen_pass
 from greedy_infomax.models import copy_stages
 from greedy_infomax.reproduce import METHODS
 from greedy_infomax.tasks import PRESETS, prepare_modules, task_of
+from greedy_infomax.tasks import audio as audio_task
 
 ROWS = [method.name for method in METHODS]
 
@@ -82,9 +84,16 @@ def test_vision_smoke_writes_every_method_and_its_commands_remake_a_row(tmp_path
 
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival (./setup.sh installs it as root)")
-def test_audio_smoke_writes_speaker_and_phone_tables(tmp_path: Path):
+def test_audio_smoke_generates_its_corpus_and_writes_speaker_and_phone_tables(tmp_path: Path, monkeypatch):
+    """The corpus is missing, so the reproduction makes it first, as `gim pretrain` would (3 speakers here)."""
+    made = []
+
+    def small_corpus(root: Path) -> Path:
+        made.append(root)
+        return generate_speech_corpus(root, num_speakers=3, utterances_per_speaker=4)
+
+    monkeypatch.setattr(audio_task, "generate_speech_corpus", small_corpus)
     root = tmp_path / "speech"
-    assert main(["data", "speech-corpus", "--root", str(root), "--speakers", "3", "--utterances", "4"]) == 0
     output = tmp_path / "audio"
     assert main(["reproduce", "audio", "--budget", "smoke", "--root", str(root), "--output", str(output)]) == 0
     summary = json.loads((output / "comparison.json").read_text())
@@ -96,6 +105,7 @@ def test_audio_smoke_writes_speaker_and_phone_tables(tmp_path: Path):
     assert set(_table_rows(markdown)) == set(ROWS) | {"random init", "log-mel"}
     supervised = json.loads((output / "greedy-supervised" / "config.yaml").with_name("probe.json").read_text())
     assert supervised["method"] == "greedy supervised (6 modules)"
+    assert made == [root]
 
 
 def test_an_interrupted_method_reports_the_time_of_all_its_attempts(tmp_path: Path, monkeypatch, capsys):
