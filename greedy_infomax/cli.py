@@ -460,7 +460,8 @@ def cmd_reproduce(args: Namespace) -> int:
             f"{stopped}; continue with the same gim reproduce command, which keeps what {output} holds",
         ) from None
     print((output / "comparison.md").read_text())
-    print(f"written: {output / 'comparison.md'}, {output / 'comparison.png'}, {output / 'commands.sh'}")
+    files = ("comparison.md", "comparison.png", "comparison.json", "commands.sh")
+    print(f"written: {', '.join(str(output / name) for name in files)}")
     return 0
 
 
